@@ -1,0 +1,36 @@
+# blindmatch developer entry points. Every target creates .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test test-slow serve bench lint fuzz clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip >/dev/null
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/blindmatch sim run --quick --out runs/quick
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow -q
+
+serve: $(STAMP)
+	test -d runs/demo-set || $(VENV)/bin/blindmatch demo --out runs/demo-set --build-only
+	$(VENV)/bin/blindmatch serve --db runs/demo-set --host 127.0.0.1 --port 8000
+
+bench: $(STAMP)
+	$(VENV)/bin/blindmatch bench --suite all --out runs/bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check protocol client
+	$(VENV)/bin/mypy protocol client
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,265 @@
+"""The one small interface every private-set-membership protocol implements.
+
+Why this shape (after ThreatExchange's ``SignalType``): the server, the CLI, the
+simulator and the benchmarks never special-case a protocol. Each protocol module
+defines one ``Protocol`` subclass that declares its properties and leakage and
+builds a ``ServerHalf`` (a list of HTTP-agnostic ``Endpoint`` handlers over bytes)
+and a ``ClientHalf`` (which talks to those endpoints through a ``Transport``).
+The same halves run in-process (``LocalTransport``) or over real HTTP
+(``blindmatch.client.HttpTransport``), and byte counts come from the transport,
+so reported bandwidth is what actually crossed the wire.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import BodyTooLargeError, UnknownProtocolError
+from .hashes import HashAlgo, HashSet, HashValue
+
+__all__ = [
+    "REGISTRY",
+    "ClientHalf",
+    "Endpoint",
+    "Learner",
+    "Leakage",
+    "LocalTransport",
+    "Matching",
+    "Protocol",
+    "Query",
+    "Reply",
+    "Request",
+    "ScanResult",
+    "ServerHalf",
+    "Transport",
+    "TransportReply",
+    "get_protocol",
+    "register",
+]
+
+
+class Learner(enum.Enum):
+    """Which party learns the match verdict."""
+
+    NOBODY = "nobody"
+    CLIENT = "client"
+    SERVER = "server"
+    CLIENT_OR_SERVER = "client-or-server"  # chosen per query (mode)
+
+
+class Matching(enum.Enum):
+    EXACT = "exact"
+    FUZZY = "fuzzy"
+
+
+@dataclass(frozen=True)
+class Leakage:
+    """What each party learns, in plain words; collected in docs/threat-model.md."""
+
+    client: tuple[str, ...]
+    server: tuple[str, ...]
+    network: tuple[str, ...]
+    server_sees_hash: bool
+    client_sees_set: bool
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an endpoint handler receives: raw body, lower-cased headers, caller id."""
+
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    client_id: str = "local"
+
+
+@dataclass(frozen=True)
+class Reply:
+    body: bytes
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    media_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route under ``/v1/<protocol>/<path>``."""
+
+    method: str
+    path: str
+    handler: Callable[[Request], Reply]
+    max_body: int = 64 * 1024
+    rate_limited: bool = False
+    admin: bool = False
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class TransportReply:
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+
+class Transport(ABC):
+    """Carries bytes between a client half and a server half and counts them."""
+
+    def __init__(self) -> None:
+        self.bytes_up = 0
+        self.bytes_down = 0
+
+    @abstractmethod
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> TransportReply:
+        """Send one request; ``path`` is relative to ``/v1/<protocol>/``."""
+
+    def get(self, path: str, headers: Mapping[str, str] | None = None) -> TransportReply:
+        return self.request("GET", path, b"", headers)
+
+    def post(self, path: str, body: bytes) -> TransportReply:
+        return self.request("POST", path, body)
+
+    def reset_counters(self) -> None:
+        self.bytes_up = 0
+        self.bytes_down = 0
+
+
+class LocalTransport(Transport):
+    """In-process transport: calls the server half's handlers directly.
+
+    Counts only message bodies (no HTTP headers); ``HttpTransport`` counts the
+    bodies too, so the two agree and HTTP overhead is reported separately.
+    """
+
+    def __init__(self, server: ServerHalf, client_id: str = "local") -> None:
+        super().__init__()
+        self._routes = {(e.method, e.path): e for e in server.endpoints()}
+        self._client_id = client_id
+
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> TransportReply:
+        ep = self._routes.get((method, path))
+        if ep is None:
+            raise UnknownProtocolError(f"no endpoint {method} {path}")
+        if len(body) > ep.max_body:
+            raise BodyTooLargeError(f"{len(body)} bytes > {ep.max_body}")
+        self.bytes_up += len(body)
+        hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+        rep = ep.handler(Request(body=body, headers=hdrs, client_id=self._client_id))
+        self.bytes_down += len(rep.body)
+        return TransportReply(rep.status, rep.body, dict(rep.headers))
+
+
+@dataclass(frozen=True)
+class Query:
+    """One item to scan: its hash, plus what fuzzy/robust protocols may use."""
+
+    hash: HashValue
+    float_values: Sequence[float] | None = None  # PDQ pre-quantisation values
+    quality: int | None = None
+    account: str | None = None
+    associated_data: bytes = b""
+
+
+@dataclass
+class ScanResult:
+    """The client's view of one scan. ``matched`` is None when the client cannot know."""
+
+    matched: bool | None
+    distance: int | None = None
+    bytes_up: int = 0
+    bytes_down: int = 0
+    crypto_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ServerHalf(ABC):
+    """A protocol's server: owns keys and prepared artefacts, exposes endpoints."""
+
+    @abstractmethod
+    def endpoints(self) -> Sequence[Endpoint]:
+        """The routes this protocol serves."""
+
+    @abstractmethod
+    def setup_bytes(self) -> int:
+        """Bytes a new client must download once before its first query."""
+
+    def close(self) -> None:
+        """Release resources (worker pools, database handles)."""
+
+
+class ClientHalf(ABC):
+    """A protocol's client: hides the hash and interprets the server's answers."""
+
+    @abstractmethod
+    def scan(self, query: Query, transport: Transport) -> ScanResult:
+        """Run one membership query end to end."""
+
+    def scan_many(self, queries: Sequence[Query], transport: Transport) -> list[ScanResult]:
+        """Batch entry point; protocols that can batch override it."""
+        return [self.scan(q, transport) for q in queries]
+
+
+class Protocol(ABC):
+    """Registry entry: declared properties plus factories for both halves."""
+
+    name: ClassVar[str]
+    protocol_id: ClassVar[int]
+    learner: ClassVar[Learner]
+    matching: ClassVar[Matching]
+    leakage: ClassVar[Leakage]
+    private: ClassVar[bool] = True
+    supported_algos: ClassVar[tuple[str, ...]] = ("pdq", "phash", "dhash", "sha256")
+
+    @abstractmethod
+    def open_server(
+        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
+    ) -> ServerHalf:
+        """Load or create keys and artefacts under ``state_dir`` and serve ``hashes``."""
+
+    @abstractmethod
+    def new_client(
+        self, algo: HashAlgo, cache_dir: Path | None = None, options: Mapping[str, Any] | None = None
+    ) -> ClientHalf:
+        """A client for sets of ``algo`` hashes; ``cache_dir`` keeps one-time downloads."""
+
+    @abstractmethod
+    def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
+        """Predicted one-time client download for a set of ``set_size`` hashes."""
+
+
+REGISTRY: dict[str, Protocol] = {}
+
+
+def register(proto: Protocol) -> Protocol:
+    """Add a protocol; names and ids must be unique."""
+    for attr in ("name", "protocol_id", "learner", "matching", "leakage"):
+        if not hasattr(proto, attr):
+            raise TypeError(f"{type(proto).__name__} lacks declared property {attr!r}")
+    if proto.name in REGISTRY:
+        raise ValueError(f"protocol name {proto.name!r} registered twice")
+    if any(p.protocol_id == proto.protocol_id for p in REGISTRY.values()):
+        raise ValueError(f"protocol id {proto.protocol_id} registered twice")
+    REGISTRY[proto.name] = proto
+    return proto
+
+
+def get_protocol(name: str) -> Protocol:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownProtocolError(
+            f"unknown protocol {name!r}; registered: {sorted(REGISTRY)}"
+        ) from None
+
+
+def elapsed_ms(t0: float) -> float:
+    """Milliseconds since ``t0`` (a ``time.perf_counter()`` reading)."""
+    return (time.perf_counter() - t0) * 1000.0

@@ -1,0 +1,212 @@
+"""One exception tree for the whole library; edges (HTTP, CLI) map it to codes.
+
+Why one root: the FastAPI handler and the CLI each catch ``BlindmatchError`` once
+and turn ``code`` into a 4xx body or an exit line. Cryptographic failures carry
+no detail that would help an attacker (no "which byte", no "which proof").
+
+::
+
+    BlindmatchError
+     ├── DecodeError (ValueError)            malformed bytes on the wire
+     │    ├── UnknownVersionError            byte 0 is not a version we speak
+     │    ├── WrongProtocolError             suite/protocol id mismatch
+     │    ├── LengthError                    truncated or extra bytes
+     │    └── DeserializeError               RFC 9497: not a valid group element
+     ├── InputError (ValueError)             a well-formed but unusable request
+     │    ├── InvalidInputError              RFC 9497: input maps to identity
+     │    ├── EmptySetError                  a set with no hashes
+     │    ├── UnknownEpochError              key epoch not (or no longer) served
+     │    ├── UnknownProtocolError           name not in the registry
+     │    └── BadHashError                   hex hash of the wrong length/alphabet
+     ├── ImageError (ValueError)             an image file we refuse to hash
+     │    ├── UnreadableImageError           corrupt, truncated, zero-byte, not an image
+     │    └── ImageTooLargeError             decompression-bomb guard
+     ├── CryptoError                         verification failed (no detail)
+     │    ├── VerifyError                    RFC 9497: DLEQ proof rejected
+     │    ├── InverseError                   RFC 9497: blind has no inverse
+     │    ├── SignatureError                 manifest signature rejected
+     │    └── DigestMismatchError            downloaded artefact != manifest digest
+     ├── LimitError                          a configured limit was hit
+     │    ├── BodyTooLargeError   (413)
+     │    ├── BatchTooLargeError  (413)
+     │    └── RateLimitedError    (429)
+     ├── StoreError                          persistent state unusable
+     │    ├── CorruptStoreError              set dir / key file damaged (names the file)
+     │    ├── InsecureKeyFileError           key file group/world readable
+     │    └── StorageUnavailableError (503)  write failed (disk full, I/O)
+     └── ParameterError                      HE/protocol parameters cannot run the circuit
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadHashError",
+    "BatchTooLargeError",
+    "BlindmatchError",
+    "BodyTooLargeError",
+    "CorruptStoreError",
+    "CryptoError",
+    "DecodeError",
+    "DeserializeError",
+    "DigestMismatchError",
+    "EmptySetError",
+    "ImageError",
+    "ImageTooLargeError",
+    "InputError",
+    "InsecureKeyFileError",
+    "InvalidInputError",
+    "InverseError",
+    "LengthError",
+    "LimitError",
+    "ParameterError",
+    "RateLimitedError",
+    "SignatureError",
+    "StorageUnavailableError",
+    "StoreError",
+    "UnknownEpochError",
+    "UnknownProtocolError",
+    "UnknownVersionError",
+    "UnreadableImageError",
+    "VerifyError",
+    "WrongProtocolError",
+]
+
+
+class BlindmatchError(Exception):
+    """Root of every error the library raises on purpose."""
+
+    code: str = "error"
+    http_status: int = 400
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail or self.code
+
+
+class DecodeError(BlindmatchError, ValueError):
+    code = "decode_error"
+
+
+class UnknownVersionError(DecodeError):
+    code = "unknown_version"
+
+
+class WrongProtocolError(DecodeError):
+    code = "wrong_protocol"
+
+
+class LengthError(DecodeError):
+    code = "bad_length"
+
+
+class DeserializeError(DecodeError):
+    """RFC 9497 §2.1: the bytes are not a canonical, non-identity element."""
+
+    code = "deserialize_error"
+
+
+class InputError(BlindmatchError, ValueError):
+    code = "bad_input"
+
+
+class InvalidInputError(InputError):
+    """RFC 9497: the input hashes to the identity element."""
+
+    code = "invalid_input"
+
+
+class EmptySetError(InputError):
+    code = "empty_set"
+
+
+class UnknownEpochError(InputError):
+    code = "unknown_epoch"
+
+
+class UnknownProtocolError(InputError):
+    code = "unknown_protocol"
+    http_status = 404
+
+
+class BadHashError(InputError):
+    code = "bad_hash"
+
+
+class ImageError(BlindmatchError, ValueError):
+    code = "bad_image"
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path = path
+
+
+class UnreadableImageError(ImageError):
+    code = "unreadable_image"
+
+
+class ImageTooLargeError(ImageError):
+    code = "image_too_large"
+
+
+class CryptoError(BlindmatchError):
+    code = "crypto_error"
+
+
+class VerifyError(CryptoError):
+    code = "verify_error"
+
+
+class InverseError(CryptoError):
+    code = "inverse_error"
+
+
+class SignatureError(CryptoError):
+    code = "bad_signature"
+
+
+class DigestMismatchError(CryptoError):
+    code = "digest_mismatch"
+
+
+class LimitError(BlindmatchError):
+    code = "limit"
+    http_status = 413
+
+
+class BodyTooLargeError(LimitError):
+    code = "body_too_large"
+
+
+class BatchTooLargeError(LimitError):
+    code = "batch_too_large"
+
+
+class RateLimitedError(LimitError):
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, retry_after: float, detail: str = "") -> None:
+        super().__init__(detail or f"retry after {retry_after:.2f}s")
+        self.retry_after = retry_after
+
+
+class StoreError(BlindmatchError):
+    code = "store_error"
+    http_status = 500
+
+
+class CorruptStoreError(StoreError):
+    code = "corrupt_store"
+
+
+class InsecureKeyFileError(StoreError):
+    code = "insecure_key_file"
+
+
+class StorageUnavailableError(StoreError):
+    code = "storage_unavailable"
+    http_status = 503
+
+
+class ParameterError(BlindmatchError):
+    code = "bad_parameters"
