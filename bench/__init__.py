@@ -1,1 +1,1 @@
-"""placeholder, filled below."""
+"""Benchmarks: every protocol against its peer and its physical bound."""

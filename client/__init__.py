@@ -1,1 +1,33 @@
-"""placeholder, filled below."""
+"""The client-side matcher: decode, hash, then run a protocol's client half.
+
+Public API: hashing (``hash_file``, ``hash_bytes``, ``hash_image``), image
+decoding (``load_image``, ``decode_image``), the Hamming index and hash value
+types (re-exported from the protocol layer, where they live to avoid cycles),
+and ``HttpTransport`` for talking to a blindmatch server.
+"""
+
+from blindmatch.protocol import ALGOS, HammingIndex, HashAlgo, HashSet, HashValue, get_algo
+
+from .hashers import PDQ_MIN_QUALITY, HashedImage, hash_bytes, hash_file, hash_image
+from .images import MAX_PIXELS, decode_image, load_image, to_rgb
+from .transport import HttpTransport, ServerError
+
+__all__ = [
+    "ALGOS",
+    "MAX_PIXELS",
+    "PDQ_MIN_QUALITY",
+    "HammingIndex",
+    "HashAlgo",
+    "HashSet",
+    "HashValue",
+    "HashedImage",
+    "HttpTransport",
+    "ServerError",
+    "decode_image",
+    "get_algo",
+    "hash_bytes",
+    "hash_file",
+    "hash_image",
+    "load_image",
+    "to_rgb",
+]

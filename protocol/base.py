@@ -97,6 +97,7 @@ class Endpoint:
     rate_limited: bool = False
     admin: bool = False
     summary: str = ""
+    cost: Callable[[bytes], int] | None = None  # rate-limit tokens per call (e.g. batch size)
 
 
 @dataclass(frozen=True)

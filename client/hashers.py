@@ -1,0 +1,112 @@
+"""Perceptual and exact hashers: PDQ (default), pHash, dHash, SHA-256.
+
+PDQ follows the reference tool: inputs larger than 512 px are downscaled first
+(which also makes hashing ~10× faster), quality is reported, and by default a
+hash of quality < 50 is not matched (Meta's guidance: such images are too flat
+for a meaningful hash). pHash/dHash come from ``imagehash``; SHA-256 is over the
+file bytes, for exact-file matching.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import numpy.typing as npt
+import pdqhash
+from PIL import Image
+
+from blindmatch.protocol import HashAlgo, HashValue, get_algo
+
+from .images import PDQ_MAX_SIDE, decode_image, load_image
+
+__all__ = [
+    "PDQ_MIN_QUALITY",
+    "HashedImage",
+    "hash_bytes",
+    "hash_file",
+    "hash_image",
+]
+
+PDQ_MIN_QUALITY = 50
+
+
+@dataclass(frozen=True)
+class HashedImage:
+    """A hash plus what robust matching needs (PDQ quality and float values)."""
+
+    hash: HashValue
+    quality: int | None = None
+    float_values: tuple[float, ...] | None = field(default=None, repr=False)
+    dihedral: tuple[HashValue, ...] | None = field(default=None, repr=False)
+
+    @property
+    def algo(self) -> HashAlgo:
+        return self.hash.algo
+
+    def matchable(self, min_quality: int = PDQ_MIN_QUALITY) -> bool:
+        return self.quality is None or self.quality >= min_quality
+
+
+def _pdq_input(img: Image.Image) -> npt.NDArray[np.uint8]:
+    if max(img.size) > PDQ_MAX_SIDE:
+        img = img.copy()
+        img.thumbnail((PDQ_MAX_SIDE, PDQ_MAX_SIDE), Image.Resampling.LANCZOS)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def hash_image(img: Image.Image, algo: str = "pdq", dihedral: bool = False) -> HashedImage:
+    """Hash an already-decoded image (SHA-256 is not defined here: it needs file bytes)."""
+    a = get_algo(algo)
+    if a.name == "pdq":
+        arr = _pdq_input(img)
+        floats, quality = pdqhash.compute_float(arr)
+        med = float(np.median(floats))
+        bits = (floats > med).astype(np.uint8)
+        hv = a.from_bits(bits)
+        dih = None
+        if dihedral:
+            hashes, _ = pdqhash.compute_dihedral(arr)
+            dih = tuple(a.from_bits(h) for h in hashes)
+        return HashedImage(hv, int(quality), tuple(float(x) for x in floats), dih)
+    if a.name in ("phash", "dhash"):
+        fn = imagehash.phash if a.name == "phash" else imagehash.dhash
+        hv = a.from_bits(fn(img).hash.reshape(-1).astype(np.uint8))
+        dih = None
+        if dihedral:
+            dih = tuple(
+                a.from_bits(fn(_dihedral(img, k)).hash.reshape(-1).astype(np.uint8))
+                for k in range(8)
+            )
+        return HashedImage(hv, None, None, dih)
+    raise ValueError("sha256 hashes file bytes; use hash_bytes or hash_file")
+
+
+def _dihedral(img: Image.Image, k: int) -> Image.Image:
+    out = img.rotate(90 * (k % 4), expand=True)
+    return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if k >= 4 else out
+
+
+def hash_bytes(data: bytes, algo: str = "pdq", name: str = "<bytes>", dihedral: bool = False) -> HashedImage:
+    """Hash encoded image bytes (or, for SHA-256, any bytes)."""
+    a = get_algo(algo)
+    if a.name == "sha256":
+        return HashedImage(a.from_bytes(hashlib.sha256(data).digest()))
+    return hash_image(decode_image(data, name), algo, dihedral)
+
+
+def hash_file(path: str | Path, algo: str = "pdq", dihedral: bool = False) -> HashedImage:
+    """Hash a file on disk; raises a typed ``ImageError`` naming the path."""
+    a = get_algo(algo)
+    if a.name == "sha256":
+        p = Path(path)
+        try:
+            return hash_bytes(p.read_bytes(), "sha256", str(p))
+        except OSError as e:
+            from blindmatch.protocol import UnreadableImageError
+
+            raise UnreadableImageError(str(p), f"cannot read file ({e.strerror})") from None
+    return hash_image(load_image(path), algo, dihedral)

@@ -1,0 +1,97 @@
+"""A real uvicorn server on 127.0.0.1 for integration tests, benchmarks and demos.
+
+Runs in a child process (not a thread) so tests can SIGKILL it to check
+durability, and so server CPU is measured apart from the client's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+__all__ = ["LiveServer", "free_port"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """``with LiveServer(set_dir) as srv: srv.url`` — uvicorn on a free loopback port."""
+
+    def __init__(
+        self,
+        set_dir: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        port: int | None = None,
+        startup_timeout: float = 120.0,
+        log_level: str = "warning",
+        log_file: Path | None = None,
+    ) -> None:
+        self.set_dir = Path(set_dir)
+        self.env = env or {}
+        self.workers = workers
+        self.port = port or free_port()
+        self.startup_timeout = startup_timeout
+        self.log_level = log_level
+        self.log_file = log_file
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LiveServer:
+        env = {**os.environ, "BLINDMATCH_DB": str(self.set_dir), **self.env}
+        cmd = [
+            sys.executable, "-m", "uvicorn", "--factory", "blindmatch.server.app:app_from_env",
+            "--host", "127.0.0.1", "--port", str(self.port), "--log-level", self.log_level,
+            "--workers", str(self.workers),
+        ]
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if self.log_file else subprocess.PIPE)  # noqa: S603
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {err[-2000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not become healthy in time")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
