@@ -30,7 +30,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check protocol client
-	$(VENV)/bin/mypy protocol client
+	MYPY=$(VENV)/bin/mypy tools/typecheck.sh
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -284,7 +284,8 @@ def demo(
 def main() -> None:
     """Entry point: typed errors become one stderr line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except BlindmatchError as e:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import httpx
-
 from blindmatch.protocol import BlindmatchError, Transport, TransportReply
 
 __all__ = ["HttpTransport", "ServerError"]
@@ -23,7 +22,7 @@ class ServerError(BlindmatchError):
         super().__init__(f"server {status} {code}: {detail}")
         self.code = code
         self.http_status = status
-        self.retry_after = None
+        self.retry_after: str | None = None
 
 
 class HttpTransport(Transport):
