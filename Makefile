@@ -22,8 +22,8 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
 
 serve: $(STAMP)
-	test -d runs/demo-set || $(VENV)/bin/blindmatch demo --out runs/demo-set --build-only
-	$(VENV)/bin/blindmatch serve --db runs/demo-set --host 127.0.0.1 --port 8000
+	test -d runs/demo/set || $(VENV)/bin/blindmatch demo --out runs/demo --build-only
+	$(VENV)/bin/blindmatch serve --db runs/demo/set --host 127.0.0.1 --port 8000
 
 bench: $(STAMP)
 	$(VENV)/bin/blindmatch bench --suite all --out runs/bench
