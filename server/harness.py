@@ -1,0 +1,750 @@
+"""Reliability harness: find every wire decoder and endpoint, record real samples, mutate them.
+
+Why generic: protocols land as separate modules, each with its own message
+classes. Nothing here names a protocol. Decoders are found by walking the
+``blindmatch.protocol`` and ``blindmatch.client`` packages (and each registered
+protocol's own module) for classes with a ``from_bytes`` classmethod and a
+``to_bytes`` method. Valid samples come from running each registered protocol's
+real client half against its real server half over a recording
+``LocalTransport`` on a small set, so every endpoint gets real request and
+response bytes without the harness knowing any constructor. Mutations of those
+samples (truncation, extension, bit flips, wrong version/protocol/type bytes,
+lying length prefixes, the identity and RFC 9496 non-canonical encodings and
+non-canonical scalars in 32-byte slots, random bytes) are then fed to decoders,
+server endpoint handlers and client halves. The rule checked everywhere: bad
+bytes give a ``BlindmatchError`` (or decode to a *different* valid value), never
+any other exception, and never a 5xx reply.
+
+Used by tests/test_decoders_hypothesis.py, fuzz/ and ``python -m
+blindmatch.server.reliability``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import pkgutil
+import random
+import struct
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rbcl
+from blindmatch.protocol import (
+    REGISTRY,
+    BlindmatchError,
+    ClientHalf,
+    Endpoint,
+    HashSet,
+    LocalTransport,
+    Protocol,
+    Query,
+    Request,
+    ServerHalf,
+    TransportReply,
+    get_algo,
+)
+
+__all__ = [
+    "BAD_SCALARS",
+    "IDENTITY",
+    "RISTRETTO_BAD_ENCODINGS",
+    "SERVER_OPTIONS",
+    "BatteryResult",
+    "Decoder",
+    "Exchange",
+    "Mutation",
+    "Outcome",
+    "Recording",
+    "RecordingTransport",
+    "battery_client",
+    "battery_decoder",
+    "battery_endpoint",
+    "check_client",
+    "check_decoder",
+    "check_endpoint",
+    "client_targets",
+    "discover_decoders",
+    "frame_layout",
+    "mutations",
+    "point_fields",
+    "random_set",
+    "record_all",
+    "record_protocol",
+    "samples_for",
+]
+
+IDENTITY = bytes(32)
+
+# RFC 9496 Appendix A.2 "Invalid encodings" (also libsodium test/default/core_ristretto255.c):
+# non-canonical field encodings, negative field elements, non-square x^2, negative xy, s = -1.
+RISTRETTO_BAD_ENCODINGS: tuple[bytes, ...] = tuple(bytes.fromhex(h) for h in (
+    "00ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "f3ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0100000000000000000000000000000000000000000000000000000000000080",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "ed57ffd8c914fb201471d1c3d245ce3c746fcbe63a3679d51b6a516ebebe0e20",
+    "c34c4e1826e5d403b78e246e88aa051c36ccf0aafebffe137d148a2bf9104562",
+    "c940e5a4404157cfb1628b108db051a8d439e1a421394ec4ebccb9ec92a8ac78",
+    "47cfc5497c53dc8e61c91d17fd626ffb1c49e2bca94eed052281b510b1117a24",
+    "f1c6165d33367351b0da8f6e4511010c68174a03b6581212c71c0e1d026c3c72",
+    "87260f7a2f12495118360f02c26a470f450dadf34a413d21042b43b9d93e1309",
+    "26948d35ca62e643e26a83177332e6b6afeb9d08e4268b650f1f5bbd8d81d371",
+    "4eac077a713c57b4f4397629a4145982c661f48044dd3f96427d40b147d9742f",
+    "de6a7b00deadc788eb6b6c8d20c0ae96c2f2019078fa604fee5b87d6e989ad7b",
+    "bcab477be20861e01e4a0e295284146a510150d9817763caf1a6f4b422d67042",
+    "2a292df7e32cababbd9de088d1d1abec9fc0440f637ed2fba145094dc14bea08",
+    "f4a9e534fc0d216c44b218fa0c42d99635a0127ee2e53c712f70609649fdff22",
+    "8268436f8c4126196cf64b3c7ddbda90746a378625f9813dd9b8457077256731",
+    "2810e5cbc2cc4d4eece54f61c6f69758e289aa7ab440b3cbeaa21995c2f4232b",
+    "3eb858e78f5a7254d8c9731174a94f76755fd3941c0ac93735c07ba14579630e",
+    "a45fdc55c76448c049a1ab33f17023edfb2be3581e9c7aade8a6125215e04220",
+    "d483fe813c6ba647ebbfd3ec41adca1c6130c2beeee9d9bf065c8d151c5f396e",
+    "8a2e1d30050198c65a54483123960ccc38aef6848e1ec8f5f780e8523769ba32",
+    "32888462f8b486c68ad7dd9610be5192bbeaf3b443951ac1a8118419d9fa097b",
+    "227142501b9d4355ccba290404bde41575b037693cef1f438c47f8fbf35d1165",
+    "5c37cc491da847cfeb9281d407efc41e15144c876e0170b499a96a22ed31e01e",
+    "445425117cb8c90edcbc7c1cc0e74f747f2c1efa5630a967c64f287792a48a4b",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+))
+_ORDER = 2**252 + 27742317777372353535851937790883648493
+# Scalars that are not reduced mod the group order (a strict decoder rejects them).
+BAD_SCALARS: tuple[bytes, ...] = tuple(
+    v.to_bytes(32, "little") for v in (_ORDER, _ORDER + 1, 2**255 - 19, 2**256 - 1)
+)
+
+# Server options every protocol gets in the harness: a low tpsi threshold so reveals happen
+# on a small sample; unknown keys are ignored by protocols that do not use them.
+SERVER_OPTIONS: dict[str, Any] = {"threshold": 2, "synthetic_rate": 0.05, "worker_memory_mb": 4096}
+# Client option variants tried in turn; a variant a protocol rejects is skipped.
+CLIENT_VARIANTS: tuple[dict[str, Any], ...] = (
+    {},
+    {"probe_bits": 2},
+    {"mode": "server-learns"},
+)
+
+
+# ---------------------------------------------------------------- decoders
+
+@dataclass(frozen=True)
+class Decoder:
+    """One wire message class: ``cls.from_bytes(data)`` / ``obj.to_bytes()``."""
+
+    name: str
+    cls: type
+    extra_params: tuple[str, ...]  # required from_bytes parameters beyond the bytes
+
+    @property
+    def direct(self) -> bool:
+        """True when ``from_bytes`` needs nothing but the bytes."""
+        return not self.extra_params
+
+    def decode(self, data: bytes) -> Any:
+        return self.cls.from_bytes(data)  # type: ignore[attr-defined]
+
+
+def _walk(pkg_name: str) -> list[Any]:
+    mods = []
+    try:
+        pkg = importlib.import_module(pkg_name)
+    except ImportError:
+        return mods
+    mods.append(pkg)
+    for info in pkgutil.walk_packages(getattr(pkg, "__path__", []), pkg_name + "."):
+        try:
+            mods.append(importlib.import_module(info.name))
+        except Exception:  # noqa: S112 — an optional module that cannot import is not a decoder
+            continue
+    return mods
+
+
+def _is_decoder(obj: Any) -> bool:
+    if not isinstance(obj, type) or not str(getattr(obj, "__module__", "")).startswith("blindmatch"):
+        return False
+    fb = inspect.getattr_static(obj, "from_bytes", None)
+    return isinstance(fb, classmethod) and callable(getattr(obj, "to_bytes", None))
+
+
+def discover_decoders() -> list[Decoder]:
+    """Every wire decoder in protocol/, client/ and each registered protocol's module."""
+    modules: list[Any] = []
+    modules += _walk("blindmatch.protocol")
+    modules += _walk("blindmatch.client")
+    for proto in REGISTRY.values():
+        mod = sys.modules.get(type(proto).__module__)
+        if mod is not None:
+            modules.append(mod)
+    found: dict[str, Decoder] = {}
+    for mod in modules:
+        for obj in list(vars(mod).values()):
+            if not _is_decoder(obj):
+                continue
+            name = f"{obj.__module__}.{obj.__qualname__}"
+            if name in found:
+                continue
+            try:
+                params = list(inspect.signature(obj.from_bytes).parameters.values())
+            except (TypeError, ValueError):
+                params = []
+            extra = tuple(
+                p.name for p in params[1:]
+                if p.default is inspect.Parameter.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            )
+            found[name] = Decoder(name, obj, extra)
+    return [found[k] for k in sorted(found)]
+
+
+# ---------------------------------------------------------------- recording
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request/response pair seen on a transport."""
+
+    protocol: str
+    method: str
+    path: str
+    request: bytes
+    status: int
+    response: bytes
+
+
+class RecordingTransport(LocalTransport):
+    """A ``LocalTransport`` that records every exchange and may rewrite responses.
+
+    ``respond(method, path, body) -> bytes | None`` lets a test replace the real
+    server's answer (used to feed mutated responses to a real client half).
+    """
+
+    def __init__(
+        self,
+        server: ServerHalf,
+        protocol: str = "",
+        client_id: str = "local",
+        respond: Callable[[str, str, bytes], bytes | None] | None = None,
+    ) -> None:
+        super().__init__(server, client_id)
+        self.protocol = protocol
+        self.log: list[Exchange] = []
+        self._respond = respond
+
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> TransportReply:
+        rep = super().request(method, path, body, headers)
+        if self._respond is not None:
+            new = self._respond(method, path, rep.body)
+            if new is not None:
+                self.bytes_down += len(new) - len(rep.body)
+                rep = TransportReply(rep.status, new, rep.headers)
+        self.log.append(Exchange(self.protocol, method, path, bytes(body), rep.status, rep.body))
+        return rep
+
+
+def random_set(n: int, algo: str = "pdq", seed: int = 7) -> HashSet:
+    a = get_algo(algo)
+    rng = np.random.default_rng(seed)
+    return HashSet.from_raw(a, rng.integers(0, 256, size=n * a.nbytes, dtype=np.uint8).tobytes())
+
+
+def _floats_for(h: Any, rng: np.random.Generator) -> list[float]:
+    """PDQ-like float values consistent with the hash bits (for multi-probe clients)."""
+    bits = h.bits().astype(np.float64)
+    mags = np.abs(rng.standard_normal(bits.size)) + 0.01
+    return [float(x) for x in (2 * bits - 1) * mags]
+
+
+def queries(hs: HashSet, n_member: int, n_other: int, seed: int = 1, account: str = "acct") -> list[Query]:
+    """Members (exact set entries) and far-away non-members, with floats and AD."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_member + n_other):
+        v = hs.value(int(rng.integers(0, len(hs))))
+        if i >= n_member:
+            v = v.flip(int(p) for p in rng.choice(hs.algo.bits, hs.algo.bits // 2, replace=False))
+        fl = _floats_for(v, rng) if hs.algo.name == "pdq" else None
+        out.append(Query(v, fl, 90, account, f"ad-{seed}-{i}".encode()))
+    return out
+
+
+@dataclass
+class Recording:
+    """A protocol opened on a small set plus the exchanges its real client made."""
+
+    protocol: Protocol
+    server: ServerHalf
+    hashes: HashSet
+    state_dir: Path
+    exchanges: list[Exchange] = field(default_factory=list)
+    client_options: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.protocol.name
+
+    def endpoints(self) -> list[Endpoint]:
+        return list(self.server.endpoints())
+
+    def requests(self, method: str, path: str) -> list[bytes]:
+        return _uniq(e.request for e in self.exchanges if (e.method, e.path) == (method, path))
+
+    def responses(self, method: str, path: str) -> list[bytes]:
+        return _uniq(
+            e.response for e in self.exchanges
+            if (e.method, e.path) == (method, path) and e.status < 300
+        )
+
+    def new_client(self, options: Mapping[str, Any], cache_dir: Path | None = None) -> ClientHalf:
+        return self.protocol.new_client(self.hashes.algo, cache_dir, dict(options))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.server.close()
+
+
+def _uniq(items: Iterator[bytes] | Sequence[bytes]) -> list[bytes]:
+    seen: dict[bytes, None] = {}
+    for b in items:
+        seen.setdefault(b, None)
+    return list(seen)
+
+
+def record_protocol(
+    proto: Protocol, state_dir: Path, set_size: int = 64, rounds: int = 2, algo: str | None = None
+) -> Recording:
+    """Open ``proto`` on a random set and run its real client over a recording transport."""
+    algo = algo or ("pdq" if "pdq" in proto.supported_algos else proto.supported_algos[0])
+    hs = random_set(set_size, algo)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    srv = proto.open_server(hs, state_dir / "server", dict(SERVER_OPTIONS))
+    rec = Recording(proto, srv, hs, state_dir)
+    for vi, copts in enumerate(CLIENT_VARIANTS):
+        try:
+            client = proto.new_client(hs.algo, state_dir / f"cache{vi}", dict(copts))
+        except (BlindmatchError, TypeError, ValueError) as e:
+            rec.errors.append(f"client variant {copts}: {type(e).__name__}: {e}")
+            continue
+        tr = RecordingTransport(srv, proto.name, client_id=f"rec{vi}")
+        ok = False
+        for r in range(rounds):
+            qs = queries(hs, 2, 2, seed=10 * vi + r, account=f"acct{vi}")
+            try:
+                client.scan(qs[0], tr)
+                client.scan_many(qs[1:], tr)
+                ok = True
+            except BlindmatchError as e:
+                rec.errors.append(f"client variant {copts}: {type(e).__name__}: {e}")
+                break
+        if ok:
+            rec.client_options.append(dict(copts))
+        rec.exchanges += tr.log
+    # GET endpoints the client did not call (admin listings, for example) still give samples.
+    called = {(e.method, e.path) for e in rec.exchanges}
+    probe = RecordingTransport(srv, proto.name, client_id="probe")
+    for ep in srv.endpoints():
+        if ep.method == "GET" and (ep.method, ep.path) not in called:
+            with contextlib.suppress(BlindmatchError):
+                probe.get(ep.path)
+    rec.exchanges += probe.log
+    return rec
+
+
+# ---------------------------------------------------------------- framing and samples
+
+def frame_layout(data: bytes) -> list[tuple[int, int]] | None:
+    """(offset, length) of each field if ``data`` is a wire frame (any version/id), else None."""
+    if len(data) < 4:
+        return None
+    count = data[3]
+    pos, out = 4, []
+    for _ in range(count):
+        if pos + 4 > len(data):
+            return None
+        (n,) = struct.unpack_from(">I", data, pos)
+        pos += 4
+        if pos + n > len(data):
+            return None
+        out.append((pos, n))
+        pos += n
+    return out if pos == len(data) else None
+
+
+def nested_bodies(data: bytes, depth: int = 3) -> list[bytes]:
+    """``data`` and every field inside it that is itself a well-formed frame."""
+    out = [data]
+    lay = frame_layout(data)
+    if lay is None or depth == 0 or data[0] != 1:
+        return out
+    for off, n in lay:
+        sub = data[off : off + n]
+        if frame_layout(sub) is not None and sub[:1] == b"\x01":
+            out += nested_bodies(sub, depth - 1)
+    return out
+
+
+def samples_for(
+    decoders: Sequence[Decoder], recordings: Sequence[Recording], per: int = 8
+) -> dict[str, list[bytes]]:
+    """Recorded bodies (and nested frames) that a decoder parses and re-encodes exactly."""
+    bodies: list[bytes] = []
+    for rec in recordings:
+        for e in rec.exchanges:
+            for b in (e.request, e.response):
+                if b:
+                    bodies += nested_bodies(b)
+    bodies = _uniq(bodies)
+    out: dict[str, list[bytes]] = {}
+    for d in decoders:
+        if not d.direct:
+            continue
+        got: list[bytes] = []
+        for b in bodies:
+            try:
+                ok = d.decode(b).to_bytes() == b
+            except Exception:  # noqa: S112 — not this decoder's message
+                continue
+            if ok:
+                got.append(b)
+        # keep variety: distinct lengths first, then the rest
+        by_len: dict[int, bytes] = {}
+        for b in got:
+            by_len.setdefault(len(b), b)
+        chosen = list(by_len.values()) + [b for b in got if b not in by_len.values()]
+        out[d.name] = chosen[:per]
+    return out
+
+
+def point_fields(samples: Sequence[bytes], min_chunks: int = 4) -> set[int]:
+    """Field indexes whose 32-byte chunks are valid ristretto255 points in every sample.
+
+    A random 32-byte string is a valid encoding with probability about 1/8, so a
+    field is called a point field only when at least ``min_chunks`` chunks were
+    seen and all of them decode.
+    """
+    seen: dict[int, int] = {}
+    bad: set[int] = set()
+    for s in samples:
+        lay = frame_layout(s)
+        if lay is None:
+            continue
+        for i, (off, n) in enumerate(lay):
+            if n == 0 or n % 32:
+                bad.add(i)
+                continue
+            for c in range(0, n, 32):
+                chunk = s[off + c : off + c + 32]
+                if not rbcl.crypto_core_ristretto255_is_valid_point(chunk):
+                    bad.add(i)
+                    break
+                seen[i] = seen.get(i, 0) + 1
+    return {i for i, k in seen.items() if k >= min_chunks and i not in bad}
+
+
+# ---------------------------------------------------------------- mutations
+
+@dataclass(frozen=True)
+class Mutation:
+    """A named, replayable byte transformation (applied to live bytes of the same shape)."""
+
+    kind: str
+    args: tuple[int, ...] = ()
+    payload: bytes = b""
+    strict: bool = False  # True: the result must be rejected (identity/non-canonical in a point field)
+
+    def apply(self, data: bytes) -> bytes:
+        k, a = self.kind, self.args
+        if k == "truncate":
+            return data[: min(a[0], max(0, len(data) - 1))]
+        if k == "extend":
+            return data + self.payload
+        if k == "flip":
+            if not data:
+                return b"\x01"
+            b = bytearray(data)
+            b[a[0] % len(b)] ^= 1 << a[1]
+            return bytes(b)
+        if k == "set_byte":
+            if len(data) <= a[0]:
+                return data + bytes([a[1]])
+            b = bytearray(data)
+            b[a[0]] = a[1] if b[a[0]] != a[1] else (a[1] + 1) % 256
+            return bytes(b)
+        if k in ("field_len", "chunk"):
+            lay = frame_layout(data)
+            if lay is None or a[0] >= len(lay):
+                return data[:-1] if k == "chunk" else data + b"\x00"
+            off, n = lay[a[0]]
+            if k == "field_len":
+                new = {0: 0, 1: n + 1, 2: max(0, n - 1), 3: 0xFFFFFFFF}[a[1]]
+                return data[: off - 4] + struct.pack(">I", new) + data[off:]
+            c = a[1] * 32
+            if c + 32 > n:
+                return data[:-1]
+            rep = self.payload if self.payload != b"topbit" else _topbit(data[off + c : off + c + 32])
+            return data[: off + c] + rep + data[off + c + 32 :]
+        if k == "random":
+            return self.payload
+        if k == "header_random":
+            return data[:4] + self.payload
+        raise ValueError(f"unknown mutation {k}")
+
+    def __str__(self) -> str:
+        p = self.payload[:8].hex() + ("…" if len(self.payload) > 8 else "")
+        return f"{self.kind}{self.args}{'[' + p + ']' if self.payload else ''}"
+
+
+def _topbit(chunk: bytes) -> bytes:
+    """Set bit 255: the same field element for a decoder that masks it, non-canonical for ristretto."""
+    b = bytearray(chunk)
+    b[31] |= 0x80
+    return bytes(b)
+
+
+def mutations(
+    sample: bytes, rng: random.Random, n_random: int = 64, points: set[int] | None = None,
+    max_flips: int = 512,
+) -> list[Mutation]:
+    """Structured mutations of ``sample`` plus ``n_random`` random ones."""
+    n = len(sample)
+    out: list[Mutation] = []
+    cuts = range(n) if n <= 512 else sorted({0, 1, 2, 3, 4, 5, 8, n - 1, n - 2, *rng.sample(range(n), 120)})
+    out += [Mutation("truncate", (c,)) for c in cuts]
+    out += [Mutation("extend", (), p) for p in (b"\x00", b"\x01", b"\xff" * 4, bytes(32), sample[:64])]
+    bits = [(i, j) for i in range(n) for j in range(8)] if n * 8 <= max_flips else [
+        (rng.randrange(n), rng.randrange(8)) for _ in range(max_flips)
+    ]
+    out += [Mutation("flip", b) for b in bits]
+    out += [Mutation("set_byte", (0, v)) for v in (0, 2, 0x7F, 0xFF)]  # wrong version
+    out += [Mutation("set_byte", (1, v)) for v in (0, 5, 0xFF)]  # wrong protocol id
+    out += [Mutation("set_byte", (2, v)) for v in (0, 0x7F, 0xFF)]  # wrong message type
+    out += [Mutation("set_byte", (3, v)) for v in (0, 0xFF)]  # wrong field count
+    lay = frame_layout(sample) or []
+    for i, (_off, flen) in enumerate(lay):
+        out += [Mutation("field_len", (i, k)) for k in range(4)]
+        if flen and flen % 32 == 0:
+            strict = points is not None and i in points
+            chunks = range(flen // 32) if flen <= 32 * 8 else sorted(rng.sample(range(flen // 32), 8))
+            for c in chunks:
+                out.append(Mutation("chunk", (i, c), IDENTITY, strict))
+                out.append(Mutation("chunk", (i, c), b"topbit", strict))
+                out += [Mutation("chunk", (i, c), bad, strict) for bad in RISTRETTO_BAD_ENCODINGS]
+                out += [Mutation("chunk", (i, c), s, False) for s in BAD_SCALARS]
+    for _ in range(n_random):
+        ln = rng.choice([0, 1, 3, 4, 5, 8, 16, 33, 64, 100, max(1, n), 2 * max(1, n)])
+        out.append(Mutation("random", (), rng.randbytes(ln)))
+        out.append(Mutation("header_random", (), rng.randbytes(min(ln, max(0, n - 4)))))
+    return out
+
+
+# ---------------------------------------------------------------- checks
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one bad input did. ``ok`` is False for a crash, 5xx or accepted strict mutation."""
+
+    kind: str  # typed_error | decoded_other | decoded_same | reply | reply_5xx | result | crash | accepted
+    detail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.kind in ("typed_error", "decoded_other", "reply", "result")
+
+
+def _crash(e: BaseException) -> str:
+    tb = traceback.extract_tb(e.__traceback__)[-3:]
+    where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(tb))
+    return f"{type(e).__name__}: {e} at {where}"
+
+
+def check_decoder(dec: Decoder, data: bytes, original: bytes | None = None, strict: bool = False) -> Outcome:
+    """Decode ``data``; anything but a typed error or a different, exactly re-encodable value fails."""
+    t0 = time.perf_counter()
+    try:
+        obj = dec.decode(data)
+        back = obj.to_bytes()
+    except BlindmatchError as e:
+        return Outcome("typed_error", type(e).__name__, time.perf_counter() - t0)
+    except Exception as e:
+        return Outcome("crash", _crash(e), time.perf_counter() - t0)
+    dt = time.perf_counter() - t0
+    if strict:
+        return Outcome("accepted", "identity/non-canonical point accepted", dt)
+    if original is not None and back == original and data != original:
+        return Outcome("decoded_same", "mutated bytes decode to the original value (malleable)", dt)
+    return Outcome("decoded_other", "", dt)
+
+
+def check_endpoint(ep: Endpoint, body: bytes, client_id: str = "fuzz", strict: bool = False) -> Outcome:
+    """Call a server handler directly with ``body`` (as the HTTP route would)."""
+    t0 = time.perf_counter()
+    try:
+        rep = ep.handler(Request(body=body, headers={}, client_id=client_id))
+    except BlindmatchError as e:
+        dt = time.perf_counter() - t0
+        if e.http_status >= 500 and not _is_storage(e):
+            return Outcome("reply_5xx", f"{type(e).__name__} -> {e.http_status}", dt)
+        return Outcome("typed_error", type(e).__name__, dt)
+    except Exception as e:
+        return Outcome("crash", _crash(e), time.perf_counter() - t0)
+    dt = time.perf_counter() - t0
+    if rep.status >= 500:
+        return Outcome("reply_5xx", f"status {rep.status}", dt)
+    if strict and rep.status < 300:
+        return Outcome("accepted", "identity/non-canonical point accepted with 2xx", dt)
+    return Outcome("reply", str(rep.status), dt)
+
+
+def _is_storage(e: BlindmatchError) -> bool:
+    return e.code == "storage_unavailable"
+
+
+def check_client(
+    rec: Recording, options: Mapping[str, Any], target: tuple[str, str], mutate: Callable[[bytes], bytes],
+    query: Query | None = None, strict: bool = False,
+) -> Outcome:
+    """Run a fresh real client whose first ``target`` response is replaced by ``mutate(real)``."""
+    fired = [False]
+
+    def respond(method: str, path: str, body: bytes) -> bytes | None:
+        if (method, path) == target and not fired[0]:
+            fired[0] = True
+            return mutate(body)
+        return None
+
+    q = query or queries(rec.hashes, 1, 0, seed=99, account="fuzz")[0]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as cache:
+        try:
+            client = rec.new_client(options, Path(cache))
+            client.scan(q, RecordingTransport(rec.server, rec.name, client_id="fuzz-client", respond=respond))
+        except BlindmatchError as e:
+            return Outcome("typed_error", type(e).__name__, time.perf_counter() - t0)
+        except Exception as e:
+            return Outcome("crash", _crash(e), time.perf_counter() - t0)
+    dt = time.perf_counter() - t0
+    if strict and fired[0]:
+        return Outcome("accepted", "client accepted an identity/non-canonical point", dt)
+    return Outcome("result", "" if fired[0] else "target endpoint not called", dt)
+
+
+def record_all(base: Path, names: Sequence[str] | None = None) -> dict[str, Recording]:
+    """Record every registered protocol (or ``names``) under ``base``."""
+    out = {}
+    for name in names or sorted(REGISTRY):
+        out[name] = record_protocol(REGISTRY[name], base / name)
+    return out
+
+
+# ---------------------------------------------------------------- batteries
+
+@dataclass
+class BatteryResult:
+    """Counts of outcomes for one target (a decoder, an endpoint or a client response slot)."""
+
+    target: str
+    tried: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    max_seconds: float = 0.0
+    note: str = ""
+
+    def add(self, m: object, o: Outcome) -> None:
+        self.tried += 1
+        self.kinds[o.kind] = self.kinds.get(o.kind, 0) + 1
+        self.max_seconds = max(self.max_seconds, o.seconds)
+        if not o.ok and len(self.failures) < 20:
+            self.failures.append(f"{m}: {o.kind}: {o.detail}")
+
+    @property
+    def bad(self) -> int:
+        good = ("typed_error", "decoded_other", "reply", "result")
+        return sum(v for k, v in self.kinds.items() if k not in good)
+
+
+def _ordered(muts: list[Mutation], rng: random.Random) -> list[Mutation]:
+    """Strict and header mutations first (cheap, most telling), the rest shuffled."""
+    first = [m for m in muts if m.strict or m.kind in ("set_byte", "field_len")]
+    rest = [m for m in muts if m not in first]
+    rng.shuffle(rest)
+    return first + rest
+
+
+def battery_decoder(
+    dec: Decoder, samples: Sequence[bytes], rng: random.Random, budget_s: float = 5.0, n_random: int = 64
+) -> BatteryResult:
+    """Every mutation of every sample (until the time budget), plus random bytes."""
+    res = BatteryResult(dec.name)
+    deadline = time.monotonic() + budget_s
+    if not dec.direct:
+        res.note = f"from_bytes needs {dec.extra_params}; covered through endpoints"
+        return res
+    for s in samples or [b""]:
+        for m in _ordered(mutations(s, rng, n_random), rng):
+            res.add(m, check_decoder(dec, m.apply(s), s))
+            if time.monotonic() > deadline:
+                res.note = "time budget reached"
+                return res
+    return res
+
+
+def battery_endpoint(
+    rec: Recording, ep: Endpoint, rng: random.Random, budget_s: float = 5.0, n_random: int = 64
+) -> BatteryResult:
+    """Mutated recorded request bodies into a real server handler (as over HTTP, minus HTTP)."""
+    res = BatteryResult(f"{rec.name} {ep.method} {ep.path}")
+    samples = rec.requests(ep.method, ep.path) or [b""]
+    pts = point_fields(samples)
+    deadline = time.monotonic() + budget_s
+    for s in samples[:4]:
+        for m in _ordered(mutations(s, rng, n_random, pts), rng):
+            body = m.apply(s)
+            if len(body) > ep.max_body:
+                continue  # the HTTP layer answers 413 before the handler (tests/test_limits.py)
+            res.add(m, check_endpoint(ep, body, strict=m.strict))
+            if time.monotonic() > deadline:
+                res.note = "time budget reached"
+                return res
+    return res
+
+
+def battery_client(
+    rec: Recording, target: tuple[str, str], rng: random.Random, budget_s: float = 5.0, n_random: int = 16
+) -> BatteryResult:
+    """Mutated live server responses into fresh real client halves."""
+    res = BatteryResult(f"{rec.name} client <- {target[0]} {target[1]}")
+    samples = rec.responses(*target)
+    if not samples or not rec.client_options:
+        res.note = "no recorded response"
+        return res
+    pts = point_fields(samples)
+    deadline = time.monotonic() + budget_s
+    muts = _ordered(mutations(samples[0], rng, n_random, pts, max_flips=128), rng)
+    for i, m in enumerate(muts):
+        opts = rec.client_options[i % len(rec.client_options)]
+        res.add(m, check_client(rec, opts, target, m.apply, strict=m.strict))
+        if time.monotonic() > deadline:
+            res.note = "time budget reached"
+            break
+    return res
+
+
+def client_targets(rec: Recording) -> list[tuple[str, str]]:
+    """(method, path) pairs the real client called and got a 2xx for."""
+    seen: dict[tuple[str, str], None] = {}
+    for e in rec.exchanges:
+        if e.status < 300 and not e.path.startswith("admin"):
+            seen.setdefault((e.method, e.path), None)
+    return list(seen)

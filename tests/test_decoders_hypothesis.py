@@ -1,0 +1,327 @@
+"""Every wire decoder, endpoint handler and client half against bad bytes (issue 7, "Bad input").
+
+Nothing here names a protocol: decoders are discovered by walking the packages
+(``harness.discover_decoders``) and valid samples are recorded from each registered
+protocol's real client talking to its real server (``harness.record_protocol``).
+A protocol merged later is covered the moment it is registered.
+
+The rule: bad bytes give a ``BlindmatchError`` subclass, or decode to a *different*
+value that re-encodes exactly; never any other exception, never a 5xx. The
+identity point and RFC 9496 non-canonical encodings substituted into a field that
+holds ristretto255 points must be rejected by the endpoint or client that reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from blindmatch.protocol import REGISTRY, BlindmatchError
+from blindmatch.server import harness as H
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+DECODERS = H.discover_decoders()
+PROTOCOLS = sorted(REGISTRY)
+HYP = settings(
+    max_examples=150, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, H.Recording]:
+    recs = H.record_all(tmp_path_factory.mktemp("rec"))
+    yield recs
+    for r in recs.values():
+        r.close()
+
+
+@pytest.fixture(scope="module")
+def samples(recordings: dict[str, H.Recording]) -> dict[str, list[bytes]]:
+    return H.samples_for(DECODERS, list(recordings.values()))
+
+
+def _dec_id(d: H.Decoder) -> str:
+    return d.name.removeprefix("blindmatch.")
+
+
+def test_discovery_finds_every_protocol_module(recordings: dict[str, H.Recording]) -> None:
+    """Each registered protocol's real client ran, and its module's decoders were found."""
+    names = {d.name for d in DECODERS}
+    assert "blindmatch.protocol.plain.PlainQuery" in names
+    for rec in recordings.values():
+        assert rec.client_options, f"{rec.name}: no client variant completed a scan: {rec.errors}"
+        assert rec.exchanges, f"{rec.name}: nothing recorded"
+        mod = type(rec.protocol).__module__
+        if rec.protocol.private:
+            assert any(d.name.startswith(mod) for d in DECODERS) or any(
+                d.name.startswith(mod.rsplit(".", 1)[0] + "._") for d in DECODERS
+            ), f"no wire message classes found for {rec.name}"
+
+
+def test_every_recorded_body_has_a_decoder(recordings: dict[str, H.Recording], samples) -> None:
+    """Every binary wire frame a real client or server sent is parsed by some discovered decoder."""
+    covered = {b for v in samples.values() for b in v}
+    decs = [d for d in DECODERS if d.direct]
+    missing = []
+    for rec in recordings.values():
+        for e in rec.exchanges:
+            for b in (e.request, e.response):
+                if not b or H.frame_layout(b) is None or b[:1] != b"\x01" or b in covered:
+                    continue
+                if not any(_round_trips(d, b) for d in decs):
+                    missing.append(f"{rec.name} {e.method} {e.path}: {b[:8].hex()}… ({len(b)} B)")
+    assert not missing, "wire frames no discovered decoder parses:\n" + "\n".join(sorted(set(missing))[:20])
+
+
+def _round_trips(d: H.Decoder, b: bytes) -> bool:
+    try:
+        return bool(d.decode(b).to_bytes() == b)
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("dec", DECODERS, ids=_dec_id)
+def test_round_trip(dec: H.Decoder, samples: dict[str, list[bytes]]) -> None:
+    got = samples.get(dec.name, [])
+    if not got:
+        pytest.skip("no recorded sample: a normal client scan never sends this message")
+    for s in got:
+        obj = dec.decode(s)
+        assert obj.to_bytes() == s
+        assert dec.decode(obj.to_bytes()).to_bytes() == s
+
+
+@pytest.mark.parametrize("dec", DECODERS, ids=_dec_id)
+def test_structured_mutations(dec: H.Decoder, samples: dict[str, list[bytes]]) -> None:
+    """Truncation at every length, extension, every bit flip, wrong version/id/type/count,
+    lying length prefixes, identity / RFC 9496 bad encodings / unreduced scalars in 32-byte slots."""
+    if not dec.direct:
+        pytest.skip(f"from_bytes needs {dec.extra_params}; exercised through the endpoints below")
+    res = H.battery_decoder(dec, samples.get(dec.name, [])[:3], random.Random(7), budget_s=6.0)
+    assert res.tried > 50
+    assert res.bad == 0, "\n".join(res.failures)
+    assert res.max_seconds < 5.0, f"slowest input took {res.max_seconds:.1f}s"
+
+
+_STEP = st.one_of(
+    st.tuples(st.just("truncate"), st.integers(0, 4096)),
+    st.tuples(st.just("extend"), st.binary(min_size=1, max_size=40)),
+    st.tuples(st.just("flip"), st.integers(0, 1 << 20), st.integers(0, 7)),
+    st.tuples(st.just("set_byte"), st.integers(0, 8), st.integers(0, 255)),
+    st.tuples(st.just("field_len"), st.integers(0, 8), st.integers(0, 3)),
+    st.tuples(st.just("chunk"), st.integers(0, 8), st.integers(0, 4),
+              st.sampled_from([H.IDENTITY, b"topbit", *H.RISTRETTO_BAD_ENCODINGS, *H.BAD_SCALARS])),
+)
+
+
+def _mutation(step: tuple) -> H.Mutation:
+    kind = step[0]
+    if kind == "extend":
+        return H.Mutation(kind, (), step[1])
+    if kind == "chunk":
+        return H.Mutation(kind, (step[1], step[2]), step[3])
+    return H.Mutation(kind, tuple(step[1:]))
+
+
+@pytest.mark.parametrize("dec", [d for d in DECODERS if d.direct], ids=_dec_id)
+@HYP
+@given(data=st.data())
+def test_hypothesis_stacked_mutations(dec: H.Decoder, samples, data: st.DataObject) -> None:
+    """Up to three mutations stacked on a recorded sample (shrinks to a minimal failing input)."""
+    got = samples.get(dec.name, [])
+    assume(got)
+    s = data.draw(st.sampled_from(got[:4]))
+    out = s
+    for step in data.draw(st.lists(_STEP, min_size=1, max_size=3)):
+        out = _mutation(step).apply(out)
+    o = H.check_decoder(dec, out, s)
+    assert o.ok, f"{o.kind}: {o.detail}"
+
+
+@pytest.mark.parametrize("dec", [d for d in DECODERS if d.direct], ids=_dec_id)
+@HYP
+@given(blob=st.binary(max_size=600))
+def test_hypothesis_random_bytes(dec: H.Decoder, blob: bytes) -> None:
+    o = H.check_decoder(dec, blob)
+    assert o.ok, f"{o.kind}: {o.detail}"
+
+
+@pytest.mark.parametrize("dec", [d for d in DECODERS if d.direct], ids=_dec_id)
+@HYP
+@given(header=st.binary(min_size=4, max_size=4), rest=st.binary(max_size=300))
+def test_hypothesis_valid_header_random_fields(dec: H.Decoder, samples, header: bytes, rest: bytes) -> None:
+    """The sample's own header with random fields behind it gets past the version checks."""
+    got = samples.get(dec.name, [])
+    blob = (got[0][:4] if got else header) + rest
+    o = H.check_decoder(dec, blob)
+    assert o.ok, f"{o.kind}: {o.detail}"
+
+
+# ------------------------------------------------------------------ endpoint handlers
+
+def _endpoints(recordings: dict[str, H.Recording], name: str):
+    rec = recordings[name]
+    return rec, list(rec.endpoints())
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_endpoint_handlers_typed_errors(proto: str, recordings: dict[str, H.Recording]) -> None:
+    """Mutated recorded requests into every endpoint handler; identity/non-canonical points in
+    a point field must be rejected (never stored or answered with 2xx)."""
+    rec, eps = _endpoints(recordings, proto)
+    rng = random.Random(11)
+    budget = 12.0 / max(1, len(eps))
+    problems: list[str] = []
+    strict_tried = 0
+    for ep in eps:
+        res = H.battery_endpoint(rec, ep, rng, budget_s=budget)
+        strict_tried += sum(1 for f in res.failures if "accepted" in f)
+        assert res.tried > 0
+        problems += [f"{res.target}: {f}" for f in res.failures]
+    assert not problems, "\n".join(problems[:30])
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_point_fields_rejected_by_server(proto: str, recordings: dict[str, H.Recording]) -> None:
+    """Identity and every RFC 9496 bad encoding, in every point slot of every recorded request."""
+    rec, eps = _endpoints(recordings, proto)
+    checked = 0
+    for ep in eps:
+        samples = rec.requests(ep.method, ep.path)
+        pts = H.point_fields(samples)
+        for s in samples[:2]:
+            lay = H.frame_layout(s) or []
+            for i in sorted(pts):
+                for bad in (H.IDENTITY, b"topbit", *H.RISTRETTO_BAD_ENCODINGS):
+                    m = H.Mutation("chunk", (i, 0), bad, True)
+                    o = H.check_endpoint(ep, m.apply(s), strict=True)
+                    checked += 1
+                    assert o.ok, f"{ep.path} field {i} ({lay[i][1]} B) {m}: {o.kind} {o.detail}"
+    if not checked:
+        pytest.skip(f"{proto}: no request field carries ristretto255 points")
+
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_get_endpoints_tolerate_junk_headers(proto: str, recordings: dict[str, H.Recording]) -> None:
+    from blindmatch.protocol import Request
+
+    rec, eps = _endpoints(recordings, proto)
+    for ep in eps:
+        if ep.method != "GET":
+            continue
+        for hdr in ({"if-none-match": "\x00" * 300}, {"if-none-match": '"' + "f" * 64 + '"'},
+                    {"if-none-match": "*"}, {"range": "bytes=-1"}):
+            try:
+                rep = ep.handler(Request(b"", hdr, "junk"))
+            except BlindmatchError:
+                continue
+            assert rep.status < 500
+
+
+# ------------------------------------------------------------------ client halves
+
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_client_rejects_mutated_responses(proto: str, recordings: dict[str, H.Recording]) -> None:
+    """A hostile server's mutated answers give the real client a typed error or a result, never a crash."""
+    rec = recordings[proto]
+    targets = H.client_targets(rec)
+    assert targets
+    rng = random.Random(5)
+    problems = []
+    for t in targets:
+        res = H.battery_client(rec, t, rng, budget_s=10.0 / len(targets))
+        assert res.tried > 0, res.note
+        problems += [f"{res.target}: {f}" for f in res.failures]
+    assert not problems, "\n".join(problems[:30])
+
+
+# ------------------------------------------------------------------ file-level decoders
+
+@HYP
+@given(data=st.data())
+def test_setdir_open_mutated(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    """A damaged set dir is a typed error naming the file (or opens to a different, consistent set)."""
+    from blindmatch.protocol import get_algo
+    from blindmatch.server import SetDir
+
+    base = tmp_path_factory.mktemp("sd")
+    good = SetDir.build(base / "good", get_algo("pdq"), H.random_set(8).values(), ["t"])
+    bad = base / "bad"
+    shutil.copytree(good.path, bad, dirs_exist_ok=True)
+    which = data.draw(st.sampled_from(["set.json", "hashes.bin"]))
+    raw = (bad / which).read_bytes()
+    step = data.draw(_STEP)
+    (bad / which).write_bytes(_mutation(step).apply(raw))
+    try:
+        sd = SetDir.open(bad)
+    except BlindmatchError as e:
+        # the damaged file is named (a count edit in set.json may surface as hashes.bin's size)
+        assert "set.json" in str(e) or "hashes.bin" in str(e), str(e)
+        return
+    except Exception as e:  # noqa: BLE001
+        pytest.fail(f"{which} {step[:2]}: {type(e).__name__}: {e}")
+    # opened: it must be self-consistent (digest re-checks) — never a silently empty set
+    assert len(sd.hashes) > 0
+    assert sd.digest == json.loads((bad / "set.json").read_text())["digest"]
+
+
+@HYP
+@given(blob=st.binary(max_size=3000), data=st.data())
+def test_decode_image_bytes(images, blob: bytes, data: st.DataObject) -> None:
+    from blindmatch.client import decode_image, hash_bytes
+
+    from .conftest import encode
+
+    fmt = data.draw(st.sampled_from(["PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF"]))
+    base = encode(images[0].resize((48, 40)), fmt)
+    mode = data.draw(st.sampled_from(["random", "flip", "truncate", "splice"]))
+    if mode == "random":
+        buf = blob
+    elif mode == "flip":
+        b = bytearray(base)
+        for _ in range(data.draw(st.integers(1, 8))):
+            b[data.draw(st.integers(0, len(b) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+        buf = bytes(b)
+    elif mode == "truncate":
+        buf = base[: data.draw(st.integers(0, len(base)))]
+    else:
+        at = data.draw(st.integers(0, len(base)))
+        buf = base[:at] + blob + base[at:]
+    try:
+        img = decode_image(buf, "fuzz", max_pixels=4_000_000)
+    except BlindmatchError:
+        return
+    assert img.mode == "RGB" and img.size[0] * img.size[1] <= 4_000_000
+    hash_bytes(buf, "pdq") if img.size[0] * img.size[1] <= 1_000_000 else None
+
+
+@HYP
+@given(text=st.text(max_size=400), data=st.data())
+def test_cli_hash_list_reader(tmp_path_factory: pytest.TempPathFactory, text: str, data: st.DataObject) -> None:
+    from blindmatch.cli import read_hash_file
+
+    p = tmp_path_factory.mktemp("hl") / "list.txt"
+    good = "\n".join(v.hex for v in H.random_set(3).values())
+    use = data.draw(st.sampled_from(["text", "splice", "csv", "bytes"]))
+    if use == "text":
+        p.write_text(text)
+    elif use == "splice":
+        p.write_text(good[:100] + text + good[100:])
+    elif use == "csv":
+        p.write_text("id,hash\n" + "\n".join(f"{i},{ln}" for i, ln in enumerate((good + text).splitlines())))
+    else:
+        p.write_bytes(data.draw(st.binary(max_size=300)))
+    skip = data.draw(st.booleans())
+    try:
+        vals, errs = read_hash_file(p, "pdq", skip)
+    except BlindmatchError:
+        return
+    except UnicodeDecodeError:
+        return  # the CLI turns this into BadHashError naming the file (db_build)
+    assert all(len(v.raw) == 32 for v in vals)
+    assert skip or not errs
