@@ -56,6 +56,7 @@ from blindmatch.protocol import (
 __all__ = [
     "BAD_SCALARS",
     "IDENTITY",
+    "LIVE_ENV",
     "RISTRETTO_BAD_ENCODINGS",
     "SERVER_OPTIONS",
     "BatteryResult",
@@ -76,6 +77,7 @@ __all__ = [
     "frame_layout",
     "mutations",
     "point_fields",
+    "prepare_set_dir",
     "random_set",
     "record_all",
     "record_protocol",
@@ -289,13 +291,14 @@ class Recording:
     exchanges: list[Exchange] = field(default_factory=list)
     client_options: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    eps: list[Endpoint] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.protocol.name
 
     def endpoints(self) -> list[Endpoint]:
-        return list(self.server.endpoints())
+        return list(self.eps)
 
     def requests(self, method: str, path: str) -> list[bytes]:
         return _uniq(e.request for e in self.exchanges if (e.method, e.path) == (method, path))
@@ -322,14 +325,17 @@ def _uniq(items: Iterator[bytes] | Sequence[bytes]) -> list[bytes]:
 
 
 def record_protocol(
-    proto: Protocol, state_dir: Path, set_size: int = 64, rounds: int = 2, algo: str | None = None
+    proto: Protocol, state_dir: Path, set_size: int = 64, rounds: int = 2, algo: str | None = None,
+    hashes: HashSet | None = None, server_dir: Path | None = None,
 ) -> Recording:
-    """Open ``proto`` on a random set and run its real client over a recording transport."""
+    """Open ``proto`` on a random set (or ``hashes``, with its state in ``server_dir``, e.g. a
+    set directory's ``state/<name>`` so a LiveServer later accepts the same messages) and run
+    its real client over a recording transport."""
     algo = algo or ("pdq" if "pdq" in proto.supported_algos else proto.supported_algos[0])
-    hs = random_set(set_size, algo)
+    hs = hashes if hashes is not None else random_set(set_size, algo)
     state_dir.mkdir(parents=True, exist_ok=True)
-    srv = proto.open_server(hs, state_dir / "server", dict(SERVER_OPTIONS))
-    rec = Recording(proto, srv, hs, state_dir)
+    srv = proto.open_server(hs, server_dir or state_dir / "server", dict(SERVER_OPTIONS))
+    rec = Recording(proto, srv, hs, state_dir, eps=list(srv.endpoints()))
     for vi, copts in enumerate(CLIENT_VARIANTS):
         try:
             client = proto.new_client(hs.algo, state_dir / f"cache{vi}", dict(copts))
@@ -638,6 +644,37 @@ def check_client(
     if strict and fired[0]:
         return Outcome("accepted", "client accepted an identity/non-canonical point", dt)
     return Outcome("result", "" if fired[0] else "target endpoint not called", dt)
+
+
+# Settings a LiveServer needs so it opens protocol state the way ``SERVER_OPTIONS`` did.
+LIVE_ENV: dict[str, str] = {
+    "BLINDMATCH_TPSI_THRESHOLD": str(SERVER_OPTIONS["threshold"]),
+    "BLINDMATCH_TPSI_SYNTHETIC_RATE": str(SERVER_OPTIONS["synthetic_rate"]),
+    "BLINDMATCH_HE_WORKER_MEMORY_MB": str(SERVER_OPTIONS["worker_memory_mb"]),
+}
+
+
+def prepare_set_dir(
+    base: Path, set_size: int = 64, names: Sequence[str] | None = None
+) -> tuple[Path, dict[str, Recording]]:
+    """Build a set directory and record every protocol against *its* state dirs, then close.
+
+    A LiveServer started on the returned directory (with ``LIVE_ENV``) loads the same keys,
+    tables and epochs, so the recorded request bodies are valid requests to it.
+    """
+    from .setdir import SetDir
+
+    hs = random_set(set_size)
+    sd = SetDir.build(base / "set", hs.algo, hs.values(), ["harness"])
+    recs = {}
+    for name in names or sorted(REGISTRY):
+        proto = REGISTRY[name]
+        if hs.algo.name not in proto.supported_algos:
+            continue
+        rec = record_protocol(proto, base / "rec" / name, hashes=sd.hashes, server_dir=sd.state_dir(name))
+        rec.close()
+        recs[name] = rec
+    return sd.path, recs
 
 
 def record_all(base: Path, names: Sequence[str] | None = None) -> dict[str, Recording]:
