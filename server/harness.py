@@ -126,9 +126,13 @@ BAD_SCALARS: tuple[bytes, ...] = tuple(
     v.to_bytes(32, "little") for v in (_ORDER, _ORDER + 1, 2**255 - 19, 2**256 - 1)
 )
 
-# Server options every protocol gets in the harness: a low tpsi threshold so reveals happen
-# on a small sample; unknown keys are ignored by protocols that do not use them.
-SERVER_OPTIONS: dict[str, Any] = {"threshold": 2, "synthetic_rate": 0.05, "worker_memory_mb": 4096}
+# Server options per protocol, mirroring what server/app.py passes (protocols may reject
+# options they do not know); a low tpsi threshold so reveals happen on a small sample.
+SERVER_OPTIONS: dict[str, dict[str, Any]] = {
+    "tpsi": {"threshold": 2, "synthetic_rate": 0.05},
+    "he": {"worker_memory_mb": 4096},
+    "oprf": {},
+}
 # Client option variants tried in turn; a variant a protocol rejects is skipped.
 CLIENT_VARIANTS: tuple[dict[str, Any], ...] = (
     {},
@@ -141,19 +145,27 @@ CLIENT_VARIANTS: tuple[dict[str, Any], ...] = (
 
 @dataclass(frozen=True)
 class Decoder:
-    """One wire message class: ``cls.from_bytes(data)`` / ``obj.to_bytes()``."""
+    """One wire message class: ``cls.from_bytes(data, **fill)`` / ``obj.to_bytes()``.
+
+    ``from_bytes`` parameters beyond the bytes that are integers (caps such as
+    ``max_batch``) are filled with ``INT_FILL``; any other required parameter makes
+    the decoder indirect (exercised only through its endpoint).
+    """
 
     name: str
     cls: type
-    extra_params: tuple[str, ...]  # required from_bytes parameters beyond the bytes
+    extra_params: tuple[str, ...]  # required parameters that cannot be filled
+    fill: tuple[tuple[str, int], ...] = ()
 
     @property
     def direct(self) -> bool:
-        """True when ``from_bytes`` needs nothing but the bytes."""
         return not self.extra_params
 
     def decode(self, data: bytes) -> Any:
-        return self.cls.from_bytes(data)  # type: ignore[attr-defined]
+        return self.cls.from_bytes(data, **dict(self.fill))  # type: ignore[attr-defined]
+
+
+INT_FILL = 256
 
 
 def _walk(pkg_name: str) -> list[Any]:
@@ -199,12 +211,15 @@ def discover_decoders() -> list[Decoder]:
                 params = list(inspect.signature(obj.from_bytes).parameters.values())
             except (TypeError, ValueError):
                 params = []
-            extra = tuple(
-                p.name for p in params[1:]
+            required = [
+                p for p in params[1:]
                 if p.default is inspect.Parameter.empty
-                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            )
-            found[name] = Decoder(name, obj, extra)
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            ]
+            ints = tuple((p.name, INT_FILL) for p in required if p.annotation in (int, "int"))
+            extra = tuple(p.name for p in required if p.annotation not in (int, "int"))
+            extra += tuple(p.name for p in params[1:] if p.kind is p.POSITIONAL_ONLY)
+            found[name] = Decoder(name, obj, extra, ints)
     return [found[k] for k in sorted(found)]
 
 
@@ -334,7 +349,7 @@ def record_protocol(
     algo = algo or ("pdq" if "pdq" in proto.supported_algos else proto.supported_algos[0])
     hs = hashes if hashes is not None else random_set(set_size, algo)
     state_dir.mkdir(parents=True, exist_ok=True)
-    srv = proto.open_server(hs, server_dir or state_dir / "server", dict(SERVER_OPTIONS))
+    srv = proto.open_server(hs, server_dir or state_dir / "server", dict(SERVER_OPTIONS.get(proto.name, {})))
     rec = Recording(proto, srv, hs, state_dir, eps=list(srv.endpoints()))
     for vi, copts in enumerate(CLIENT_VARIANTS):
         try:
@@ -648,9 +663,9 @@ def check_client(
 
 # Settings a LiveServer needs so it opens protocol state the way ``SERVER_OPTIONS`` did.
 LIVE_ENV: dict[str, str] = {
-    "BLINDMATCH_TPSI_THRESHOLD": str(SERVER_OPTIONS["threshold"]),
-    "BLINDMATCH_TPSI_SYNTHETIC_RATE": str(SERVER_OPTIONS["synthetic_rate"]),
-    "BLINDMATCH_HE_WORKER_MEMORY_MB": str(SERVER_OPTIONS["worker_memory_mb"]),
+    "BLINDMATCH_TPSI_THRESHOLD": str(SERVER_OPTIONS["tpsi"]["threshold"]),
+    "BLINDMATCH_TPSI_SYNTHETIC_RATE": str(SERVER_OPTIONS["tpsi"]["synthetic_rate"]),
+    "BLINDMATCH_HE_WORKER_MEMORY_MB": str(SERVER_OPTIONS["he"]["worker_memory_mb"]),
 }
 
 
