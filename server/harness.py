@@ -64,6 +64,7 @@ __all__ = [
     "Exchange",
     "Mutation",
     "Outcome",
+    "PointMap",
     "Recording",
     "RecordingTransport",
     "battery_client",
@@ -76,12 +77,14 @@ __all__ = [
     "discover_decoders",
     "frame_layout",
     "mutations",
-    "point_fields",
+    "nested_frames",
+    "point_map",
+    "point_mutations",
     "prepare_set_dir",
     "random_set",
-    "reencode",
     "record_all",
     "record_protocol",
+    "reencode",
     "samples_for",
 ]
 
@@ -308,6 +311,7 @@ class Recording:
     client_options: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     eps: list[Endpoint] = field(default_factory=list)
+    _pmap: PointMap | None = None
 
     @property
     def name(self) -> str:
@@ -331,6 +335,13 @@ class Recording:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.server.close()
+
+    def points(self) -> PointMap:
+        """Where this protocol's recorded messages carry ristretto255 points (cached)."""
+        if self._pmap is None:
+            decs = discover_decoders()
+            self._pmap = point_map(decs, samples_for(decs, [self], per=16))
+        return self._pmap
 
 
 def _uniq(items: Iterator[bytes] | Sequence[bytes]) -> list[bytes]:
@@ -403,21 +414,126 @@ def frame_layout(data: bytes) -> list[tuple[int, int]] | None:
     return out if pos == len(data) else None
 
 
-def nested_bodies(data: bytes, depth: int = 3) -> list[bytes]:
-    """``data`` and every field inside it that is itself a well-formed frame."""
-    out = [data]
+def _frame_list(blob: bytes) -> list[tuple[int, int]] | None:
+    """(offset, length) of each item if ``blob`` is a list of u32-length-prefixed frames."""
+    pos, out = 0, []
+    while pos < len(blob):
+        if pos + 4 > len(blob):
+            return None
+        (n,) = struct.unpack_from(">I", blob, pos)
+        pos += 4
+        if pos + n > len(blob) or frame_layout(blob[pos : pos + n]) is None:
+            return None
+        out.append((pos, n))
+        pos += n
+    return out or None
+
+
+def nested_frames(data: bytes, depth: int = 3, base: int = 0) -> list[tuple[int, bytes]]:
+    """``(offset, frame)`` for ``data`` and every frame inside it: a field that is itself a
+    wire frame, or a field holding a u32-length-prefixed list of frames (batches)."""
+    out = [(base, data)]
     lay = frame_layout(data)
-    if lay is None or depth == 0 or data[0] != 1:
+    if lay is None or depth == 0 or data[:1] != b"\x01":
         return out
     for off, n in lay:
         sub = data[off : off + n]
         if frame_layout(sub) is not None and sub[:1] == b"\x01":
-            out += nested_bodies(sub, depth - 1)
+            out += nested_frames(sub, depth - 1, base + off)
+            continue
+        items = _frame_list(sub) if n >= 8 else None
+        for ioff, ilen in items or []:
+            out += nested_frames(sub[ioff : ioff + ilen], depth - 1, base + off + ioff)
     return out
 
 
+def nested_bodies(data: bytes, depth: int = 3) -> list[bytes]:
+    return [b for _, b in nested_frames(data, depth)]
+
+
+def _walk_bytes(
+    obj: Any, path: tuple[Any, ...] = (), depth: int = 4
+) -> Iterator[tuple[tuple[Any, ...], bytes]]:
+    """(attribute path, value) for every 32-byte ``bytes`` reachable inside a decoded message."""
+    if isinstance(obj, bytes | bytearray):
+        if len(obj) == 32:
+            yield path, bytes(obj)
+        return
+    if depth == 0 or isinstance(obj, str | int | float | bool) or obj is None:
+        return
+    if isinstance(obj, tuple | list):
+        for i, x in enumerate(obj[:64]):
+            yield from _walk_bytes(x, (*path, i), depth - 1)
+        return
+    attrs = getattr(obj, "__dict__", None)
+    if attrs is None and hasattr(obj, "__dataclass_fields__"):
+        attrs = {k: getattr(obj, k) for k in obj.__dataclass_fields__}
+    for k, v in (attrs or {}).items():
+        if not k.startswith("_"):
+            yield from _walk_bytes(v, (*path, k), depth - 1)
+
+
+def point_paths(dec: Decoder, samples: Sequence[bytes], min_samples: int = 4) -> set[tuple[Any, ...]]:
+    """Attribute paths of a decoded message that hold a valid ristretto255 point in every sample.
+
+    A random 32-byte string is a valid encoding with probability about 1/8, so a path
+    counts only when at least ``min_samples`` *distinct* values were seen and all decode.
+    """
+    seen: dict[tuple[Any, ...], set[bytes]] = {}
+    bad: set[tuple[Any, ...]] = set()
+    for smp in samples:
+        try:
+            obj = dec.decode(smp)
+        except Exception:  # noqa: S112
+            continue
+        for path, v in _walk_bytes(obj):
+            if v == IDENTITY or not rbcl.crypto_core_ristretto255_is_valid_point(v):
+                bad.add(path)
+            else:
+                seen.setdefault(path, set()).add(v)
+    return {p for p, vals in seen.items() if len(vals) >= min_samples and p not in bad}
+
+
+def point_offsets(dec: Decoder, frame: bytes, paths: set[tuple[Any, ...]]) -> list[int]:
+    """Byte offsets in ``frame`` of the values at ``paths`` (only unambiguous ones)."""
+    if not paths:
+        return []
+    try:
+        obj = dec.decode(frame)
+    except Exception:
+        return []
+    offs = []
+    for path, v in _walk_bytes(obj):
+        if path in paths and frame.count(v) == 1:
+            offs.append(frame.index(v))
+    return sorted(offs)
+
+
+@dataclass
+class PointMap:
+    """Which decoders carry ristretto255 points where; built from recorded samples."""
+
+    decoders: list[Decoder]
+    paths: dict[str, set[tuple[Any, ...]]]
+
+    def offsets(self, body: bytes) -> list[int]:
+        """Absolute offsets of point values anywhere in ``body`` (nested frames included)."""
+        out: set[int] = set()
+        for base, frame in nested_frames(body):
+            for d in self.decoders:
+                p = self.paths.get(d.name)
+                if p:
+                    out.update(base + o for o in point_offsets(d, frame, p))
+        return sorted(out)
+
+
+def point_map(decoders: Sequence[Decoder], samples: Mapping[str, Sequence[bytes]]) -> PointMap:
+    decs = [d for d in decoders if d.direct]
+    return PointMap(decs, {d.name: point_paths(d, samples.get(d.name, [])) for d in decs})
+
+
 def samples_for(
-    decoders: Sequence[Decoder], recordings: Sequence[Recording], per: int = 8
+    decoders: Sequence[Decoder], recordings: Sequence[Recording], per: int = 12
 ) -> dict[str, list[bytes]]:
     """Recorded bodies (and nested frames) that a decoder parses and re-encodes exactly."""
     bodies: list[bytes] = []
@@ -447,32 +563,6 @@ def samples_for(
         chosen = list(by_len.values()) + [b for b in got if b not in by_len.values()]
         out[d.name] = chosen[:per]
     return out
-
-
-def point_fields(samples: Sequence[bytes], min_chunks: int = 4) -> set[int]:
-    """Field indexes whose 32-byte chunks are valid ristretto255 points in every sample.
-
-    A random 32-byte string is a valid encoding with probability about 1/8, so a
-    field is called a point field only when at least ``min_chunks`` chunks were
-    seen and all of them decode.
-    """
-    seen: dict[int, int] = {}
-    bad: set[int] = set()
-    for s in samples:
-        lay = frame_layout(s)
-        if lay is None:
-            continue
-        for i, (off, n) in enumerate(lay):
-            if n == 0 or n % 32:
-                bad.add(i)
-                continue
-            for c in range(0, n, 32):
-                chunk = s[off + c : off + c + 32]
-                if not rbcl.crypto_core_ristretto255_is_valid_point(chunk):
-                    bad.add(i)
-                    break
-                seen[i] = seen.get(i, 0) + 1
-    return {i for i, k in seen.items() if k >= min_chunks and i not in bad}
 
 
 # ---------------------------------------------------------------- mutations
@@ -517,6 +607,12 @@ class Mutation:
                 return data[:-1]
             rep = self.payload if self.payload != b"topbit" else _topbit(data[off + c : off + c + 32])
             return data[: off + c] + rep + data[off + c + 32 :]
+        if k == "at":
+            o = a[0]
+            if o + 32 > len(data):
+                return data[:-1]
+            rep = self.payload if self.payload != b"topbit" else _topbit(data[o : o + 32])
+            return data[:o] + rep + data[o + 32 :]
         if k == "random":
             return self.payload
         if k == "header_random":
@@ -535,11 +631,24 @@ def _topbit(chunk: bytes) -> bytes:
     return bytes(b)
 
 
+def point_mutations(offsets: Sequence[int]) -> list[Mutation]:
+    """Identity, bit-255-set and every RFC 9496 bad encoding at each point offset (strict)."""
+    return [
+        Mutation("at", (o,), bad, True)
+        for o in offsets
+        for bad in (IDENTITY, b"topbit", *RISTRETTO_BAD_ENCODINGS)
+    ]
+
+
 def mutations(
-    sample: bytes, rng: random.Random, n_random: int = 64, points: set[int] | None = None,
+    sample: bytes, rng: random.Random, n_random: int = 64, points: Sequence[int] = (),
     max_flips: int = 512,
 ) -> list[Mutation]:
-    """Structured mutations of ``sample`` plus ``n_random`` random ones."""
+    """Structured mutations of ``sample`` plus ``n_random`` random ones.
+
+    ``points`` are byte offsets known to hold ristretto255 points (``PointMap``); bad
+    encodings there are *strict*: the reader must reject them.
+    """
     n = len(sample)
     out: list[Mutation] = []
     cuts = range(n) if n <= 512 else sorted({0, 1, 2, 3, 4, 5, 8, n - 1, n - 2, *rng.sample(range(n), 120)})
@@ -557,13 +666,13 @@ def mutations(
     for i, (_off, flen) in enumerate(lay):
         out += [Mutation("field_len", (i, k)) for k in range(4)]
         if flen and flen % 32 == 0:
-            strict = points is not None and i in points
             chunks = range(flen // 32) if flen <= 32 * 8 else sorted(rng.sample(range(flen // 32), 8))
             for c in chunks:
-                out.append(Mutation("chunk", (i, c), IDENTITY, strict))
-                out.append(Mutation("chunk", (i, c), b"topbit", strict))
-                out += [Mutation("chunk", (i, c), bad, strict) for bad in RISTRETTO_BAD_ENCODINGS]
-                out += [Mutation("chunk", (i, c), s, False) for s in BAD_SCALARS]
+                out.append(Mutation("chunk", (i, c), IDENTITY))
+                out.append(Mutation("chunk", (i, c), b"topbit"))
+                out += [Mutation("chunk", (i, c), bad) for bad in RISTRETTO_BAD_ENCODINGS[::3]]
+                out += [Mutation("chunk", (i, c), s) for s in BAD_SCALARS]
+    out += point_mutations(points)
     for _ in range(n_random):
         ln = rng.choice([0, 1, 3, 4, 5, 8, 16, 33, 64, 100, max(1, n), 2 * max(1, n)])
         out.append(Mutation("random", (), rng.randbytes(ln)))
@@ -768,10 +877,10 @@ def battery_endpoint(
     """Mutated recorded request bodies into a real server handler (as over HTTP, minus HTTP)."""
     res = BatteryResult(f"{rec.name} {ep.method} {ep.path}")
     samples = rec.requests(ep.method, ep.path) or [b""]
-    pts = point_fields(samples)
+    pmap = rec.points()
     deadline = time.monotonic() + budget_s
     for s in samples[:4]:
-        for m in _ordered(mutations(s, rng, n_random, pts), rng):
+        for m in _ordered(mutations(s, rng, n_random, pmap.offsets(s)), rng):
             body = m.apply(s)
             if len(body) > ep.max_body:
                 continue  # the HTTP layer answers 413 before the handler (tests/test_limits.py)
@@ -785,18 +894,33 @@ def battery_endpoint(
 def battery_client(
     rec: Recording, target: tuple[str, str], rng: random.Random, budget_s: float = 5.0, n_random: int = 16
 ) -> BatteryResult:
-    """Mutated live server responses into fresh real client halves."""
+    """Mutated live server responses into fresh real client halves.
+
+    Point substitutions are located in each *live* response (responses differ per
+    query), so every ristretto255 point the client reads gets the identity and the
+    RFC 9496 bad encodings, and the client must reject them.
+    """
     res = BatteryResult(f"{rec.name} client <- {target[0]} {target[1]}")
     samples = rec.responses(*target)
     if not samples or not rec.client_options:
         res.note = "no recorded response"
         return res
-    pts = point_fields(samples)
+    pmap = rec.points()
     deadline = time.monotonic() + budget_s
-    muts = _ordered(mutations(samples[0], rng, n_random, pts, max_flips=128), rng)
-    for i, m in enumerate(muts):
+    jobs: list[tuple[object, Callable[[bytes], bytes], bool]] = []
+    n_pts = len(pmap.offsets(samples[0]))
+    bads = (IDENTITY, b"topbit", *RISTRETTO_BAD_ENCODINGS)
+    for j in range(n_pts):
+        for bad in bads:
+            def at_live(live: bytes, j: int = j, bad: bytes = bad) -> bytes:
+                offs = pmap.offsets(live)
+                return Mutation("at", (offs[j % len(offs)],), bad, True).apply(live) if offs else live[:-1]
+            jobs.append((f"point#{j}={bad[:4].hex()}", at_live, True))
+    rest = _ordered(mutations(samples[0], rng, n_random, (), max_flips=128), rng)
+    jobs += [(m, m.apply, False) for m in rest]
+    for i, (label, fn, strict) in enumerate(jobs):
         opts = rec.client_options[i % len(rec.client_options)]
-        res.add(m, check_client(rec, opts, target, m.apply, strict=m.strict))
+        res.add(label, check_client(rec, opts, target, fn, strict=strict))
         if time.monotonic() > deadline:
             res.note = "time budget reached"
             break
