@@ -44,7 +44,9 @@ def list_families() -> list[str]:
     return families()
 
 
-def run_family(family: str, seconds: int, artifacts: Path, timeout_per_input: int = 30) -> FuzzResult:
+def run_family(
+    family: str, seconds: int, artifacts: Path, prepared: Path | None = None, timeout_per_input: int = 60
+) -> FuzzResult:
     artifacts.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"fuzz-{family}-"))
     cmd = [
@@ -55,6 +57,8 @@ def run_family(family: str, seconds: int, artifacts: Path, timeout_per_input: in
     (work / "corpus").mkdir()
     t0 = time.monotonic()
     env = {**os.environ, "TMPDIR": str(work)}
+    if prepared is not None:
+        env["BLINDMATCH_FUZZ_PREPARED"] = str(prepared)
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 300, env=env)  # noqa: S603
         out, rc = p.stdout + p.stderr, p.returncode
@@ -81,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="print the families and exit")
     ap.add_argument("--json", type=Path, help="write the results as JSON here")
     ap.add_argument("--artifacts", type=Path, default=Path("runs/fuzz"), help="where crash inputs go")
+    ap.add_argument("--prepared", type=Path, help="a harness.prepare_set_dir directory to reuse "
+                    "(default: prepare one now; recording HE queries takes a while)")
     a = ap.parse_args(argv)
     fams = list_families()
     if a.list:
@@ -90,18 +96,37 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(chosen) - set(fams))
     if unknown:
         ap.error(f"unknown families {unknown}; choose from {fams}")
+    prepared = a.prepared
+    cleanup = None
+    if prepared is None and any(f.startswith("proto-") for f in chosen):
+        from blindmatch.server.harness import prepare_set_dir
+
+        prepared = cleanup = Path(tempfile.mkdtemp(prefix="fuzz-prepared-"))
+        t0 = time.monotonic()
+        prepare_set_dir(prepared)
+        print(f"recorded real traffic of every protocol in {time.monotonic() - t0:.0f}s", flush=True)
+    results = []
+    try:
+        results = _run_all(chosen, a, prepared)
+    finally:
+        if cleanup is not None:
+            shutil.rmtree(cleanup, ignore_errors=True)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    return 1 if any(r.findings for r in results) else 0
+
+
+def _run_all(chosen: list[str], a: argparse.Namespace, prepared: Path | None) -> list[FuzzResult]:
     results = []
     for fam in chosen:
-        r = run_family(fam, a.seconds, a.artifacts.resolve())
+        r = run_family(fam, a.seconds, a.artifacts.resolve(), prepared)
         results.append(r)
         print(f"{fam:20s} {r.executions:>9d} execs {r.seconds:6.1f}s {r.slots:>9s}  findings={r.findings}",
               flush=True)
         if r.findings:
             print(r.detail, flush=True)
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
-    return 1 if any(r.findings for r in results) else 0
+    return results
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import json
 import pkgutil
 import random
 import struct
@@ -76,6 +77,7 @@ __all__ = [
     "client_targets",
     "discover_decoders",
     "frame_layout",
+    "load_prepared",
     "mutations",
     "nested_frames",
     "point_map",
@@ -242,6 +244,7 @@ class Exchange:
     request: bytes
     status: int
     response: bytes
+    seconds: float = 0.0  # server handler time, so costly endpoints can be fuzzed sparingly
 
 
 class RecordingTransport(LocalTransport):
@@ -266,13 +269,15 @@ class RecordingTransport(LocalTransport):
     def request(
         self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
     ) -> TransportReply:
+        t0 = time.perf_counter()
         rep = super().request(method, path, body, headers)
+        dt = time.perf_counter() - t0
         if self._respond is not None:
             new = self._respond(method, path, rep.body)
             if new is not None:
                 self.bytes_down += len(new) - len(rep.body)
                 rep = TransportReply(rep.status, new, rep.headers)
-        self.log.append(Exchange(self.protocol, method, path, bytes(body), rep.status, rep.body))
+        self.log.append(Exchange(self.protocol, method, path, bytes(body), rep.status, rep.body, dt))
         return rep
 
 
@@ -325,6 +330,10 @@ class Recording:
 
     def requests(self, method: str, path: str) -> list[bytes]:
         return _uniq(e.request for e in self.exchanges if (e.method, e.path) == (method, path))
+
+    def seconds(self, method: str, path: str) -> float:
+        """Slowest recorded handler time for an endpoint."""
+        return max((e.seconds for e in self.exchanges if (e.method, e.path) == (method, path)), default=0.0)
 
     def responses(self, method: str, path: str) -> list[bytes]:
         return _uniq(
@@ -824,7 +833,9 @@ def prepare_set_dir(
     """Build a set directory and record every protocol against *its* state dirs, then close.
 
     A LiveServer started on the returned directory (with ``LIVE_ENV``) loads the same keys,
-    tables and epochs, so the recorded request bodies are valid requests to it.
+    tables and epochs, so the recorded request bodies are valid requests to it. The
+    exchanges are also saved to ``base/recordings.json`` so other processes (fuzz targets)
+    can ``load_prepared(base)`` without re-running costly clients (HE queries take seconds).
     """
     from .setdir import SetDir
 
@@ -837,6 +848,43 @@ def prepare_set_dir(
             continue
         rec = record_protocol(proto, base / "rec" / name, hashes=sd.hashes, server_dir=sd.state_dir(name))
         rec.close()
+        recs[name] = rec
+    dump = {
+        name: {
+            "client_options": r.client_options,
+            "errors": r.errors,
+            "exchanges": [
+                {"method": e.method, "path": e.path, "request": e.request.hex(), "status": e.status,
+                 "response": e.response.hex(), "seconds": e.seconds}
+                for e in r.exchanges
+            ],
+        }
+        for name, r in recs.items()
+    }
+    (base / "recordings.json").write_text(json.dumps(dump))
+    return sd.path, recs
+
+
+def load_prepared(base: Path, names: Sequence[str] | None = None) -> tuple[Path, dict[str, Recording]]:
+    """Reopen the servers of a ``prepare_set_dir`` directory in this process, with its exchanges."""
+    from .setdir import SetDir
+
+    sd = SetDir.open(base / "set")
+    dump = json.loads((base / "recordings.json").read_text())
+    recs = {}
+    for name in names or sorted(dump):
+        if name not in REGISTRY or name not in dump:
+            continue
+        proto = REGISTRY[name]
+        srv = proto.open_server(sd.hashes, sd.state_dir(name), dict(SERVER_OPTIONS.get(name, {})))
+        rec = Recording(proto, srv, sd.hashes, base / "rec" / name, eps=list(srv.endpoints()))
+        rec.client_options = dump[name]["client_options"]
+        rec.errors = dump[name]["errors"]
+        rec.exchanges = [
+            Exchange(name, x["method"], x["path"], bytes.fromhex(x["request"]), x["status"],
+                     bytes.fromhex(x["response"]), x.get("seconds", 0.0))
+            for x in dump[name]["exchanges"]
+        ]
         recs[name] = rec
     return sd.path, recs
 

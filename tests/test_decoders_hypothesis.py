@@ -33,11 +33,10 @@ HYP = settings(
 
 
 @pytest.fixture(scope="module")
-def recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, H.Recording]:
-    recs = H.record_all(tmp_path_factory.mktemp("rec"))
-    yield recs
-    for r in recs.values():
-        r.close()
+def recordings() -> dict[str, H.Recording]:
+    from ._reliability import recordings as shared
+
+    return shared()
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,10 @@ ADMIN = "limits-admin-token-0123456789"
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, H.Recording]]:
-    return H.prepare_set_dir(tmp_path_factory.mktemp("limits"))
+def prepared() -> tuple[Path, dict[str, H.Recording]]:
+    from ._reliability import prepared as base, recordings
+
+    return base() / "set", recordings()
 
 
 @pytest.fixture(scope="module")
