@@ -14,14 +14,11 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["blindmatch", "PIL"]):
-    import blindmatch.cli
-    import blindmatch.client
-    import blindmatch.protocol
-    import blindmatch.server
-    import blindmatch.server.harness  # noqa: F401
+    pass
+
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from targets import build  # noqa: E402
+from targets import build
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import random
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -196,9 +195,10 @@ def _setdir(work: Path) -> Target:
 
 
 def _hashlist(work: Path) -> Target:
-    from blindmatch.cli import read_hash_file
     from blindmatch.protocol import BlindmatchError
     from blindmatch.server.harness import random_set
+
+    from blindmatch.cli import read_hash_file
 
     p = work / "list.csv"
 
@@ -234,18 +234,3 @@ def build(name: str, work: Path | None = None) -> Target:
     if name == "hashlist":
         return _hashlist(work)
     raise KeyError(f"unknown fuzz family {name!r}; choose from {families()}")
-
-
-def smoke(name: str, n: int = 200, seed: int = 1) -> int:
-    """Run ``n`` random mutations of the seeds without atheris (used when atheris is absent)."""
-    t = build(name)
-    rng = random.Random(seed)
-    for _ in range(n):
-        s = bytearray(rng.choice(t.seeds))
-        for _ in range(rng.randint(1, 4)):
-            if s and rng.random() < 0.7:
-                s[rng.randrange(len(s))] = rng.randrange(256)
-            else:
-                s = s[: rng.randrange(len(s) + 1)]
-        t(bytes(s))
-    return n
