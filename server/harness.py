@@ -713,7 +713,7 @@ def mutations(
                 out += [Mutation("chunk", (i, c), s) for s in BAD_SCALARS]
     out += point_mutations(points)
     for _ in range(n_random):
-        ln = rng.choice([0, 1, 3, 4, 5, 8, 16, 33, 64, 100, max(1, n), 2 * max(1, n)])
+        ln = rng.choice([0, 1, 3, 4, 5, 8, 16, 33, 64, 100, min(max(1, n), 4096), min(2 * max(1, n), 8192)])
         out.append(Mutation("random", (), rng.randbytes(ln)))
         out.append(Mutation("header_random", (), rng.randbytes(min(ln, max(0, n - 4)))))
     return out
@@ -926,7 +926,7 @@ class BatteryResult:
 def _ordered(muts: list[Mutation], rng: random.Random) -> list[Mutation]:
     """Strict and header mutations first (cheap, most telling), the rest shuffled."""
     first = [m for m in muts if m.strict or m.kind in ("set_byte", "field_len")]
-    rest = [m for m in muts if m not in first]
+    rest = [m for m in muts if not (m.strict or m.kind in ("set_byte", "field_len"))]
     rng.shuffle(rest)
     return first + rest
 
