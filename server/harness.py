@@ -151,15 +151,18 @@ CLIENT_VARIANTS: tuple[dict[str, Any], ...] = (
 
 @dataclass
 class Decoder:
-    """One wire message class: ``cls.from_bytes(data, **fill)`` / ``obj.to_bytes()``.
+    """One decoder of untrusted bytes: ``fn(data, **fill)``, re-encoded by ``obj.to_bytes()``.
 
-    ``from_bytes`` parameters beyond the bytes that are integers (caps such as
-    ``max_batch``) are filled with ``INT_FILL``; any other required parameter makes
-    the decoder indirect (exercised only through its endpoint).
+    Found by shape, not by name of protocol: a ``from_bytes`` classmethod (the
+    CONVENTIONS message pattern), any other classmethod or module function named
+    ``from_*`` / ``parse*`` / ``decode*`` / ``verify`` whose first argument is
+    annotated ``bytes``. Extra integer parameters (caps such as ``max_batch``, ring
+    degrees) are filled from traffic by ``samples_for``; any other required parameter
+    makes the decoder indirect (exercised only through its endpoint).
     """
 
     name: str
-    cls: type
+    fn: Callable[..., Any]
     extra_params: tuple[str, ...]  # required parameters that cannot be filled
     fill: tuple[tuple[str, int], ...] = ()  # learned from recorded traffic by ``samples_for``
 
@@ -168,7 +171,7 @@ class Decoder:
         return not self.extra_params
 
     def decode(self, data: bytes) -> Any:
-        return self.cls.from_bytes(data, **dict(self.fill))  # type: ignore[attr-defined]
+        return self.fn(data, **dict(self.fill))
 
 
 INT_FILL = 256
@@ -192,15 +195,55 @@ def _walk(pkg_name: str) -> list[Any]:
     return mods
 
 
-def _is_decoder(obj: Any) -> bool:
-    if not isinstance(obj, type) or not str(getattr(obj, "__module__", "")).startswith("blindmatch"):
-        return False
-    fb = inspect.getattr_static(obj, "from_bytes", None)
-    return isinstance(fb, classmethod) and callable(getattr(obj, "to_bytes", None))
+_DECODER_NAMES = ("from_", "parse", "decode", "verify")
+
+
+def _bytes_first(fn: Any, skip: int) -> list[inspect.Parameter] | None:
+    """Parameters after the data argument if ``fn``'s first real argument is ``bytes``."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        return None
+    if not params or params[0].annotation not in (bytes, "bytes"):
+        return None
+    return params[1:]
+
+
+def _decoder(name: str, fn: Any, rest: list[inspect.Parameter]) -> Decoder:
+    required = [p for p in rest if p.default is inspect.Parameter.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    ints = tuple((p.name, INT_FILL) for p in required
+                 if p.annotation in (int, "int") and p.kind is not p.POSITIONAL_ONLY)
+    extra = tuple(p.name for p in required if (p.name, INT_FILL) not in ints)
+    if len(ints) > 2:  # e.g. wire.decode_fields(data, protocol_id, msg_type, n_fields): no guessing
+        extra, ints = extra + tuple(n for n, _ in ints), ()
+    return Decoder(name, fn, extra, ints)
+
+
+def _decoders_in(mod: Any) -> Iterator[Decoder]:
+    modname = getattr(mod, "__name__", "")
+    for attr, obj in list(vars(mod).items()):
+        if isinstance(obj, type) and str(getattr(obj, "__module__", "")).startswith("blindmatch"):
+            if obj.__module__ != modname:
+                continue  # re-exported; found in its own module
+            for cm_name, cm in vars(obj).items():
+                if not isinstance(cm, classmethod) or not cm_name.startswith(_DECODER_NAMES):
+                    continue
+                if cm_name == "from_bytes" and not callable(getattr(obj, "to_bytes", None)):
+                    continue
+                rest = _bytes_first(cm.__func__, 1)
+                if rest is None:
+                    continue
+                label = f"{modname}.{obj.__qualname__}" + ("" if cm_name == "from_bytes" else f".{cm_name}")
+                yield _decoder(label, getattr(obj, cm_name), rest)
+        elif inspect.isfunction(obj) and obj.__module__ == modname and attr.startswith(_DECODER_NAMES[1:]):
+            rest = _bytes_first(obj, 0)
+            if rest is not None:
+                yield _decoder(f"{modname}.{attr}", obj, rest)
 
 
 def discover_decoders() -> list[Decoder]:
-    """Every wire decoder in protocol/, client/ and each registered protocol's module."""
+    """Every decoder of untrusted bytes in protocol/, client/ and each registered protocol."""
     modules: list[Any] = []
     modules += _walk("blindmatch.protocol")
     modules += _walk("blindmatch.client")
@@ -210,25 +253,8 @@ def discover_decoders() -> list[Decoder]:
             modules.append(mod)
     found: dict[str, Decoder] = {}
     for mod in modules:
-        for obj in list(vars(mod).values()):
-            if not _is_decoder(obj):
-                continue
-            name = f"{obj.__module__}.{obj.__qualname__}"
-            if name in found:
-                continue
-            try:
-                params = list(inspect.signature(obj.from_bytes).parameters.values())
-            except (TypeError, ValueError):
-                params = []
-            required = [
-                p for p in params[1:]
-                if p.default is inspect.Parameter.empty
-                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            ]
-            ints = tuple((p.name, INT_FILL) for p in required if p.annotation in (int, "int"))
-            extra = tuple(p.name for p in required if p.annotation not in (int, "int"))
-            extra += tuple(p.name for p in params[1:] if p.kind is p.POSITIONAL_ONLY)
-            found[name] = Decoder(name, obj, extra, ints)
+        for d in _decoders_in(mod):
+            found.setdefault(d.name, d)
     return [found[k] for k in sorted(found)]
 
 
@@ -500,7 +526,7 @@ def _learn_fill(d: Decoder, bodies: Sequence[bytes]) -> None:
         n = 0
         for b in cands:
             try:
-                obj = d.cls.from_bytes(b, **dict(fill))  # type: ignore[attr-defined]
+                obj = d.fn(b, **dict(fill))
                 back = reencode(obj)
             except Exception:  # noqa: S112
                 continue

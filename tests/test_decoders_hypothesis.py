@@ -52,6 +52,7 @@ def test_discovery_finds_every_protocol_module(recordings: dict[str, H.Recording
     """Each registered protocol's real client ran, and its module's decoders were found."""
     names = {d.name for d in DECODERS}
     assert "blindmatch.protocol.plain.PlainQuery" in names
+    assert "blindmatch.client.images.decode_image" in names
     for rec in recordings.values():
         assert rec.client_options, f"{rec.name}: no client variant completed a scan: {rec.errors}"
         assert rec.exchanges, f"{rec.name}: nothing recorded"
