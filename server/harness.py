@@ -499,6 +499,9 @@ def _walk_bytes(
     if isinstance(obj, bytes | bytearray):
         if len(obj) == 32:
             yield path, bytes(obj)
+        elif len(obj) % 32 == 0 and 32 < len(obj) <= 32 * 4096:  # packed element arrays
+            for k in range(min(16, len(obj) // 32)):
+                yield (*path, f"#{k}"), bytes(obj[32 * k : 32 * k + 32])
         return
     if depth == 0 or isinstance(obj, str | int | float | bool) or obj is None:
         return

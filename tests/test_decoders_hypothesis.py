@@ -94,8 +94,7 @@ def test_round_trip(dec: H.Decoder, samples: dict[str, list[bytes]]) -> None:
     for s in got:
         back = H.reencode(dec.decode(s))
         if back is None:
-            pytest.skip(f"from_bytes returns {type(dec.decode(s)).__name__}, not a message object: "
-                        "decode-only (CONVENTIONS asks for to_bytes/from_bytes pairs)")
+            pytest.skip(f"returns {type(dec.decode(s)).__name__}, which has no to_bytes: decode-only")
         assert back == s
         assert H.reencode(dec.decode(back)) == s
 
