@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from blindmatch.protocol import REGISTRY, BlindmatchError
-from blindmatch.server import LiveServer, Settings, create_app, faults
+from blindmatch.server import LiveServer, SetDir, Settings, create_app, faults
 from blindmatch.server import harness as H
 
 needs_tpsi = pytest.mark.skipif("tpsi" not in REGISTRY, reason="tpsi is not registered (not merged yet)")
