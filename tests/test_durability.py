@@ -6,6 +6,7 @@ writes); it is skipped only when ``tpsi`` is not registered.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
