@@ -123,7 +123,7 @@ def test_every_state_file_damage_is_a_clear_error_or_harmless(fresh_set: Path, m
                     finally:
                         srv.close()
             except BlindmatchError as e:
-                assert f.name in str(e) or str(f.parent) in str(e), f"{key}: error does not name the file: {e}"
+                assert f.name in str(e) or str(f.parent) in str(e), f"{key}: error names no file: {e}"
                 outcomes[key] = type(e).__name__
             except Exception as e:
                 pytest.fail(f"{key}: untyped {type(e).__name__}: {e}")
