@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from pathlib import Path
 
 import pytest
 from blindmatch.protocol import REGISTRY, BlindmatchError
@@ -28,7 +27,8 @@ DECODERS = H.discover_decoders()
 PROTOCOLS = sorted(REGISTRY)
 HYP = settings(
     max_examples=150, deadline=None, derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.data_too_large],
 )
 
 
@@ -231,7 +231,7 @@ def test_point_locator_finds_points_when_present(proto: str, recordings: dict[st
 def test_get_endpoints_tolerate_junk_headers(proto: str, recordings: dict[str, H.Recording]) -> None:
     from blindmatch.protocol import Request
 
-    rec, eps = _endpoints(recordings, proto)
+    _, eps = _endpoints(recordings, proto)
     for ep in eps:
         if ep.method != "GET":
             continue
@@ -284,7 +284,7 @@ def test_setdir_open_mutated(tmp_path_factory: pytest.TempPathFactory, data: st.
         # the damaged file is named (a count edit in set.json may surface as hashes.bin's size)
         assert "set.json" in str(e) or "hashes.bin" in str(e), str(e)
         return
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         pytest.fail(f"{which} {step[:2]}: {type(e).__name__}: {e}")
     # opened: it must be self-consistent (digest re-checks) — never a silently empty set
     assert len(sd.hashes) > 0
@@ -323,7 +323,9 @@ def test_decode_image_bytes(images, blob: bytes, data: st.DataObject) -> None:
 
 @HYP
 @given(text=st.text(max_size=400), data=st.data())
-def test_cli_hash_list_reader(tmp_path_factory: pytest.TempPathFactory, text: str, data: st.DataObject) -> None:
+def test_cli_hash_list_reader(
+    tmp_path_factory: pytest.TempPathFactory, text: str, data: st.DataObject
+) -> None:
     from blindmatch.cli import read_hash_file
 
     p = tmp_path_factory.mktemp("hl") / "list.txt"

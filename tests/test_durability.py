@@ -85,7 +85,7 @@ DAMAGE_SLOW = ("truncated", "empty")
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("modes", [pytest.param(DAMAGE_FAST, id="flipped"),
                                    pytest.param(DAMAGE_SLOW, id="truncated-empty", marks=pytest.mark.slow)])
-def test_every_state_file_damage_is_a_clear_error_or_harmless(fresh_set: Path, modes: tuple[str, ...]) -> None:
+def test_every_state_file_damage_is_a_clear_error_or_harmless(fresh_set: Path, modes: tuple) -> None:
     """Damage each protocol state file in turn. Start-up must either fail with a typed error
     naming that file, or open a server that still answers correctly: a member of the set
     still matches (checked with the real client for protocols whose client learns the

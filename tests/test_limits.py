@@ -22,7 +22,8 @@ ADMIN = "limits-admin-token-0123456789"
 
 @pytest.fixture(scope="module")
 def prepared() -> tuple[Path, dict[str, H.Recording]]:
-    from ._reliability import prepared as base, recordings
+    from ._reliability import prepared as base
+    from ._reliability import recordings
 
     return base() / "set", recordings()
 
@@ -130,7 +131,8 @@ def test_admin_endpoints_closed_without_configured_token(prepared, tmp_path: Pat
         pytest.skip("no admin endpoints registered")
     with LiveServer(set_dir, env={**H.LIVE_ENV}) as srv:
         for name, ep in eps:
-            r = httpx.request(ep.method, f"{srv.url}/v1/{name}/{ep.path}", headers={"authorization": "Bearer "})
+            url = f"{srv.url}/v1/{name}/{ep.path}"
+            r = httpx.request(ep.method, url, headers={"authorization": "Bearer "})
             assert r.status_code == 401
 
 
