@@ -16,8 +16,8 @@
 from __future__ import annotations
 
 import ast
-import contextlib
 import base64
+import contextlib
 import logging
 import os
 import re
@@ -210,10 +210,12 @@ def test_debug_logs_contain_no_key_material(tmp_path: Path, secret_log: list[Pat
                 except BlindmatchError:
                     continue
                 tr = HttpTransport(url, name, client_id=f"log-{name}")
-                qs = H.queries(hs, 3, 1, seed=5, account="log-acct")
-                for q in qs:
+                for q in H.queries(hs, 2, 1, seed=5, account="log-acct"):  # 2 members: tpsi reveals at t=2
+                    t0 = time.monotonic()
                     with contextlib.suppress(BlindmatchError):
                         client.scan(q, tr)
+                    if time.monotonic() - t0 > 2.0:
+                        break  # HE: one query per mode covers its code paths; each takes seconds
                 tr.close()
             for ep_path in ("", "x"):  # error paths: bad bodies to every POST route
                 httpx.post(f"{url}/v1/{name}/{ep_path}", content=b"\x01\x02junk")
