@@ -5,6 +5,7 @@ prefixed with ``_`` and the ``hazmat`` layer are internal.
 """
 
 from . import plain  # noqa: F401  (registers "plain")
+from . import tpsi  # noqa: F401  (registers "tpsi")
 from .base import (
     REGISTRY,
     ClientHalf,
