@@ -177,15 +177,6 @@ def _aad_ad(vid: bytes, account: bytes) -> bytes:
     return DOMAIN + b"|ad|" + vid + account
 
 
-def _dummy_pair(epoch: int, vid: bytes) -> tuple[bytes, bytes]:
-    """A pair that can never open: a uniform point and a ciphertext under a random key."""
-    q = base_mult(random_scalar())
-    ct = aead.seal_once(
-        secrets.token_bytes(32), secrets.token_bytes(32), _aad_outer(epoch, vid, q), LABEL_OUTER
-    )
-    return q, ct
-
-
 def make_voucher(
     m: Manifest,
     table: TableMsg,
@@ -199,47 +190,46 @@ def make_voucher(
     """Build one voucher for ``item``; returns it and whether it is synthetic.
 
     ``synthetic=None`` draws the per-hash coin at the manifest's rate; tests
-    and benchmarks may force either kind.
+    and benchmarks may force either kind. Both kinds perform the same group
+    operations (per pair: 3 variable-base and 2 fixed-base multiplications)
+    and compute both the real and the junk inner values, so that the time a
+    voucher takes does not tell which kind it is (best effort in Python).
     """
     if synthetic is None:
         synthetic = acct.is_synthetic(item, m.synthetic_ppm)
     vid = vid or secrets.token_bytes(16)
     padded = pad_ad(ad, m.ad_max)
     rkey = secrets.token_bytes(32)
+    hy = h2g(item)
+    live = secrets.randbelow(m.n_hash)  # the pair a synthetic voucher lets open
+    seen: set[int] = set()
     pairs: list[tuple[bytes, bytes]] = []
-    if synthetic:
-        live = secrets.randbelow(m.n_hash)
-        for j in range(m.n_hash):
-            if j == live:
-                gamma = random_scalar()
-                q = base_mult(gamma)
-                s = scalar_mult(gamma, m.big_l)
-                pairs.append((q, aead.seal_once(s, rkey, _aad_outer(m.epoch, vid, q), LABEL_OUTER)))
-            else:
-                pairs.append(_dummy_pair(m.epoch, vid))
-    else:
-        hy = h2g(item)
-        seen: set[int] = set()
-        for w in _cuckoo.positions(m.cuckoo_seed, m.n_slots, m.n_hash, item):
-            if w in seen:  # a repeated position would give a second opening pair
-                pairs.append(_dummy_pair(m.epoch, vid))
-                continue
-            seen.add(w)
-            beta, gamma = random_scalar(), random_scalar()
-            q = add(scalar_mult(beta, hy), base_mult(gamma))
-            s = add(scalar_mult(beta, table.slot(w)), scalar_mult(gamma, m.big_l))
-            pairs.append((q, aead.seal_once(s, rkey, _aad_outer(m.epoch, vid, q), LABEL_OUTER)))
+    for j, w in enumerate(_cuckoo.positions(m.cuckoo_seed, m.n_slots, m.n_hash, item)):
+        beta, gamma, delta = random_scalar(), random_scalar(), random_scalar()
+        b_h, g_g = scalar_mult(beta, hy), base_mult(gamma)
+        b_p, g_l = scalar_mult(beta, table.slot(w)), scalar_mult(gamma, m.big_l)
+        noise = base_mult(delta)  # a uniform point for pairs that must not open
+        if synthetic:
+            opens = j == live
+            q, s = (g_g, g_l) if opens else (noise, b"")
+        else:
+            opens = w not in seen  # a repeated position would give a second opening pair
+            q, s = (add(b_h, g_g), add(b_p, g_l)) if opens else (noise, b"")
+        seen.add(w)
+        key = s if opens else secrets.token_bytes(32)
+        body = rkey if opens else secrets.token_bytes(32)
+        pairs.append((q, aead.seal_once(key, body, _aad_outer(m.epoch, vid, q), LABEL_OUTER)))
     secrets.SystemRandom().shuffle(pairs)
 
     x = acct.x_of(item)
     x_bytes = shamir.encode_element(x)
-    if synthetic:
-        y, det = acct.junk(item)
-        adct = aead.seal(secrets.token_bytes(32), pad_ad(b"", m.ad_max), _aad_ad(vid, account), LABEL_AD)
-    else:
-        y = shamir.share(acct.key_coeffs, x)
-        det = dhf.evaluate(acct.det_coeffs, dhf.detection_point(x_bytes))
-        adct = aead.seal(acct.adkey, padded, _aad_ad(vid, account), LABEL_AD)
+    junk_y, junk_det = acct.junk(item)
+    real_y = shamir.share(acct.key_coeffs, x)
+    real_det = dhf.evaluate(acct.det_coeffs, dhf.detection_point(x_bytes))
+    ad_key = secrets.token_bytes(32) if synthetic else acct.adkey
+    adct = aead.seal(ad_key, pad_ad(b"", m.ad_max) if synthetic else padded,
+                     _aad_ad(vid, account), LABEL_AD)
+    y, det = (junk_y, junk_det) if synthetic else (real_y, real_det)
     inner = x_bytes + shamir.encode_element(y) + det.astype("<u4").tobytes() + adct
     rct = aead.seal_once(rkey, inner, _aad_inner(vid, account), LABEL_INNER)
     return Voucher(vid, m.epoch, tuple(pairs), rct), synthetic

@@ -82,37 +82,67 @@ def _check_points(points: Sequence[tuple[int, int]], p: int) -> None:
 def interpolate_at(points: Sequence[tuple[int, int]], x0: int = 0, p: int = PRIME) -> int:
     """Lagrange: the value at ``x0`` of the unique polynomial of degree < len(points)."""
     _check_points(points, p)
-    total = 0
-    for i, (xi, yi) in enumerate(points):
+    nums, dens = [], []
+    for i, (xi, _) in enumerate(points):
         num, den = 1, 1
         for j, (xj, _) in enumerate(points):
             if i != j:
                 num = num * (x0 - xj) % p
                 den = den * (xi - xj) % p
-        total = (total + yi * num * pow(den, p - 2, p)) % p
-    return total
+        nums.append(num)
+        dens.append(den)
+    inv = _batch_inverse(dens, p)
+    return sum(y * n * d for (_, y), n, d in zip(points, nums, inv, strict=True)) % p
+
+
+def _batch_inverse(vals: Sequence[int], p: int) -> list[int]:
+    """Montgomery's trick: n inverses for one exponentiation and 3n multiplications."""
+    prefix = [1] * (len(vals) + 1)
+    for i, v in enumerate(vals):
+        if v % p == 0:
+            raise InputError("zero has no inverse")
+        prefix[i + 1] = prefix[i] * v % p
+    inv = pow(prefix[-1], p - 2, p)
+    out = [0] * len(vals)
+    for i in range(len(vals) - 1, -1, -1):
+        out[i] = inv * prefix[i] % p
+        inv = inv * vals[i] % p
+    return out
 
 
 def interpolate(points: Sequence[tuple[int, int]], p: int = PRIME) -> list[int]:
     """Monomial coefficients (constant first) of the interpolating polynomial.
 
-    Newton divided differences, O(n^2) field operations, then expansion.
+    Lagrange form: with M(X) = prod (X - x_i), the basis polynomial is
+    M(X) / (X - x_i) / M'(x_i); O(n^2) multiplications and one inversion.
     """
     _check_points(points, p)
     n = len(points)
     xs = [x % p for x, _ in points]
-    dd = [y % p for _, y in points]
-    for level in range(1, n):
-        for i in range(n - 1, level - 1, -1):
-            dd[i] = (dd[i] - dd[i - 1]) * pow(xs[i] - xs[i - level], p - 2, p) % p
+    big_m = [1]  # coefficients of prod (X - x_i), constant first
+    for x in xs:
+        nxt = [0] * (len(big_m) + 1)
+        for i, c in enumerate(big_m):
+            nxt[i + 1] = (nxt[i + 1] + c) % p
+            nxt[i] = (nxt[i] - x * c) % p
+        big_m = nxt
+    denoms = []
+    for i in range(n):
+        d = 1
+        for j in range(n):
+            if i != j:
+                d = d * (xs[i] - xs[j]) % p
+        denoms.append(d)
+    inv = _batch_inverse(denoms, p)
     coeffs = [0] * n
-    for k in range(n - 1, -1, -1):
-        # coeffs <- coeffs * (X - xs[k]) + dd[k]
-        new = [0] * n
-        for i in range(n - 1):
-            new[i + 1] = coeffs[i]
-        for i in range(n):
-            new[i] = (new[i] - xs[k] * coeffs[i]) % p
-        new[0] = (new[0] + dd[k]) % p
-        coeffs = new
+    for i in range(n):
+        w = points[i][1] % p * inv[i] % p
+        # synthetic division of M by (X - x_i): quotient q, degree n - 1
+        q = [0] * n
+        carry = big_m[n]
+        for k in range(n - 1, -1, -1):
+            q[k] = carry
+            carry = (big_m[k] + carry * xs[i]) % p
+        for k in range(n):
+            coeffs[k] = (coeffs[k] + w * q[k]) % p
     return coeffs
