@@ -49,7 +49,7 @@ SEED_BYTES = 16
 LOAD_LIMITS = {2: 0.48, 3: 0.88, 4: 0.95}
 
 
-class CuckooFailure(Exception):  # noqa: N818 - internal control flow, never escapes
+class CuckooFailure(Exception):
     """Insertion exceeded the eviction budget; re-seed and rebuild."""
 
 
@@ -61,9 +61,7 @@ def table_slots(n: int, eps: float, d: int) -> int:
         raise ParameterError("cuckoo table needs at least one item")
     slots = math.ceil((1.0 + eps) * n) + d
     if n / slots > LOAD_LIMITS[d]:
-        raise ParameterError(
-            f"load {n / slots:.3f} exceeds {LOAD_LIMITS[d]} for d={d}; raise eps"
-        )
+        raise ParameterError(f"load {n / slots:.3f} exceeds {LOAD_LIMITS[d]} for d={d}; raise eps")
     return slots
 
 

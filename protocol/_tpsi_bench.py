@@ -24,11 +24,17 @@ from .hashes import ALGO_IDS, HashSet, get_algo
 from .hazmat import dhf, shamir
 from .hazmat.ristretto import base_mult, random_scalar, scalar_mult
 
-__all__ = ["bench_reconstruction", "bench_table", "bench_vouchers", "group_op_costs", "table_size_bytes"]
+__all__ = [
+    "bench_reconstruction",
+    "bench_table",
+    "bench_vouchers",
+    "group_op_costs",
+    "table_size_bytes",
+]
 
 
 def table_size_bytes(n: int, eps: float = 0.3, n_hash: int = 3) -> int:
-    """Bytes of the table message for ``n`` hashes (what a new client downloads, plus the manifest)."""
+    """Bytes of the table message for ``n`` hashes (a new client downloads it once)."""
     return 4 + 2 * 4 + 4 + 32 * _cuckoo.table_slots(n, eps, n_hash)
 
 
@@ -56,8 +62,9 @@ def _random_set(n: int, algo: str = "pdq") -> HashSet:
     return HashSet.from_raw(a, secrets.token_bytes(n * a.nbytes))
 
 
-def bench_table(n: int, algo: str = "pdq", workers: int | None = None, eps: float = 0.3,
-                n_hash: int = 3) -> dict[str, Any]:
+def bench_table(
+    n: int, algo: str = "pdq", workers: int | None = None, eps: float = 0.3, n_hash: int = 3
+) -> dict[str, Any]:
     """Build a table for ``n`` random hashes on ``workers`` processes (default: all cores)."""
     hs = _random_set(n, algo)
     aid = ALGO_IDS[algo]
@@ -94,16 +101,29 @@ def _fixture(
     built = build_table(items, alpha, n_hash, 0.3, 1)
     table = TableMsg(1, built.slots)
     m = Manifest(
-        epoch=1, algo_id=aid, set_size=set_size, n_slots=built.n_slots, n_hash=n_hash,
-        cuckoo_seed=built.seed, table_digest=bytes(32), big_l=base_mult(alpha), threshold=t,
-        synthetic_ppm=round(synthetic_rate * 1e6), dhf_dim=dhf_dim, ad_max=ad_max,
-        set_digest=bytes(32), created=0, public_key=bytes(32), signature=bytes(64),
+        epoch=1,
+        algo_id=aid,
+        set_size=set_size,
+        n_slots=built.n_slots,
+        n_hash=n_hash,
+        cuckoo_seed=built.seed,
+        table_digest=bytes(32),
+        big_l=base_mult(alpha),
+        threshold=t,
+        synthetic_ppm=round(synthetic_rate * 1e6),
+        dhf_dim=dhf_dim,
+        ad_max=ad_max,
+        set_digest=bytes(32),
+        created=0,
+        public_key=bytes(32),
+        signature=bytes(64),
     )
     return m, table, alpha, items
 
 
-def bench_vouchers(n_images: int = 50, set_size: int = 1000, t: int = 30, dhf_dim: int = 128,
-                   ad_max: int = 256) -> dict[str, Any]:
+def bench_vouchers(
+    n_images: int = 50, set_size: int = 1000, t: int = 30, dhf_dim: int = 128, ad_max: int = 256
+) -> dict[str, Any]:
     """Client ms per voucher (match / non-match / synthetic) and server ms per voucher."""
     m, table, alpha, items = _fixture(set_size, t, dhf_dim, ad_max, 0.0)
     acct = AccountSecrets.derive(secrets.token_bytes(32), t, dhf_dim)
@@ -112,7 +132,11 @@ def bench_vouchers(n_images: int = 50, set_size: int = 1000, t: int = 30, dhf_di
         "match": [items[i % len(items)] for i in range(n_images)],
         "nonmatch": [cuckoo_item(1, secrets.token_bytes(32)) for _ in range(n_images)],
     }
-    out: dict[str, Any] = {"n_images": n_images, "set_size": set_size, "voucher_bytes": m.voucher_bytes}
+    out: dict[str, Any] = {
+        "n_images": n_images,
+        "set_size": set_size,
+        "voucher_bytes": m.voucher_bytes,
+    }
     vouchers = []
     for kind, its in (*kinds.items(), ("synthetic", kinds["nonmatch"])):
         times = []
@@ -131,15 +155,21 @@ def bench_vouchers(n_images: int = 50, set_size: int = 1000, t: int = 30, dhf_di
     costs = group_op_costs(200)
     out.update(costs)
     d = m.n_hash
-    out["client_bound_ms"] = (d * (3 * costs["scalar_mult_us"] + costs["base_mult_us"])
-                              + costs["hash_to_group_us"]) / 1e3
+    out["client_bound_ms"] = (
+        d * (3 * costs["scalar_mult_us"] + costs["base_mult_us"]) + costs["hash_to_group_us"]
+    ) / 1e3
     out["server_bound_ms"] = d * costs["scalar_mult_us"] / 1e3
     return out
 
 
-def bench_reconstruction(t: int = 30, synthetic_rate: float = 0.05, n_vouchers: int = 300,
-                         real_matches: int | None = None, dhf_dim: int = 128,
-                         through_server: bool = True) -> dict[str, Any]:
+def bench_reconstruction(
+    t: int = 30,
+    synthetic_rate: float = 0.05,
+    n_vouchers: int = 300,
+    real_matches: int | None = None,
+    dhf_dim: int = 128,
+    through_server: bool = True,
+) -> dict[str, Any]:
     """Time the threshold step: DHF detection + Shamir + AD decryption at ``t`` real shares.
 
     ``n_vouchers`` images of which ``real_matches`` (default t) match; each
@@ -159,8 +189,15 @@ def bench_reconstruction(t: int = 30, synthetic_rate: float = 0.05, n_vouchers: 
         else:
             syn = secrets.randbelow(1_000_000) < synthetic_rate * 1_000_000
             n_syn += syn
-            v, _ = make_voucher(m, table, acct, acc, cuckoo_item(1, secrets.token_bytes(32)),
-                                f"img-{i}".encode(), synthetic=syn)
+            v, _ = make_voucher(
+                m,
+                table,
+                acct,
+                acc,
+                cuckoo_item(1, secrets.token_bytes(32)),
+                f"img-{i}".encode(),
+                synthetic=syn,
+            )
         vouchers.append(v)
         status, inner = open_outer(alpha, m, v, acc)
         if status == 1:
@@ -177,9 +214,16 @@ def bench_reconstruction(t: int = 30, synthetic_rate: float = 0.05, n_vouchers: 
     ok = all(shamir.eval_poly(coeffs, opened[i].x) == opened[i].y for i in support)
     t2 = time.perf_counter()
     out: dict[str, Any] = {
-        "t": t, "n_vouchers": n_vouchers, "real_matches": r, "synthetic": n_syn,
-        "opened": len(opened), "detected_real": len(support), "consistent": ok,
-        "dhf_dim": dhf_dim, "detect_ms": (t1 - t0) * 1e3, "interpolate_ms": (t2 - t1) * 1e3,
+        "t": t,
+        "n_vouchers": n_vouchers,
+        "real_matches": r,
+        "synthetic": n_syn,
+        "opened": len(opened),
+        "detected_real": len(support),
+        "consistent": ok,
+        "dhf_dim": dhf_dim,
+        "detect_ms": (t1 - t0) * 1e3,
+        "interpolate_ms": (t2 - t1) * 1e3,
     }
     if through_server:
         from ._tpsi_server import ServerParams, TpsiServer
@@ -187,30 +231,51 @@ def bench_reconstruction(t: int = 30, synthetic_rate: float = 0.05, n_vouchers: 
 
         hs = _random_set(max(r, 50))
         with tempfile.TemporaryDirectory() as d:
-            srv = TpsiServer(hs, Path(d), ServerParams(threshold=t, dhf_dim=dhf_dim, ad_max=64,
-                                                       reveal_mode="manual", workers=1))
+            srv = TpsiServer(
+                hs,
+                Path(d),
+                ServerParams(
+                    threshold=t, dhf_dim=dhf_dim, ad_max=64, reveal_mode="manual", workers=1
+                ),
+            )
             try:
                 sm, stable = srv.manifest, TableMsg.from_bytes(srv.table_bytes)
-                sitems = [cuckoo_item(1, v) for v in (hs.raw()[i : i + 32] for i in range(0, 32 * r, 32))]
+                sitems = [
+                    cuckoo_item(1, v) for v in (hs.raw()[i : i + 32] for i in range(0, 32 * r, 32))
+                ]
                 batch = []
                 for i in range(n_vouchers):
                     if i < r:
                         v, _ = make_voucher(sm, stable, acct, acc, sitems[i], b"m", synthetic=False)
                     else:
                         syn = secrets.randbelow(1_000_000) < synthetic_rate * 1_000_000
-                        v, _ = make_voucher(sm, stable, acct, acc,
-                                            cuckoo_item(1, secrets.token_bytes(32)), b"n", synthetic=syn)
+                        v, _ = make_voucher(
+                            sm,
+                            stable,
+                            acct,
+                            acc,
+                            cuckoo_item(1, secrets.token_bytes(32)),
+                            b"n",
+                            synthetic=syn,
+                        )
                     batch.append(v.to_bytes())
                 from .base import Request
 
                 t3 = time.perf_counter()
                 for i in range(0, len(batch), 256):
-                    srv._post_vouchers(Request(UploadBatch("bench-account", tuple(batch[i : i + 256])).to_bytes()))
+                    srv._post_vouchers(
+                        Request(UploadBatch("bench-account", tuple(batch[i : i + 256])).to_bytes())
+                    )
                 t4 = time.perf_counter()
                 revealed = srv.process_reveals("bench-account")
                 t5 = time.perf_counter()
-                out.update({"server_upload_ms_per_voucher": (t4 - t3) * 1e3 / n_vouchers,
-                            "server_reveal_ms": (t5 - t4) * 1e3, "server_revealed": revealed})
+                out.update(
+                    {
+                        "server_upload_ms_per_voucher": (t4 - t3) * 1e3 / n_vouchers,
+                        "server_reveal_ms": (t5 - t4) * 1e3,
+                        "server_revealed": revealed,
+                    }
+                )
             finally:
                 srv.close()
     return out

@@ -186,7 +186,11 @@ class TpsiClient(ClientHalf):
         out = []
         for h in probe_hashes(q, self.probe_bits):
             v, _ = make_voucher(
-                self.manifest, self.table, acct, acc, cuckoo_item(self.algo_id, h.raw),
+                self.manifest,
+                self.table,
+                acct,
+                acc,
+                cuckoo_item(self.algo_id, h.raw),
                 q.associated_data,
             )
             out.append(v)
@@ -207,8 +211,15 @@ class TpsiClient(ClientHalf):
             vs = self.vouchers_for(q)
             built.append((vs, elapsed_ms(t0)))
         results = [
-            ScanResult(matched=None, crypto_ms=cpu, extra={"vouchers": len(vs),
-                       "voucher_ids": [v.vid.hex() for v in vs], "epoch": vs[0].epoch})
+            ScanResult(
+                matched=None,
+                crypto_ms=cpu,
+                extra={
+                    "vouchers": len(vs),
+                    "voucher_ids": [v.vid.hex() for v in vs],
+                    "epoch": vs[0].epoch,
+                },
+            )
             for vs, cpu in built
         ]
         if results:

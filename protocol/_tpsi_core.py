@@ -124,8 +124,14 @@ class AccountSecrets:
         det = np.frombuffer(db, dtype="<u8").astype(np.uint64) % np.uint64(dhf.Q)
         keys = _hkdf(seed, info + b"|keys", 96)
         return cls(
-            seed, t, k, key_coeffs, det.astype(np.int64).reshape(k, t - 1),
-            keys[:32], keys[32:64], keys[64:],
+            seed,
+            t,
+            k,
+            key_coeffs,
+            det.astype(np.int64).reshape(k, t - 1),
+            keys[:32],
+            keys[32:64],
+            keys[64:],
         )
 
     @property
@@ -227,8 +233,9 @@ def make_voucher(
     real_y = shamir.share(acct.key_coeffs, x)
     real_det = dhf.evaluate(acct.det_coeffs, dhf.detection_point(x_bytes))
     ad_key = secrets.token_bytes(32) if synthetic else acct.adkey
-    adct = aead.seal(ad_key, pad_ad(b"", m.ad_max) if synthetic else padded,
-                     _aad_ad(vid, account), LABEL_AD)
+    adct = aead.seal(
+        ad_key, pad_ad(b"", m.ad_max) if synthetic else padded, _aad_ad(vid, account), LABEL_AD
+    )
     y, det = (junk_y, junk_det) if synthetic else (real_y, real_det)
     inner = x_bytes + shamir.encode_element(y) + det.astype("<u4").tobytes() + adct
     rct = aead.seal_once(rkey, inner, _aad_inner(vid, account), LABEL_INNER)

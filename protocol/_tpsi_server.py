@@ -128,7 +128,9 @@ class TpsiServer(ServerHalf):
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         if params.reveal_mode == "background":
-            self._worker = threading.Thread(target=self._run_worker, name="tpsi-reveals", daemon=True)
+            self._worker = threading.Thread(
+                target=self._run_worker, name="tpsi-reveals", daemon=True
+            )
             self._worker.start()
             for acc in self.store.pending_accounts():  # work left over from before a restart
                 self._queue.put(acc)
@@ -161,7 +163,9 @@ class TpsiServer(ServerHalf):
                 m = Manifest.from_bytes(mpath.read_bytes())
                 m.verify(self.public_key)
             except BlindmatchError:
-                raise CorruptStoreError(f"{mpath}: manifest unreadable or not signed by our key") from None
+                raise CorruptStoreError(
+                    f"{mpath}: manifest unreadable or not signed by our key"
+                ) from None
             old_epoch = m.epoch
             if all(getattr(m, k) == v for k, v in want.items()):
                 tpath = self.state_dir / f"table-{m.epoch}.bin"
@@ -179,7 +183,9 @@ class TpsiServer(ServerHalf):
         epoch = max(old_epoch, self.store.max_epoch()) + 1
         return self._build(hashes, epoch, want)
 
-    def _build(self, hashes: HashSet, epoch: int, want: dict[str, Any]) -> tuple[Manifest, bytes, bytes]:
+    def _build(
+        self, hashes: HashSet, epoch: int, want: dict[str, Any]
+    ) -> tuple[Manifest, bytes, bytes]:
         p = self.params
         items = [cuckoo_item(self.algo_id, v) for v in _raw_values(hashes)]
         alpha = random_scalar()
@@ -188,7 +194,11 @@ class TpsiServer(ServerHalf):
         digest = sha256(table)
         log.info(
             "tpsi epoch %d: %d hashes in %d slots (cuckoo %.2fs, %d attempt(s); points %.2fs)",
-            epoch, len(items), built.n_slots, built.seconds_cuckoo, built.attempts,
+            epoch,
+            len(items),
+            built.n_slots,
+            built.seconds_cuckoo,
+            built.attempts,
             built.seconds_points,
         )
         m = Manifest(
@@ -215,24 +225,42 @@ class TpsiServer(ServerHalf):
         vb = self.manifest.voucher_bytes
         return [
             Endpoint("GET", "manifest", self._get_manifest, summary="Signed tPSI manifest"),
-            Endpoint("GET", "table", self._get_table, summary="Blinded cuckoo table (binary, ETag)"),
             Endpoint(
-                "POST", "vouchers", self._post_vouchers,
+                "GET", "table", self._get_table, summary="Blinded cuckoo table (binary, ETag)"
+            ),
+            Endpoint(
+                "POST",
+                "vouchers",
+                self._post_vouchers,
                 max_body=64 + self.params.max_batch * (vb + 8) + 256,
-                rate_limited=True, cost=UploadBatch.count,
+                rate_limited=True,
+                cost=UploadBatch.count,
                 summary="Upload a batch of vouchers (acknowledged after commit)",
             ),
-            Endpoint("GET", "reveals", self._get_reveals, admin=True,
-                     summary="Revealed AD of an account (header X-Blindmatch-Account)"),
-            Endpoint("POST", "reveals", self._post_reveals, admin=True, max_body=256,
-                     summary="Run reveal processing for an account (body: account id) and list"),
+            Endpoint(
+                "GET",
+                "reveals",
+                self._get_reveals,
+                admin=True,
+                summary="Revealed AD of an account (header X-Blindmatch-Account)",
+            ),
+            Endpoint(
+                "POST",
+                "reveals",
+                self._post_reveals,
+                admin=True,
+                max_body=256,
+                summary="Run reveal processing for an account (body: account id) and list",
+            ),
         ]
 
     def setup_bytes(self) -> int:
         return len(self.manifest_bytes) + len(self.table_bytes)
 
     @staticmethod
-    def _cached(req: Request, etag: str, body: bytes, media: str = "application/octet-stream") -> Reply:
+    def _cached(
+        req: Request, etag: str, body: bytes, media: str = "application/octet-stream"
+    ) -> Reply:
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
         inm = req.headers.get("if-none-match", "")
         if etag in {t.strip() for t in inm.split(",")}:
@@ -257,7 +285,9 @@ class TpsiServer(ServerHalf):
         rows = []
         for v in vouchers:
             status, inner = open_outer(self._alpha, m, v, acc)
-            rows.append((v.vid, v.epoch, sha256(v.to_bytes()), status, inner if status == 1 else None))
+            rows.append(
+                (v.vid, v.epoch, sha256(v.to_bytes()), status, inner if status == 1 else None)
+            )
         new, dup = self.store.insert_batch(account, rows)
         self._after_upload(account)
         acked = tuple(dict.fromkeys(v.vid for v in vouchers))
@@ -328,7 +358,7 @@ class TpsiServer(ServerHalf):
             return self._locks[account]
 
     def process_reveals(self, account: str) -> int:
-        """Reconstruct and reveal for one account if it has >= t real shares; returns new reveals."""
+        """Reconstruct and reveal for an account holding >= t real shares; returns new reveals."""
         with self._lock_for(account):
             opened_n = self.store.opened_count(account)
             rows = self.store.opened(account)
@@ -350,7 +380,11 @@ class TpsiServer(ServerHalf):
             return new
 
     def _reveal_group(
-        self, account: str, acc: bytes, t: int, group: list[tuple[bytes, int, Opened]],
+        self,
+        account: str,
+        acc: bytes,
+        t: int,
+        group: list[tuple[bytes, int, Opened]],
         revealed: set[bytes],
     ) -> int:
         # One row per distinct x: a repeated hash gives an identical share (counted once);
@@ -380,8 +414,12 @@ class TpsiServer(ServerHalf):
             if any(shamir.eval_poly(coeffs, ms[0][2].x) != ms[0][2].y for ms in cand):
                 self.store.audit(account, "detection_inconclusive", {"opened": len(distinct)})
                 return 0
-            events.append(("threshold_reached", {"threshold": t, "opened": len(distinct),
-                                                  "real_shares": len(support)}))
+            events.append(
+                (
+                    "threshold_reached",
+                    {"threshold": t, "opened": len(distinct), "real_shares": len(support)},
+                )
+            )
         adkey = coeffs[0]
         out: list[tuple[bytes, int, bytes]] = []
         for members in distinct:

@@ -16,6 +16,7 @@ server could decrypt after reaching the threshold. The raw voucher is not kept.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -124,10 +125,8 @@ class TpsiStore:
                 yield self._db
                 self._db.execute("COMMIT")
             except sqlite3.Error as e:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
                 raise StorageUnavailableError(f"storage write failed: {e}") from None
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -139,7 +138,9 @@ class TpsiStore:
             row = self._db.execute("SELECT MAX(epoch) FROM epochs").fetchone()
         return int(row[0] or 0)
 
-    def add_epoch(self, epoch: int, threshold: int, dhf_dim: int, ad_max: int, digest: bytes) -> None:
+    def add_epoch(
+        self, epoch: int, threshold: int, dhf_dim: int, ad_max: int, digest: bytes
+    ) -> None:
         with self._txn() as db:
             db.execute(
                 "INSERT OR REPLACE INTO epochs VALUES(?,?,?,?,?,?)",
@@ -149,7 +150,9 @@ class TpsiStore:
     def epoch_params(self) -> dict[int, tuple[int, int, int]]:
         """epoch -> (threshold, dhf_dim, ad_max)."""
         with self._lock:
-            rows = self._db.execute("SELECT epoch, threshold, dhf_dim, ad_max FROM epochs").fetchall()
+            rows = self._db.execute(
+                "SELECT epoch, threshold, dhf_dim, ad_max FROM epochs"
+            ).fetchall()
         return {int(e): (int(t), int(k), int(a)) for e, t, k, a in rows}
 
     # --- vouchers ---------------------------------------------------------
@@ -196,17 +199,23 @@ class TpsiStore:
 
     def opened_count(self, account: str) -> int:
         with self._lock:
-            row = self._db.execute("SELECT opened FROM accounts WHERE account=?", (account,)).fetchone()
+            row = self._db.execute(
+                "SELECT opened FROM accounts WHERE account=?", (account,)
+            ).fetchone()
         return 0 if row is None else int(row[0])
 
     def pending_accounts(self) -> list[str]:
         with self._lock:
-            rows = self._db.execute("SELECT account FROM accounts WHERE opened > attempted").fetchall()
+            rows = self._db.execute(
+                "SELECT account FROM accounts WHERE opened > attempted"
+            ).fetchall()
         return [str(r[0]) for r in rows]
 
     def mark_attempted(self, account: str, opened: int) -> None:
         with self._txn() as db:
-            db.execute("UPDATE accounts SET attempted=MAX(attempted, ?) WHERE account=?", (opened, account))
+            db.execute(
+                "UPDATE accounts SET attempted=MAX(attempted, ?) WHERE account=?", (opened, account)
+            )
 
     def voucher_count(self, account: str | None = None) -> int:
         with self._lock:
@@ -236,7 +245,8 @@ class TpsiStore:
                 )
             for vid, epoch, ad in reveals:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO reveals VALUES(?,?,?,?,?)", (account, vid, epoch, ad, now)
+                    "INSERT OR IGNORE INTO reveals VALUES(?,?,?,?,?)",
+                    (account, vid, epoch, ad, now),
                 )
                 if cur.rowcount == 1:
                     n += 1
@@ -266,14 +276,22 @@ class TpsiStore:
                     (account,),
                 ).fetchall()
         return [
-            {"seq": s, "ts": ts, "account": a, "event": e,
-             "voucher_id": bytes(v).hex() if v is not None else None, "detail": json.loads(d or "{}")}
+            {
+                "seq": s,
+                "ts": ts,
+                "account": a,
+                "event": e,
+                "voucher_id": bytes(v).hex() if v is not None else None,
+                "detail": json.loads(d or "{}"),
+            }
             for s, ts, a, e, v, d in rows
         ]
 
     def revealed_vids(self, account: str) -> set[bytes]:
         with self._lock:
-            rows = self._db.execute("SELECT vid FROM reveals WHERE account=?", (account,)).fetchall()
+            rows = self._db.execute(
+                "SELECT vid FROM reveals WHERE account=?", (account,)
+            ).fetchall()
         return {bytes(r[0]) for r in rows}
 
     def reveals(self, account: str) -> list[Reveal]:

@@ -72,7 +72,9 @@ def _binomial_tail(n: int, p: float, t: int) -> float:
     if t <= mean:  # the upper tail is the bulk: use the complement of the lower tail
         return 1.0 - _binomial_cdf(n, p, t - 1, lp, lq)
     k = t
-    log_term = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * lp + (n - k) * lq
+    log_term = (
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * lp + (n - k) * lq
+    )
     total = 0.0
     term = math.exp(log_term)
     ratio_base = p / (1.0 - p)
@@ -162,7 +164,7 @@ class Tpsi(Protocol):
             "the probe count per image when multi-probe is on (2^k vouchers per image)",
         ),
         network=(
-            "with TLS: voucher counts and sizes (fixed per voucher) and timing; AD length is padded",
+            "with TLS: voucher counts, sizes (fixed per voucher) and timing; AD length is padded",
         ),
         server_sees_hash=False,
         client_sees_set=False,
@@ -174,7 +176,10 @@ class Tpsi(Protocol):
         return TpsiServer(hashes, state_dir, ServerParams.from_options(options))
 
     def new_client(
-        self, algo: HashAlgo, cache_dir: Path | None = None, options: Mapping[str, Any] | None = None
+        self,
+        algo: HashAlgo,
+        cache_dir: Path | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> ClientHalf:
         return TpsiClient(algo, cache_dir, dict(options or {}))
 
@@ -185,10 +190,22 @@ class Tpsi(Protocol):
 
 def _manifest_bytes() -> int:
     m = Manifest(
-        epoch=1, algo_id=1, set_size=1, n_slots=_cuckoo.table_slots(1, 0.3, 3), n_hash=3,
-        cuckoo_seed=bytes(16), table_digest=bytes(32), big_l=bytes(32), threshold=30,
-        synthetic_ppm=0, dhf_dim=1, ad_max=0, set_digest=bytes(32), created=0,
-        public_key=bytes(32), signature=bytes(64),
+        epoch=1,
+        algo_id=1,
+        set_size=1,
+        n_slots=_cuckoo.table_slots(1, 0.3, 3),
+        n_hash=3,
+        cuckoo_seed=bytes(16),
+        table_digest=bytes(32),
+        big_l=bytes(32),
+        threshold=30,
+        synthetic_ppm=0,
+        dhf_dim=1,
+        ad_max=0,
+        set_digest=bytes(32),
+        created=0,
+        public_key=bytes(32),
+        signature=bytes(64),
     )
     return len(m.to_bytes())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -86,8 +87,13 @@ def test_threshold_boundary(hs: HashSet, tmp_path: Path) -> None:
     tr, c = LocalTransport(srv), client(tmp_path / "c")
     members = hs.values()
     rng = secrets.SystemRandom()
-    queries = [Query(members[i], account="acct", associated_data=f"match-{i}".encode()) for i in range(T - 1)]
-    queries += [Query(nonmember(), account="acct", associated_data=f"other-{i}".encode()) for i in range(60)]
+    queries = [
+        Query(members[i], account="acct", associated_data=f"match-{i}".encode())
+        for i in range(T - 1)
+    ]
+    queries += [
+        Query(nonmember(), account="acct", associated_data=f"other-{i}".encode()) for i in range(60)
+    ]
     rng.shuffle(queries)
     for q in queries:
         r = c.scan(q, tr)
@@ -107,12 +113,16 @@ def test_threshold_boundary(hs: HashSet, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("rate", [0.01, 0.05, 0.10])
 def test_realistic_synthetic_mix(hs: HashSet, tmp_path: Path, rate: float) -> None:
-    """t = 30, hundreds of vouchers, synthetic rate 1-10%: reveal exactly when t real matches exist."""
+    """t = 30, hundreds of vouchers, synthetic rate 1-10%: reveal exactly at t real matches."""
     srv = server(hs, tmp_path / "s", threshold=T, synthetic_rate=rate)
     tr, c = LocalTransport(srv), client(tmp_path / "c")
     members = hs.values()
-    queries = [Query(members[i], account="mix", associated_data=f"m{i}".encode()) for i in range(50)]
-    queries += [Query(nonmember(), account="mix", associated_data=f"n{i}".encode()) for i in range(250)]
+    queries = [
+        Query(members[i], account="mix", associated_data=f"m{i}".encode()) for i in range(50)
+    ]
+    queries += [
+        Query(nonmember(), account="mix", associated_data=f"n{i}".encode()) for i in range(250)
+    ]
     secrets.SystemRandom().shuffle(queries)
     real: set[bytes] = set()
     synthetic_seen = 0
@@ -140,8 +150,11 @@ def test_non_matching_never_revealed_far_above_threshold(hs: HashSet, tmp_path: 
     secrets.SystemRandom().shuffle(qs)
     c.scan_many(qs, tr)
     got = ads(srv, "far")
-    want = {q.associated_data for q in qs if q.associated_data.startswith(b"M")
-            and not c.is_synthetic("far", q.hash)}
+    want = {
+        q.associated_data
+        for q in qs
+        if q.associated_data.startswith(b"M") and not c.is_synthetic("far", q.hash)
+    }
     assert got == want and len(got) > 20 * 5 // 2
     assert all(not a.startswith(b"N") for a in got)
 
@@ -174,22 +187,28 @@ def test_durability_across_reopen(hs: HashSet, tmp_path: Path) -> None:
     manifest = srv.manifest_bytes
     members = hs.values()
     c1 = client(cdir)
-    c1.scan_many([Query(members[i], account="dur", associated_data=b"%d" % i) for i in range(20)],
-                 LocalTransport(srv))
+    c1.scan_many(
+        [Query(members[i], account="dur", associated_data=b"%d" % i) for i in range(20)],
+        LocalTransport(srv),
+    )
     assert srv.process_reveals("dur") == 0
     srv.close()
 
     srv = server(hs, sdir, threshold=T, reveal_mode="manual")
     assert srv.manifest_bytes == manifest and srv.store.voucher_count("dur") == 20
     c2 = client(cdir)  # a new process: the account seed comes from the 0600 key file
-    c2.scan_many([Query(members[i], account="dur", associated_data=b"%d" % i) for i in range(20, T)],
-                 LocalTransport(srv))
+    c2.scan_many(
+        [Query(members[i], account="dur", associated_data=b"%d" % i) for i in range(20, T)],
+        LocalTransport(srv),
+    )
     keyfiles = list(cdir.rglob("*.key"))
     assert len(keyfiles) == 1 and stat.S_IMODE(keyfiles[0].stat().st_mode) == 0o600
     assert srv.process_reveals("dur") == T
     # pending work left before a restart is picked up by the background worker
-    c2.scan_many([Query(members[i], account="bob", associated_data=b"b%d" % i) for i in range(T)],
-                 LocalTransport(srv))
+    c2.scan_many(
+        [Query(members[i], account="bob", associated_data=b"b%d" % i) for i in range(T)],
+        LocalTransport(srv),
+    )
     srv.close()
     srv = server(hs, sdir, threshold=T, reveal_mode="background")
     srv.wait_idle()
@@ -225,8 +244,16 @@ def test_malformed_batches_store_nothing(hs: HashSet, tmp_path: Path) -> None:
     bad_bodies: list[tuple[bytes, type[Exception]]] = [
         (UploadBatch("bad", (good[0], bytes(flipped_point))).to_bytes(), DeserializeError),
         (UploadBatch("bad", (good[0], good[1][:-1])).to_bytes(), DecodeError),
-        (UploadBatch("bad", (good[0], replace(vs[1], rct=vs[1].rct[:-1]).to_bytes())).to_bytes(), LengthError),
-        (UploadBatch("bad", (good[0], replace(vs[1], pairs=vs[1].pairs[:2]).to_bytes())).to_bytes(), LengthError),
+        (
+            UploadBatch("bad", (good[0], replace(vs[1], rct=vs[1].rct[:-1]).to_bytes())).to_bytes(),
+            LengthError,
+        ),
+        (
+            UploadBatch(
+                "bad", (good[0], replace(vs[1], pairs=vs[1].pairs[:2]).to_bytes())
+            ).to_bytes(),
+            LengthError,
+        ),
         (b"", DecodeError),
         (b"\x01\x03\x05", DecodeError),
         (UploadBatch("bad", (tuple(good) * 86)[:257]).to_bytes(), BatchTooLargeError),
@@ -237,7 +264,9 @@ def test_malformed_batches_store_nothing(hs: HashSet, tmp_path: Path) -> None:
             tr.post("vouchers", body)
         assert ei.value.http_status in (400, 413)
     assert srv.store.voucher_count() == 0
-    ok = UploadReply.from_bytes(tr.post("vouchers", UploadBatch("bad", tuple(good)).to_bytes()).body)
+    ok = UploadReply.from_bytes(
+        tr.post("vouchers", UploadBatch("bad", tuple(good)).to_bytes()).body
+    )
     assert ok.accepted == 3 and srv.store.voucher_count() == 3
     srv.close()
 
@@ -261,10 +290,14 @@ def test_wrong_epoch_rejected_and_set_change_starts_new_epoch(hs: HashSet, tmp_p
     srv2 = server(hs2, sdir, threshold=3, dhf_dim=8)
     assert srv2.manifest.epoch == epoch + 1
     with pytest.raises(UnknownEpochError):
-        LocalTransport(srv2).post("vouchers", UploadBatch("bad", tuple(v.to_bytes() for v in vs)).to_bytes())
+        LocalTransport(srv2).post(
+            "vouchers", UploadBatch("bad", tuple(v.to_bytes() for v in vs)).to_bytes()
+        )
     assert len(srv2.reveals("e")) == 3  # reveals survive the new epoch
     assert sorted(p.name for p in sdir.iterdir() if p.name.startswith(("alpha-", "table-"))) == [
-        f"alpha-{epoch + 1}.key", f"table-{epoch + 1}.bin"]
+        f"alpha-{epoch + 1}.key",
+        f"table-{epoch + 1}.bin",
+    ]
     srv2.close()
 
 
@@ -311,8 +344,9 @@ class Tamper(Transport):
         super().__init__()
         self.inner, self.path = inner, path
 
-    def request(self, method: str, path: str, body: bytes = b"",
-                headers: Mapping[str, str] | None = None) -> TransportReply:
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> TransportReply:
         r = self.inner.request(method, path, body, headers)
         if path == self.path and r.body:
             b = bytearray(r.body)
@@ -332,8 +366,9 @@ def test_client_checks_signature_digest_and_pins(hs: HashSet, tmp_path: Path) ->
         client(tmp_path / "c3", manifest_key="00" * 32).scan(q, LocalTransport(srv))
     with pytest.raises(SignatureError):
         client(tmp_path / "c4", set_digest="00" * 32).scan(q, LocalTransport(srv))
-    good = client(tmp_path / "c5", manifest_key=srv.public_key.hex(),
-                  set_digest=srv.manifest.set_digest.hex())
+    good = client(
+        tmp_path / "c5", manifest_key=srv.public_key.hex(), set_digest=srv.manifest.set_digest.hex()
+    )
     r = good.scan(q, LocalTransport(srv))
     assert r.matched is None and r.extra["setup_bytes"] == srv.setup_bytes()
     # a second client on the same cache dir does not download the table again
@@ -355,7 +390,9 @@ def test_reply_does_not_depend_on_membership(hs: HashSet, tmp_path: Path) -> Non
     for h in (hs.value(5), nonmember()):
         (v,) = c.vouchers_for(Query(h, account="same", associated_data=b"x"))
         rep = tr.post("vouchers", UploadBatch("same", (v.to_bytes(),)).to_bytes())
-        replies.append((rep.status, dict(rep.headers), UploadReply.from_bytes(rep.body), len(rep.body)))
+        replies.append(
+            (rep.status, dict(rep.headers), UploadReply.from_bytes(rep.body), len(rep.body))
+        )
     (s1, h1, r1, n1), (s2, h2, r2, n2) = replies
     assert (s1, h1, n1, r1.accepted, r1.duplicates) == (s2, h2, n2, r2.accepted, r2.duplicates)
     srv.close()
@@ -368,9 +405,17 @@ def test_admin_endpoints(hs: HashSet, tmp_path: Path) -> None:
     assert eps[("POST", "vouchers")].rate_limited and not eps[("POST", "vouchers")].admin
     assert eps[("POST", "vouchers")].cost is not None
     c, tr = client(tmp_path / "c"), LocalTransport(srv)
-    c.scan_many([Query(hs.value(i), account="adm", associated_data=b"a%d" % i) for i in range(3)], tr)
-    listed = json.loads(eps[("GET", "reveals")].handler(Request(headers={"x-blindmatch-account": "adm"})).body)
-    assert listed == {"account": "adm", "threshold": 3, "reveals": []}  # manual mode: not processed yet
+    c.scan_many(
+        [Query(hs.value(i), account="adm", associated_data=b"a%d" % i) for i in range(3)], tr
+    )
+    listed = json.loads(
+        eps[("GET", "reveals")].handler(Request(headers={"x-blindmatch-account": "adm"})).body
+    )
+    assert listed == {
+        "account": "adm",
+        "threshold": 3,
+        "reveals": [],
+    }  # manual mode: not processed yet
     rep = eps[("POST", "reveals")].handler(Request(body=b"adm"))
     got = json.loads(rep.body)
     assert rep.media_type == "application/json"
@@ -390,7 +435,9 @@ def test_list_reveals_paths(hs: HashSet, tmp_path: Path) -> None:
     sdir = setdir / "state" / "tpsi"
     srv = server(hs, sdir, threshold=3, dhf_dim=8)
     client(tmp_path / "c").scan_many(
-        [Query(hs.value(i), account="lr", associated_data=b"%d" % i) for i in range(3)], LocalTransport(srv))
+        [Query(hs.value(i), account="lr", associated_data=b"%d" % i) for i in range(3)],
+        LocalTransport(srv),
+    )
     srv.close()
     a = list_reveals(sdir, "lr")
     b = list_reveals(setdir, "lr")
@@ -447,8 +494,15 @@ def test_multiprobe_flips_least_stable_bits(tmp_path: Path) -> None:
 
 
 def test_options_are_validated(hs: HashSet, tmp_path: Path) -> None:
-    for bad in ({"threshold": 1}, {"synthetic_rate": 1.5}, {"n_hash": 5}, {"reveal_mode": "x"},
-                {"eps": 0.01, "n_hash": 2}, {"bogus": 1}, {"dhf_dim": 0}):
+    for bad in (
+        {"threshold": 1},
+        {"synthetic_rate": 1.5},
+        {"n_hash": 5},
+        {"reveal_mode": "x"},
+        {"eps": 0.01, "n_hash": 2},
+        {"bogus": 1},
+        {"dhf_dim": 0},
+    ):
         with pytest.raises(ParameterError):
             TPSI.open_server(hs, tmp_path / "s", bad)
     with pytest.raises(ParameterError):
@@ -458,16 +512,27 @@ def test_options_are_validated(hs: HashSet, tmp_path: Path) -> None:
 def test_false_report_probability_matches_scipy() -> None:
     from scipy.stats import binom
 
-    for p, n, t in [(1e-3, 10_000, 30), (1e-6, 100_000, 30), (0.01, 1000, 5), (0.2, 50, 10), (0.5, 40, 1)]:
+    for p, n, t in [
+        (1e-3, 10_000, 30),
+        (1e-6, 100_000, 30),
+        (0.01, 1000, 5),
+        (0.2, 50, 10),
+        (0.5, 40, 1),
+    ]:
         want = float(binom.sf(t - 1, n, p))
         got = false_report_probability(p, n, t)
         assert got == pytest.approx(want, rel=1e-9, abs=1e-300)
     assert false_report_probability(1e-3, 10_000, 30, synthetic_rate=0.5) == pytest.approx(
-        float(binom.sf(29, 10_000, 5e-4)), rel=1e-9)
-    assert false_report_probability(0.0, 10, 1) == 0.0 and false_report_probability(1.0, 10, 10) == 1.0
+        float(binom.sf(29, 10_000, 5e-4)), rel=1e-9
+    )
+    assert (
+        false_report_probability(0.0, 10, 1) == 0.0 and false_report_probability(1.0, 10, 10) == 1.0
+    )
     assert false_report_probability(0.1, 10, 11) == 0.0
     seq = [false_report_probability(1e-4, 10_000, t) for t in range(1, 40)]
-    assert all(a > b for a, b in zip(seq, seq[1:], strict=False))
-    assert detection_probability(40, 30, 0.05) == pytest.approx(float(binom.sf(29, 40, 0.95)), rel=1e-9)
+    assert all(a > b for a, b in itertools.pairwise(seq))
+    assert detection_probability(40, 30, 0.05) == pytest.approx(
+        float(binom.sf(29, 40, 0.95)), rel=1e-9
+    )
     with pytest.raises(InputError):
         false_report_probability(-0.1, 10, 3)

@@ -46,8 +46,11 @@ NON_CANONICAL = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     hs = HashSet.from_raw(get_algo("pdq"), secrets.token_bytes(32 * 20))
-    srv = TPSI.open_server(hs, tmp_path_factory.mktemp("codec"),
-                           {"threshold": 3, "dhf_dim": 4, "ad_max": 16, "reveal_mode": "manual"})
+    srv = TPSI.open_server(
+        hs,
+        tmp_path_factory.mktemp("codec"),
+        {"threshold": 3, "dhf_dim": 4, "ad_max": 16, "reveal_mode": "manual"},
+    )
     yield srv
     srv.close()
 
@@ -57,12 +60,15 @@ vouchers = st.builds(
     Voucher,
     st.binary(min_size=16, max_size=16),
     st.integers(0, 2**32 - 1),
-    st.lists(st.tuples(points, st.binary(min_size=80, max_size=80)), min_size=1, max_size=4).map(tuple),
+    st.lists(st.tuples(points, st.binary(min_size=80, max_size=80)), min_size=1, max_size=4).map(
+        tuple
+    ),
     st.binary(min_size=48, max_size=200),
 )
 accounts = st.text(
     alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_categories=("Cs",)),
-    min_size=1, max_size=40,
+    min_size=1,
+    max_size=40,
 ).filter(lambda a: 127 not in map(ord, a) and len(a.encode()) <= 128)
 
 
@@ -84,7 +90,9 @@ def test_upload_round_trip(account: str, vs: list[Voucher]) -> None:
             UploadBatch.from_bytes(body, len(vs) - 1)
 
 
-@given(st.integers(0, 5), st.integers(0, 5), st.lists(st.binary(min_size=16, max_size=16), max_size=5))
+@given(
+    st.integers(0, 5), st.integers(0, 5), st.lists(st.binary(min_size=16, max_size=16), max_size=5)
+)
 def test_upload_reply_round_trip(a: int, d: int, ids: list[bytes]) -> None:
     r = UploadReply(a, d, tuple(ids))
     assert UploadReply.from_bytes(r.to_bytes()) == r
@@ -99,16 +107,36 @@ def test_table_round_trip(epoch: int, pts: list[bytes]) -> None:
 
 @settings(max_examples=40)
 @given(
-    st.integers(0, 2**32 - 1), st.integers(1, 4), st.integers(2, 1000), st.integers(0, 10**6),
-    st.integers(1, 2000), st.integers(0, 60000), st.integers(1, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 4),
+    st.integers(2, 1000),
+    st.integers(0, 10**6),
+    st.integers(1, 2000),
+    st.integers(0, 60000),
+    st.integers(1, 2**32 - 1),
 )
 def test_manifest_round_trip_and_signature(
     epoch: int, d: int, t: int, ppm: int, k: int, ad_max: int, slots: int
 ) -> None:
     key = Ed25519PrivateKey.generate()
     pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    m = Manifest(epoch, 1, 5, slots, d, secrets.token_bytes(16), secrets.token_bytes(32), BASEPOINT,
-                 t, ppm, k, ad_max, secrets.token_bytes(32), 123, pub).signed(key)
+    m = Manifest(
+        epoch,
+        1,
+        5,
+        slots,
+        d,
+        secrets.token_bytes(16),
+        secrets.token_bytes(32),
+        BASEPOINT,
+        t,
+        ppm,
+        k,
+        ad_max,
+        secrets.token_bytes(32),
+        123,
+        pub,
+    ).signed(key)
     back = Manifest.from_bytes(m.to_bytes())
     assert back == m
     back.verify(pub)
@@ -227,11 +255,13 @@ def test_upload_batch_framing_errors() -> None:
 def test_golden_bytes_v1() -> None:
     """Wire v1 layouts; a change here needs a new version byte (CONVENTIONS)."""
     assert UploadReply(1, 2, (bytes(16),)).to_bytes().hex() == (
-        "01030603" "00000004" "00000001" "00000004" "00000002" "00000010" + "00" * 16
+        "010306030000000400000001000000040000000200000010" + "00" * 16
     )
     v = Voucher(bytes(range(16)), 7, ((BASEPOINT, bytes(80)),), bytes(48))
     assert v.to_bytes().hex() == (
-        "01030404" "00000010" + bytes(range(16)).hex() + "00000004" "00000007"
+        "01030404"
+        "00000010" + bytes(range(16)).hex() + "00000004"
+        "00000007"
         "00000070" + BASEPOINT.hex() + "00" * 80 + "00000030" + "00" * 48
     )
 
@@ -242,7 +272,15 @@ def test_sizes_are_fixed_by_the_manifest(server, tmp_path: Path) -> None:
     m = server.manifest
     client = TPSI.new_client(get_algo("pdq"), tmp_path, {})
     client.setup(LocalTransport(server))
-    sizes = {len(v.to_bytes()) for _ in range(5) for v in client.vouchers_for(
-        Query(get_algo("pdq").from_bytes(secrets.token_bytes(32)), account="a",
-              associated_data=secrets.token_bytes(secrets.randbelow(17))))}
+    sizes = {
+        len(v.to_bytes())
+        for _ in range(5)
+        for v in client.vouchers_for(
+            Query(
+                get_algo("pdq").from_bytes(secrets.token_bytes(32)),
+                account="a",
+                associated_data=secrets.token_bytes(secrets.randbelow(17)),
+            )
+        )
+    }
     assert sizes == {m.voucher_bytes}

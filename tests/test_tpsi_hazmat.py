@@ -64,7 +64,9 @@ def test_aead_commitment_is_per_message() -> None:
 @given(st.integers(2, 40), st.data())
 def test_shamir_reconstructs_from_any_t(t: int, data: st.DataObject) -> None:
     coeffs = [shamir.random_element() for _ in range(t)]
-    xs = data.draw(st.lists(st.integers(1, shamir.PRIME - 1), min_size=t + 3, max_size=t + 3, unique=True))
+    xs = data.draw(
+        st.lists(st.integers(1, shamir.PRIME - 1), min_size=t + 3, max_size=t + 3, unique=True)
+    )
     pts = [(x, shamir.share(coeffs, x)) for x in xs]
     sub = data.draw(st.permutations(pts))[:t]
     assert shamir.interpolate_at(sub, 0) == coeffs[0]
@@ -96,7 +98,9 @@ def test_shamir_rejects_bad_input() -> None:
 
 
 def _instance(t: int, k: int, r: int, s: int) -> tuple[np.ndarray, set[int]]:
-    coeffs = np.array([[secrets.randbelow(dhf.Q) for _ in range(t - 1)] for _ in range(k)], dtype=np.int64)
+    coeffs = np.array(
+        [[secrets.randbelow(dhf.Q) for _ in range(t - 1)] for _ in range(k)], dtype=np.int64
+    )
     pts, vecs, real = [], [], set()
     order = list(range(r + s))
     secrets.SystemRandom().shuffle(order)
@@ -111,7 +115,9 @@ def _instance(t: int, k: int, r: int, s: int) -> tuple[np.ndarray, set[int]]:
     return dhf.rows(pts, np.stack(vecs), t), real
 
 
-@pytest.mark.parametrize("t,k,r,s", [(5, 8, 5, 8), (5, 8, 9, 3), (30, 64, 30, 64), (30, 128, 45, 100), (2, 1, 2, 1)])
+@pytest.mark.parametrize(
+    "t,k,r,s", [(5, 8, 5, 8), (5, 8, 9, 3), (30, 64, 30, 64), (30, 128, 45, 100), (2, 1, 2, 1)]
+)
 def test_dhf_finds_exactly_the_real_rows(t: int, k: int, r: int, s: int) -> None:
     m, real = _instance(t, k, r, s)
     assert set(dhf.kernel_support(m)) == real

@@ -37,8 +37,11 @@ ALPHA_LEVEL = 1e-4  # per test; ~10 tests -> ~1e-3 chance of a spurious failure
 @pytest.fixture(scope="module")
 def views(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
     hs = HashSet.from_raw(get_algo("pdq"), secrets.token_bytes(32 * 200))
-    srv = TPSI.open_server(hs, tmp_path_factory.mktemp("priv"),
-                           {"threshold": T, "dhf_dim": K, "ad_max": AD_MAX, "reveal_mode": "manual"})
+    srv = TPSI.open_server(
+        hs,
+        tmp_path_factory.mktemp("priv"),
+        {"threshold": T, "dhf_dim": K, "ad_max": AD_MAX, "reveal_mode": "manual"},
+    )
     m, table = srv.manifest, TableMsg.from_bytes(srv.table_bytes)
     items = [cuckoo_item(1, v.raw) for v in hs.values()]
     out: dict[str, list[dict[str, Any]]] = {"real": [], "synthetic": []}
@@ -49,14 +52,17 @@ def views(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, 
                 acct = AccountSecrets.derive(secrets.token_bytes(32), T, K)
                 acc, used = secrets.token_hex(8).encode(), 0
             used += 1
-            item = items[i % len(items)] if kind == "real" else cuckoo_item(1, secrets.token_bytes(32))
+            item = (
+                items[i % len(items)] if kind == "real" else cuckoo_item(1, secrets.token_bytes(32))
+            )
             ad = secrets.token_bytes(secrets.randbelow(AD_MAX + 1))
             v, _ = make_voucher(m, table, acct, acc, item, ad, synthetic=(kind == "synthetic"))
             raw = v.to_bytes()
             status, inner = open_outer(srv._alpha, m, v, acc)
             o = parse_inner(inner, K, AD_MAX) if status == 1 else None
-            out[kind].append({"raw": raw, "status": status, "o": o, "q": [q for q, _ in v.pairs],
-                              "account": acc})
+            out[kind].append(
+                {"raw": raw, "status": status, "o": o, "q": [q for q, _ in v.pairs], "account": acc}
+            )
     srv.close()
     return out
 
@@ -114,7 +120,9 @@ def test_the_tests_have_power(views: dict[str, list[dict[str, Any]]]) -> None:
     assert ks_2samp(real_d, biased_d).pvalue < 1e-6
 
 
-def test_below_threshold_no_structure_across_an_account(views: dict[str, list[dict[str, Any]]]) -> None:
+def test_below_threshold_no_structure_across_an_account(
+    views: dict[str, list[dict[str, Any]]],
+) -> None:
     """The server's best linear tool (the DHF) finds nothing in t-1 real shares + synthetic ones."""
     by_acc: dict[bytes, list[Any]] = {}
     for v in views["real"]:
@@ -125,7 +133,9 @@ def test_below_threshold_no_structure_across_an_account(views: dict[str, list[di
             continue
         synth = [v["o"] for v in views["synthetic"][:K]]
         rows = os_ + synth
-        m = dhf.rows([dhf.detection_point(o.x_bytes) for o in rows], np.stack([o.det for o in rows]), T)
+        m = dhf.rows(
+            [dhf.detection_point(o.x_bytes) for o in rows], np.stack([o.det for o in rows]), T
+        )
         assert dhf.kernel_support(m) == []
         checked += 1
         if checked == 5:
