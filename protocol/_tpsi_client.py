@@ -34,6 +34,7 @@ from ._tpsi_wire import Manifest, TableMsg, UploadBatch, UploadReply, Voucher, a
 from .base import ClientHalf, Query, ScanResult, Transport, elapsed_ms
 from .errors import (
     BadHashError,
+    BlindmatchError,
     DigestMismatchError,
     InputError,
     ParameterError,
@@ -200,7 +201,20 @@ class TpsiClient(ClientHalf):
         return self.scan_many([query], transport)[0]
 
     def scan_many(self, queries: Sequence[Query], transport: Transport) -> list[ScanResult]:
-        """Build every query's vouchers, upload them per account in batches, attribute bytes."""
+        """Build every query's vouchers, upload them per account in batches, attribute bytes.
+
+        If the server moved to a new epoch since our manifest was fetched, the
+        vouchers are refused with ``unknown_epoch``; we refetch and retry once.
+        """
+        try:
+            return self._scan_many(queries, transport)
+        except BlindmatchError as e:
+            if e.code != "unknown_epoch":
+                raise
+        self.manifest, self.table = None, None
+        return self._scan_many(queries, transport)
+
+    def _scan_many(self, queries: Sequence[Query], transport: Transport) -> list[ScanResult]:
         up0, down0 = transport.bytes_up, transport.bytes_down
         setup_cpu = self.setup(transport)
         setup_down = transport.bytes_down - down0

@@ -16,6 +16,8 @@ or ``process_reveals``).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -23,7 +25,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -117,14 +119,17 @@ class TpsiServer(ServerHalf):
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.algo_id = ALGO_IDS[hashes.algo.name]
         self.store = TpsiStore(self.state_dir / DB_NAME, params.max_pages)
-        self._signing = self._load_signing_key()
-        self.public_key = self._signing.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        self.manifest, self.table_bytes, self._alpha = self._load_or_build(hashes)
+        # Several uvicorn workers may open one state dir at once: serialise key
+        # creation and table builds so they all end up serving the same epoch.
+        with _exclusive(self.state_dir / ".setup.lock"):
+            self._signing = self._load_signing_key()
+            pub = self._signing.public_key()
+            self.public_key = pub.public_bytes(Encoding.Raw, PublicFormat.Raw)
+            self.manifest, self.table_bytes, self._alpha = self._load_or_build(hashes)
         self.manifest_bytes = self.manifest.to_bytes()
         self._etag_manifest = '"' + sha256(self.manifest_bytes).hex() + '"'
         self._etag_table = '"' + self.manifest.table_digest.hex() + '"'
-        self._locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
-        self._locks_guard = threading.Lock()
+        self._locks = [threading.Lock() for _ in range(64)]  # striped per-account locks
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         if params.reveal_mode == "background":
@@ -354,8 +359,7 @@ class TpsiServer(ServerHalf):
         self._queue.join()
 
     def _lock_for(self, account: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks[account]
+        return self._locks[int.from_bytes(sha256(account.encode())[:4], "big") % len(self._locks)]
 
     def process_reveals(self, account: str) -> int:
         """Reconstruct and reveal for an account holding >= t real shares; returns new reveals."""
@@ -453,6 +457,18 @@ def _raw_values(hashes: HashSet) -> list[bytes]:
     blob = hashes.raw()
     n = hashes.algo.nbytes
     return [blob[i : i + n] for i in range(0, len(blob), n)]
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An advisory lock held across processes (flock), released on exit or crash."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

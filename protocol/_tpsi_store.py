@@ -238,7 +238,11 @@ class TpsiStore:
         now = time.time()
         n = 0
         with self._txn() as db:
+            q = "SELECT COUNT(*) FROM reveals WHERE account=?"
+            (already,) = db.execute(q, (account,)).fetchone()
             for event, detail in events:
+                if event == "threshold_reached" and already:
+                    continue  # another process got there first
                 db.execute(
                     "INSERT INTO audit(ts, account, event, vid, detail) VALUES(?,?,?,?,?)",
                     (now, account, event, None, json.dumps(detail, sort_keys=True)),

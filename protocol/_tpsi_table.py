@@ -3,14 +3,18 @@
 Why a process pool: the build costs one hash-to-group and one scalar
 multiplication per set entry (about 80 µs here), i.e. ~80 CPU-seconds for 10^6
 hashes; the slot assignment itself is cheap Python. Chunks of items go to a
-``spawn`` pool (safe when the caller has threads, e.g. a server's background
-worker); small sets are done inline because starting workers costs ~1 s.
+process pool; small sets are done inline because starting workers costs time.
+The pool forks when the caller is single-threaded (no re-import of the
+caller's ``__main__``, so plain scripts work) and spawns otherwise (forking a
+threaded process can deadlock; spawn needs the usual ``if __name__ ==
+"__main__"`` guard in scripts).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +38,12 @@ def _random_chunk(n: int) -> bytes:
     return b"".join(base_mult(random_scalar()) for _ in range(n))
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
 def _workers(workers: int | None) -> int:
     return max(1, workers if workers is not None else (os.cpu_count() or 1))
 
@@ -44,7 +54,7 @@ def blind_items(items: list[bytes], alpha: bytes, workers: int | None = None) ->
     if w == 1 or len(items) < PARALLEL_MIN:
         return _blind_chunk((alpha, items))
     chunks = [(alpha, items[i : i + _CHUNK]) for i in range(0, len(items), _CHUNK)]
-    with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context("spawn")) as ex:
+    with ProcessPoolExecutor(w, mp_context=_context()) as ex:
         return b"".join(ex.map(_blind_chunk, chunks))
 
 
@@ -54,7 +64,7 @@ def random_points(n: int, workers: int | None = None) -> bytes:
     if w == 1 or n < PARALLEL_MIN:
         return _random_chunk(n)
     sizes = [min(_CHUNK, n - i) for i in range(0, n, _CHUNK)]
-    with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context("spawn")) as ex:
+    with ProcessPoolExecutor(w, mp_context=_context()) as ex:
         return b"".join(ex.map(_random_chunk, sizes))
 
 

@@ -294,6 +294,9 @@ def test_wrong_epoch_rejected_and_set_change_starts_new_epoch(hs: HashSet, tmp_p
             "vouchers", UploadBatch("bad", tuple(v.to_bytes() for v in vs)).to_bytes()
         )
     assert len(srv2.reveals("e")) == 3  # reveals survive the new epoch
+    # a live client holding the old manifest refetches it once and succeeds
+    r = c.scan(Query(hs2.value(0), account="e2", associated_data=b"new"), LocalTransport(srv2))
+    assert r.extra["epoch"] == epoch + 1 and srv2.store.voucher_count("e2") == 1
     assert sorted(p.name for p in sdir.iterdir() if p.name.startswith(("alpha-", "table-"))) == [
         f"alpha-{epoch + 1}.key",
         f"table-{epoch + 1}.bin",
