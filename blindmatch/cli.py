@@ -289,6 +289,18 @@ def db_info(set_dir: Annotated[Path, typer.Argument(help="Set directory")]) -> N
     _emit({"set_dir": str(set_dir), "algo": sd.algo.name, "count": len(sd.hashes), "digest": sd.digest})
 
 
+@admin_app.command("reveals")
+def admin_reveals(
+    db: Annotated[Path, typer.Option(help="Set directory the server runs on")],
+    account: Annotated[str, typer.Option(help="Account id")],
+) -> None:
+    """List revealed associated data for an account (tpsi); nothing below threshold."""
+    from blindmatch.protocol.tpsi import list_reveals
+
+    for rev in list_reveals(db, account):
+        _emit({"account": account, **rev.as_json()})
+
+
 @app.command("serve")
 def serve(
     db: Annotated[Path, typer.Option(help="Set directory")],
