@@ -197,6 +197,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "protocols": sorted(servers),
         }
 
+    @app.get("/v1/set", summary="The set's root digest and the curators' attestations of it")
+    def set_info() -> dict[str, Any]:
+        return {
+            "algo": setdir.algo.name,
+            "count": len(setdir.hashes),
+            "digest": setdir.digest,
+            "attestations": setdir.attestations(),
+        }
+
     @app.get("/v1/protocols", summary="Declared properties and leakage of each served protocol")
     def protocols() -> dict[str, Any]:
         out: dict[str, Any] = {}
