@@ -165,13 +165,16 @@ class Decoder:
     fn: Callable[..., Any]
     extra_params: tuple[str, ...]  # required parameters that cannot be filled
     fill: tuple[tuple[str, int], ...] = ()  # learned from recorded traffic by ``samples_for``
+    fixed: tuple[tuple[str, Any], ...] = ()  # e.g. a HashAlgo argument: PDQ
+    text: bool = False  # takes ``str`` (JSON and the like): bytes are decoded as UTF-8 first
 
     @property
     def direct(self) -> bool:
         return not self.extra_params
 
     def decode(self, data: bytes) -> Any:
-        return self.fn(data, **dict(self.fill))
+        arg: bytes | str = data.decode("utf-8", "replace") if self.text else data
+        return self.fn(arg, **dict(self.fill), **dict(self.fixed))
 
 
 INT_FILL = 256
@@ -204,20 +207,27 @@ def _bytes_first(fn: Any, skip: int) -> list[inspect.Parameter] | None:
         params = list(inspect.signature(fn).parameters.values())[skip:]
     except (TypeError, ValueError):
         return None
-    if not params or params[0].annotation not in (bytes, "bytes"):
+    if not params or params[0].annotation not in (bytes, "bytes", str, "str"):
         return None
     return params[1:]
 
 
-def _decoder(name: str, fn: Any, rest: list[inspect.Parameter]) -> Decoder:
+def _decoder(name: str, fn: Any, rest: list[inspect.Parameter], text: bool) -> Decoder:
     required = [p for p in rest if p.default is inspect.Parameter.empty
                 and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    ints = tuple((p.name, INT_FILL) for p in required
-                 if p.annotation in (int, "int") and p.kind is not p.POSITIONAL_ONLY)
-    extra = tuple(p.name for p in required if (p.name, INT_FILL) not in ints)
+    named = [p for p in required if p.kind is not p.POSITIONAL_ONLY]
+    ints = tuple((p.name, INT_FILL) for p in named if p.annotation in (int, "int"))
+    fixed = tuple((p.name, get_algo("pdq")) for p in named if p.annotation in ("HashAlgo",))
+    done = {n for n, _ in ints} | {n for n, _ in fixed}
+    extra = tuple(p.name for p in required if p.name not in done)
     if len(ints) > 2:  # e.g. wire.decode_fields(data, protocol_id, msg_type, n_fields): no guessing
         extra, ints = extra + tuple(n for n, _ in ints), ()
-    return Decoder(name, fn, extra, ints)
+    return Decoder(name, fn, extra, ints, fixed, text)
+
+
+def _is_text(fn: Any, skip: int) -> bool:
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    return bool(params) and params[0].annotation in (str, "str")
 
 
 def _decoders_in(mod: Any) -> Iterator[Decoder]:
@@ -235,11 +245,11 @@ def _decoders_in(mod: Any) -> Iterator[Decoder]:
                 if rest is None:
                     continue
                 label = f"{modname}.{obj.__qualname__}" + ("" if cm_name == "from_bytes" else f".{cm_name}")
-                yield _decoder(label, getattr(obj, cm_name), rest)
+                yield _decoder(label, getattr(obj, cm_name), rest, _is_text(cm.__func__, 1))
         elif inspect.isfunction(obj) and obj.__module__ == modname and attr.startswith(_DECODER_NAMES[1:]):
             rest = _bytes_first(obj, 0)
             if rest is not None:
-                yield _decoder(f"{modname}.{attr}", obj, rest)
+                yield _decoder(f"{modname}.{attr}", obj, rest, _is_text(obj, 0))
 
 
 def discover_decoders() -> list[Decoder]:
@@ -529,7 +539,7 @@ def _learn_fill(d: Decoder, bodies: Sequence[bytes]) -> None:
         n = 0
         for b in cands:
             try:
-                obj = d.fn(b, **dict(fill))
+                obj = d.fn(b.decode("utf-8", "replace") if d.text else b, **dict(fill), **dict(d.fixed))
                 back = reencode(obj)
             except Exception:  # noqa: S112
                 continue
