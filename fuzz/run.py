@@ -13,10 +13,12 @@ kept under ``--artifacts`` (default ``runs/fuzz``) for replay:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,22 +52,47 @@ def run_family(
     artifacts.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"fuzz-{family}-"))
     cmd = [
-        sys.executable, str(HERE / "fuzz_one.py"), family,
-        f"-max_total_time={seconds}", f"-timeout={timeout_per_input}", "-rss_limit_mb=4096",
-        f"-artifact_prefix={artifacts}/{family}-", "-print_final_stats=1", str(work / "corpus"),
+        sys.executable,
+        str(HERE / "fuzz_one.py"),
+        family,
+        f"-max_total_time={seconds}",
+        f"-timeout={timeout_per_input}",
+        "-rss_limit_mb=4096",
+        f"-artifact_prefix={artifacts}/{family}-",
+        "-print_final_stats=1",
+        str(work / "corpus"),
     ]
     (work / "corpus").mkdir()
     t0 = time.monotonic()
     env = {**os.environ, "TMPDIR": str(work)}
     if prepared is not None:
         env["BLINDMATCH_FUZZ_PREPARED"] = str(prepared)
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 300, env=env)  # noqa: S603
-        out, rc = p.stdout + p.stderr, p.returncode
-    except subprocess.TimeoutExpired as e:
-        out, rc = f"{e.stdout or ''}{e.stderr or ''}\nrunner timeout", -1
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    logf = work / "fuzz.log"
+    rc = -1
+    # own session: protocol worker processes (HE) inherit nothing we wait on, and are killed after
+    with open(logf, "wb") as lf:
+        proc = subprocess.Popen(  # noqa: S603
+            cmd,
+            stdout=lf,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        deadline, done_at = time.monotonic() + seconds + 600, None
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+                if done_at is None and b"Done " in logf.read_bytes()[-4096:]:
+                    done_at = time.monotonic()
+                if done_at is not None and time.monotonic() - done_at > 15:
+                    break  # libFuzzer finished; exit is stuck on a protocol's worker pool
+            rc = proc.returncode if proc.returncode is not None else (0 if done_at else -1)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    out = logf.read_text(errors="replace") + ("\nrunner timeout" if rc == -1 else "")
+    shutil.rmtree(work, ignore_errors=True)
     dt = time.monotonic() - t0
     m = re.search(r"Done (\d+) runs", out) or re.search(r"stat::number_of_executed_units:\s*(\d+)", out)
     execs = int(m.group(1)) if m else 0
@@ -85,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="print the families and exit")
     ap.add_argument("--json", type=Path, help="write the results as JSON here")
     ap.add_argument("--artifacts", type=Path, default=Path("runs/fuzz"), help="where crash inputs go")
-    ap.add_argument("--prepared", type=Path, help="a harness.prepare_set_dir directory to reuse "
-                    "(default: prepare one now; recording HE queries takes a while)")
+    ap.add_argument(
+        "--prepared",
+        type=Path,
+        help="a harness.prepare_set_dir directory to reuse "
+        "(default: prepare one now; recording HE queries takes a while)",
+    )
     a = ap.parse_args(argv)
     fams = list_families()
     if a.list:
@@ -122,8 +153,10 @@ def _run_all(chosen: list[str], a: argparse.Namespace, prepared: Path | None) ->
     for fam in chosen:
         r = run_family(fam, a.seconds, a.artifacts.resolve(), prepared)
         results.append(r)
-        print(f"{fam:20s} {r.executions:>9d} execs {r.seconds:6.1f}s {r.slots:>9s}  findings={r.findings}",
-              flush=True)
+        print(
+            f"{fam:20s} {r.executions:>9d} execs {r.seconds:6.1f}s {r.slots:>9s}  findings={r.findings}",
+            flush=True,
+        )
         if r.findings:
             print(r.detail, flush=True)
     return results

@@ -628,10 +628,12 @@ def samples_for(
         got: list[bytes] = []
         for b in bodies:
             try:
-                back = reencode(d.decode(b))
+                obj = d.decode(b)
+                back = reencode(obj)
             except Exception:  # noqa: S112 — not this decoder's message
                 continue
-            ok = back is None or back == b  # a tuple-returning decoder cannot be re-encoded
+            # a tuple-returning decoder cannot be re-encoded; None means "not mine" (parse_inner)
+            ok = obj is not None and (back is None or back == b)
             if ok:
                 got.append(b)
         # keep variety: distinct lengths first, then the rest
@@ -833,11 +835,15 @@ def check_client(
     rec: Recording, options: Mapping[str, Any], target: tuple[str, str], mutate: Callable[[bytes], bytes],
     query: Query | None = None, strict: bool = False,
 ) -> Outcome:
-    """Run a fresh real client whose first ``target`` response is replaced by ``mutate(real)``."""
+    """Run a fresh real client; every ``target`` response is replaced by ``mutate(real)``.
+
+    Every response, not just the first: a client that retries after a digest mismatch
+    (as it should) must still end with a typed error against a persistently hostile server.
+    """
     fired = [False]
 
     def respond(method: str, path: str, body: bytes) -> bytes | None:
-        if (method, path) == target and not fired[0]:
+        if (method, path) == target:
             fired[0] = True
             return mutate(body)
         return None

@@ -47,17 +47,36 @@ def _machine() -> dict[str, str]:
     except OSError:
         pass
     vers = {}
-    for pkg in ("hypothesis", "atheris", "schemathesis", "rbcl", "cryptography", "tenseal", "uvicorn", "pillow"):
+    for pkg in (
+        "hypothesis",
+        "atheris",
+        "schemathesis",
+        "rbcl",
+        "cryptography",
+        "tenseal",
+        "uvicorn",
+        "pillow",
+    ):
         try:
             vers[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             vers[pkg] = "-"
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],  # noqa: S607
-                            capture_output=True, text=True).stdout.strip() or "-"
-    return {"cpu": f"{cpu} × {os.cpu_count()}", "python": platform.python_version(),
-            "platform": platform.platform(), "commit": commit,
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "libraries": ", ".join(f"{k} {v}" for k, v in vers.items())}
+    commit = (
+        subprocess.run(  # noqa: S603
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],  # noqa: S607
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        or "-"
+    )
+    return {
+        "cpu": f"{cpu} × {os.cpu_count()}",
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": commit,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "libraries": ", ".join(f"{k} {v}" for k, v in vers.items()),
+    }
 
 
 def decoder_rows(base: Path, budget: float, seed: int) -> list[dict[str, Any]]:
@@ -69,34 +88,78 @@ def decoder_rows(base: Path, budget: float, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)  # noqa: S311 — mutation choice, not cryptography
     for d in decs:
         r = H.battery_decoder(d, samples.get(d.name, [])[:4], rng, budget_s=budget)
-        rows.append({"kind": "decoder", "target": d.name.removeprefix("blindmatch."), "samples":
-                     len(samples.get(d.name, [])), **_res(r)})
+        rows.append(
+            {
+                "kind": "decoder",
+                "target": d.name.removeprefix("blindmatch."),
+                "samples": len(samples.get(d.name, [])),
+                **_res(r),
+            }
+        )
     for name, rec in sorted(recs.items()):
         for ep in rec.endpoints():
             r = H.battery_endpoint(rec, ep, rng, budget_s=budget)
-            rows.append({"kind": "endpoint", "target": f"{name} {ep.method} {ep.path}",
-                         "samples": len(rec.requests(ep.method, ep.path)), **_res(r)})
+            rows.append(
+                {
+                    "kind": "endpoint",
+                    "target": f"{name} {ep.method} {ep.path}",
+                    "samples": len(rec.requests(ep.method, ep.path)),
+                    **_res(r),
+                }
+            )
         for t in H.client_targets(rec):
             r = H.battery_client(rec, t, rng, budget_s=budget)
-            rows.append({"kind": "client", "target": f"{name} client ← {t[0]} {t[1]}",
-                         "samples": len(rec.responses(*t)), **_res(r)})
+            rows.append(
+                {
+                    "kind": "client",
+                    "target": f"{name} client ← {t[0]} {t[1]}",
+                    "samples": len(rec.responses(*t)),
+                    **_res(r),
+                }
+            )
         rec.close()
     return rows
 
 
 def _res(r: H.BatteryResult) -> dict[str, Any]:
-    return {"tried": r.tried, "bad": r.bad, "outcomes": r.kinds, "slowest_s": round(r.max_seconds, 3),
-            "failures": r.failures[:5], "note": r.note}
+    return {
+        "tried": r.tried,
+        "bad": r.bad,
+        "outcomes": r.kinds,
+        "slowest_s": round(r.max_seconds, 3),
+        "failures": r.failures[:5],
+        "note": r.note,
+    }
 
 
 def fuzz_rows(base: Path, seconds: int, out: Path) -> list[dict[str, Any]]:
     runner = ROOT / "fuzz" / "run.py"
     if not runner.exists():
-        return [{"family": "(fuzz/ not found: run from a source checkout)", "executions": 0, "findings": 0,
-                 "seconds": 0, "slots": "-"}]
+        return [
+            {
+                "family": "(fuzz/ not found: run from a source checkout)",
+                "executions": 0,
+                "findings": 0,
+                "seconds": 0,
+                "slots": "-",
+            }
+        ]
     js = out / "fuzz.json"
-    subprocess.run([sys.executable, str(runner), "--seconds", str(seconds), "--json", str(js),  # noqa: S603
-                    "--prepared", str(base), "--artifacts", str(out / "fuzz-artifacts")], check=False)
+    subprocess.run(  # noqa: S603
+        [
+            sys.executable,
+            str(runner),
+            "--seconds",
+            str(seconds),
+            "--json",
+            str(js),
+            "--prepared",
+            str(base),
+            "--artifacts",
+            str(out / "fuzz-artifacts"),
+        ],
+        check=False,
+    )
     return json.loads(js.read_text()) if js.exists() else []
 
 
@@ -121,45 +184,76 @@ def write_report(out: Path, data: dict[str, Any]) -> Path:
     dec = data["decoders"]
     tried = sum(r["tried"] for r in dec)
     bad = sum(r["bad"] for r in dec)
-    lines.append(f"| bad inputs tried (decoders + endpoints + clients, {len(dec)} targets) | {tried:,} "
-                 f"| {'✅' if bad == 0 else '❌'} {bad} crashes/5xx/accepted bad points |")
+    lines.append(
+        f"| bad inputs tried (decoders + endpoints + clients, {len(dec)} targets) | {tried:,} "
+        f"| {'✅' if bad == 0 else '❌'} {bad} crashes/5xx/accepted bad points |"
+    )
     fz = data["fuzz"]
-    lines.append(f"| atheris executions ({len(fz)} families × {data['fuzz_seconds']} s) | "
-                 f"{sum(r['executions'] for r in fz):,} | {'✅' if not any(r['findings'] for r in fz) else '❌'} "
-                 f"{sum(r['findings'] for r in fz)} findings |")
+    lines.append(
+        f"| atheris executions ({len(fz)} families × {data['fuzz_seconds']} s) | "
+        f"{sum(r['executions'] for r in fz):,} | {'✅' if not any(r['findings'] for r in fz) else '❌'} "
+        f"{sum(r['findings'] for r in fz)} findings |"
+    )
     k = data.get("kill")
     if k:
-        lines.append(f"| SIGKILL–restart cycles (tpsi) | {k['cycles']} cycles, {k['vouchers_acked']:,} vouchers "
-                     f"acknowledged, {k['vouchers_stored']:,} stored | {'✅' if k['ok'] else '❌'} "
-                     f"{len(k['lost_acked'])} acknowledged lost, {k['partial_batches']} partial batches |")
+        lines.append(
+            f"| SIGKILL–restart cycles (tpsi) | {k['cycles']} cycles, {k['vouchers_acked']:,} vouchers "
+            f"acknowledged, {k['vouchers_stored']:,} stored | {'✅' if k['ok'] else '❌'} "
+            f"{len(k['lost_acked'])} acknowledged lost, {k['partial_batches']} partial batches |"
+        )
     else:
         lines.append("| SIGKILL–restart cycles | tpsi not registered | skipped |")
     s = data["soak"]
-    lines.append(f"| soak {', '.join(s['protocols'])}: {s['seconds']:.0f} s × {s['concurrency']} clients each | "
-                 f"{s['scans']:,} scans, p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, RSS "
-                 f"{s['rss_start_mb']:.0f}→{s['rss_end_mb']:.0f} MB | {'✅' if s['ok'] else '❌'} "
-                 f"{sum(s['errors'].values())} errors |")
-    lines += ["", "## Bad inputs per target", "",
-              "| kind | target | samples | tried | crashes | outcomes | slowest (s) | note |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines.append(
+        f"| soak {', '.join(s['protocols'])}: {s['seconds']:.0f} s × {s['concurrency']} clients each | "
+        f"{s['scans']:,} scans, p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, RSS "
+        f"{s['rss_start_mb']:.0f}→{s['rss_end_mb']:.0f} MB | {'✅' if s['ok'] else '❌'} "
+        f"{sum(s['errors'].values())} errors |"
+    )
+    lines += [
+        "",
+        "## Bad inputs per target",
+        "",
+        "| kind | target | samples | tried | crashes | outcomes | slowest (s) | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in dec:
         oc = ", ".join(f"{k2} {v}" for k2, v in sorted(r["outcomes"].items()))
-        lines.append(f"| {r['kind']} | `{r['target']}` | {r['samples']} | {r['tried']:,} | {r['bad']} | {oc} | "
-                     f"{r['slowest_s']} | {r['note']} |")
+        lines.append(
+            f"| {r['kind']} | `{r['target']}` | {r['samples']} | {r['tried']:,} | {r['bad']} | {oc} | "
+            f"{r['slowest_s']} | {r['note']} |"
+        )
         lines += [f"|  | ↳ {f[:150]} | | | | | | |" for f in r["failures"]]
-    lines += ["", "## Fuzzing (atheris / libFuzzer)", "", "| family | slots | executions | seconds | findings |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Fuzzing (atheris / libFuzzer)",
+        "",
+        "| family | slots | executions | seconds | findings |",
+        "|---|---|---|---|---|",
+    ]
     for r in fz:
-        lines.append(f"| {r['family']} | {r['slots']} | {r['executions']:,} | {r['seconds']} | {r['findings']} |")
+        lines.append(
+            f"| {r['family']} | {r['slots']} | {r['executions']:,} | {r['seconds']} | {r['findings']} |"
+        )
     lines += ["", "Longer campaign: `python fuzz/run.py --seconds 600 [--only FAMILY]`.", ""]
     if k:
-        lines += ["## Kill drill", "", "```", json.dumps({x: y for x, y in k.items() if x != "restart_seconds"},
-                                                     indent=1), "```", ""]
+        lines += [
+            "## Kill drill",
+            "",
+            "```",
+            json.dumps({x: y for x, y in k.items() if x != "restart_seconds"}, indent=1),
+            "```",
+            "",
+        ]
     lines += ["## Soak per protocol", "", "| protocol | scans | p50 ms | p99 ms |", "|---|---|---|---|"]
     for name, v in s["per_protocol"].items():
         lines.append(f"| {name} | {v['scans']:,.0f} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} |")
-    lines += ["", f"Pass criteria: zero 5xx/transport/client errors, p99 < {data['p99_limit_ms']:.0f} ms, "
-              f"RSS growth after warm-up < {data['rss_limit_mb']:.0f} MB.", ""]
+    lines += [
+        "",
+        f"Pass criteria: zero 5xx/transport/client errors, p99 < {data['p99_limit_ms']:.0f} ms, "
+        f"RSS growth after warm-up < {data['rss_limit_mb']:.0f} MB.",
+        "",
+    ]
     path = out / "RELIABILITY.md"
     path.write_text("\n".join(lines))
     return path
@@ -201,18 +295,30 @@ def main(argv: list[str] | None = None) -> int:
             kill = {**asdict(kr), "ok": kr.ok}
         print("soak …", flush=True)
         sr = faults.soak(work / "soak", ("plain", "oprf", "tpsi"), seconds=soak_s, concurrency=conc)
-        soak_ok = (sr.server_errors == 0 and not sr.errors and sr.p99_ms < p99_limit
-                   and sr.rss_growth_mb < rss_limit)
+        soak_ok = (
+            sr.server_errors == 0 and not sr.errors and sr.p99_ms < p99_limit and sr.rss_growth_mb < rss_limit
+        )
         data = {
-            "mode": "quick" if q else "full", "machine": _machine(), "protocols": sorted(REGISTRY),
-            "decoders": dec, "fuzz": fz, "fuzz_seconds": fuzz_s, "kill": kill,
-            "soak": {**asdict(sr), "ok": soak_ok}, "p99_limit_ms": p99_limit, "rss_limit_mb": rss_limit,
+            "mode": "quick" if q else "full",
+            "machine": _machine(),
+            "protocols": sorted(REGISTRY),
+            "decoders": dec,
+            "fuzz": fz,
+            "fuzz_seconds": fuzz_s,
+            "kill": kill,
+            "soak": {**asdict(sr), "ok": soak_ok},
+            "p99_limit_ms": p99_limit,
+            "rss_limit_mb": rss_limit,
         }
         (out / "reliability.json").write_text(json.dumps(data, indent=1, default=str))
         path = write_report(out, data)
         print(f"wrote {path} in {time.monotonic() - t0:.0f}s", flush=True)
-        failed = (any(r["bad"] for r in dec) or any(r["findings"] for r in fz)
-                  or (kill is not None and not kill["ok"]) or not soak_ok)
+        failed = (
+            any(r["bad"] for r in dec)
+            or any(r["findings"] for r in fz)
+            or (kill is not None and not kill["ok"])
+            or not soak_ok
+        )
         return 1 if failed else 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
