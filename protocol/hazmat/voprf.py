@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 from ..errors import (
     DeserializeError,
@@ -289,16 +290,16 @@ class OPRFServer:
         return f"{type(self).__name__}(<secret>)"
 
     @classmethod
-    def generate(cls) -> OPRFServer:
+    def generate(cls) -> Self:
         """GenerateKeyPair with libsodium's CSPRNG."""
         return cls(R.random_scalar())
 
     @classmethod
-    def from_private_bytes(cls, data: bytes) -> OPRFServer:
+    def from_private_bytes(cls, data: bytes) -> Self:
         return cls(data)
 
     @classmethod
-    def derive(cls, seed: bytes, info: bytes) -> OPRFServer:
+    def derive(cls, seed: bytes, info: bytes) -> Self:
         """DeriveKeyPair for this server's mode."""
         return cls(derive_key_pair(cls.mode, seed, info)[0])
 
@@ -385,7 +386,7 @@ class POPRFServer(OPRFServer):
         proof = generate_proof(self.ctx, t, _GENERATOR, tweaked_key, evaluated, blinded, r)
         return evaluated, proof
 
-    def evaluate(self, input: bytes, info: bytes = b"") -> bytes:  # type: ignore[override]
+    def evaluate(self, input: bytes, info: bytes = b"") -> bytes:
         input = _check_input(input)
         t = self._tweak(info)
         element = R.scalar_mult(R.scalar_inverse(t), _hash_to_group(self.ctx, input))
@@ -479,7 +480,7 @@ class POPRFClient(OPRFClient):
         super().__init__()
         self.public_key = R.decode_element(public_key)
 
-    def blind(self, input: bytes, info: bytes = b"") -> Blinded:  # type: ignore[override]
+    def blind(self, input: bytes, info: bytes = b"") -> Blinded:
         """POPRF Blind: also rejects ``info`` whose tweaked key is the identity."""
         self.tweaked_key(info)
         return self._blind(input, R.random_scalar())
