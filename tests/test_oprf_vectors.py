@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from blindmatch.protocol.errors import DeserializeError, VerifyError
 from blindmatch.protocol.hazmat import voprf as V
 
@@ -18,7 +17,11 @@ def _cases() -> list[Any]:
     out = []
     for mode, block in DATA["modes"].items():
         for vec in block["vectors"]:
-            out.append(pytest.param(mode, block, vec, id=f"{mode}-{vec['name'].split()[-1]}-B{vec['batch_size']}"))
+            out.append(
+                pytest.param(
+                    mode, block, vec, id=f"{mode}-{vec['name'].split()[-1]}-B{vec['batch_size']}"
+                )
+            )
     return out
 
 
