@@ -91,7 +91,7 @@ _SIGN_CONTEXT = PROTOCOL_LABEL + b"|manifest|"
 _ROOT_CONTEXT = PROTOCOL_LABEL + b"|root|"
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
-_PARALLEL_MIN = 4096  # below this a process pool costs more than it saves
+_PARALLEL_MIN = 20_000  # below this, spawning workers costs more than it saves
 
 
 def oprf_input(algo: HashAlgo, raw: bytes) -> bytes:
@@ -229,7 +229,11 @@ def _prf_chunk(sk: bytes, algo_name: str, nbytes: int, blob: bytes) -> bytes:
 def prf_outputs(
     server: VOPRFServer, algo: HashAlgo, blob: bytes, workers: int | None = None
 ) -> np.ndarray:
-    """Filter keys for every hash of a sorted unique blob, on ``workers`` processes."""
+    """Filter keys for every hash of a sorted unique blob, on ``workers`` processes.
+
+    Workers are *spawned* (never forked: the caller may be a threaded server), so
+    a script calling this must guard its entry point with ``if __name__ == "__main__"``.
+    """
     nb = algo.nbytes
     n = len(blob) // nb
     workers = workers or os.cpu_count() or 1

@@ -464,12 +464,16 @@ class OprfClient(ClientHalf):
         tallies = [_Tally() for _ in queries]
         per = 1 << self.k
         step = max(per, self.max_batch // per * per)
+        answered: list[tuple[GCSReader, list[_Item], list[bytes]]] = []
         for s in range(0, len(items), step):
             chunk = items[s : s + step]
             session, outputs, c = self._evaluate_chunk(transport, session, chunk)
             cpu += c
-            t1 = time.perf_counter()
-            reader = session.reader
+            answered.append((session.reader, chunk, outputs))
+        # Look-ups only after the last request: the timing of what the server
+        # sees can then not depend on any verdict.
+        t1 = time.perf_counter()
+        for reader, chunk, outputs in answered:
             for it, out in zip(chunk, outputs, strict=True):
                 tally = tallies[it.query]
                 if it.flips < 0:
@@ -479,7 +483,7 @@ class OprfClient(ClientHalf):
                     tally.matched = True
                     if tally.distance is None or it.flips < tally.distance:
                         tally.distance = it.flips
-            cpu += time.perf_counter() - t1
+        cpu += time.perf_counter() - t1
         n = len(queries)
         up = (transport.bytes_up - up0) // n
         down = (transport.bytes_down - down0) // n
