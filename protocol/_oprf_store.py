@@ -294,9 +294,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _signing_key(state_dir: Path) -> Ed25519PrivateKey:
+def _signing_key(state_dir: Path, create: bool = False) -> Ed25519PrivateKey:
     path = state_dir / "signing.key"
-    if not path.exists():
+    if not path.exists() and create and not (state_dir / "epochs.json").exists():
         key = Ed25519PrivateKey.generate()
         write_secret(path, key.private_bytes_raw())
         return key
@@ -336,7 +336,7 @@ def rotate_epoch(
     if len(hashes) == 0:
         raise EmptySetError("cannot rotate to an empty set")
     with _locked(state_dir):
-        key = _signing_key(state_dir)
+        key = _signing_key(state_dir, create=True)
         st = _read_state(state_dir)
         now = time.time() if now is None else now
         prev = int(st["current"])

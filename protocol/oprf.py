@@ -576,6 +576,8 @@ OPRF = register(Oprf())
 
 def describe_state(state_dir: Path) -> dict[str, Any]:
     """Epochs, root digests and expiry of an OPRF state dir (for ``db info``); no secrets."""
+    if not (Path(state_dir) / "epochs.json").exists():
+        return {"current": None, "epochs": []}
     store = EpochStore(Path(state_dir))
     cur = store.current().number
     return {

@@ -623,3 +623,15 @@ def test_message_round_trips() -> None:
     assert len(resp.to_bytes()) == 84 + 32 * 3
     with pytest.raises(LengthError):
         EvaluateResponse.from_bytes(resp.to_bytes()[:-1])
+
+
+def test_missing_signing_key_is_not_silently_replaced(tmp_path: Path) -> None:
+    hs = _set(4)
+    state = tmp_path / "state"
+    OPRF.open_server(hs, state, {})
+    (state / "signing.key").unlink()
+    with pytest.raises(CorruptStoreError, match=r"signing\.key"):
+        OPRF.open_server(hs, state, {})
+    assert not (state / "signing.key").exists()
+    assert describe_state(tmp_path / "empty") == {"current": None, "epochs": []}
+    assert not (tmp_path / "empty").exists()
