@@ -34,7 +34,7 @@ import secrets
 import struct
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -291,7 +291,6 @@ class _Tally:
     matched: bool = False
     distance: int | None = None
     probes: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class OprfClient(ClientHalf):
@@ -307,10 +306,9 @@ class OprfClient(ClientHalf):
         if self.max_batch < 1 << k:
             raise InputError("max_batch must hold all 2^k probes of one query")
         self.manifest_ttl = float(options.get("manifest_ttl", 300.0))
-        pin = options.get("signing_key")
-        self.pinned_key = bytes.fromhex(pin) if isinstance(pin, str) else pin
-        root = options.get("root_digest")
-        self.pinned_root = root.lower() if isinstance(root, str) else None
+        self.pinned_key = _hex_option(options, "signing_key")
+        root = _hex_option(options, "root_digest")
+        self.pinned_root = root.hex() if root is not None else None
         self.cache = Path(cache_dir) / "oprf" if cache_dir is not None else None
         self._session: _Session | None = None
         self._tofu_key: bytes | None = None
@@ -505,6 +503,20 @@ class OprfClient(ClientHalf):
     @property
     def manifest(self) -> Manifest | None:
         return self._session.manifest if self._session else None
+
+
+def _hex_option(options: Mapping[str, Any], name: str) -> bytes | None:
+    """A pinned 32-byte value given as hex (or bytes) in the client options."""
+    value = options.get(name)
+    if value is None:
+        return None
+    try:
+        raw = bytes.fromhex(value) if isinstance(value, str) else bytes(value)
+    except (ValueError, TypeError):
+        raise InputError(f"option {name} must be 32 bytes of hex") from None
+    if len(raw) != 32:
+        raise InputError(f"option {name} must be 32 bytes of hex")
+    return raw
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

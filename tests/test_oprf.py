@@ -182,6 +182,11 @@ def test_probe_bits_bounds() -> None:
     with pytest.raises(ValueError):
         _client(None, probe_bits=-1)
     _client(None, probe_bits=10)
+    for bad in ("zz" * 32, "00" * 31, b"\x00" * 5):
+        with pytest.raises(ValueError):
+            _client(None, signing_key=bad)
+        with pytest.raises(ValueError):
+            _client(None, root_digest=bad)
 
 
 # --------------------------------------------------------------------------- privacy
