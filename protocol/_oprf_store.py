@@ -417,8 +417,8 @@ class EpochStore:
         self.state_dir = Path(state_dir)
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
-        self._epochs: dict[int, Epoch] = {}
-        self._current = 0
+        # one immutable snapshot (epochs, current), swapped atomically by reload()
+        self._snap: tuple[dict[int, Epoch], int] = ({}, 0)
         self.reload()
 
     @classmethod
@@ -459,14 +459,15 @@ class EpochStore:
                 number = int(k)
                 if meta.get("expires") is not None and meta["expires"] <= now:
                     continue
-                old = self._epochs.get(number)
+                old = self._snap[0].get(number)
                 if old is not None and old.expires == meta.get("expires"):
                     epochs[number] = old
                 else:
                     epochs[number] = _load_epoch(self.state_dir, number, meta, signing_pub)
             if int(st["current"]) not in epochs:
                 raise CorruptStoreError(f"{self.state_dir / 'epochs.json'}: current epoch missing")
-            self._epochs, self._current, self._stamp = epochs, int(st["current"]), stamp
+            self._snap = (epochs, int(st["current"]))
+            self._stamp = stamp
 
     def _maybe_reload(self) -> None:
         try:
@@ -478,16 +479,17 @@ class EpochStore:
 
     def current(self) -> Epoch:
         self._maybe_reload()
-        return self._epochs[self._current]
+        epochs, current = self._snap
+        return epochs[current]
 
     def get(self, number: int, now: float | None = None) -> Epoch:
         """The epoch ``number`` if it is current or within its grace period."""
         self._maybe_reload()
-        ep = self._epochs.get(number)
+        ep = self._snap[0].get(number)
         if ep is None or not ep.live(time.time() if now is None else now):
             raise UnknownEpochError(f"key epoch {number} is not served")
         return ep
 
     def epochs(self) -> list[Epoch]:
         self._maybe_reload()
-        return sorted(self._epochs.values(), key=lambda e: e.number)
+        return sorted(self._snap[0].values(), key=lambda e: e.number)
