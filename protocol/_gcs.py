@@ -3,7 +3,7 @@
 Why GCS and not a binary fuse / xor filter: at the default false-positive rate
 2^-40 a GCS costs about log2(1/fpr) + 1.47 bits per element (41.5 bits), while
 a 4-wise binary fuse filter needs about 1.075·log2(1/fpr) (43 bits) and a 3-wise
-one 1.125·log2(1/fpr) (45 bits); the GCS is within 4% of the log2(1/fpr) floor.
+one 1.125·log2(1/fpr) (45 bits) (Graf & Lemire 2022); the GCS is within 4% of the log2(1/fpr) floor.
 Fuse filters win on lookup time, which does not matter here: a query does at
 most a few hundred lookups after a network round trip.
 
@@ -13,8 +13,8 @@ each 64-bit value ``h`` is mapped to ``x = ⌊h·U / 2^64⌋`` in ``[0, U)`` wit
 one of at most ``n`` distinct ``x`` with probability ≤ n/U = 1/M ≤ fpr. The
 sorted distinct ``x`` are delta-coded with a *Golomb* code of parameter ``m``
 (the Gallager–Van Voorhis optimum ≈ M·ln 2, not a power of two), which saves
-about 0.07 bit per element over the Rice code (``m = 2^k``) that openmined-psi
-uses.
+about 0.07 bit per element over a Rice code (``m = 2^k``), whose size
+openmined-psi's GCS matches.
 
 Layout (three streams, so that both encoding and decoding vectorise)::
 
