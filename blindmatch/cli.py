@@ -285,8 +285,26 @@ def db_info(set_dir: Annotated[Path, typer.Argument(help="Set directory")]) -> N
     """Print the set's size and root digest (publishable out of band)."""
     from blindmatch.server import SetDir
 
+    from blindmatch.protocol.oprf import describe_state
+
     sd = SetDir.open(set_dir)
-    _emit({"set_dir": str(set_dir), "algo": sd.algo.name, "count": len(sd.hashes), "digest": sd.digest})
+    _emit({"set_dir": str(set_dir), "algo": sd.algo.name, "count": len(sd.hashes), "digest": sd.digest,
+           "attestations": len(sd.attestations()), "oprf": describe_state(sd.path / "state" / "oprf")})
+
+
+@db_app.command("rotate")
+def db_rotate(
+    set_dir: Annotated[Path, typer.Argument(help="Set directory")],
+    grace_seconds: Annotated[float, typer.Option(help="How long the old OPRF epoch is still answered")]
+    = 7 * 24 * 3600.0,
+) -> None:
+    """Start a new OPRF key epoch (new key, new filter); the old one lives for the grace period."""
+    from blindmatch.protocol.oprf import rotate_epoch
+    from blindmatch.server import SetDir
+
+    sd = SetDir.open(set_dir)
+    ep = rotate_epoch(sd.state_dir("oprf"), sd.hashes, grace_seconds)
+    _emit({"set_dir": str(set_dir), "epoch": ep.number, "root_digest": ep.root, "grace_seconds": grace_seconds})
 
 
 @admin_app.command("reveals")

@@ -37,7 +37,8 @@ class HttpTransport(Transport):
         timeout: float = 60.0,
     ) -> None:
         super().__init__()
-        self._prefix = f"{base_url.rstrip('/')}/v1/{protocol}/"
+        self.base_url = base_url.rstrip("/")
+        self._prefix = f"{self.base_url}/v1/{protocol}/"
         self._client = client or httpx.Client(timeout=timeout)
         self._own = client is None
         self._headers = {"x-blindmatch-client": client_id} if client_id else {}

@@ -115,3 +115,17 @@ def test_scan_unreachable_server_and_unknown_protocol(image_dir: Path) -> None:
 def test_serve_refuses_corrupt_set(tmp_path: Path) -> None:
     r = run("serve", "--db", str(tmp_path / "missing"))
     assert r.returncode == 2 and "missing" in r.stderr
+
+
+def test_db_rotate_and_info(tmp_path: Path) -> None:
+    (tmp_path / "l.txt").write_text("\n".join(f"{i:064x}" for i in range(1, 30)))
+    assert run("db", "build", "--from", str(tmp_path / "l.txt"), "--out", str(tmp_path / "s")).returncode == 0
+    r1 = run("db", "rotate", str(tmp_path / "s"), "--grace-seconds", "60")
+    r2 = run("db", "rotate", str(tmp_path / "s"))
+    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
+    e1, e2 = lines(r1.stdout)[0], lines(r2.stdout)[0]
+    assert e2["epoch"] == e1["epoch"] + 1 and e1["root_digest"] != e2["root_digest"]
+    info = lines(run("db", "info", str(tmp_path / "s")).stdout)[0]
+    assert info["oprf"]["current"] == e2["epoch"]
+    assert all("secret" not in k and "private" not in k for ep in info["oprf"]["epochs"] for k in ep)
+    assert run("db", "rotate", str(tmp_path / "missing")).returncode == 2
