@@ -79,7 +79,7 @@ def _machine() -> dict[str, str]:
     }
 
 
-def decoder_rows(base: Path, budget: float, seed: int) -> list[dict[str, Any]]:
+def decoder_rows(base: Path, budget: float, seed: int, n_random: int = 64) -> list[dict[str, Any]]:
     """Every decoder, endpoint handler and client response slot against its mutation battery."""
     _, recs = H.load_prepared(base)
     decs = H.discover_decoders()
@@ -87,7 +87,7 @@ def decoder_rows(base: Path, budget: float, seed: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     rng = random.Random(seed)  # noqa: S311 — mutation choice, not cryptography
     for d in decs:
-        r = H.battery_decoder(d, samples.get(d.name, [])[:4], rng, budget_s=budget)
+        r = H.battery_decoder(d, samples.get(d.name, [])[:4], rng, budget_s=budget, n_random=n_random)
         rows.append(
             {
                 "kind": "decoder",
@@ -98,7 +98,7 @@ def decoder_rows(base: Path, budget: float, seed: int) -> list[dict[str, Any]]:
         )
     for name, rec in sorted(recs.items()):
         for ep in rec.endpoints():
-            r = H.battery_endpoint(rec, ep, rng, budget_s=budget)
+            r = H.battery_endpoint(rec, ep, rng, budget_s=budget, n_random=n_random)
             rows.append(
                 {
                     "kind": "endpoint",
@@ -175,6 +175,7 @@ def write_report(out: Path, data: dict[str, Any]) -> Path:
         f"- commit {m['commit']}, {m['date']}",
         f"- {m['libraries']}",
         f"- protocols: {', '.join(data['protocols'])}",
+        *([f"- note: {data['note']}"] if data.get("note") else []),
         "",
         "## Summary",
         "",
@@ -269,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soak-seconds", type=float, help="soak duration")
     ap.add_argument("--concurrency", type=int, help="soak clients per protocol")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--note", default="", help="a line for the report header (e.g. which branches)")
     a = ap.parse_args(argv)
     q = a.quick
     budget = a.decoder_budget or (2.0 if q else 10.0)
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         print("recording real traffic of every protocol …", flush=True)
         H.prepare_set_dir(work / "prepared")
         print(f"  {time.monotonic() - t0:.0f}s; bad-input batteries …", flush=True)
-        dec = decoder_rows(work / "prepared", budget, a.seed)
+        dec = decoder_rows(work / "prepared", budget, a.seed, n_random=64 if q else 1000)
         print(f"  {sum(r['tried'] for r in dec):,} inputs; fuzzing …", flush=True)
         fz = fuzz_rows(work / "prepared", fuzz_s, out)
         kill = None
@@ -300,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         data = {
             "mode": "quick" if q else "full",
+            "note": a.note,
             "machine": _machine(),
             "protocols": sorted(REGISTRY),
             "decoders": dec,
