@@ -168,7 +168,8 @@ def write_report(out: Path, data: dict[str, Any]) -> Path:
     lines = [
         "# RELIABILITY — measured, not assumed",
         "",
-        f"Produced by `python -m blindmatch.server.reliability --out {out}` ({data['mode']}). "
+        f"Produced by `python -m blindmatch.server.reliability --out DIR{' --quick' if data['mode'] == 'quick' else ''}`"
+        f" ({data['mode']} budgets). "
         "Machine caveat: shared cores, noisy timings.",
         "",
         f"- machine: {m['cpu']}; Python {m['python']}; {m['platform']}",
