@@ -165,11 +165,11 @@ def fuzz_rows(base: Path, seconds: int, out: Path) -> list[dict[str, Any]]:
 
 def write_report(out: Path, data: dict[str, Any]) -> Path:
     m = data["machine"]
+    quick = " --quick" if data["mode"] == "quick" else ""
     lines = [
         "# RELIABILITY — measured, not assumed",
         "",
-        f"Produced by `python -m blindmatch.server.reliability --out DIR{' --quick' if data['mode'] == 'quick' else ''}`"
-        f" ({data['mode']} budgets). "
+        f"Produced by `python -m blindmatch.server.reliability --out DIR{quick}` ({data['mode']} budgets). "
         "Machine caveat: shared cores, noisy timings.",
         "",
         f"- machine: {m['cpu']}; Python {m['python']}; {m['platform']}",
