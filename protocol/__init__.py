@@ -4,6 +4,7 @@ Importing this package registers every protocol. Public names only; modules
 prefixed with ``_`` and the ``hazmat`` layer are internal.
 """
 
+from . import he  # noqa: F401, I001  (registers "he")
 from . import plain  # noqa: F401  (registers "plain")
 from .base import (
     REGISTRY,
