@@ -377,6 +377,13 @@ def check_noise(bfv: Bfv, spec: CircuitSpec, seed: int | None = None) -> NoiseRe
         required_before_flood=bfv.flood_budget_required(),
         margin=NOISE_MARGIN_BITS,
     )
+    if not report.ok:
+        raise ParameterError(
+            f"{bfv.params.name} is too small for a depth-{report.depth} zero test "
+            f"({spec.bits}-bit hashes, r={spec.radius}): noise budget before flooding "
+            f"{budgets.get('before_flood')} bits, need {report.required_before_flood} "
+            f"+ {NOISE_MARGIN_BITS} margin; after flooding {budgets['after_flood']}"
+        )
     w_plain = spec.plain_w(rows, x)
     w_plain[~real] = spec.pad_w
     w_enc, _ = keys.decrypt(observed["distance"])
@@ -386,11 +393,4 @@ def check_noise(bfv: Bfv, spec: CircuitSpec, seed: int | None = None) -> NoiseRe
     want_zero = real & (np.abs(w_plain) <= spec.radius)
     if not np.array_equal(slots == 0, want_zero):
         raise ParameterError(f"{bfv.params.name}: zero test decrypts wrong for r={spec.radius}")
-    if not report.ok:
-        raise ParameterError(
-            f"{bfv.params.name} is too small for a depth-{report.depth} zero test "
-            f"({spec.bits}-bit hashes, r={spec.radius}): noise budget before flooding "
-            f"{budgets.get('before_flood')} bits, need {report.required_before_flood} "
-            f"+ {NOISE_MARGIN_BITS} margin; after flooding {budgets['after_flood']}"
-        )
     return report

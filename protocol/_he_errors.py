@@ -4,6 +4,7 @@ Kept here (not in the shared ``errors.py``) so this protocol can land without
 editing a file other helpers also touch; each class subclasses the shared branch
 it belongs to, so the HTTP and CLI edges map them without knowing they exist::
 
+    DecodeError   ── KeysRejectedError       SEAL refused the evaluation keys
     InputError    ── UnknownKeysError (409), WrongParametersError, ModeNotAllowedError,
                      UnknownSessionError
     CryptoError   ── NoiseBudgetError        a result ciphertext is past its noise budget
@@ -13,9 +14,10 @@ it belongs to, so the HTTP and CLI edges map them without knowing they exist::
 
 from __future__ import annotations
 
-from .errors import BlindmatchError, CryptoError, InputError, LimitError
+from .errors import BlindmatchError, CryptoError, DecodeError, InputError, LimitError
 
 __all__ = [
+    "KeysRejectedError",
     "ModeNotAllowedError",
     "NoiseBudgetError",
     "UnknownKeysError",
@@ -33,6 +35,12 @@ class UnknownKeysError(InputError):
 
     code = "unknown_keys"
     http_status = 409
+
+
+class KeysRejectedError(DecodeError):
+    """SEAL refused the uploaded evaluation keys (the server forgets them)."""
+
+    code = "bad_keys"
 
 
 class WrongParametersError(InputError):

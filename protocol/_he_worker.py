@@ -30,7 +30,13 @@ import numpy as np
 import numpy.typing as npt
 
 from ._he_circuit import CircuitSpec, QueryEvaluator, uniform_mod
-from ._he_errors import WorkerCrashedError, WorkerError, WorkerMemoryError, WorkerTimeoutError
+from ._he_errors import (
+    KeysRejectedError,
+    WorkerCrashedError,
+    WorkerError,
+    WorkerMemoryError,
+    WorkerTimeoutError,
+)
 from ._he_messages import DOMAIN, KeysMessage
 from .errors import BlindmatchError, DecodeError, InputError, ParameterError
 from .hazmat import ristretto
@@ -68,6 +74,7 @@ class Job:
     sid: bytes = b""
     psi_scalar: bytes = field(default=b"", repr=False)
     used_slots: int = 0
+    cpu_limit_s: float = 0.0  # > 0: SIGXCPU ends the worker past this much CPU for the job
 
 
 @dataclass
@@ -134,7 +141,10 @@ def _evaluate(job: Job) -> JobResult:
     bfv = _bfv(job.param_set)
     spec = CircuitSpec(job.bits, job.radius, job.baby)
     t0 = time.perf_counter()
-    keys = _keys(bfv, job, spec)
+    try:
+        keys = _keys(bfv, job, spec)
+    except DecodeError as e:
+        return JobResult(error=("keys", e.detail))
     query = bfv.load_ciphertext(job.ciphertext)
     load_s = time.perf_counter() - t0
     ev = QueryEvaluator(bfv, spec, keys, query)
@@ -172,8 +182,26 @@ def _evaluate(job: Job) -> JobResult:
     return out
 
 
+def _cpu_cap(seconds: float) -> None:
+    """Second guard beside the server's wall-clock timeout: a spinning worker dies of SIGXCPU.
+
+    Needed because SEAL, when an allocation fails under RLIMIT_AS, can spin instead
+    of throwing (seen while inflating a key blob); the kernel then ends the process.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if seconds <= 0:
+        limit = hard
+    else:
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        limit = int(used.ru_utime + used.ru_stime + seconds) + 1
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
+
+
 def run_job(job: Job) -> JobResult:
     """Entry point in the worker; every failure comes back as data, not as a dead process."""
+    _cpu_cap(job.cpu_limit_s)
     try:
         return _evaluate(job)
     except MemoryError:
@@ -258,6 +286,8 @@ class WorkerPool:
                 kind, detail = r.error
                 if kind == "memory":
                     raise WorkerMemoryError(detail)
+                if kind == "keys":
+                    raise KeysRejectedError(detail)
                 if kind == "decode":
                     raise DecodeError(detail)
                 if kind == "parameters":

@@ -42,6 +42,7 @@ import numpy.typing as npt
 
 from ._he_circuit import CircuitSpec, NoiseReport, check_noise, default_baby_step
 from ._he_errors import (
+    KeysRejectedError,
     ModeNotAllowedError,
     NoiseBudgetError,
     UnknownKeysError,
@@ -101,6 +102,7 @@ __all__ = [
     "MODES",
     "HEClient",
     "HEServer",
+    "KeysRejectedError",
     "ModeNotAllowedError",
     "NoiseBudgetError",
     "UnknownKeysError",
@@ -392,18 +394,18 @@ class HEServer(ServerHalf):
             sid, scalar = secrets.token_bytes(16), ristretto.random_scalar()
         tasks = [GroupTask(g, layout[g * n : (g + 1) * n]) for g in range(groups)]
         chunks = [tasks[i :: self.pool.workers] for i in range(min(self.pool.workers, groups))]
+        timeout = self.timeout_base + self.timeout_per_group * max(len(c) for c in chunks)
         jobs = [
             Job(
                 self.params.name, self.spec.bits, self.spec.radius, self.spec.baby, q.digest, keys,
-                q.ciphertext, tuple(c), server_learns, sid, scalar, used,
+                q.ciphertext, tuple(c), server_learns, sid, scalar, used, cpu_limit_s=timeout,
             )
             for c in chunks
         ]
-        timeout = self.timeout_base + self.timeout_per_group * max(len(c) for c in chunks)
         t_eval = time.perf_counter()
         try:
             results = self.pool.run(jobs, timeout)
-        except DecodeError:
+        except KeysRejectedError:
             with self._lock:
                 self._keys.pop(q.digest, None)
             raise
