@@ -304,7 +304,7 @@ class HEServer(ServerHalf):
         psi_cap = 2 * self.psi_max_slots * ELEMENT_BYTES + 1024
         return [
             Endpoint(
-                "GET", "params", self._get_params, max_body=0,
+                "GET", "params", self._get_params, max_body=1024,
                 summary="BFV parameters, radius, LSH tables",
             ),
             Endpoint(
@@ -316,7 +316,7 @@ class HEServer(ServerHalf):
                 "POST", "psi", self._psi, max_body=psi_cap, rate_limited=True,
                 summary="server-learns: DH-PSI cardinality on the decrypted masked slots",
             ),
-            Endpoint("GET", "verdicts", self._get_verdicts, max_body=0, admin=True,
+            Endpoint("GET", "verdicts", self._get_verdicts, max_body=1024, admin=True,
                      summary="server-learns verdicts recorded so far (admin)"),
         ]
 
