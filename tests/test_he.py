@@ -192,7 +192,6 @@ def test_exact_sha256_on_small_parameters(
         srv.close()
 
 
-@pytest.mark.slow
 def test_http_end_to_end(tmp_path: Path) -> None:
     """Real uvicorn on 127.0.0.1, real HTTP: params with ETag, keys once, both modes."""
     import httpx
