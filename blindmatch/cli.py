@@ -32,6 +32,7 @@ from blindmatch.protocol import (
     Query,
     get_protocol,
 )
+from blindmatch.sim.cli import sim_app
 
 __all__ = ["app", "main"]
 
@@ -40,6 +41,7 @@ db_app = typer.Typer(no_args_is_help=True, help="Build and inspect set directori
 admin_app = typer.Typer(no_args_is_help=True, help="Operator commands on a server's store.")
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+app.add_typer(sim_app, name="sim")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
 
