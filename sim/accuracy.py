@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from blindmatch.client import get_algo
 
 from .database import filler_hashes, set_rows
@@ -86,8 +85,12 @@ def build_pools(data: HashData, cfg: dict[str, Any], seed: int) -> dict[str, Que
         neg = data.orig[f"hash_{a}"][data.unrelated_idx]
         raw = np.concatenate([pos, neg])
         if a == "pdq":
-            floats = np.concatenate([data.pert["floats"].reshape(k * p, -1), data.orig["floats"][data.unrelated_idx]])
-            quality = np.concatenate([data.pert["quality"].reshape(-1), data.orig["quality"][data.unrelated_idx]])
+            floats = np.concatenate(
+                [data.pert["floats"].reshape(k * p, -1), data.orig["floats"][data.unrelated_idx]]
+            )
+            quality = np.concatenate(
+                [data.pert["quality"].reshape(-1), data.orig["quality"][data.unrelated_idx]]
+            )
             gated = quality < min_q
         else:
             floats = None
@@ -101,17 +104,35 @@ def build_pools(data: HashData, cfg: dict[str, Any], seed: int) -> dict[str, Que
         own = np.repeat(np.arange(k), p)
         d_own = np.bitwise_count(qw[: k * p] ^ kw[own]).sum(axis=1).astype(np.uint16)
         negw = qw[k * p :]
-        neg_near = np.minimum(prefix_nearest(fw, negw, [s - k for s in sizes]), d_known[k * p :, None])
+        neg_near = np.minimum(
+            prefix_nearest(fw, negw, [s - k for s in sizes]), d_known[k * p :, None]
+        )
         pools[a] = QueryPool(
-            a, raw, floats, quality.astype(np.int16), np.arange(raw.shape[0]) < k * p,
+            a,
+            raw,
+            floats,
+            quality.astype(np.int16),
+            np.arange(raw.shape[0]) < k * p,
             np.concatenate([np.tile(np.arange(p), k), np.full(len(neg), -1)]).astype(np.int64),
-            gated, nearest_v, d_own, neg_near, known_rows, filler, sizes, vsize,
+            gated,
+            nearest_v,
+            d_own,
+            neg_near,
+            known_rows,
+            filler,
+            sizes,
+            vsize,
         )
     return pools
 
 
-def _verdicts(variant: Variant, pool: QueryPool, rows_idx: npt.NDArray[np.intp],
-              nearest: npt.NDArray[np.uint16], index: ExactIndex | None) -> npt.NDArray[np.bool_]:
+def _verdicts(
+    variant: Variant,
+    pool: QueryPool,
+    rows_idx: npt.NDArray[np.intp],
+    nearest: npt.NDArray[np.uint16],
+    index: ExactIndex | None,
+) -> npt.NDArray[np.bool_]:
     spec = variant.decision(get_algo(pool.algo))
     raw = pool.raw[rows_idx]
     fl = pool.floats[rows_idx] if pool.floats is not None else None
@@ -143,25 +164,54 @@ def analyse(
                 if a not in proto_algos[proto]:
                     continue
                 allq = np.arange(pool.raw.shape[0])
-                verd = _verdicts(v, pool, allq, pool.nearest_verify, idx_by_size.get(pool.verify_size))
+                verd = _verdicts(
+                    v, pool, allq, pool.nearest_verify, idx_by_size.get(pool.verify_size)
+                )
                 pool.verdicts[v.label] = verd
                 for pi, pert in enumerate(data.perts):
                     sel = pos[pool.pert_of[pos] == pi]
                     misses = int((~verd[sel]).sum())
-                    fnmr.append({"protocol": proto, "variant": v.label, "algo": a, "perturbation": pert.name,
-                                 "family": pert.family, "gated": int(pool.gated[sel].sum()),
-                                 **rate(misses, len(sel))})
+                    fnmr.append(
+                        {
+                            "protocol": proto,
+                            "variant": v.label,
+                            "algo": a,
+                            "perturbation": pert.name,
+                            "family": pert.family,
+                            "gated": int(pool.gated[sel].sum()),
+                            **rate(misses, len(sel)),
+                        }
+                    )
                 for group, keep in (("all edits", None), ("everyday edits", True)):
-                    sel = pos if keep is None else pos[[data.perts[int(pool.pert_of[i])].everyday for i in pos]]
+                    sel = (
+                        pos
+                        if keep is None
+                        else pos[[data.perts[int(pool.pert_of[i])].everyday for i in pos]]
+                    )
                     sel = sel[pool.pert_of[sel] != 0]  # the identity control is not an edit
                     misses = int((~verd[sel]).sum())
-                    fnmr.append({"protocol": proto, "variant": v.label, "algo": a, "perturbation": group,
-                                 "family": "pooled", "gated": int(pool.gated[sel].sum()),
-                                 **rate(misses, len(sel))})
+                    fnmr.append(
+                        {
+                            "protocol": proto,
+                            "variant": v.label,
+                            "algo": a,
+                            "perturbation": group,
+                            "family": "pooled",
+                            "gated": int(pool.gated[sel].sum()),
+                            **rate(misses, len(sel)),
+                        }
+                    )
                 for si, s in enumerate(pool.sizes):
                     vn = _verdicts(v, pool, neg, pool.neg_nearest[:, si], idx_by_size.get(s))
-                    fmr.append({"protocol": proto, "variant": v.label, "algo": a, "set_size": s,
-                                **rate(int(vn.sum()), len(neg))})
+                    fmr.append(
+                        {
+                            "protocol": proto,
+                            "variant": v.label,
+                            "algo": a,
+                            "set_size": s,
+                            **rate(int(vn.sum()), len(neg)),
+                        }
+                    )
         # DET over the threshold (fuzzy matching), at the verified set size for FNMR
         taus = list(range(0, algo.bits // 2 + 1))
         pos_d = np.where(pool.gated[pos], np.iinfo(np.uint16).max, pool.nearest_verify[pos])
@@ -177,16 +227,22 @@ def analyse(
             "thresholds": taus,
             "default_threshold": algo.default_threshold,
             "fnmr": fam_curves,
-            "fmr": {str(s): [float((neg_d[:, si] <= t).mean()) for t in taus] for si, s in enumerate(pool.sizes)},
-            "n_positive": int(len(dd_all)),
-            "n_negative": int(len(neg)),
+            "fmr": {
+                str(s): [float((neg_d[:, si] <= t).mean()) for t in taus]
+                for si, s in enumerate(pool.sizes)
+            },
+            "n_positive": len(dd_all),
+            "n_negative": len(neg),
         }
         bins = algo.bits + 1
         hist[a] = {
-            "own_by_perturbation": {p.name: np.bincount(pool.d_own[pool.pert_of[pos] == i], minlength=bins).tolist()
-                                    for i, p in enumerate(data.perts)},
-            "unrelated_nearest_verify": np.bincount(pool.neg_nearest[:, pool.sizes.index(pool.verify_size)],
-                                                    minlength=bins).tolist(),
+            "own_by_perturbation": {
+                p.name: np.bincount(pool.d_own[pool.pert_of[pos] == i], minlength=bins).tolist()
+                for i, p in enumerate(data.perts)
+            },
+            "unrelated_nearest_verify": np.bincount(
+                pool.neg_nearest[:, pool.sizes.index(pool.verify_size)], minlength=bins
+            ).tolist(),
         }
     return {"fnmr": fnmr, "fmr": fmr, "det": det, "histograms": hist}
 
@@ -199,7 +255,7 @@ def _pairs(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 def corpus_distances(
     hashes: npt.NDArray[np.uint8], algo_name: str, pair_sample: int, rng: np.random.Generator
 ) -> dict[str, Any]:
-    """Distances between unrelated corpus images, against binomial(bits, ½) and a beta-binomial fit."""
+    """Unrelated-pair distances of the corpus vs binomial(bits, ½) and a beta-binomial fit."""
     from scipy import stats as st
 
     from .stats import clopper_pearson, fit_beta_binomial

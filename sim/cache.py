@@ -77,5 +77,5 @@ class StageCache:
         p = self._p(name, "npz")
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + ".tmp.npz")
-        np.savez(tmp, __key__=np.array(f"{CACHE_VERSION}:{key}"), **arrays)
+        np.savez(tmp, __key__=np.array(f"{CACHE_VERSION}:{key}"), **arrays)  # type: ignore[arg-type]
         os.replace(tmp, p)

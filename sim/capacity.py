@@ -42,7 +42,9 @@ class LinearCost:
 
 def fit_linear(sizes: list[int], ms: list[float]) -> LinearCost:
     """Non-negative least squares in relative error (so small sizes weigh as much as large)."""
-    pts = [(float(s), float(m)) for s, m in zip(sizes, ms, strict=True) if math.isfinite(m) and m >= 0]
+    pts = [
+        (float(s), float(m)) for s, m in zip(sizes, ms, strict=True) if math.isfinite(m) and m >= 0
+    ]
     if not pts:
         return LinearCost(float("nan"), float("nan"), ())
     if len(pts) == 1:
@@ -58,7 +60,9 @@ def qps_per_core(cpu_ms: float) -> float:
     return 1000.0 / cpu_ms if cpu_ms > 0 else float("inf")
 
 
-def cores_needed(daily_volume: float, cpu_ms: float, peak_to_mean: float, utilisation: float) -> int:
+def cores_needed(
+    daily_volume: float, cpu_ms: float, peak_to_mean: float, utilisation: float
+) -> int:
     """Cores to serve ``daily_volume`` queries a day at the stated peak and utilisation."""
     if not math.isfinite(cpu_ms):
         return -1

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
-
 from blindmatch.client import get_algo, hash_bytes
 from blindmatch.protocol import BlindmatchError, HashAlgo, Protocol
+from PIL import Image
 
 from .accuracy import QueryPool
 from .corpus import generate_image
@@ -123,56 +122,75 @@ def measure_variant(
         else:
             server_cpu = (srv1 - srv0) * 1000 / n
         steady_down = float(np.median(down))
-        out.update({
-            "status": "ok",
-            "queries": n,
-            "elapsed_s": elapsed,
-            "wall_ms": _summary(wall),
-            "crypto_ms": _summary(crypto),
-            "client_cpu_ms": _summary(client_cpu),
-            "server_cpu_ms": server_cpu,
-            "server_cpu_resolution_ms": (1000.0 / os.sysconf("SC_CLK_TCK")) / n if sess.kind == "http" else None,
-            "bytes_up": float(np.mean(up)),
-            "bytes_down": float(np.mean(down)),
-            "requests": float(np.mean(reqs)),
-            "one_time_download_bytes": max(0, int(out["cold"]["bytes_down"] - steady_down)),
-            "samples": {
-                "crypto_ms": [round(x, 4) for x in crypto[:_KEEP]],
-                "server_ms": [round(x, 4) for x in server_ms[:_KEEP]] if sess.kind == "local" else [],
-                "wall_ms": [round(x, 4) for x in wall[:_KEEP]],
-            },
-        })
+        out.update(
+            {
+                "status": "ok",
+                "queries": n,
+                "elapsed_s": elapsed,
+                "wall_ms": _summary(wall),
+                "crypto_ms": _summary(crypto),
+                "client_cpu_ms": _summary(client_cpu),
+                "server_cpu_ms": server_cpu,
+                "server_cpu_resolution_ms": (1000.0 / os.sysconf("SC_CLK_TCK")) / n
+                if sess.kind == "http"
+                else None,
+                "bytes_up": float(np.mean(up)),
+                "bytes_down": float(np.mean(down)),
+                "requests": float(np.mean(reqs)),
+                "one_time_download_bytes": max(0, int(out["cold"]["bytes_down"] - steady_down)),
+                "samples": {
+                    "crypto_ms": [round(x, 4) for x in crypto[:_KEEP]],
+                    "server_ms": [round(x, 4) for x in server_ms[:_KEEP]]
+                    if sess.kind == "local"
+                    else [],
+                    "wall_ms": [round(x, 4) for x in wall[:_KEEP]],
+                },
+            }
+        )
     except BlindmatchError as e:
         out.update({"status": f"error: {e.code}: {e.detail}"})
     return out
 
 
-def hash_cost_12mp(algos: list[str], reps: int, seed: int) -> dict[str, dict[str, float]]:
+def hash_cost_12mp(algos: list[str], reps: int, seed: int) -> dict[str, dict[str, Any]]:
     """Hashing a 12-megapixel JPEG file (decode + downscale + hash), as a phone photo costs."""
     base = generate_image(seed, (1000, 750)).resize((4000, 3000), Image.Resampling.BICUBIC)
     buf = io.BytesIO()
     base.save(buf, "JPEG", quality=90)
     data = buf.getvalue()
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for a in algos:
-        times = []
+        times: list[float] = []
         for _ in range(max(1, reps)):
             c0 = time.process_time()
             hash_bytes(data, a)
             times.append((time.process_time() - c0) * 1000)
-        out[a] = {"mean": float(np.mean(times)), "min": float(np.min(times)), "file_bytes": len(data),
-                  "samples": [round(t, 3) for t in times]}
+        out[a] = {
+            "mean": float(np.mean(times)),
+            "min": float(np.min(times)),
+            "file_bytes": len(data),
+            "samples": [round(t, 3) for t in times],
+        }
     return out
 
 
 def cost_queries(pool: QueryPool, pert_names: list[str], n: int = 40) -> list[SimQuery]:
-    """A fixed mix for cost runs: JPEG-70 copies of known images and unrelated images, alternating."""
+    """A fixed mix for cost runs: JPEG-70 copies of known images and unrelated ones, alternating."""
     pi = pert_names.index("jpeg-70") if "jpeg-70" in pert_names else 0
-    pos = [int(i) for i in np.flatnonzero(pool.is_pos & (pool.pert_of == pi) & ~pool.gated)][: n // 2]
+    pos = [int(i) for i in np.flatnonzero(pool.is_pos & (pool.pert_of == pi) & ~pool.gated)][
+        : n // 2
+    ]
     neg = [int(i) for i in np.flatnonzero(~pool.is_pos & ~pool.gated)][: n - len(pos)]
     order = [x for pair in itertools.zip_longest(pos, neg) for x in pair if x is not None]
-    return [SimQuery(i, pool.raw[i].tobytes(), pool.floats_of(i),
-                     None if pool.quality[i] < 0 else int(pool.quality[i])) for i in order]
+    return [
+        SimQuery(
+            i,
+            pool.raw[i].tobytes(),
+            pool.floats_of(i),
+            None if pool.quality[i] < 0 else int(pool.quality[i]),
+        )
+        for i in order
+    ]
 
 
 def measure_protocol(
@@ -199,36 +217,68 @@ def measure_protocol(
                 s0, setup0, q0 = last[kind]
                 grow = size / s0
                 if setup0 * grow > float(c["setup_timeout_s"]):
-                    skip = f"skipped: predicted set-up {setup0 * grow:.0f} s > {c['setup_timeout_s']} s"
+                    limit = c["setup_timeout_s"]
+                    skip = f"skipped: predicted set-up {setup0 * grow:.0f} s > {limit} s"
                 elif q0 * grow > float(c["max_query_s"]):
                     skip = f"skipped: predicted {q0 * grow:.1f} s per query > {c['max_query_s']} s"
             if skip is None and size > len(pool.known_rows) + len(pool.filler):
                 skip = "skipped: set size larger than the generated database"
             if skip:
-                cells.extend({"protocol": proto.name, "variant": v.label, "transport": kind,
-                              "set_size": size, "status": skip} for v in variants)
+                cells.extend(
+                    {
+                        "protocol": proto.name,
+                        "variant": v.label,
+                        "transport": kind,
+                        "set_size": size,
+                        "status": skip,
+                    }
+                    for v in variants
+                )
                 if done:
                     done()
                 continue
             base = workdir / re.sub(r"[^a-z0-9]+", "-", proto.name.lower()) / f"{size}" / kind
             shutil.rmtree(base, ignore_errors=True)
             try:
-                sd = build_set_dir(base / "set", algo, pool.rows(size), f"simulator cost set ({kind})")
-                ctx = (local_session(proto, sd, variants[0]) if kind == "local"
-                       else http_session(proto, sd, variants[0], float(c["setup_timeout_s"]), base / "server.log"))
+                sd = build_set_dir(
+                    base / "set", algo, pool.rows(size), f"simulator cost set ({kind})"
+                )
+                ctx = (
+                    local_session(proto, sd, variants[0])
+                    if kind == "local"
+                    else http_session(
+                        proto, sd, variants[0], float(c["setup_timeout_s"]), base / "server.log"
+                    )
+                )
                 with ctx as sess:
                     worst = 0.0
                     for v in variants:
-                        cell = measure_variant(sess, v, algo, queries, f"bmsim-cost-{v.label}-{kind}".replace(" ", "-"),
-                                               base / "client" / re.sub(r"[^a-z0-9]+", "-", v.label.lower()),
-                                               int(c["min_queries"]), int(c["max_queries"]), float(c["budget_s"]))
+                        cell = measure_variant(
+                            sess,
+                            v,
+                            algo,
+                            queries,
+                            f"bmsim-cost-{v.label}-{kind}".replace(" ", "-"),
+                            base / "client" / re.sub(r"[^a-z0-9]+", "-", v.label.lower()),
+                            int(c["min_queries"]),
+                            int(c["max_queries"]),
+                            float(c["budget_s"]),
+                        )
                         cells.append(cell)
                         if cell.get("status") == "ok":
                             worst = max(worst, cell["wall_ms"]["mean"] / 1000)
                     last[kind] = (size, sess.setup_s, worst)
             except (BlindmatchError, RuntimeError, OSError, ValueError) as e:
-                cells.extend({"protocol": proto.name, "variant": v.label, "transport": kind, "set_size": size,
-                              "status": f"error: {type(e).__name__}: {e}"[:500]} for v in variants)
+                cells.extend(
+                    {
+                        "protocol": proto.name,
+                        "variant": v.label,
+                        "transport": kind,
+                        "set_size": size,
+                        "status": f"error: {type(e).__name__}: {e}"[:500],
+                    }
+                    for v in variants
+                )
             if done:
                 done()
     return cells

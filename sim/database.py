@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-
 from blindmatch.protocol import HashAlgo
 from blindmatch.protocol.hashes import ALGO_IDS
 from blindmatch.server import SetDir
@@ -32,7 +31,9 @@ def filler_hashes(algo: HashAlgo, count: int, seed: int) -> npt.NDArray[np.uint8
     return rng.integers(0, 256, size=(max(0, count), algo.nbytes), dtype=np.uint8)
 
 
-def set_rows(known: npt.NDArray[np.uint8], filler: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
+def set_rows(
+    known: npt.NDArray[np.uint8], filler: npt.NDArray[np.uint8], size: int
+) -> npt.NDArray[np.uint8]:
     """The rows of the set of ``size`` hashes: every known hash, then filler."""
     if size < len(known):
         raise ValueError(f"set size {size} is smaller than the {len(known)} known hashes")

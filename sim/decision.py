@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from blindmatch.protocol import HashAlgo
 
 __all__ = [
@@ -49,7 +48,9 @@ def _popcount(x: U64) -> npt.NDArray[np.uint16]:
     return np.bitwise_count(x).astype(np.uint16)
 
 
-def nearest_distances(db: U64, queries: U64, budget_words: int = 8_000_000) -> npt.NDArray[np.uint16]:
+def nearest_distances(
+    db: U64, queries: U64, budget_words: int = 8_000_000
+) -> npt.NDArray[np.uint16]:
     """Minimum Hamming distance from each query to any row of ``db`` (exact, vectorised)."""
     m, n, w = queries.shape[0], db.shape[0], db.shape[1]
     out = np.empty(m, dtype=np.uint16)
@@ -64,8 +65,10 @@ def nearest_distances(db: U64, queries: U64, budget_words: int = 8_000_000) -> n
     return out
 
 
-def prefix_nearest(db: U64, queries: U64, bounds: list[int], chunk: int = 1 << 17) -> npt.NDArray[np.uint16]:
-    """Nearest distance to ``db[:b]`` for each b in ``bounds`` (nested sets), shape (m, len(bounds))."""
+def prefix_nearest(
+    db: U64, queries: U64, bounds: list[int], chunk: int = 1 << 17
+) -> npt.NDArray[np.uint16]:
+    """Nearest distance to ``db[:b]`` for each b in ``bounds`` (nested sets): shape (m, bounds)."""
     m = queries.shape[0]
     out = np.full((m, len(bounds)), np.iinfo(np.uint16).max, dtype=np.uint16)
     running = np.full(m, np.iinfo(np.uint16).max, dtype=np.uint16)
@@ -127,10 +130,15 @@ class DecisionSpec:
 
     def describe(self, algo: HashAlgo) -> str:
         if self.kind == "fuzzy":
-            return f"matched iff some set entry is within Hamming distance {self.radius} of the {algo.name} hash"
+            return (
+                f"matched iff some set entry is within Hamming distance {self.radius} "
+                f"of the {algo.name} hash"
+            )
         if self.probe_bits and algo.name == "pdq":
-            return (f"matched iff the {algo.name} hash or one of its 2^{self.probe_bits} flips of the "
-                    f"{self.probe_bits} least-stable bits is in the set")
+            return (
+                f"matched iff the {algo.name} hash or one of its 2^{self.probe_bits} flips of the "
+                f"{self.probe_bits} least-stable bits is in the set"
+            )
         return f"matched iff the {algo.name} hash is exactly in the set"
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from blindmatch.client import get_algo, hash_image
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-from blindmatch.client import get_algo, hash_image
 
 from .imagework import load_original
 
@@ -34,11 +33,23 @@ __all__ = ["evade", "evasion_task"]
 
 def _hash(arr: npt.NDArray[np.float64], algo: str) -> bytes:
     img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
-    return hash_image(img, algo).hash.raw
+    return bytes(hash_image(img, algo).hash.raw)
+
+
+def psnr(a: npt.NDArray[Any], b: npt.NDArray[Any], data_range: float) -> float:
+    return float(peak_signal_noise_ratio(a, b, data_range=data_range))  # type: ignore[no-untyped-call]
+
+
+def ssim(a: npt.NDArray[Any], b: npt.NDArray[Any], channel_axis: int, data_range: float) -> float:
+    return float(
+        structural_similarity(a, b, channel_axis=channel_axis, data_range=data_range)  # type: ignore[no-untyped-call]
+    )
 
 
 def _dist(a: bytes, b: bytes) -> int:
-    return int(np.unpackbits(np.bitwise_xor(np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8))).sum())
+    return int(
+        np.unpackbits(np.bitwise_xor(np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8))).sum()
+    )
 
 
 def evade(
@@ -69,7 +80,7 @@ def evade(
                 status = "success"
                 break
             edited = np.clip(x0 + delta[..., None] + 0.5, 0, 255).astype(np.uint8)
-            if peak_signal_noise_ratio(x0.astype(np.uint8), edited, data_range=255) < min_psnr_db:
+            if psnr(x0.astype(np.uint8), edited, data_range=255) < min_psnr_db:
                 status = "quality-floor"
                 break
     edited = np.clip(x0 + delta[..., None] + 0.5, 0, 255).astype(np.uint8)
@@ -82,8 +93,8 @@ def evade(
         "queries": queries,
         "distance": best,
         "threshold": threshold,
-        "psnr_db": float(peak_signal_noise_ratio(ref, edited, data_range=255)) if changed else None,
-        "ssim": float(structural_similarity(ref, edited, channel_axis=2, data_range=255)),
+        "psnr_db": float(psnr(ref, edited, data_range=255)) if changed else None,
+        "ssim": float(ssim(ref, edited, channel_axis=2, data_range=255)),
     }
 
 
@@ -94,9 +105,18 @@ def evasion_task(task: dict[str, Any]) -> list[dict[str, Any]]:
     img.thumbnail((task["max_side"], task["max_side"]), Image.Resampling.LANCZOS)
     out = []
     for a in task["algos"]:
-        rng = np.random.default_rng(np.random.SeedSequence([task["seed"], task["index"], zlib.crc32(a.encode())]))
-        r = evade(img, a, get_algo(a).default_threshold, task["max_queries"], task["step"],
-                  task["min_psnr_db"], rng)
+        rng = np.random.default_rng(
+            np.random.SeedSequence([task["seed"], task["index"], zlib.crc32(a.encode())])
+        )
+        r = evade(
+            img,
+            a,
+            get_algo(a).default_threshold,
+            task["max_queries"],
+            task["step"],
+            task["min_psnr_db"],
+            rng,
+        )
         r["image"] = name
         out.append(r)
     return out

@@ -68,14 +68,14 @@ class LocalExecutor:
 
 
 class DaskExecutor:
-    """Fans tasks out over an existing ``distributed`` scheduler (blindmatch must be installed on workers)."""
+    """Fans tasks out over an existing ``distributed`` scheduler (workers need blindmatch)."""
 
     def __init__(self, address: Any) -> None:
         from distributed import Client
 
-        self._client = address if isinstance(address, Client) else Client(address)
+        self._client = address if isinstance(address, Client) else Client(address)  # type: ignore[no-untyped-call]
         self._own = not isinstance(address, Client)
-        self.name = f"dask {self._client.scheduler.address}"
+        self.name = f"dask {getattr(self._client.scheduler, 'address', '?')}"
 
     def map(
         self, fn: Callable[[T], R], items: Sequence[T], done: Callable[[int], None] | None = None
@@ -87,7 +87,7 @@ class DaskExecutor:
         futs = [self._client.submit(fn, it, pure=False) for it in items]
         index = {f.key: i for i, f in enumerate(futs)}
         results: dict[int, R] = {}
-        for f in d_as_completed(futs):
+        for f in d_as_completed(futs):  # type: ignore[no-untyped-call]
             i = index[f.key]
             results[i] = f.result()
             if done:
@@ -96,7 +96,7 @@ class DaskExecutor:
 
     def close(self) -> None:
         if self._own:
-            self._client.close()
+            self._client.close()  # type: ignore[no-untyped-call]
 
 
 def make_executor(workers: int, dask: Any | None = None) -> Executor:

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
-
 from blindmatch.client import decode_image, get_algo, hash_bytes, hash_image
+from PIL import Image
 
 from .corpus import generate_image
 from .perturb import PERTURBATIONS, encode_ppm
@@ -39,11 +38,18 @@ CORPUS_VERSION = 1  # bump when generate_image changes
 def corpus_spec(seed: int, count: int, directory: Path | None) -> dict[str, Any]:
     """A small, picklable description of where images come from."""
     if directory is None:
-        return {"kind": "embedded", "seed": int(seed), "count": int(count), "version": CORPUS_VERSION}
+        return {
+            "kind": "embedded",
+            "seed": int(seed),
+            "count": int(count),
+            "version": CORPUS_VERSION,
+        }
     d = Path(directory)
     if not d.is_dir():
         raise ValueError(f"--corpus {d}: not a folder")
-    paths = sorted(str(p) for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = sorted(
+        str(p) for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if len(paths) < 4:
         raise ValueError(f"--corpus {d}: found {len(paths)} JPEG/PNG/WebP images, need at least 4")
     return {"kind": "dir", "root": str(d), "paths": paths}
@@ -76,10 +82,7 @@ def _hash_all(
     out: dict[str, tuple[bytes, int, npt.NDArray[np.float32] | None, float]] = {}
     for a in algos:
         t0 = time.process_time()
-        if a == "sha256":
-            h = hash_bytes(data, "sha256")
-        else:
-            h = hash_image(img, a)
+        h = hash_bytes(data, "sha256") if a == "sha256" else hash_image(img, a)
         ms = (time.process_time() - t0) * 1000.0
         fl = np.asarray(h.float_values, dtype=np.float32) if h.float_values is not None else None
         out[a] = (h.hash.raw, -1 if h.quality is None else int(h.quality), fl, ms)
@@ -130,7 +133,9 @@ def hash_perturbed_task(task: dict[str, Any]) -> dict[str, npt.NDArray[Any]]:
     for j, i in enumerate(idx):
         _, img, data = load_original(task["spec"], i)
         for k, p in enumerate(perts):
-            rng = np.random.default_rng(np.random.SeedSequence([task["seed"], i, zlib.crc32(p.name.encode())]))
+            rng = np.random.default_rng(
+                np.random.SeedSequence([task["seed"], i, zlib.crc32(p.name.encode())])
+            )
             out, file_bytes = p.apply(img, rng, data)
             _store(res, (j, k), _hash_all(out, file_bytes, algos))
     return res

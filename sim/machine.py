@@ -20,8 +20,23 @@ __all__ = ["CLK_TCK", "loadavg", "machine_info", "tree_cpu_seconds"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-_LIBS = ("numpy", "pillow", "pdqhash", "imagehash", "scipy", "scikit-image", "rbcl", "cryptography",
-         "tenseal", "fastapi", "uvicorn", "httpx", "matplotlib", "dask", "distributed")
+_LIBS = (
+    "numpy",
+    "pillow",
+    "pdqhash",
+    "imagehash",
+    "scipy",
+    "scikit-image",
+    "rbcl",
+    "cryptography",
+    "tenseal",
+    "fastapi",
+    "uvicorn",
+    "httpx",
+    "matplotlib",
+    "dask",
+    "distributed",
+)
 
 
 def _cpu_model() -> str:
@@ -42,7 +57,7 @@ def loadavg() -> list[float]:
 
 
 def machine_info() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for lib in _LIBS:
         try:
             versions[lib] = metadata.version(lib)

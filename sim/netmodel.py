@@ -44,12 +44,24 @@ class NetworkProfile:
 
     @classmethod
     def from_config(cls, name: str, d: dict[str, Any]) -> NetworkProfile:
-        return cls(name, float(d["rtt_ms"]), float(d["down_mbps"]), float(d["up_mbps"]),
-                   float(d["jitter_ms"]), str(d.get("source", "")))
+        return cls(
+            name,
+            float(d["rtt_ms"]),
+            float(d["down_mbps"]),
+            float(d["up_mbps"]),
+            float(d["jitter_ms"]),
+            str(d.get("source", "")),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "rtt_ms": self.rtt_ms, "down_mbps": self.down_mbps,
-                "up_mbps": self.up_mbps, "jitter_ms": self.jitter_ms, "source": self.source}
+        return {
+            "name": self.name,
+            "rtt_ms": self.rtt_ms,
+            "down_mbps": self.down_mbps,
+            "up_mbps": self.up_mbps,
+            "jitter_ms": self.jitter_ms,
+            "source": self.source,
+        }
 
 
 @dataclass(frozen=True)
@@ -73,17 +85,27 @@ def simulate(
     profile: NetworkProfile, inp: LatencyInputs, n: int, rng: np.random.Generator
 ) -> dict[str, float]:
     """p50/p95/p99 of warm latency, and p50 of a cold first scan, in milliseconds."""
+
     def draw(a: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         a = a[np.isfinite(a)]
         return rng.choice(a, n) if a.size else np.zeros(n)
 
-    trips = max(1, int(round(inp.round_trips)))
-    rtt = profile.rtt_ms * trips + rng.exponential(profile.jitter_ms, (n, trips)).sum(axis=1) \
-        if profile.jitter_ms > 0 else np.full(n, profile.rtt_ms * trips)
+    trips = max(1, round(inp.round_trips))
+    rtt = (
+        profile.rtt_ms * trips + rng.exponential(profile.jitter_ms, (n, trips)).sum(axis=1)
+        if profile.jitter_ms > 0
+        else np.full(n, profile.rtt_ms * trips)
+    )
     up = inp.bytes_up + HTTP_HEADER_BYTES[0] * trips
     down = inp.bytes_down + HTTP_HEADER_BYTES[1] * trips
-    warm = draw(inp.hash_ms) + draw(inp.crypto_ms) + draw(inp.server_ms) + rtt \
-        + _tx_ms(up, profile.up_mbps) + _tx_ms(down, profile.down_mbps)
+    warm = (
+        draw(inp.hash_ms)
+        + draw(inp.crypto_ms)
+        + draw(inp.server_ms)
+        + rtt
+        + _tx_ms(up, profile.up_mbps)
+        + _tx_ms(down, profile.down_mbps)
+    )
     handshake = 2 * profile.rtt_ms + rng.exponential(profile.jitter_ms or 1e-9, (n, 2)).sum(axis=1)
     cold = warm + handshake + _tx_ms(inp.one_time_bytes, profile.down_mbps)
     q = np.percentile(warm, [50, 95, 99])

@@ -32,7 +32,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from blindmatch.client import HttpTransport
 from blindmatch.protocol import (
@@ -103,7 +102,7 @@ class MeteredTransport(Transport):
 
 @dataclass
 class Session:
-    """A running server for one protocol: in process (``server`` set) or on loopback (``url`` set)."""
+    """A running server for one protocol: in process (``server``) or on loopback (``live``)."""
 
     proto: Protocol
     set_dir: SetDir
@@ -122,7 +121,9 @@ class Session:
 
     def transport(self, account: str) -> MeteredTransport:
         if self.server is not None:
-            return MeteredTransport(LocalTransport(self.server, client_id=account), time_handlers=True)
+            return MeteredTransport(
+                LocalTransport(self.server, client_id=account), time_handlers=True
+            )
         assert self.live is not None
         return MeteredTransport(HttpTransport(self.live.url, self.proto.name, client_id=account))
 
@@ -132,7 +133,9 @@ def local_session(proto: Protocol, set_dir: SetDir, variant: Variant) -> Iterato
     from .machine import tree_cpu_seconds
 
     c0, t0 = time.process_time() + tree_cpu_seconds(os.getpid(), False), time.perf_counter()
-    server = proto.open_server(set_dir.hashes, set_dir.state_dir(proto.name), dict(variant.server_options))
+    server = proto.open_server(
+        set_dir.hashes, set_dir.state_dir(proto.name), dict(variant.server_options)
+    )
     sess = Session(proto, set_dir, server=server)
     sess.setup_s = time.perf_counter() - t0
     sess.setup_cpu_s = time.process_time() + tree_cpu_seconds(os.getpid(), False) - c0
@@ -144,7 +147,11 @@ def local_session(proto: Protocol, set_dir: SetDir, variant: Variant) -> Iterato
 
 @contextmanager
 def http_session(
-    proto: Protocol, set_dir: SetDir, variant: Variant, timeout_s: float, log_file: Path | None = None
+    proto: Protocol,
+    set_dir: SetDir,
+    variant: Variant,
+    timeout_s: float,
+    log_file: Path | None = None,
 ) -> Iterator[Session]:
     env = {**BENCH_ENV, "BLINDMATCH_PROTOCOLS": proto.name, **variant.server_env}
     live = LiveServer(set_dir.path, env=env, startup_timeout=timeout_s, log_file=log_file)
@@ -179,7 +186,7 @@ def _found(token: str, text: str) -> bool:
 
 
 def _reveal_text(sess: Session, account: str) -> tuple[str, list[str], bool]:
-    """Everything the operator can read about ``account``; ``ok`` is False if no interface answered."""
+    """What the operator can read about ``account``; ``ok`` is False if no interface answered."""
     texts, notes, ok = [], [], False
     if sess.server is not None:
         for name in _REVEAL_HOOKS:
@@ -188,18 +195,29 @@ def _reveal_text(sess: Session, account: str) -> tuple[str, list[str], bool]:
                 try:
                     texts.append(repr(list(fn(account))))
                     ok = True
-                except Exception as e:  # noqa: BLE001 — a hook with another signature: try the CLI
+                except Exception as e:
                     notes.append(f"{name}(): {type(e).__name__}: {e}")
-    cmd = [sys.executable, "-m", "blindmatch.cli", "admin", "reveals",
-           "--db", str(sess.set_dir.path), "--account", account]
+    cmd = [
+        sys.executable,
+        "-m",
+        "blindmatch.cli",
+        "admin",
+        "reveals",
+        "--db",
+        str(sess.set_dir.path),
+        "--account",
+        account,
+    ]
     try:
         p = subprocess.run(cmd, capture_output=True, timeout=120, check=False)  # noqa: S603
         texts.append(p.stdout.decode(errors="replace"))
         if p.returncode == 0:
             ok = True
         else:
-            notes.append(f"`blindmatch admin reveals` exit {p.returncode}: "
-                         f"{p.stderr.decode(errors='replace').strip()[-300:]}")
+            notes.append(
+                f"`blindmatch admin reveals` exit {p.returncode}: "
+                f"{p.stderr.decode(errors='replace').strip()[-300:]}"
+            )
     except (OSError, subprocess.TimeoutExpired) as e:
         notes.append(f"`blindmatch admin reveals` failed: {e}")
     return "\n".join(texts), notes, ok
@@ -240,8 +258,13 @@ def real_verdicts(
                 errors.append(f"query {q.qid}: {e.code}: {e.detail}")
                 out.append(None)
     except BlindmatchError as e:
-        return RealOutcome([None] * len(queries), "unavailable", f"primer scan failed: {e.code}: {e.detail}",
-                           seconds=time.perf_counter() - t0, errors=[str(e)])
+        return RealOutcome(
+            [None] * len(queries),
+            "unavailable",
+            f"primer scan failed: {e.code}: {e.detail}",
+            seconds=time.perf_counter() - t0,
+            errors=[str(e)],
+        )
     finally:
         inner = tr.inner
         if isinstance(inner, HttpTransport):
@@ -258,13 +281,20 @@ def real_verdicts(
             break
         if not ok or time.perf_counter() > deadline:
             why = "; ".join(notes) or "the primers were not revealed"
-            return RealOutcome([None] * len(out), "unavailable",
-                               f"the client cannot know and no server-side verdict was readable: {why}",
-                               truncated, time.perf_counter() - t0, errors)
+            return RealOutcome(
+                [None] * len(out),
+                "unavailable",
+                f"the client cannot know and no server-side verdict was readable: {why}",
+                truncated,
+                time.perf_counter() - t0,
+                errors,
+            )
         time.sleep(1.0)
     failed = {e.split(":", 1)[0] for e in errors}
     verdicts: list[bool | None] = [
         None if f"query {q.qid}" in failed else _found(_token(nonce, "q", q.qid), text)
         for q in queries[: len(out)]
     ]
-    return RealOutcome(verdicts, "server-reveal", "; ".join(notes), truncated, time.perf_counter() - t0, errors)
+    return RealOutcome(
+        verdicts, "server-reveal", "; ".join(notes), truncated, time.perf_counter() - t0, errors
+    )

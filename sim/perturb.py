@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
-
 from blindmatch.client import decode_image, to_rgb
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 __all__ = ["PERTURBATIONS", "Perturbation", "encode_ppm", "select"]
 
@@ -31,7 +30,7 @@ def encode_ppm(img: Image.Image) -> bytes:
     """Binary PPM: a real, lossless image file whose bytes depend only on the pixels."""
     rgb = to_rgb(img)
     head = f"P6\n{rgb.width} {rgb.height}\n255\n".encode()
-    return head + rgb.tobytes()
+    return bytes(head + rgb.tobytes())
 
 
 def _jpeg(img: Image.Image, quality: int) -> tuple[Image.Image, bytes]:
@@ -75,7 +74,11 @@ def _rotate(img: Image.Image, p: Mapping[str, Any], rng: np.random.Generator) ->
     deg = float(p["degrees"])
     if deg % 90 == 0:
         k = int(deg // 90) % 4
-        ops = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180, 3: Image.Transpose.ROTATE_270}
+        ops = {
+            1: Image.Transpose.ROTATE_90,
+            2: Image.Transpose.ROTATE_180,
+            3: Image.Transpose.ROTATE_270,
+        }
         return img.transpose(ops[k]) if k else img
     return img.rotate(deg, resample=Image.Resampling.BICUBIC, expand=False, fillcolor=(0, 0, 0))
 
@@ -123,8 +126,14 @@ def _caption(img: Image.Image, p: Mapping[str, Any], rng: np.random.Generator) -
     font = _font(px)
     for y in (int(out.height * 0.03), int(out.height * (0.97 - float(p["size"])))):
         text = " ".join(str(_WORDS[int(i)]) for i in rng.integers(0, len(_WORDS), 2)).upper()
-        d.text((max(0, out.width // 20), y), text, font=font, fill=(255, 255, 255),
-               stroke_width=max(1, px // 12), stroke_fill=(0, 0, 0))
+        d.text(
+            (max(0, out.width // 20), y),
+            text,
+            font=font,
+            fill=(255, 255, 255),
+            stroke_width=max(1, px // 12),
+            stroke_fill=(0, 0, 0),
+        )
     return out
 
 
@@ -144,8 +153,10 @@ def _watermark(img: Image.Image, p: Mapping[str, Any], rng: np.random.Generator)
 
 def _border(img: Image.Image, p: Mapping[str, Any], rng: np.random.Generator) -> Image.Image:
     f = float(p["fraction"])
-    b = max(1, int(round(max(img.size) * f)))
-    return ImageOps.expand(img, border=b, fill=tuple(int(v) for v in p.get("colour", (255, 255, 255))))
+    b = max(1, round(max(img.size) * f))
+    return ImageOps.expand(
+        img, border=b, fill=tuple(int(v) for v in p.get("colour", (255, 255, 255)))
+    )
 
 
 def _screenshot(img: Image.Image, p: Mapping[str, Any], rng: np.random.Generator) -> Image.Image:
@@ -220,7 +231,9 @@ class Perturbation:
         }
 
 
-def _p(name: str, kind: str, family: str, label: str, everyday: bool = False, **params: Any) -> Perturbation:
+def _p(
+    name: str, kind: str, family: str, label: str, everyday: bool = False, **params: Any
+) -> Perturbation:
     return Perturbation(name, kind, family, label, params, everyday)
 
 
@@ -247,11 +260,39 @@ PERTURBATIONS: dict[str, Perturbation] = {
         _p("contrast", "contrast", "colour", "Contrast −30%", True, factor=0.7),
         _p("gamma", "gamma", "colour", "Gamma 1.6", True, gamma=1.6),
         _p("greyscale", "greyscale", "colour", "Converted to greyscale", True),
-        _p("caption", "caption", "overlay", "Meme-style caption text (10% of height)", True, size=0.10),
-        _p("watermark", "watermark", "overlay", "Tiled semi-transparent watermark", True, opacity=0.35),
-        _p("border", "border", "overlay", "White border, 10% of the longer side", False, fraction=0.10),
-        _p("screenshot", "screenshot", "overlay", "Phone screenshot (80% scale, UI bars, JPEG 80)", True,
-           scale=0.8, jpeg_quality=80),
+        _p(
+            "caption",
+            "caption",
+            "overlay",
+            "Meme-style caption text (10% of height)",
+            True,
+            size=0.10,
+        ),
+        _p(
+            "watermark",
+            "watermark",
+            "overlay",
+            "Tiled semi-transparent watermark",
+            True,
+            opacity=0.35,
+        ),
+        _p(
+            "border",
+            "border",
+            "overlay",
+            "White border, 10% of the longer side",
+            False,
+            fraction=0.10,
+        ),
+        _p(
+            "screenshot",
+            "screenshot",
+            "overlay",
+            "Phone screenshot (80% scale, UI bars, JPEG 80)",
+            True,
+            scale=0.8,
+            jpeg_quality=80,
+        ),
     ]
 }
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (figure captions are prose)
 """Figures for the report: matplotlib (Agg), each saved as PNG and SVG.
 
 Why both formats: PNG is embedded in the self-contained ``report.html``; SVG is
@@ -14,17 +15,25 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy import stats as st  # noqa: E402
-
-from blindmatch.client import get_algo  # noqa: E402
-from blindmatch.protocol import REGISTRY  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from blindmatch.client import get_algo
+from blindmatch.protocol import REGISTRY
+from scipy import stats as st
 
 __all__ = ["make_figures"]
 
-plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 110, "font.size": 9, "axes.titlesize": 10,
-                     "svg.hashsalt": "blindmatch", "axes.grid": True, "grid.alpha": 0.3})
+plt.rcParams.update(
+    {
+        "figure.dpi": 100,
+        "savefig.dpi": 110,
+        "font.size": 9,
+        "axes.titlesize": 10,
+        "svg.hashsalt": "blindmatch",
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+    }
+)
 
 
 def _save(fig: Any, figdir: Path, stem: str, title: str, caption: str) -> dict[str, str]:
@@ -33,8 +42,13 @@ def _save(fig: Any, figdir: Path, stem: str, title: str, caption: str) -> dict[s
     fig.savefig(figdir / f"{stem}.png")
     fig.savefig(figdir / f"{stem}.svg", metadata={"Date": None})
     plt.close(fig)
-    return {"id": stem, "title": title, "caption": caption, "png": f"figures/{stem}.png",
-            "svg": f"figures/{stem}.svg"}
+    return {
+        "id": stem,
+        "title": title,
+        "caption": caption,
+        "png": f"figures/{stem}.png",
+        "svg": f"figures/{stem}.svg",
+    }
 
 
 def _corpus(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
@@ -49,14 +63,25 @@ def _corpus(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         emp = h / max(1.0, h.sum())
         binom = st.binom.pmf(ks, bits, 0.5)
         bb = d["beta_binomial"]
-        fit = (st.betabinom.pmf(ks, bits, bb["alpha"], bb["beta"]) if bb["alpha"] else
-               st.binom.pmf(ks, bits, bb["mean"] / bits))
+        fit = (
+            st.betabinom.pmf(ks, bits, bb["alpha"], bb["beta"])
+            if bb["alpha"]
+            else st.binom.pmf(ks, bits, bb["mean"] / bits)
+        )
         for i, log in enumerate((False, True)):
             ax = axes[i][j]
-            ax.stairs(emp, np.arange(bits + 2) - 0.5, fill=True, color="#7aa6c2", label=f"corpus ({d['pairs']:,} pairs)")
+            ax.stairs(
+                emp,
+                np.arange(bits + 2) - 0.5,
+                fill=True,
+                color="#7aa6c2",
+                label=f"corpus ({d['pairs']:,} pairs)",
+            )
             ax.plot(ks, binom, "k--", lw=1, label="binomial(bits, ½)")
             ax.plot(ks, fit, color="#c0392b", lw=1, label="beta-binomial fit")
-            ax.axvline(d["threshold"], color="#e67e22", lw=1, label=f"match threshold {d['threshold']}")
+            ax.axvline(
+                d["threshold"], color="#e67e22", lw=1, label=f"match threshold {d['threshold']}"
+            )
             if log:
                 ax.set_yscale("log")
                 ax.set_ylim(1e-12, 1)
@@ -65,9 +90,16 @@ def _corpus(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
             ax.set_ylabel("fraction of pairs")
             if i == 0:
                 ax.legend(fontsize=7)
-    return [_save(fig, figdir, "corpus_distances", "Unrelated images: hash distances vs binomial(bits, ½)",
-                  "Distance between hashes of unrelated corpus images, with the fair-coin binomial model and "
-                  "the over-dispersed beta-binomial fitted to the corpus. Real photographs can differ.")]
+    return [
+        _save(
+            fig,
+            figdir,
+            "corpus_distances",
+            "Unrelated images: hash distances vs binomial(bits, ½)",
+            "Distance between hashes of unrelated corpus images, with the fair-coin binomial model and "
+            "the over-dispersed beta-binomial fitted to the corpus. Real photographs can differ.",
+        )
+    ]
 
 
 def _heatmaps(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
@@ -94,10 +126,17 @@ def _heatmaps(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         fig.colorbar(im, ax=ax, label="false non-match rate")
         n = next((c["n"] for c in cells if c["algo"] == a), 0)
         ax.set_title(f"{a}: % of edited copies missed")
-        out.append(_save(fig, figdir, f"fnmr_{a}", f"Misses per edit ({a})",
-                         f"False non-match rate (%) of each protocol variant on edited copies of known images, "
-                         f"{a} hashes, {n} images per cell, set of {res['database']['verify_set_size']:,}. "
-                         "Confidence intervals are in fnmr.csv."))
+        out.append(
+            _save(
+                fig,
+                figdir,
+                f"fnmr_{a}",
+                f"Misses per edit ({a})",
+                f"False non-match rate (%) of each protocol variant on edited copies of known images, "
+                f"{a} hashes, {n} images per cell, set of {res['database']['verify_set_size']:,}. "
+                "Confidence intervals are in fnmr.csv.",
+            )
+        )
     return out
 
 
@@ -114,12 +153,21 @@ def _det(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         for fam, fn in d["fnmr"].items():
             fn = np.asarray(fn)
             lw = 2.0 if fam == "all edits" else 1.0
-            ax1.plot(np.maximum(fmr, floor_n), np.maximum(fn, 0.5 / max(1, d["n_positive"])), lw=lw, label=fam)
+            ax1.plot(
+                np.maximum(fmr, floor_n),
+                np.maximum(fn, 0.5 / max(1, d["n_positive"])),
+                lw=lw,
+                label=fam,
+            )
             ax2.plot(taus, fn, lw=lw, label=f"FNMR {fam}")
         t0 = d["default_threshold"]
         all_fn = np.asarray(d["fnmr"]["all edits"])
-        ax1.plot([max(fmr[t0], floor_n)], [max(all_fn[t0], 0.5 / max(1, d["n_positive"]))], "ko",
-                 label=f"default threshold {t0}")
+        ax1.plot(
+            [max(fmr[t0], floor_n)],
+            [max(all_fn[t0], 0.5 / max(1, d["n_positive"]))],
+            "ko",
+            label=f"default threshold {t0}",
+        )
         ax1.set_xscale("log")
         ax1.set_yscale("log")
         ax1.set_xlabel(f"false-match rate (unrelated images, set of {int(vsize):,})")
@@ -133,11 +181,18 @@ def _det(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         ax2.set_ylabel("rate")
         ax2.set_title(f"{a}: error rates vs threshold")
         ax2.legend(fontsize=6, ncol=2)
-        out.append(_save(fig, figdir, f"det_{a}", f"DET curve and error rates vs threshold ({a})",
-                         f"Left: trade-off between misses and false matches as the fuzzy threshold moves "
-                         f"({d['n_positive']} edited images, {d['n_negative']} unrelated images; zero rates are "
-                         f"drawn at half a count). Right: the same rates against the threshold, FMR for every "
-                         "simulated set size."))
+        out.append(
+            _save(
+                fig,
+                figdir,
+                f"det_{a}",
+                f"DET curve and error rates vs threshold ({a})",
+                f"Left: trade-off between misses and false matches as the fuzzy threshold moves "
+                f"({d['n_positive']} edited images, {d['n_negative']} unrelated images; zero rates are "
+                f"drawn at half a count). Right: the same rates against the threshold, FMR for every "
+                "simulated set size.",
+            )
+        )
     return out
 
 
@@ -156,19 +211,38 @@ def _distances(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
             fams[fam_of[name]] = fams.get(fam_of[name], np.zeros(bits + 1)) + np.asarray(counts)
         ks = np.arange(bits + 1)
         for fam, c in fams.items():
-            ax.step(ks, c / max(1, c.sum()), where="mid", lw=1.2, label=f"edited copy vs original: {fam}")
+            ax.step(
+                ks,
+                c / max(1, c.sum()),
+                where="mid",
+                lw=1.2,
+                label=f"edited copy vs original: {fam}",
+            )
         u = np.asarray(h["unrelated_nearest_verify"], dtype=float)
-        ax.fill_between(ks, u / max(1, u.sum()), step="mid", alpha=0.3, color="grey",
-                        label="unrelated image vs nearest set entry")
+        ax.fill_between(
+            ks,
+            u / max(1, u.sum()),
+            step="mid",
+            alpha=0.3,
+            color="grey",
+            label="unrelated image vs nearest set entry",
+        )
         ax.axvline(get_algo(a).default_threshold, color="k", lw=1, label="default threshold")
         ax.set_xlabel("Hamming distance (bits)")
         ax.set_ylabel("fraction")
         ax.set_title(f"{a}: how far edits move the hash")
         ax.legend(fontsize=7, ncol=2)
-        out.append(_save(fig, figdir, f"distances_{a}", f"Distance histograms ({a})",
-                         "Distance from each edited copy's hash to its original's, by family of edit, and from "
-                         "unrelated images to their nearest set entry. Anything left of the line matches a fuzzy "
-                         "protocol; only distance 0 matches an exact one."))
+        out.append(
+            _save(
+                fig,
+                figdir,
+                f"distances_{a}",
+                f"Distance histograms ({a})",
+                "Distance from each edited copy's hash to its original's, by family of edit, and from "
+                "unrelated images to their nearest set entry. Anything left of the line matches a fuzzy "
+                "protocol; only distance 0 matches an exact one.",
+            )
+        )
     return out
 
 
@@ -184,7 +258,11 @@ def _cost(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         if p is not None:
             pred = [max(1, p.download_bytes(int(n), get_algo(res["cost"]["algo"]))) for n in grid]
             ax.plot(grid, pred, "--", lw=1, label=f"{name} (protocol's prediction)")
-        pts = [(c["set_size"], max(1, c["one_time_download_bytes"])) for c in cells if c["protocol"] == name]
+        pts = [
+            (c["set_size"], max(1, c["one_time_download_bytes"]))
+            for c in cells
+            if c["protocol"] == name
+        ]
         if pts:
             ax.plot(*zip(*sorted(pts), strict=True), "o", label=f"{name} (measured)")
     ax.set_xscale("log")
@@ -193,25 +271,46 @@ def _cost(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
     ax.set_ylabel("one-time download (bytes; 1 = none)")
     ax.set_title("One-time client download vs set size")
     ax.legend(fontsize=7)
-    out.append(_save(fig, figdir, "cost_download", "One-time download vs set size",
-                     "Bytes a new client downloads once (filter, table, keys, manifest): measured on the first "
-                     "query, and the protocol's own prediction across set sizes."))
+    out.append(
+        _save(
+            fig,
+            figdir,
+            "cost_download",
+            "One-time download vs set size",
+            "Bytes a new client downloads once (filter, table, keys, manifest): measured on the first "
+            "query, and the protocol's own prediction across set sizes.",
+        )
+    )
     fig, ax = plt.subplots(figsize=(7, 4))
     for label in dict.fromkeys(c["variant"] for c in cells):
         for tr, mk in (("local", "o-"), ("http", "s:")):
-            pts = sorted((c["set_size"], c["server_cpu_ms"]) for c in cells
-                         if c["variant"] == label and c["transport"] == tr and c["server_cpu_ms"] > 0)
+            pts = sorted(
+                (c["set_size"], c["server_cpu_ms"])
+                for c in cells
+                if c["variant"] == label and c["transport"] == tr and c["server_cpu_ms"] > 0
+            )
             if pts:
-                ax.plot(*zip(*pts, strict=True), mk, label=f"{label} ({'handler' if tr == 'local' else 'HTTP server'})")
+                ax.plot(
+                    *zip(*pts, strict=True),
+                    mk,
+                    label=f"{label} ({'handler' if tr == 'local' else 'HTTP server'})",
+                )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("set size (hashes)")
     ax.set_ylabel("server CPU per query (ms)")
     ax.set_title("Server CPU per query vs set size")
     ax.legend(fontsize=6, ncol=2)
-    out.append(_save(fig, figdir, "cost_server_cpu", "Server CPU per query",
-                     "Protocol handler CPU in process (circles) and the whole uvicorn server process over "
-                     "loopback HTTP (squares), per query."))
+    out.append(
+        _save(
+            fig,
+            figdir,
+            "cost_server_cpu",
+            "Server CPU per query",
+            "Protocol handler CPU in process (circles) and the whole uvicorn server process over "
+            "loopback HTTP (squares), per query.",
+        )
+    )
     return out
 
 
@@ -221,8 +320,13 @@ def _latency(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         return []
     profiles = list(dict.fromkeys(r["profile"] for r in rows))
     labels = list(dict.fromkeys(r["variant"] for r in rows))
-    fig, axes = plt.subplots(1, len(profiles), figsize=(3.6 * len(profiles), 0.35 * len(labels) + 1.8),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(profiles),
+        figsize=(3.6 * len(profiles), 0.35 * len(labels) + 1.8),
+        sharey=True,
+        squeeze=False,
+    )
     for ax, prof in zip(axes[0], profiles, strict=True):
         y = np.arange(len(labels))
         get = {r["variant"]: r for r in rows if r["profile"] == prof}
@@ -237,9 +341,16 @@ def _latency(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         ax.set_xlabel("ms per image (warm)")
         ax.set_title(prof)
         ax.legend(fontsize=6)
-    out = [_save(fig, figdir, "latency", "End-to-end latency per image",
-                 "Modelled warm latency per image (hash + crypto + round trips + transfer + server) from this "
-                 "run's measurements; see the latency model section.")]
+    out = [
+        _save(
+            fig,
+            figdir,
+            "latency",
+            "End-to-end latency per image",
+            "Modelled warm latency per image (hash + crypto + round trips + transfer + server) from this "
+            "run's measurements; see the latency model section.",
+        )
+    ]
     return out
 
 
@@ -256,16 +367,28 @@ def _evasion(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
     ax1.set_title("Black-box evasion success")
     for i, a in enumerate(algos):
         ok = [x for x in att if x["algo"] == a and x["success"] and x["psnr_db"] is not None]
-        ax2.scatter([x["queries"] for x in ok], [x["psnr_db"] for x in ok], s=14, label=a,
-                    marker="os^d"[i % 4])
+        ax2.scatter(
+            [x["queries"] for x in ok],
+            [x["psnr_db"] for x in ok],
+            s=14,
+            label=a,
+            marker="os^d"[i % 4],
+        )
     ax2.set_xscale("log")
     ax2.set_xlabel("hash queries needed")
     ax2.set_ylabel("PSNR at success (dB; higher = less visible)")
     ax2.set_title("Cost and visibility of successful evasions")
     ax2.legend(fontsize=7)
-    return [_save(fig, figdir, "evasion", "Adversarial evasion",
-                  f"{len(att)} attacks on {len({x['image'] for x in att})} known images: a random search adds faint "
-                  "low-frequency patterns until the hash moves past the match threshold.")]
+    return [
+        _save(
+            fig,
+            figdir,
+            "evasion",
+            "Adversarial evasion",
+            f"{len(att)} attacks on {len({x['image'] for x in att})} known images: a random search adds faint "
+            "low-frequency patterns until the hash moves past the match threshold.",
+        )
+    ]
 
 
 def _accounts(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
@@ -287,12 +410,21 @@ def _accounts(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
     ax.set_ylabel("log₁₀ P(account falsely flagged)")
     ax.set_title(f"{label}: innocent account reaching the threshold")
     ax.legend(fontsize=6)
-    return [_save(fig, figdir, "accounts", "Innocent accounts flagged at threshold t",
-                  "Binomial tail P(X ≥ t), X ~ Binomial(images per year, per-image false-match rate); curves "
-                  "below 10⁻³⁰⁰ are omitted.")]
+    return [
+        _save(
+            fig,
+            figdir,
+            "accounts",
+            "Innocent accounts flagged at threshold t",
+            "Binomial tail P(X ≥ t), X ~ Binomial(images per year, per-image false-match rate); curves "
+            "below 10⁻³⁰⁰ are omitted.",
+        )
+    ]
 
 
-def _group(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+def _group(
+    rows: list[dict[str, Any]], keys: tuple[str, ...]
+) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
     g: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
         g.setdefault(tuple(r[k] for k in keys), []).append(r)

@@ -76,8 +76,12 @@ class FlagProbability:
     log10_poisson: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"binomial": self.binomial, "poisson": self.poisson,
-                "log10_binomial": self.log10_binomial, "log10_poisson": self.log10_poisson}
+        return {
+            "binomial": self.binomial,
+            "poisson": self.poisson,
+            "log10_binomial": self.log10_binomial,
+            "log10_poisson": self.log10_poisson,
+        }
 
 
 def log10_or_none(logp: float) -> float | None:
@@ -93,8 +97,11 @@ def account_flag_probability(n_images: int, per_image: float, threshold: int) ->
     lb = float(st.binom.logsf(threshold - 1, n_images, per_image))
     lam = n_images * per_image
     # Poisson tail P(X >= t) = regularised lower incomplete gamma P(t, λ)
-    lp = float(np.log(special.gammainc(threshold, lam))) if special.gammainc(threshold, lam) > 0 else \
-        _log_poisson_tail(threshold, lam)
+    lp = (
+        float(np.log(special.gammainc(threshold, lam)))
+        if special.gammainc(threshold, lam) > 0
+        else _log_poisson_tail(threshold, lam)
+    )
     return FlagProbability(math.exp(lb), math.exp(lp), log10_or_none(lb), log10_or_none(lp))
 
 

@@ -18,7 +18,7 @@ __all__ = ["SCHEMA", "SCHEMA_VERSION", "validate"]
 SCHEMA_VERSION = "1.0"
 
 _NUM = {"type": ["number", "null"]}
-_RATE = {
+_RATE: dict[str, Any] = {
     "type": "object",
     "required": ["k", "n", "rate", "wilson", "clopper_pearson"],
     "properties": {
@@ -29,7 +29,11 @@ _RATE = {
         "clopper_pearson": {"type": "array", "items": {"type": "number"}},
     },
 }
-_CELL_KEYS = {"protocol": {"type": "string"}, "variant": {"type": "string"}, "algo": {"type": "string"}}
+_CELL_KEYS: dict[str, Any] = {
+    "protocol": {"type": "string"},
+    "variant": {"type": "string"},
+    "algo": {"type": "string"},
+}
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -37,9 +41,27 @@ SCHEMA: dict[str, Any] = {
     "title": "blindmatch simulation results",
     "type": "object",
     "required": [
-        "schema", "schema_version", "seed", "config", "machine", "deterministic_digest", "corpus",
-        "perturbations", "protocols", "database", "accuracy", "verification", "cost", "latency",
-        "capacity", "population", "accounts", "headline", "worked_examples", "evasion", "stages",
+        "schema",
+        "schema_version",
+        "seed",
+        "config",
+        "machine",
+        "deterministic_digest",
+        "corpus",
+        "perturbations",
+        "protocols",
+        "database",
+        "accuracy",
+        "verification",
+        "cost",
+        "latency",
+        "capacity",
+        "population",
+        "accounts",
+        "headline",
+        "worked_examples",
+        "evasion",
+        "stages",
     ],
     "properties": {
         "schema": {"enum": ["blindmatch-sim-results"]},
@@ -51,7 +73,10 @@ SCHEMA: dict[str, Any] = {
         "machine": {
             "type": "object",
             "required": ["cpu_model", "logical_cpus", "python", "libraries"],
-            "properties": {"cpu_model": {"type": "string"}, "logical_cpus": {"type": ["integer", "null"]}},
+            "properties": {
+                "cpu_model": {"type": "string"},
+                "logical_cpus": {"type": ["integer", "null"]},
+            },
         },
         "corpus": {
             "type": "object",
@@ -63,36 +88,94 @@ SCHEMA: dict[str, Any] = {
                     "type": "object",
                     "additionalProperties": {
                         "type": "object",
-                        "required": ["bits", "pairs", "mean", "sd", "binomial_mean", "binomial_sd", "histogram",
-                                     "beta_binomial", "pair_rate_empirical"],
-                        "properties": {"histogram": {"type": "array", "items": {"type": "integer"}},
-                                       "pair_rate_empirical": _RATE},
+                        "required": [
+                            "bits",
+                            "pairs",
+                            "mean",
+                            "sd",
+                            "binomial_mean",
+                            "binomial_sd",
+                            "histogram",
+                            "beta_binomial",
+                            "pair_rate_empirical",
+                        ],
+                        "properties": {
+                            "histogram": {"type": "array", "items": {"type": "integer"}},
+                            "pair_rate_empirical": _RATE,
+                        },
                     },
                 },
             },
         },
         "perturbations": {
             "type": "array",
-            "items": {"type": "object", "required": ["name", "kind", "family", "label", "params", "everyday"]},
+            "items": {
+                "type": "object",
+                "required": ["name", "kind", "family", "label", "params", "everyday"],
+            },
         },
         "protocols": {
             "type": "array",
-            "items": {"type": "object",
-                      "required": ["name", "learner", "matching", "private", "leakage", "variants", "algos"]},
+            "items": {
+                "type": "object",
+                "required": [
+                    "name",
+                    "learner",
+                    "matching",
+                    "private",
+                    "leakage",
+                    "variants",
+                    "algos",
+                ],
+            },
         },
         "accuracy": {
             "type": "object",
             "required": ["fnmr", "fmr", "det", "histograms"],
             "properties": {
-                "fnmr": {"type": "array", "items": {
-                    "type": "object",
-                    "required": ["protocol", "variant", "algo", "perturbation", "k", "n", "rate", "wilson",
-                                 "clopper_pearson"],
-                    "properties": {**_CELL_KEYS, "perturbation": {"type": "string"}}}},
-                "fmr": {"type": "array", "items": {
-                    "type": "object",
-                    "required": ["protocol", "variant", "algo", "set_size", "k", "n", "rate", "wilson"],
-                    "properties": {**_CELL_KEYS, "set_size": {"type": "integer", "minimum": 1}}}},
+                "fnmr": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": [
+                            "protocol",
+                            "variant",
+                            "algo",
+                            "perturbation",
+                            "k",
+                            "n",
+                            "rate",
+                            "wilson",
+                            "clopper_pearson",
+                        ],
+                        "properties": {
+                            **_CELL_KEYS,
+                            **_RATE["properties"],
+                            "perturbation": {"type": "string"},
+                        },
+                    },
+                },
+                "fmr": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": [
+                            "protocol",
+                            "variant",
+                            "algo",
+                            "set_size",
+                            "k",
+                            "n",
+                            "rate",
+                            "wilson",
+                        ],
+                        "properties": {
+                            **_CELL_KEYS,
+                            **_RATE["properties"],
+                            "set_size": {"type": "integer", "minimum": 1},
+                        },
+                    },
+                },
                 "det": {"type": "object"},
                 "histograms": {"type": "object"},
             },
@@ -101,37 +184,122 @@ SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["protocol", "variant", "algo", "decision", "verified", "verdict_source", "local"],
-                "properties": {**_CELL_KEYS, "verified": {"type": "boolean"},
-                               "verdict_source": {"enum": ["client", "server-reveal", "unavailable"]}},
+                "required": [
+                    "protocol",
+                    "variant",
+                    "algo",
+                    "decision",
+                    "verified",
+                    "verdict_source",
+                    "local",
+                ],
+                "properties": {
+                    **_CELL_KEYS,
+                    "verified": {"type": "boolean"},
+                    "verdict_source": {"enum": ["client", "server-reveal", "unavailable"]},
+                },
             },
         },
         "cost": {
             "type": "object",
             "required": ["algo", "cells", "hash_12mp", "hash_corpus_ms"],
-            "properties": {"cells": {"type": "array", "items": {
-                "type": "object",
-                "required": ["protocol", "variant", "transport", "set_size", "status"],
-                "properties": {"transport": {"enum": ["local", "http"]}, "status": {"type": "string"}}}}},
+            "properties": {
+                "cells": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["protocol", "variant", "transport", "set_size", "status"],
+                        "properties": {
+                            "transport": {"enum": ["local", "http"]},
+                            "status": {"type": "string"},
+                        },
+                    },
+                }
+            },
         },
-        "latency": {"type": "array", "items": {
-            "type": "object", "required": ["protocol", "variant", "profile", "p50_ms", "p95_ms", "p99_ms"]}},
-        "capacity": {"type": "array", "items": {
-            "type": "object", "required": ["protocol", "variant", "set_size", "server_cpu_ms", "extrapolated", "cores"]}},
-        "population": {"type": "array", "items": {
-            "type": "object", "required": ["protocol", "variant", "set_size", "fmr_model", "pair_rate_model"]}},
-        "accounts": {"type": "array", "items": {
-            "type": "object", "required": ["protocol", "variant", "per_image_rate", "images_per_year", "threshold",
-                                           "binomial", "poisson", "accounts_flagged_per_year"]}},
-        "headline": {"type": "array", "items": {
-            "type": "object",
-            "required": ["protocol", "variant", "private", "learner", "matching", "fnmr_jpeg70", "fnmr_everyday",
-                         "fmr_measured", "fmr_model", "latency", "bytes_per_image", "one_time_download_bytes",
-                         "server_cpu_ms", "cores_at", "verified"]}},
-        "worked_examples": {"type": "array", "items": {
-            "type": "object",
-            "required": ["protocol", "variant", "daily_images", "set_size", "cores", "traffic_gb_per_day",
-                         "innocent_flagged_per_day_model", "extrapolated"]}},
+        "latency": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["protocol", "variant", "profile", "p50_ms", "p95_ms", "p99_ms"],
+            },
+        },
+        "capacity": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "protocol",
+                    "variant",
+                    "set_size",
+                    "server_cpu_ms",
+                    "extrapolated",
+                    "cores",
+                ],
+            },
+        },
+        "population": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["protocol", "variant", "set_size", "fmr_model", "pair_rate_model"],
+            },
+        },
+        "accounts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "protocol",
+                    "variant",
+                    "per_image_rate",
+                    "images_per_year",
+                    "threshold",
+                    "binomial",
+                    "poisson",
+                    "accounts_flagged_per_year",
+                ],
+            },
+        },
+        "headline": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "protocol",
+                    "variant",
+                    "private",
+                    "learner",
+                    "matching",
+                    "fnmr_jpeg70",
+                    "fnmr_everyday",
+                    "fmr_measured",
+                    "fmr_model",
+                    "latency",
+                    "bytes_per_image",
+                    "one_time_download_bytes",
+                    "server_cpu_ms",
+                    "cores_at",
+                    "verified",
+                ],
+            },
+        },
+        "worked_examples": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "protocol",
+                    "variant",
+                    "daily_images",
+                    "set_size",
+                    "cores",
+                    "traffic_gb_per_day",
+                    "innocent_flagged_per_day_model",
+                    "extrapolated",
+                ],
+            },
+        },
         "evasion": {"type": "object", "required": ["attempts", "config"]},
         "stages": {"type": "object"},
     },

@@ -72,7 +72,7 @@ def rate(k: int, n: int, conf: float = 0.95) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class BetaBinomialFit:
-    """Method-of-moments beta-binomial over ``bits`` trials; ``rho`` is the intra-class correlation."""
+    """Method-of-moments beta-binomial over ``bits`` trials (``rho``: intra-class correlation)."""
 
     bits: int
     mean: float
@@ -93,8 +93,14 @@ class BetaBinomialFit:
         return np.asarray(st.betabinom.pmf(ks, self.bits, self.alpha, self.beta), dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"bits": self.bits, "mean": self.mean, "sd": self.sd, "rho": self.rho,
-                "alpha": self.alpha, "beta": self.beta}
+        return {
+            "bits": self.bits,
+            "mean": self.mean,
+            "sd": self.sd,
+            "rho": self.rho,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
 
 
 def fit_beta_binomial(distances: npt.ArrayLike, bits: int) -> BetaBinomialFit:

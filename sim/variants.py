@@ -19,8 +19,17 @@ from .decision import DecisionSpec
 
 __all__ = ["Variant", "protocol_variants"]
 
-_ALLOWED = {"probe_bits", "modes", "server_options", "server_env", "client_options", "radius", "algos",
-            "verify_local", "verify_http"}
+_ALLOWED = {
+    "probe_bits",
+    "modes",
+    "server_options",
+    "server_env",
+    "client_options",
+    "radius",
+    "algos",
+    "verify_local",
+    "verify_http",
+}
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,9 @@ def _pconf(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     pc = dict(cfg.get("protocols", {}).get(name, {}))
     bad = set(pc) - _ALLOWED
     if bad:
-        raise SimConfigError(f"protocols.{name}: unknown key(s) {sorted(bad)}; allowed {sorted(_ALLOWED)}")
+        raise SimConfigError(
+            f"protocols.{name}: unknown key(s) {sorted(bad)}; allowed {sorted(_ALLOWED)}"
+        )
     return pc
 
 
@@ -93,9 +104,25 @@ def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
                 learner = "server" if mode.startswith("server") else "client"
             else:
                 learner = proto.learner.value
-            opts = {"probe_bits": k, "mode": mode or "client-learns", **pc.get("client_options", {})}
-            out.append(Variant(proto.name, label, learner, proto.matching.value, opts, server_options,
-                               server_env, k, None if radius is None else int(radius), threshold))
+            opts = {
+                "probe_bits": k,
+                "mode": mode or "client-learns",
+                **pc.get("client_options", {}),
+            }
+            out.append(
+                Variant(
+                    proto.name,
+                    label,
+                    learner,
+                    proto.matching.value,
+                    opts,
+                    server_options,
+                    server_env,
+                    k,
+                    None if radius is None else int(radius),
+                    threshold,
+                )
+            )
     return out
 
 
