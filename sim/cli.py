@@ -49,6 +49,8 @@ def run(
 
     cfg = load_config(config, quick, seed)
     console = Console()
+    if not console.is_terminal:  # logs and pipes: do not wrap the table at 80 columns
+        console = Console(width=170)
     res = run_simulation(
         cfg, out, corpus, dask, fresh, console, command=" ".join(["blindmatch", *sys.argv[1:]])
     )
@@ -64,7 +66,8 @@ def run(
     console.print(table)
     console.print(
         f"FMR model: chance an innocent image falsely matches a set of {fmt_big(ca['set_size'])}; "
-        f"cores*: server cores for {fmt_big(ca['daily_images'])} images/day at that set size; "
+        f"cores: server cores for {fmt_big(ca['daily_images'])} images/day at that set size "
+        "(* extrapolated beyond the measured set sizes); "
         "server CPU, bytes and download at a set of "
         f"{res['config']['network']['reference_set_size']:,}."
     )

@@ -185,7 +185,7 @@ def _found(token: str, text: str) -> bool:
     return token in text or b.hex() in text or base64.b64encode(b).decode() in text
 
 
-def _reveal_text(sess: Session, account: str) -> tuple[str, list[str], bool]:
+def _reveal_text(sess: Session, account: str, need: list[str]) -> tuple[str, list[str], bool]:
     """What the operator can read about ``account``; ``ok`` is False if no interface answered."""
     texts, notes, ok = [], [], False
     if sess.server is not None:
@@ -197,6 +197,8 @@ def _reveal_text(sess: Session, account: str) -> tuple[str, list[str], bool]:
                     ok = True
                 except Exception as e:
                     notes.append(f"{name}(): {type(e).__name__}: {e}")
+        if ok and need and all(_found(t, "\n".join(texts)) for t in need):
+            return "\n".join(texts), notes, ok  # the in-process hook suffices
     cmd = [
         sys.executable,
         "-m",
@@ -276,7 +278,7 @@ def real_verdicts(
     need = [_token(nonce, "p", i) for i in range(min(n_primers, len(primers)))]
     deadline = time.perf_counter() + reveal_wait_s
     while True:
-        text, notes, ok = _reveal_text(sess, account)
+        text, notes, ok = _reveal_text(sess, account, need)
         if ok and need and all(_found(t, text) for t in need):
             break
         if not ok or time.perf_counter() > deadline:

@@ -184,12 +184,13 @@ def console_rows(res: dict[str, Any]) -> list[dict[str, str]]:
                 "verdict to": h["learner"],
                 "miss JPEG70": fmt_rate(h["fnmr_jpeg70"], False),
                 "miss everyday": fmt_rate(h["fnmr_everyday"], False),
-                "FMR model": fmt_sci(h["fmr_model"]),
+                "FMR model": f"{h['fmr_model']:.1e}" if _num(h["fmr_model"]) is not None else "—",
                 "p50 4G": fmt_ms(lat["p50_ms"]) if lat else "—",
                 "bytes/img": fmt_bytes(h["bytes_per_image"]),
                 "download": fmt_bytes(h["one_time_download_bytes"]),
                 "server CPU": fmt_ms(h["server_cpu_ms"]),
-                "cores*": (str(ca["cores"]) if ca["cores"] and ca["cores"] > 0 else "—"),
+                "cores": (str(ca["cores"]) if ca["cores"] and ca["cores"] > 0 else "—")
+                + ("*" if ca["extrapolated"] else ""),
                 "verified": "yes" if h["verified"] else ("part" if h["verified_algos"] else "NO"),
             }
         )
@@ -346,7 +347,7 @@ def _meaning(res: dict[str, Any]) -> list[str]:
         best = min(exact, key=lambda h: h["fnmr_everyday"]["rate"] if h["fnmr_everyday"] else 1)
         out.append(
             f"Exact private matching ({', '.join(sorted({h['protocol'] for h in exact}))}) only finds copies "
-            f"whose hash is unchanged: without multi-probe it missed {fmt_rate(e['fnmr_jpeg70'], False)} of "
+            f"whose hash is unchanged: {e['variant']} missed {fmt_rate(e['fnmr_jpeg70'], False)} of "
             f"JPEG-70 copies; the best exact variant ({best['variant']}) still missed "
             f"{fmt_rate(best['fnmr_everyday'], False)} of everyday edits."
         )
@@ -503,9 +504,9 @@ def _details(res: dict[str, Any], figs: dict[str, dict[str, str]], out: Path) ->
                 f"quality {c['min_quality']} and are never matched. Hashes of unrelated photographs should look like "
                 "independent fair coins (binomial(bits, ½)); the table shows how far this corpus departs from that. "
                 "Results on real photographs can differ: real collections have near-duplicates, flat images and shared "
-                "templates that a procedural corpus lacks. PDQ sets each bit by comparing with the median, so every PDQ "
-                "hash has exactly 128 ones and distances between two hashes are always even; the comparison therefore "
-                "uses bins of two distances."
+                "templates that a procedural corpus lacks. PDQ and pHash set each bit by comparing with the median, so "
+                "every hash has exactly half its bits set and distances between two hashes are always even; for them the "
+                "comparison uses bins of two distances."
             )
             + _table_html(rows)
             + fig("corpus_distances"),

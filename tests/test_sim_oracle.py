@@ -3,39 +3,19 @@
 ``plain`` exercises the client-verdict path in process and over a real uvicorn
 server. The server-reveal path (threshold protocols such as ``tpsi``) is
 exercised with ``RevealPlain``: a small but complete server-learns protocol
-defined here — the client sends its hash, account and associated data; the
+defined in sim_test_protocols.py — the client sends its hash, account and associated data; the
 server answers nothing useful and reveals an account's matching associated data
 once it has seen ``threshold`` matches. It is registered only for these tests.
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from blindmatch.protocol import (
-    REGISTRY,
-    ClientHalf,
-    Endpoint,
-    HashAlgo,
-    HashSet,
-    Leakage,
-    Learner,
-    Matching,
-    Protocol,
-    Query,
-    Reply,
-    Request,
-    ScanResult,
-    ServerHalf,
-    Transport,
-    get_algo,
-)
-from blindmatch.protocol.hamming import HammingIndex
+from blindmatch.protocol import REGISTRY, Protocol, get_algo
 from blindmatch.sim.accuracy import QueryPool
 from blindmatch.sim.config import load_config
 from blindmatch.sim.database import build_set_dir, filler_hashes
@@ -43,88 +23,14 @@ from blindmatch.sim.decision import nearest_distances, to_words
 from blindmatch.sim.oracle import SimQuery, local_session, real_verdicts
 from blindmatch.sim.variants import Variant, protocol_variants
 from blindmatch.sim.verify import choose_sample, verify_protocol
-
-
-class _RevealServer(ServerHalf):
-    def __init__(self, hashes: HashSet, radius: int, threshold: int) -> None:
-        self.index = HammingIndex(hashes)
-        self.radius, self.threshold = radius, threshold
-        self.seen: dict[str, list[tuple[bytes, bool]]] = {}
-
-    def _submit(self, req: Request) -> Reply:
-        (alen,) = struct.unpack(">H", req.body[:2])
-        account = req.body[2 : 2 + alen].decode()
-        (dlen,) = struct.unpack(">H", req.body[2 + alen : 4 + alen])
-        ad = req.body[4 + alen : 4 + alen + dlen]
-        raw = req.body[4 + alen + dlen :]
-        _, d = self.index.nearest(self.index.hashes.algo.from_bytes(raw))
-        self.seen.setdefault(account, []).append((ad, d <= self.radius))
-        return Reply(b"ok")
-
-    def revealed(self, account: str) -> list[bytes]:
-        items = self.seen.get(account, [])
-        if sum(m for _, m in items) < self.threshold:
-            return []
-        return [ad for ad, m in items if m]
-
-    def endpoints(self) -> Sequence[Endpoint]:
-        return [Endpoint("POST", "submit", self._submit, max_body=4096)]
-
-    def setup_bytes(self) -> int:
-        return 0
-
-
-class _RevealClient(ClientHalf):
-    def scan(self, query: Query, transport: Transport) -> ScanResult:
-        acc = (query.account or "").encode()
-        body = struct.pack(">H", len(acc)) + acc + struct.pack(">H", len(query.associated_data))
-        body += query.associated_data + query.hash.raw
-        transport.post("submit", body)
-        return ScanResult(matched=None)
-
-
-class RevealPlain(Protocol):
-    name = "test-reveal"
-    protocol_id = 250
-    learner = Learner.SERVER
-    matching = Matching.FUZZY
-    private = False
-    leakage = Leakage(
-        client=("nothing",),
-        server=("everything",),
-        network=("sizes",),
-        server_sees_hash=True,
-        client_sees_set=False,
-    )
-
-    def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
-    ) -> ServerHalf:
-        o = dict(options or {})
-        return _RevealServer(
-            hashes, int(o.get("radius", hashes.algo.default_threshold)), int(o["threshold"])
-        )
-
-    def new_client(
-        self,
-        algo: HashAlgo,
-        cache_dir: Path | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> ClientHalf:
-        return _RevealClient()
-
-    def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
-        return 0
+from sim_test_protocols import RevealPlain, registered
 
 
 @pytest.fixture
 def reveal_protocol() -> Iterator[Protocol]:
     p = RevealPlain()
-    REGISTRY[p.name] = p
-    try:
+    with registered(p):
         yield p
-    finally:
-        del REGISTRY[p.name]
 
 
 def _pool(algo_name: str = "pdq", seed: int = 3, known: int = 20, size: int = 200) -> QueryPool:

@@ -340,3 +340,39 @@ def test_browser_check_detects_broken_pages(
     attrs, stderr = chromium_check(broken)
     assert int(attrs["data-figures-loaded"]) == int(attrs["data-figures-total"]) - 1
     assert attrs["data-errors"] != "0" or _console_errors(stderr)
+
+
+def test_new_protocols_are_picked_up_and_classified(tmp_path: Path) -> None:
+    """Protocols registered after the simulator was written are run, verified and reported.
+
+    ``test-exact`` (exact, client learns, multi-probe) has the shape of ``oprf``;
+    ``test-reveal`` (server learns after a threshold) the shape of ``tpsi``.
+    """
+    from sim_test_protocols import ExactPlain, RevealPlain, registered
+
+    text = (
+        NO_HTTP.replace("figures = false", "figures = true")
+        + '\n[hashes]\nalgos = ["pdq", "phash"]\n'
+        + "\n[protocols.test-reveal]\nserver_options = { threshold = 3 }\n"
+    )
+    cfg = load_config(_cfg_file(tmp_path, text, "new.toml"), seed=3)
+    with registered(ExactPlain(), RevealPlain()):
+        res = run_simulation(cfg, tmp_path / "out", console=_quiet())
+    labels = {h["variant"] for h in res["headline"]}
+    assert {"plain", "test-exact k=0", "test-exact k=4", "test-reveal"} <= labels
+    ver = {(r["variant"], r["algo"]): r for r in res["verification"]}
+    for a in ("pdq", "phash"):
+        assert ver[("test-reveal", a)]["verdict_source"] == "server-reveal"
+        assert ver[("test-reveal", a)]["verified"], ver[("test-reveal", a)]
+        assert ver[("test-exact k=4", a)]["verified"], ver[("test-exact k=4", a)]
+    fn = {(c["variant"], c["algo"], c["perturbation"]): c for c in res["accuracy"]["fnmr"]}
+    exact0 = fn[("test-exact k=0", "pdq", "everyday edits")]["rate"]
+    exact4 = fn[("test-exact k=4", "pdq", "everyday edits")]["rate"]
+    assert fn[("plain", "pdq", "everyday edits")]["rate"] < exact4 <= exact0
+    assert {r["variant"] for r in res["accounts"]} == {"test-reveal"}
+    assert all("accounts_flagged_per_year_model" in w for w in res["worked_examples"]
+               if w["variant"] == "test-reveal")
+    assert (tmp_path / "out" / "figures" / "accounts.png").exists()
+    ok = {(c["variant"], c["transport"]) for c in res["cost"]["cells"] if c["status"] == "ok"}
+    assert ("test-exact k=4", "local") in ok and ("test-reveal", "local") in ok
+    assert "Exact private matching" in (tmp_path / "out" / "summary.md").read_text()
