@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from blindmatch.client import decode_image, get_algo, hash_bytes, hash_image
+from blindmatch.protocol import ImageError
 from PIL import Image
 
+from .config import SimConfigError
 from .corpus import generate_image
 from .perturb import PERTURBATIONS, encode_ppm
 
@@ -46,12 +48,12 @@ def corpus_spec(seed: int, count: int, directory: Path | None) -> dict[str, Any]
         }
     d = Path(directory)
     if not d.is_dir():
-        raise ValueError(f"--corpus {d}: not a folder")
+        raise SimConfigError(f"--corpus {d}: not a folder")
     paths = sorted(
         str(p) for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     )
     if len(paths) < 4:
-        raise ValueError(f"--corpus {d}: found {len(paths)} JPEG/PNG/WebP images, need at least 4")
+        raise SimConfigError(f"--corpus {d}: found {len(paths)} JPEG/PNG/WebP images, need at least 4")
     return {"kind": "dir", "root": str(d), "paths": paths}
 
 
@@ -115,8 +117,13 @@ def hash_originals_task(task: dict[str, Any]) -> dict[str, npt.NDArray[Any]]:
     idx: list[int] = task["indices"]
     algos: list[str] = task["algos"]
     res = _empty(len(idx), algos, (len(idx),))
+    res["ok"] = np.ones(len(idx), dtype=np.bool_)
     for j, i in enumerate(idx):
-        _, img, data = load_original(task["spec"], i)
+        try:
+            _, img, data = load_original(task["spec"], i)
+        except ImageError:  # a corrupt file in --corpus: excluded from the run, counted in the report
+            res["ok"][j] = False
+            continue
         _store(res, (j,), _hash_all(img, data, algos))
     return res
 

@@ -42,7 +42,7 @@ import blindmatch
 
 from .accuracy import HashData, analyse, build_pools, corpus_distances
 from .cache import StageCache, atomic_write_text
-from .config import config_digest
+from .config import SimConfigError, config_digest
 from .costs import cost_queries, hash_cost_12mp, measure_protocol
 from .derive import derive
 from .evasion import evasion_task
@@ -228,14 +228,13 @@ def run_simulation(
                     _cached_map(ex, cache, "orig", tasks, keys, hash_originals_task, adv, True)
                 )
             min_q = int(cfg["corpus"]["min_quality"])
-            eligible = [
-                i for i in range(n_images) if "pdq" not in algos or orig["quality"][i] >= min_q
-            ]
+            usable = [i for i in range(n_images) if orig["ok"][i]]
+            eligible = [i for i in usable if "pdq" not in algos or orig["quality"][i] >= min_q]
             k = min(int(cfg["corpus"]["known"]), max(2, len(eligible) - 2))
             known_idx = np.array(eligible[:k], dtype=np.int64)
-            unrelated_idx = np.array(
-                sorted(set(range(n_images)) - set(known_idx.tolist())), dtype=np.int64
-            )
+            unrelated_idx = np.array(sorted(set(usable) - set(known_idx.tolist())), dtype=np.int64)
+            if len(unrelated_idx) < 2:
+                raise SimConfigError(f"only {len(usable)} usable images: too few for known and unrelated")
             # 2. perturbed copies of known images
             kc = _chunks(known_idx.tolist(), max(1, chunk // 2))
             with st.stage("perturb + hash known images", len(kc)) as adv:
@@ -293,7 +292,7 @@ def run_simulation(
                 rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0]))
                 corpus_stats = {
                     a: corpus_distances(
-                        orig[f"hash_{a}"], a, int(cfg["corpus"]["pair_sample"]), rng
+                        orig[f"hash_{a}"][usable], a, int(cfg["corpus"]["pair_sample"]), rng
                     )
                     for a in algos
                 }
@@ -446,12 +445,9 @@ def run_simulation(
                     "images": n_images,
                     "known": len(known_idx),
                     "unrelated": len(unrelated_idx),
+                    "unreadable": n_images - len(usable),
                     "below_quality_gate": int(
-                        sum(
-                            1
-                            for i in range(n_images)
-                            if "pdq" in algos and orig["quality"][i] < min_q
-                        )
+                        sum(1 for i in usable if "pdq" in algos and orig["quality"][i] < min_q)
                     ),
                     "min_quality": min_q,
                     "distances": corpus_stats,

@@ -370,9 +370,45 @@ def test_new_protocols_are_picked_up_and_classified(tmp_path: Path) -> None:
     exact4 = fn[("test-exact k=4", "pdq", "everyday edits")]["rate"]
     assert fn[("plain", "pdq", "everyday edits")]["rate"] < exact4 <= exact0
     assert {r["variant"] for r in res["accounts"]} == {"test-reveal"}
-    assert all("accounts_flagged_per_year_model" in w for w in res["worked_examples"]
-               if w["variant"] == "test-reveal")
+    assert all(
+        "accounts_flagged_per_year_model" in w
+        for w in res["worked_examples"]
+        if w["variant"] == "test-reveal"
+    )
     assert (tmp_path / "out" / "figures" / "accounts.png").exists()
     ok = {(c["variant"], c["transport"]) for c in res["cost"]["cells"] if c["status"] == "ok"}
     assert ("test-exact k=4", "local") in ok and ("test-reveal", "local") in ok
     assert "Exact private matching" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_corpus_folder_of_real_files(tmp_path: Path) -> None:
+    """--corpus DIR: JPEG, PNG and WebP files are used; a corrupt file is excluded, not fatal."""
+    from blindmatch.sim.corpus import generate_image
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(12):
+        fmt, ext = [("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp")][i % 3]
+        generate_image(100 + i).save(folder / ("sub" if i % 2 else ".") / f"p{i}.{ext}", fmt)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "notes.txt").write_text("ignored")
+    text = NO_HTTP + '\n[hashes]\nalgos = ["pdq", "sha256"]\n'
+    cfg = load_config(_cfg_file(tmp_path, text, "dir.toml"), seed=3)
+    cfg["corpus"]["known"] = 5
+    res = run_simulation(cfg, tmp_path / "out", corpus_dir=folder, console=_quiet())
+    c = res["corpus"]
+    assert c["source"] == "dir" and c["images"] == 13 and c["unreadable"] == 1
+    assert c["known"] == 5 and c["known"] + c["unrelated"] + c["unreadable"] == 13
+    ident = next(
+        x
+        for x in res["accuracy"]["fnmr"]
+        if x["variant"] == "plain" and x["algo"] == "sha256" and x["perturbation"] == "identity"
+    )
+    assert ident["k"] == 0  # the unchanged file's SHA-256 is in the set
+    few = tmp_path / "few"
+    few.mkdir()
+    generate_image(1).save(few / "a.png")
+    with pytest.raises(SimConfigError, match="need at least 4"):
+        run_simulation(cfg, tmp_path / "out2", corpus_dir=few, console=_quiet())
+    with pytest.raises(SimConfigError, match="not a folder"):
+        run_simulation(cfg, tmp_path / "out3", corpus_dir=few / "a.png", console=_quiet())
