@@ -22,15 +22,15 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
 
 serve: $(STAMP)
-	test -d runs/demo-set || $(VENV)/bin/blindmatch demo --out runs/demo-set --build-only
-	$(VENV)/bin/blindmatch serve --db runs/demo-set --host 127.0.0.1 --port 8000
+	test -d runs/demo/set || $(VENV)/bin/blindmatch demo --out runs/demo --build-only
+	$(VENV)/bin/blindmatch serve --db runs/demo/set --host 127.0.0.1 --port 8000
 
 bench: $(STAMP)
 	$(VENV)/bin/blindmatch bench --suite all --out runs/bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check protocol client
-	$(VENV)/bin/mypy protocol client
+	MYPY=$(VENV)/bin/mypy tools/typecheck.sh
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -40,7 +40,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Build and inspect set directories.")
 admin_app = typer.Typer(no_args_is_help=True, help="Operator commands on a server's store.")
 app.add_typer(db_app, name="db")
+curator_app = typer.Typer(no_args_is_help=True, help="Curators: keys, signed hash lists, set attestations.")
 app.add_typer(admin_app, name="admin")
+app.add_typer(curator_app, name="curator")
 app.add_typer(sim_app, name="sim")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -127,14 +129,25 @@ def db_build(
     algo: Annotated[str, typer.Option(help="pdq | phash | dhash | sha256")] = "pdq",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip malformed lines/images")] = False,
     min_quality: Annotated[int, typer.Option(help="Drop PDQ hashes below this quality")] = PDQ_MIN_QUALITY,
+    min_sources: Annotated[int, typer.Option(
+        help="Admit a hash only if this many curators in as many jurisdictions signed it "
+        "(needs curator-signed lists, see `blindmatch curator sign-list`)")] = 1,
+    trusted: Annotated[Path | None, typer.Option(help="JSON {curator: base64 public key} to pin")] = None,
 ) -> None:
-    """Build a set directory from image folders and/or hash lists."""
+    """Build a set directory from image folders, hash lists, or curator-signed lists."""
+    from blindmatch.protocol.curation import SignedList, select_hashes
     from blindmatch.server import SetDir
 
     a = get_algo(algo)
     values: list[HashValue] = []
+    signed: list[SignedList] = []
     bad = 0
     for src in sources:
+        if src.is_file() and src.name.endswith(".signed.json"):
+            signed.append(SignedList.from_json(src.read_text(), a))
+            continue
+        if min_sources > 1:
+            raise BadHashError(f"{src}: --min-sources {min_sources} admits only curator-signed lists")
         if src.is_dir():
             for p in iter_inputs([src]):
                 try:
@@ -160,8 +173,113 @@ def db_build(
             raise BadHashError(f"{src}: no such file or folder")
     if bad and not skip_bad:
         raise BadHashError(f"{bad} input(s) failed; refusing to build (use --skip-bad)")
+    extra: dict[str, Any] = {}
+    if signed:
+        pins = _read_trusted(trusted) if trusted else None
+        admitted, counts = select_hashes(signed, max(1, min_sources), pins)
+        values.extend(admitted)
+        extra = {"curators": sorted({s.curator for s in signed}), **counts}
     sd = SetDir.build(out, a, values, [str(s) for s in sources])
-    _emit({"set_dir": str(out), "algo": a.name, "count": len(sd.hashes), "digest": sd.digest, "skipped": bad})
+    _emit({"set_dir": str(out), "algo": a.name, "count": len(sd.hashes), "digest": sd.digest,
+           "skipped": bad, **extra})
+
+
+def _read_trusted(path: Path) -> dict[str, bytes]:
+    import base64
+
+    try:
+        d = json.loads(path.read_text())
+        return {str(k): base64.b64decode(v, validate=True) for k, v in d.items()}
+    except (OSError, ValueError, AttributeError) as e:
+        raise BadHashError(f"{path}: not a JSON object of curator -> base64 key ({type(e).__name__})") from None
+
+
+@curator_app.command("keygen")
+def curator_keygen_cmd(
+    out: Annotated[Path, typer.Option(help="Private key file to create (mode 0600)")],
+    name: Annotated[str, typer.Option(help="Curator name")],
+) -> None:
+    """Create a curator's Ed25519 key; prints the public key to publish."""
+    import base64
+
+    from blindmatch.protocol.curation import curator_keygen
+    from blindmatch.protocol.keyfile import write_secret
+
+    if out.exists():
+        raise BadHashError(f"{out}: exists; refusing to overwrite a key")
+    sk, pk = curator_keygen()
+    write_secret(out, sk)
+    _emit({"curator": name, "public_key": base64.b64encode(pk).decode(), "key_file": str(out)})
+
+
+@curator_app.command("sign-list")
+def curator_sign_list(
+    hash_list: Annotated[Path, typer.Argument(help="Text/CSV hash list")],
+    key: Annotated[Path, typer.Option(help="Curator private key file")],
+    name: Annotated[str, typer.Option(help="Curator name")],
+    jurisdiction: Annotated[str, typer.Option(help="Curator's jurisdiction, e.g. an ISO country code")],
+    out: Annotated[Path, typer.Option(help="Output, must end in .signed.json")],
+    algo: Annotated[str, typer.Option(help="Hash algorithm")] = "pdq",
+) -> None:
+    """Sign a hash list so `db build --min-sources` can count this curator's vote."""
+    from blindmatch.protocol.curation import SignedList
+    from blindmatch.protocol.keyfile import read_secret
+
+    if not out.name.endswith(".signed.json"):
+        raise BadHashError("--out must end in .signed.json")
+    a = get_algo(algo)
+    values, _ = read_hash_file(hash_list, algo, skip_bad=False)
+    sl = SignedList.sign(a, values, name, jurisdiction, read_secret(key, 32))
+    out.write_text(sl.to_json())
+    _emit({"curator": name, "jurisdiction": jurisdiction, "count": len(sl.hashes), "out": str(out)})
+
+
+@curator_app.command("attest")
+def curator_attest(
+    set_dir: Annotated[Path, typer.Argument(help="Set directory to attest")],
+    key: Annotated[Path, typer.Option(help="Curator private key file")],
+    name: Annotated[str, typer.Option(help="Curator name")],
+) -> None:
+    """Sign the set's root digest; the server publishes it at GET /v1/set."""
+    from blindmatch.protocol.curation import Attestation
+    from blindmatch.protocol.keyfile import read_secret
+    from blindmatch.server import SetDir
+
+    sd = SetDir.open(set_dir)
+    att = Attestation.sign(name, read_secret(key, 32), sd.digest, len(sd.hashes), sd.algo.name)
+    sd.add_attestation(att.to_dict())
+    _emit({"curator": name, "digest": sd.digest, "attestations": len(sd.attestations())})
+
+
+@curator_app.command("verify")
+def curator_verify(
+    trusted: Annotated[Path, typer.Option(help="JSON {curator: base64 public key}")],
+    threshold: Annotated[int, typer.Option(help="Curators that must attest")] = 2,
+    set_dir: Annotated[Path | None, typer.Option(help="Verify a local set directory")] = None,
+    server: Annotated[str | None, typer.Option(help="Or verify what a server serves (GET /v1/set)")] = None,
+) -> None:
+    """Check that ≥ threshold trusted curators signed the set's root digest."""
+    from blindmatch.protocol.curation import Attestation, verify_attestations
+
+    if (set_dir is None) == (server is None):
+        raise BadHashError("give exactly one of --set-dir or --server")
+    if set_dir is not None:
+        from blindmatch.server import SetDir
+
+        sd = SetDir.open(set_dir)
+        info = {"digest": sd.digest, "count": len(sd.hashes), "algo": sd.algo.name,
+                "attestations": sd.attestations()}
+    else:
+        import httpx
+
+        try:
+            info = httpx.get(f"{server.rstrip('/')}/v1/set", timeout=30).json()  # type: ignore[union-attr]
+        except (httpx.HTTPError, ValueError) as e:
+            raise BadHashError(f"cannot fetch /v1/set: {e}") from None
+    atts = [Attestation.from_dict(d) for d in info["attestations"]]
+    ok = verify_attestations(atts, info["digest"], int(info["count"]), info["algo"],
+                             _read_trusted(trusted), threshold)
+    _emit({"digest": info["digest"], "verified_by": ok, "threshold": threshold})
 
 
 @db_app.command("info")
@@ -169,8 +287,38 @@ def db_info(set_dir: Annotated[Path, typer.Argument(help="Set directory")]) -> N
     """Print the set's size and root digest (publishable out of band)."""
     from blindmatch.server import SetDir
 
+    from blindmatch.protocol.oprf import describe_state
+
     sd = SetDir.open(set_dir)
-    _emit({"set_dir": str(set_dir), "algo": sd.algo.name, "count": len(sd.hashes), "digest": sd.digest})
+    _emit({"set_dir": str(set_dir), "algo": sd.algo.name, "count": len(sd.hashes), "digest": sd.digest,
+           "attestations": len(sd.attestations()), "oprf": describe_state(sd.path / "state" / "oprf")})
+
+
+@db_app.command("rotate")
+def db_rotate(
+    set_dir: Annotated[Path, typer.Argument(help="Set directory")],
+    grace_seconds: Annotated[float, typer.Option(help="How long the old OPRF epoch is still answered")]
+    = 7 * 24 * 3600.0,
+) -> None:
+    """Start a new OPRF key epoch (new key, new filter); the old one lives for the grace period."""
+    from blindmatch.protocol.oprf import rotate_epoch
+    from blindmatch.server import SetDir
+
+    sd = SetDir.open(set_dir)
+    ep = rotate_epoch(sd.state_dir("oprf"), sd.hashes, grace_seconds)
+    _emit({"set_dir": str(set_dir), "epoch": ep.number, "root_digest": ep.root, "grace_seconds": grace_seconds})
+
+
+@admin_app.command("reveals")
+def admin_reveals(
+    db: Annotated[Path, typer.Option(help="Set directory the server runs on")],
+    account: Annotated[str, typer.Option(help="Account id")],
+) -> None:
+    """List revealed associated data for an account (tpsi); nothing below threshold."""
+    from blindmatch.protocol.tpsi import list_reveals
+
+    for rev in list_reveals(db, account):
+        _emit({"account": account, **rev.as_json()})
 
 
 @app.command("serve")
@@ -286,7 +434,8 @@ def demo(
 def main() -> None:
     """Entry point: typed errors become one stderr line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except BlindmatchError as e:

@@ -17,9 +17,8 @@ import imagehash
 import numpy as np
 import numpy.typing as npt
 import pdqhash
-from PIL import Image
-
 from blindmatch.protocol import HashAlgo, HashValue, get_algo
+from PIL import Image
 
 from .images import PDQ_MAX_SIDE, decode_image, load_image
 

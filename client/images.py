@@ -8,14 +8,14 @@ first frame of animations, and refuse decompression bombs before decoding pixels
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
-
 from blindmatch.protocol import ImageTooLargeError, UnreadableImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["MAX_PIXELS", "PDQ_MAX_SIDE", "decode_image", "load_image", "to_rgb"]
 
@@ -42,22 +42,22 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             w, h = img.size
             if w * h > max_pixels:
                 raise ImageTooLargeError(name, f"{w}x{h} exceeds the {max_pixels}-pixel limit")
             img.seek(0)  # first frame of animations
             img.load()
+    except ImageTooLargeError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLargeError(name, "decompression bomb refused") from None
     except UnidentifiedImageError:
         raise UnreadableImageError(name, "not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
         raise UnreadableImageError(name, f"corrupt or truncated image ({type(e).__name__})") from None
-    try:
+    with contextlib.suppress(Exception):  # a broken EXIF block must not block hashing
         img = ImageOps.exif_transpose(img) or img
-    except Exception:  # noqa: BLE001, S110 — a broken EXIF block must not block hashing
-        pass
     return to_rgb(img, name)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import httpx
-
 from blindmatch.protocol import BlindmatchError, Transport, TransportReply
 
 __all__ = ["HttpTransport", "ServerError"]
@@ -23,7 +22,7 @@ class ServerError(BlindmatchError):
         super().__init__(f"server {status} {code}: {detail}")
         self.code = code
         self.http_status = status
-        self.retry_after = None
+        self.retry_after: str | None = None
 
 
 class HttpTransport(Transport):
@@ -38,7 +37,8 @@ class HttpTransport(Transport):
         timeout: float = 60.0,
     ) -> None:
         super().__init__()
-        self._prefix = f"{base_url.rstrip('/')}/v1/{protocol}/"
+        self.base_url = base_url.rstrip("/")
+        self._prefix = f"{self.base_url}/v1/{protocol}/"
         self._client = client or httpx.Client(timeout=timeout)
         self._own = client is None
         self._headers = {"x-blindmatch-client": client_id} if client_id else {}

@@ -27,8 +27,8 @@ __all__ = [
     "REGISTRY",
     "ClientHalf",
     "Endpoint",
-    "Learner",
     "Leakage",
+    "Learner",
     "LocalTransport",
     "Matching",
     "Protocol",
@@ -50,6 +50,7 @@ class Learner(enum.Enum):
     NOBODY = "nobody"
     CLIENT = "client"
     SERVER = "server"
+    BOTH = "both"  # the non-private baseline: server computes it and tells the client
     CLIENT_OR_SERVER = "client-or-server"  # chosen per query (mode)
 
 
@@ -192,7 +193,7 @@ class ServerHalf(ABC):
     def setup_bytes(self) -> int:
         """Bytes a new client must download once before its first query."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 — optional hook, most servers hold nothing
         """Release resources (worker pools, database handles)."""
 
 

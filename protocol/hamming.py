@@ -20,9 +20,11 @@ _LUT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 def popcount64(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint16]:
     """Per-element popcount of a uint64 array."""
     if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(x).astype(np.uint16)
+        out: npt.NDArray[np.uint16] = np.bitwise_count(x).astype(np.uint16)
+        return out
     b = x.view(np.uint8).reshape(*x.shape, 8)
-    return _LUT[b].sum(axis=-1, dtype=np.uint16)
+    lut: npt.NDArray[np.uint16] = _LUT[b].sum(axis=-1, dtype=np.uint16)
+    return lut
 
 
 class HammingIndex:

@@ -98,7 +98,8 @@ class HashValue:
     def distance(self, other: HashValue) -> int:
         if other.algo != self.algo:
             raise BadHashError("cannot compare hashes of different algorithms")
-        return int(np.unpackbits(np.frombuffer(bytes(a ^ b for a, b in zip(self.raw, other.raw, strict=True)), dtype=np.uint8)).sum())
+        x = np.frombuffer(self.raw, dtype=np.uint8) ^ np.frombuffer(other.raw, dtype=np.uint8)
+        return int(np.unpackbits(x).sum())
 
     def flip(self, positions: Iterable[int]) -> HashValue:
         """Return a copy with the given bit positions (0 = MSB) inverted."""

@@ -102,7 +102,10 @@ class PlainServer(ServerHalf):
         return Reply(PlainReply(dist <= self.radius, dist).to_bytes())
 
     def endpoints(self) -> Sequence[Endpoint]:
-        return [Endpoint("POST", "query", self._query, max_body=256, summary="Plaintext lookup")]
+        return [Endpoint(
+                "POST", "query", self._query, max_body=256, rate_limited=True,
+                summary="Plaintext lookup",
+            )]
 
     def setup_bytes(self) -> int:
         return 0
@@ -130,7 +133,7 @@ class PlainClient(ClientHalf):
 class Plain(Protocol):
     name = "plain"
     protocol_id = PROTOCOL_ID
-    learner = Learner.SERVER
+    learner = Learner.BOTH
     matching = Matching.FUZZY
     private = False
     leakage = Leakage(

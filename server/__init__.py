@@ -5,8 +5,8 @@ Public API: ``create_app`` / ``app_from_env`` (FastAPI), ``Settings``,
 """
 
 from .app import app_from_env, create_app
-from .settings import Settings, get_settings
 from .setdir import SetDir
+from .settings import Settings, get_settings
 from .testing import LiveServer, free_port
 
 __all__ = ["LiveServer", "SetDir", "Settings", "app_from_env", "create_app", "free_port", "get_settings"]

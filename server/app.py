@@ -17,14 +17,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request as HttpRequest
-from starlette.responses import Response
-
 from blindmatch.protocol import (
     REGISTRY,
     BlindmatchError,
@@ -35,10 +27,17 @@ from blindmatch.protocol import (
     ServerHalf,
     StorageUnavailableError,
 )
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request as HttpRequest
+from starlette.responses import Response
 
 from .ratelimit import TokenBuckets
-from .settings import Settings, get_settings
 from .setdir import SetDir
+from .settings import Settings, get_settings
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -196,6 +195,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "status": "ok",
             "set": {"algo": setdir.algo.name, "count": len(setdir.hashes), "digest": setdir.digest},
             "protocols": sorted(servers),
+        }
+
+    @app.get("/v1/set", summary="The set's root digest and the curators' attestations of it")
+    def set_info() -> dict[str, Any]:
+        return {
+            "algo": setdir.algo.name,
+            "count": len(setdir.hashes),
+            "digest": setdir.digest,
+            "attestations": setdir.attestations(),
         }
 
     @app.get("/v1/protocols", summary="Declared properties and leakage of each served protocol")

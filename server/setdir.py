@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from blindmatch.protocol import (
     CorruptStoreError,
     EmptySetError,
@@ -47,6 +46,23 @@ class SetDir:
     @property
     def algo(self) -> HashAlgo:
         return self.hashes.algo
+
+    def attestations(self) -> list[dict[str, str]]:
+        """Curator signatures over this set's root digest (``attestations.json``)."""
+        p = self.path / "attestations.json"
+        if not p.exists():
+            return []
+        try:
+            data = json.loads(p.read_text())
+            if not isinstance(data, list):
+                raise ValueError
+            return [dict(a) for a in data]
+        except (ValueError, TypeError):
+            raise CorruptStoreError(f"{p}: not a JSON list of attestations") from None
+
+    def add_attestation(self, att: dict[str, str]) -> None:
+        atts = [a for a in self.attestations() if a.get("curator") != att["curator"]]
+        _atomic_write(self.path / "attestations.json", json.dumps([*atts, att], indent=2).encode())
 
     def state_dir(self, protocol: str) -> Path:
         d = self.path / "state" / protocol

@@ -10,13 +10,12 @@ import io
 import tempfile
 from pathlib import Path
 
-from PIL import Image
-from rich.console import Console
-from rich.table import Table
-
 from blindmatch.client import HttpTransport, hash_bytes
 from blindmatch.protocol import REGISTRY, Query
 from blindmatch.server import LiveServer, SetDir
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
 
 from .corpus import iter_corpus
 

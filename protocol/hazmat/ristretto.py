@@ -97,7 +97,10 @@ def decode_element(data: bytes) -> bytes:
     if len(data) != ELEMENT_BYTES:
         raise DeserializeError("element must be 32 bytes")
     data = bytes(data)
-    if data == IDENTITY or not rbcl.crypto_core_ristretto255_is_valid_point(data):
+    # RFC 9496 §4.3.1: s >= p fails; this libsodium build ignores bit 255, so check it here.
+    if data == IDENTITY or data[31] & 0x80:
+        raise DeserializeError("invalid group element")
+    if not rbcl.crypto_core_ristretto255_is_valid_point(data):
         raise DeserializeError("invalid group element")
     return data
 

@@ -1,0 +1,50 @@
+"""`blindmatch admin reveals` against a store filled by a real server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from blindmatch.client import HttpTransport
+from blindmatch.protocol import HashSet, Query, get_algo, get_protocol
+from blindmatch.server import LiveServer, SetDir
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "blindmatch.cli", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_admin_reveals_below_and_at_threshold(tmp_path: Path) -> None:
+    a = get_algo("pdq")
+    rng = np.random.default_rng(3)
+    hs = HashSet.from_raw(a, rng.integers(0, 256, size=20 * 32, dtype=np.uint8).tobytes())
+    SetDir.build(tmp_path / "set", a, hs.values(), ["t"])
+    env = {"BLINDMATCH_PROTOCOLS": "tpsi", "BLINDMATCH_TPSI_THRESHOLD": "3",
+           "BLINDMATCH_TPSI_SYNTHETIC_RATE": "0"}
+    client = get_protocol("tpsi").new_client(a, tmp_path / "cache", {})
+    with LiveServer(tmp_path / "set", env=env) as srv:
+        tr = HttpTransport(srv.url, "tpsi", client_id="acct")
+        sd = SetDir.open(tmp_path / "set")
+        for i in range(2):
+            client.scan(Query(sd.hashes.value(i), account="acct", associated_data=f"match-{i}".encode()), tr)
+        client.scan(Query(a.from_bytes(bytes(32)), account="acct", associated_data=b"innocent"), tr)
+        r = _cli("admin", "reveals", "--db", str(tmp_path / "set"), "--account", "acct")
+        assert r.returncode == 0 and r.stdout == ""
+        client.scan(Query(sd.hashes.value(5), account="acct", associated_data=b"match-5"), tr)
+        import time
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            r = _cli("admin", "reveals", "--db", str(tmp_path / "set"), "--account", "acct")
+            if r.stdout.strip():
+                break
+            time.sleep(0.5)
+    ads = sorted(json.loads(ln)["ad_text"] for ln in r.stdout.splitlines())
+    assert ads == ["match-0", "match-1", "match-5"]
+    r = _cli("admin", "reveals", "--db", str(tmp_path / "missing"), "--account", "acct")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# mypy cannot follow setuptools' package-dir editable finder, so we give it a tree of
+# symlinks that spells the real import names (blindmatch.protocol -> protocol/, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=.typecheck/blindmatch
+rm -rf .typecheck && mkdir -p "$root"
+ln -s "$PWD/blindmatch/__init__.py" "$root/__init__.py"
+for pkg in protocol client server sim bench; do ln -s "$PWD/$pkg" "$root/$pkg"; done
+MYPYPATH=.typecheck exec "${MYPY:-.venv/bin/mypy}" -p blindmatch.protocol -p blindmatch.client "$@"
