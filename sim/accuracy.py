@@ -63,6 +63,8 @@ class QueryPool:
     sizes: list[int]
     verify_size: int
     verdicts: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)  # at verify size
+    known_floats: npt.NDArray[np.float32] | None = None  # PDQ float values of the known originals
+    known_quality: npt.NDArray[np.int16] | None = None
 
     def rows(self, size: int) -> npt.NDArray[np.uint8]:
         return set_rows(self.known_rows, self.filler, size)
@@ -104,9 +106,7 @@ def build_pools(data: HashData, cfg: dict[str, Any], seed: int) -> dict[str, Que
         own = np.repeat(np.arange(k), p)
         d_own = np.bitwise_count(qw[: k * p] ^ kw[own]).sum(axis=1).astype(np.uint16)
         negw = qw[k * p :]
-        neg_near = np.minimum(
-            prefix_nearest(fw, negw, [s - k for s in sizes]), d_known[k * p :, None]
-        )
+        neg_near = np.minimum(prefix_nearest(fw, negw, [s - k for s in sizes]), d_known[k * p :, None])
         pools[a] = QueryPool(
             a,
             raw,
@@ -122,6 +122,8 @@ def build_pools(data: HashData, cfg: dict[str, Any], seed: int) -> dict[str, Que
             filler,
             sizes,
             vsize,
+            known_floats=data.orig["floats"][data.known_idx] if a == "pdq" else None,
+            known_quality=data.orig["quality"][data.known_idx] if a == "pdq" else None,
         )
     return pools
 
@@ -164,9 +166,7 @@ def analyse(
                 if a not in proto_algos[proto]:
                     continue
                 allq = np.arange(pool.raw.shape[0])
-                verd = _verdicts(
-                    v, pool, allq, pool.nearest_verify, idx_by_size.get(pool.verify_size)
-                )
+                verd = _verdicts(v, pool, allq, pool.nearest_verify, idx_by_size.get(pool.verify_size))
                 pool.verdicts[v.label] = verd
                 for pi, pert in enumerate(data.perts):
                     sel = pos[pool.pert_of[pos] == pi]
@@ -184,9 +184,7 @@ def analyse(
                     )
                 for group, keep in (("all edits", None), ("everyday edits", True)):
                     sel = (
-                        pos
-                        if keep is None
-                        else pos[[data.perts[int(pool.pert_of[i])].everyday for i in pos]]
+                        pos if keep is None else pos[[data.perts[int(pool.pert_of[i])].everyday for i in pos]]
                     )
                     sel = sel[pool.pert_of[sel] != 0]  # the identity control is not an edit
                     misses = int((~verd[sel]).sum())
@@ -228,8 +226,7 @@ def analyse(
             "default_threshold": algo.default_threshold,
             "fnmr": fam_curves,
             "fmr": {
-                str(s): [float((neg_d[:, si] <= t).mean()) for t in taus]
-                for si, s in enumerate(pool.sizes)
+                str(s): [float((neg_d[:, si] <= t).mean()) for t in taus] for si, s in enumerate(pool.sizes)
             },
             "n_positive": len(dd_all),
             "n_negative": len(neg),

@@ -57,9 +57,7 @@ class StageCache:
         return blob["value"]
 
     def save_json(self, name: str, key: str, value: Any) -> None:
-        atomic_write_text(
-            self._p(name, "json"), json.dumps({"key": key, "v": CACHE_VERSION, "value": value})
-        )
+        atomic_write_text(self._p(name, "json"), json.dumps({"key": key, "v": CACHE_VERSION, "value": value}))
 
     def load_arrays(self, name: str, key: str) -> dict[str, npt.NDArray[Any]] | None:
         p = self._p(name, "npz")

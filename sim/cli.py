@@ -26,18 +26,12 @@ def run(
         Path | None, typer.Option("--config", help="TOML file overlaid on the defaults")
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Small run (< 3 min on 2 cores)")] = False,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="Random seed (default from config: 1)")
-    ] = None,
-    corpus: Annotated[
-        Path | None, typer.Option("--corpus", help="Folder of JPEG/PNG/WebP images")
-    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default from config: 1)")] = None,
+    corpus: Annotated[Path | None, typer.Option("--corpus", help="Folder of JPEG/PNG/WebP images")] = None,
     dask: Annotated[
         str | None, typer.Option("--dask", help="Dask scheduler address, e.g. tcp://host:8786")
     ] = None,
-    fresh: Annotated[
-        bool, typer.Option("--fresh", help="Ignore cached stage results in OUT")
-    ] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore cached stage results in OUT")] = False,
 ) -> None:
     """Run the simulation and print the headline table and the report path."""
     from rich.console import Console
@@ -56,9 +50,7 @@ def run(
     )
     rows = console_rows(res)
     ca = res["headline"][0]["cores_at"] if res["headline"] else {"daily_images": 0, "set_size": 0}
-    table = Table(
-        title="Headline: protocols side by side (PDQ; details and intervals in report.html)"
-    )
+    table = Table(title="Headline: protocols side by side (PDQ; details and intervals in report.html)")
     for k in rows[0] if rows else []:
         table.add_column(k, overflow="fold")
     for r in rows:
@@ -72,10 +64,7 @@ def run(
         f"{res['config']['network']['reference_set_size']:,}."
     )
     console.print(
-        f"wall time {res['wall_seconds']} s; "
-        f"deterministic digest {res['deterministic_digest'][:16]}"
+        f"wall time {res['wall_seconds']} s; deterministic digest {res['deterministic_digest'][:16]}"
     )
     console.print(f"[bold]report:[/] {(out / 'report.html').resolve()}")
-    console.print(
-        f"summary: {(out / 'summary.md').resolve()}  results: {(out / 'results.json').resolve()}"
-    )
+    console.print(f"summary: {(out / 'summary.md').resolve()}  results: {(out / 'results.json').resolve()}")

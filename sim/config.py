@@ -83,9 +83,7 @@ def _check(cfg: dict[str, Any]) -> None:
         raise SimConfigError("run.workers must be >= 0")
 
 
-def load_config(
-    path: Path | None = None, quick: bool = False, seed: int | None = None
-) -> dict[str, Any]:
+def load_config(path: Path | None = None, quick: bool = False, seed: int | None = None) -> dict[str, Any]:
     """The merged configuration for one run."""
     cfg = _read_packaged("default.toml")
     if quick:

@@ -76,7 +76,7 @@ def measure_variant(
         "predicted_download_bytes": int(sess.proto.download_bytes(len(sess.set_dir.hashes), algo)),
     }
     try:
-        client = sess.proto.new_client(algo, cache_dir, dict(variant.client_options))
+        client = sess.proto.new_client(algo, cache_dir, variant.client_options_for(algo))
         tr = sess.transport(account)
         # cold: the first query pays the one-time download
         q0 = queries[0]
@@ -140,9 +140,7 @@ def measure_variant(
                 "one_time_download_bytes": max(0, int(out["cold"]["bytes_down"] - steady_down)),
                 "samples": {
                     "crypto_ms": [round(x, 4) for x in crypto[:_KEEP]],
-                    "server_ms": [round(x, 4) for x in server_ms[:_KEEP]]
-                    if sess.kind == "local"
-                    else [],
+                    "server_ms": [round(x, 4) for x in server_ms[:_KEEP]] if sess.kind == "local" else [],
                     "wall_ms": [round(x, 4) for x in wall[:_KEEP]],
                 },
             }
@@ -177,9 +175,7 @@ def hash_cost_12mp(algos: list[str], reps: int, seed: int) -> dict[str, dict[str
 def cost_queries(pool: QueryPool, pert_names: list[str], n: int = 40) -> list[SimQuery]:
     """A fixed mix for cost runs: JPEG-70 copies of known images and unrelated ones, alternating."""
     pi = pert_names.index("jpeg-70") if "jpeg-70" in pert_names else 0
-    pos = [int(i) for i in np.flatnonzero(pool.is_pos & (pool.pert_of == pi) & ~pool.gated)][
-        : n // 2
-    ]
+    pos = [int(i) for i in np.flatnonzero(pool.is_pos & (pool.pert_of == pi) & ~pool.gated)][: n // 2]
     neg = [int(i) for i in np.flatnonzero(~pool.is_pos & ~pool.gated)][: n - len(pos)]
     order = [x for pair in itertools.zip_longest(pos, neg) for x in pair if x is not None]
     return [
@@ -240,9 +236,7 @@ def measure_protocol(
             base = workdir / re.sub(r"[^a-z0-9]+", "-", proto.name.lower()) / f"{size}" / kind
             shutil.rmtree(base, ignore_errors=True)
             try:
-                sd = build_set_dir(
-                    base / "set", algo, pool.rows(size), f"simulator cost set ({kind})"
-                )
+                sd = build_set_dir(base / "set", algo, pool.rows(size), f"simulator cost set ({kind})")
                 ctx = (
                     local_session(proto, sd, variants[0])
                     if kind == "local"

@@ -31,9 +31,7 @@ def filler_hashes(algo: HashAlgo, count: int, seed: int) -> npt.NDArray[np.uint8
     return rng.integers(0, 256, size=(max(0, count), algo.nbytes), dtype=np.uint8)
 
 
-def set_rows(
-    known: npt.NDArray[np.uint8], filler: npt.NDArray[np.uint8], size: int
-) -> npt.NDArray[np.uint8]:
+def set_rows(known: npt.NDArray[np.uint8], filler: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
     """The rows of the set of ``size`` hashes: every known hash, then filler."""
     if size < len(known):
         raise ValueError(f"set size {size} is smaller than the {len(known)} known hashes")

@@ -48,9 +48,7 @@ def _popcount(x: U64) -> npt.NDArray[np.uint16]:
     return np.bitwise_count(x).astype(np.uint16)
 
 
-def nearest_distances(
-    db: U64, queries: U64, budget_words: int = 8_000_000
-) -> npt.NDArray[np.uint16]:
+def nearest_distances(db: U64, queries: U64, budget_words: int = 8_000_000) -> npt.NDArray[np.uint16]:
     """Minimum Hamming distance from each query to any row of ``db`` (exact, vectorised)."""
     m, n, w = queries.shape[0], db.shape[0], db.shape[1]
     out = np.empty(m, dtype=np.uint16)
@@ -65,9 +63,7 @@ def nearest_distances(
     return out
 
 
-def prefix_nearest(
-    db: U64, queries: U64, bounds: list[int], chunk: int = 1 << 17
-) -> npt.NDArray[np.uint16]:
+def prefix_nearest(db: U64, queries: U64, bounds: list[int], chunk: int = 1 << 17) -> npt.NDArray[np.uint16]:
     """Nearest distance to ``db[:b]`` for each b in ``bounds`` (nested sets): shape (m, bounds)."""
     m = queries.shape[0]
     out = np.full((m, len(bounds)), np.iinfo(np.uint16).max, dtype=np.uint16)
@@ -131,8 +127,7 @@ class DecisionSpec:
     def describe(self, algo: HashAlgo) -> str:
         if self.kind == "fuzzy":
             return (
-                f"matched iff some set entry is within Hamming distance {self.radius} "
-                f"of the {algo.name} hash"
+                f"matched iff some set entry is within Hamming distance {self.radius} of the {algo.name} hash"
             )
         if self.probe_bits and algo.name == "pdq":
             return (

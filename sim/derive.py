@@ -34,11 +34,21 @@ def _ok(cells: list[dict[str, Any]], label: str, transport: str) -> list[dict[st
     )
 
 
+def _se(cell: dict[str, Any]) -> float:
+    """Standard error of a cell's mean server CPU, from its per-query samples."""
+    x = np.asarray(cell.get("samples", {}).get("server_ms") or [], dtype=np.float64)
+    if x.size < 2 or not np.isfinite(x).all() or x.mean() <= 0:
+        return float("nan")
+    return float(x.std(ddof=1) / math.sqrt(x.size) * cell["server_cpu_ms"] / x.mean())
+
+
 def server_model(cells: list[dict[str, Any]], label: str) -> dict[str, Any]:
     """Server CPU per query vs set size: protocol handler (fitted) + HTTP overhead (measured)."""
     loc, http = _ok(cells, label, "local"), _ok(cells, label, "http")
     if loc:
-        fit = fit_linear([c["set_size"] for c in loc], [c["server_cpu_ms"] for c in loc])
+        fit = fit_linear(
+            [c["set_size"] for c in loc], [c["server_cpu_ms"] for c in loc], [_se(c) for c in loc]
+        )
         over = [h["server_cpu_ms"] - fit.at(h["set_size"]) for h in http]
         overhead = max(0.0, float(np.mean(over))) if over else float("nan")
         source = "in-process handler fit" + (
@@ -53,7 +63,7 @@ def server_model(cells: list[dict[str, Any]], label: str) -> dict[str, Any]:
             float("nan"),
             "not measured",
         )
-    return {"fit": fit, "http_overhead_ms": overhead, "source": source}
+    return {"fit": fit, "http_overhead_ms": overhead, "source": f"{source}; {fit.growth}"}
 
 
 def _server_ms(model: dict[str, Any], n: float) -> float:
@@ -109,9 +119,7 @@ def derive(
     fit_d = corpus.get(calgo, {}).get("beta_binomial")
     fit = BetaBinomialFit(**fit_d) if fit_d else None
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1A7]))
-    hash_samples = np.asarray(
-        cost["hash_12mp"].get(calgo, {}).get("samples", [0.0]), dtype=np.float64
-    )
+    hash_samples = np.asarray(cost["hash_12mp"].get(calgo, {}).get("samples", [0.0]), dtype=np.float64)
 
     latency, capacity, population, headline, worked, accounts = [], [], [], [], [], []
     for proto, vs in variants.items():
@@ -124,9 +132,7 @@ def derive(
             # latency
             lat_rows = {}
             if loc is not None:
-                srv = np.asarray(
-                    loc["samples"]["server_ms"] or [loc["server_cpu_ms"]], dtype=np.float64
-                )
+                srv = np.asarray(loc["samples"]["server_ms"] or [loc["server_cpu_ms"]], dtype=np.float64)
                 over = model["http_overhead_ms"]
                 inp = LatencyInputs(
                     hash_samples,
@@ -150,9 +156,7 @@ def derive(
                         }
                     )
             # capacity
-            for n in sorted(
-                {int(s) for s in cfg["database"]["sizes"]} | {int(s) for s in pop["set_sizes"]}
-            ):
+            for n in sorted({int(s) for s in cfg["database"]["sizes"]} | {int(s) for s in pop["set_sizes"]}):
                 ms = _server_ms(model, n)
                 capacity.append(
                     {
@@ -181,8 +185,17 @@ def derive(
                 )
             else:
                 p_pair = float("nan")
+            lookups = 2**spec.probe_bits if spec.kind == "exact" else 1
+            filter_fp = min(1.0, lookups * v.lookup_fpr)
+
+            def model_fmr(n: float, p_pair: float = p_pair, filter_fp: float = filter_fp) -> float:
+                """Hash collisions with set entries, plus the filter's own false positives."""
+                if not math.isfinite(p_pair):
+                    return float("nan")
+                return 1.0 - (1.0 - fmr_for_set(p_pair, n)) * (1.0 - filter_fp)
+
             for n in [int(s) for s in pop["set_sizes"]]:
-                fmr_m = fmr_for_set(p_pair, n) if math.isfinite(p_pair) else float("nan")
+                fmr_m = model_fmr(n)
                 meas = _fmr_cell(acc, v.label, calgo, n)
                 up = meas["wilson"][1] if meas else None
                 population.append(
@@ -192,6 +205,7 @@ def derive(
                         "algo": calgo,
                         "set_size": n,
                         "pair_rate_model": p_pair,
+                        "filter_false_positive": filter_fp,
                         "fmr_model": fmr_m,
                         "fmr_measured": meas,
                         "fmr_measured_upper95": up,
@@ -208,9 +222,7 @@ def derive(
                         "set_size": n,
                         "server_cpu_ms": ms,
                         "extrapolated": model["fit"].extrapolated(n),
-                        "cores": cores_needed(
-                            vol, ms, cap["peak_to_mean"], cap["target_utilisation"]
-                        ),
+                        "cores": cores_needed(vol, ms, cap["peak_to_mean"], cap["target_utilisation"]),
                         "traffic_gb_per_day": vol * bpq / 1e9 if math.isfinite(bpq) else None,
                         "one_time_download_bytes": dl,
                         "download_source": dl_src,
@@ -219,26 +231,35 @@ def derive(
                     }
                     if v.threshold > 0 and v.learner == "server":
                         n_img = int(
-                            sorted(pop["images_per_account_year"])[
-                                len(pop["images_per_account_year"]) // 2
-                            ]
+                            sorted(pop["images_per_account_year"])[len(pop["images_per_account_year"]) // 2]
                         )
                         t = int(max(pop["tpsi_thresholds"]))
                         fp = account_flag_probability(n_img, fmr_m, t)
                         row["accounts_flagged_per_year_model"] = pop["accounts"] * fp.binomial
+                        row["accounts_flagged_per_year_model_log10"] = (
+                            None
+                            if fp.log10_binomial is None
+                            else math.log10(pop["accounts"]) + fp.log10_binomial
+                        )
+                        ref_rate = float(pop["reference_rates"][0]) if pop["reference_rates"] else None
+                        if ref_rate is not None:
+                            fr = account_flag_probability(n_img, ref_rate, t)
+                            row["reference_rate"] = ref_rate
+                            row["accounts_flagged_per_year_reference"] = pop["accounts"] * fr.binomial
+                            row["accounts_flagged_per_year_reference_log10"] = (
+                                None
+                                if fr.log10_binomial is None
+                                else math.log10(pop["accounts"]) + fr.log10_binomial
+                            )
                         row["account_assumption"] = f"{n_img} images per account per year, t = {t}"
                     worked.append(row)
             if v.threshold > 0 and v.learner == "server":
-                rates = [
-                    (f"model, N={int(n):.0e}", fmr_for_set(p_pair, n)) for n in pop["set_sizes"]
-                ] + [(f"reference {r:g}", float(r)) for r in pop["reference_rates"]]
-                for meas in [
-                    _fmr_cell(acc, v.label, calgo, int(n)) for n in cfg["database"]["sizes"][-1:]
-                ]:
+                rates = [(f"model, N={int(n):.0e}", model_fmr(n)) for n in pop["set_sizes"]] + [
+                    (f"reference {r:g}", float(r)) for r in pop["reference_rates"]
+                ]
+                for meas in [_fmr_cell(acc, v.label, calgo, int(n)) for n in cfg["database"]["sizes"][-1:]]:
                     if meas:
-                        rates.append(
-                            (f"measured upper 95%, N={meas['set_size']:.0e}", meas["wilson"][1])
-                        )
+                        rates.append((f"measured upper 95%, N={meas['set_size']:.0e}", meas["wilson"][1]))
                 for name, rate_ in rates:
                     for n_img in pop["images_per_account_year"]:
                         for t in pop["tpsi_thresholds"]:
@@ -274,7 +295,7 @@ def derive(
                     "fnmr_all": _fnmr_cell(acc, v.label, calgo, "all edits"),
                     "fmr_measured": _fmr_cell(acc, v.label, calgo, big),
                     "fmr_model_at": hl_n,
-                    "fmr_model": fmr_for_set(p_pair, hl_n) if math.isfinite(p_pair) else None,
+                    "fmr_model": model_fmr(hl_n) if math.isfinite(p_pair) else None,
                     "latency": {
                         k: {"p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"], "p99_ms": r["p99_ms"]}
                         for k, r in lat_rows.items()

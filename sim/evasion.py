@@ -47,9 +47,7 @@ def ssim(a: npt.NDArray[Any], b: npt.NDArray[Any], channel_axis: int, data_range
 
 
 def _dist(a: bytes, b: bytes) -> int:
-    return int(
-        np.unpackbits(np.bitwise_xor(np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8))).sum()
-    )
+    return int(np.unpackbits(np.bitwise_xor(np.frombuffer(a, np.uint8), np.frombuffer(b, np.uint8))).sum())
 
 
 def evade(

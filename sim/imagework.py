@@ -49,9 +49,7 @@ def corpus_spec(seed: int, count: int, directory: Path | None) -> dict[str, Any]
     d = Path(directory)
     if not d.is_dir():
         raise SimConfigError(f"--corpus {d}: not a folder")
-    paths = sorted(
-        str(p) for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    paths = sorted(str(p) for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if len(paths) < 4:
         raise SimConfigError(f"--corpus {d}: found {len(paths)} JPEG/PNG/WebP images, need at least 4")
     return {"kind": "dir", "root": str(d), "paths": paths}

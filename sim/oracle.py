@@ -12,19 +12,23 @@ Where the verdict lives:
 * server-learns protocols: the client sees ``None``. The simulator then acts as
   the operator. It first sends, under a fresh account, ``threshold`` exact set
   members as *primers* (at least one; so a threshold protocol reaches its
-  threshold and the read-out is known to work), then the
-  sample, each with a unique associated-data token, and reads what the server
-  revealed — through a ``revealed``/``reveals`` method of an in-process server
-  half if there is one, else through the documented operator command
-  ``blindmatch admin reveals --db SET_DIR --account ID``. A query counts as
-  matched iff its token was revealed. If the primers are not revealed, the
-  verdicts are marked unavailable rather than guessed.
+  threshold and the read-out is known to work), then the sample, each with a
+  unique associated-data token. It asks the server to finish its reveal work
+  (in process: a ``process_reveals(account)`` or ``wait_idle()`` method; over
+  HTTP: the admin ``POST reveals`` endpoint with a throwaway operator token),
+  then reads what was revealed — a ``revealed``/``reveals`` method, the admin
+  endpoint's reply, or the documented operator command ``blindmatch admin
+  reveals --db SET_DIR --account ID``. Without a way to finish the work, it
+  reads until two reads agree. A query counts as matched iff its token was
+  revealed. If the primers are not revealed, the verdicts are marked
+  unavailable rather than guessed.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -32,7 +36,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
 from blindmatch.client import HttpTransport
 from blindmatch.protocol import (
     BlindmatchError,
@@ -59,6 +65,8 @@ __all__ = [
 ]
 
 _REVEAL_HOOKS = ("revealed", "reveals", "revealed_ads", "reveal", "server_verdicts")
+_TRIGGER_HOOKS = ("process_reveals",)  # "reveal now", as an operator would ask for it
+_IDLE_HOOKS = ("wait_idle",)  # wait for background reveal work already queued
 BENCH_ENV = {"BLINDMATCH_RATE_PER_SECOND": "1e9", "BLINDMATCH_RATE_BURST": "1e9"}
 
 
@@ -110,6 +118,7 @@ class Session:
     live: LiveServer | None = None
     setup_s: float = 0.0
     setup_cpu_s: float = 0.0
+    admin_token: str | None = field(default=None, repr=False)
 
     @property
     def kind(self) -> str:
@@ -121,9 +130,7 @@ class Session:
 
     def transport(self, account: str) -> MeteredTransport:
         if self.server is not None:
-            return MeteredTransport(
-                LocalTransport(self.server, client_id=account), time_handlers=True
-            )
+            return MeteredTransport(LocalTransport(self.server, client_id=account), time_handlers=True)
         assert self.live is not None
         return MeteredTransport(HttpTransport(self.live.url, self.proto.name, client_id=account))
 
@@ -133,9 +140,7 @@ def local_session(proto: Protocol, set_dir: SetDir, variant: Variant) -> Iterato
     from .machine import tree_cpu_seconds
 
     c0, t0 = time.process_time() + tree_cpu_seconds(os.getpid(), False), time.perf_counter()
-    server = proto.open_server(
-        set_dir.hashes, set_dir.state_dir(proto.name), dict(variant.server_options)
-    )
+    server = proto.open_server(set_dir.hashes, set_dir.state_dir(proto.name), dict(variant.server_options))
     sess = Session(proto, set_dir, server=server)
     sess.setup_s = time.perf_counter() - t0
     sess.setup_cpu_s = time.process_time() + tree_cpu_seconds(os.getpid(), False) - c0
@@ -153,11 +158,17 @@ def http_session(
     timeout_s: float,
     log_file: Path | None = None,
 ) -> Iterator[Session]:
-    env = {**BENCH_ENV, "BLINDMATCH_PROTOCOLS": proto.name, **variant.server_env}
+    token = secrets.token_urlsafe(24)  # a throwaway operator token for this loopback server
+    env = {
+        **BENCH_ENV,
+        "BLINDMATCH_PROTOCOLS": proto.name,
+        "BLINDMATCH_ADMIN_TOKEN": token,
+        **variant.server_env,
+    }
     live = LiveServer(set_dir.path, env=env, startup_timeout=timeout_s, log_file=log_file)
     t0 = time.perf_counter()
     live.start()
-    sess = Session(proto, set_dir, live=live, setup_s=time.perf_counter() - t0)
+    sess = Session(proto, set_dir, live=live, setup_s=time.perf_counter() - t0, admin_token=token)
     try:
         yield sess
     finally:
@@ -185,20 +196,55 @@ def _found(token: str, text: str) -> bool:
     return token in text or b.hex() in text or base64.b64encode(b).decode() in text
 
 
-def _reveal_text(sess: Session, account: str, need: list[str]) -> tuple[str, list[str], bool]:
-    """What the operator can read about ``account``; ``ok`` is False if no interface answered."""
-    texts, notes, ok = [], [], False
+def _call_hooks(obj: Any, names: tuple[str, ...], *args: Any) -> tuple[list[Any], list[str]]:
+    out, notes = [], []
+    for name in names:
+        fn = getattr(obj, name, None)
+        if callable(fn):
+            try:
+                out.append(fn(*args))
+            except Exception as e:
+                notes.append(f"{name}(): {type(e).__name__}: {e}")
+    return out, notes
+
+
+def _reveal_text(sess: Session, account: str, need: list[str]) -> tuple[str, list[str], bool, bool]:
+    """What the operator can read about ``account``.
+
+    Returns (text, notes, ok, complete): ``ok`` is False if no interface
+    answered; ``complete`` is True if the server was asked to finish its reveal
+    work first (so one read suffices).
+    """
+    texts: list[str] = []
+    notes: list[str] = []
+    ok = complete = False
     if sess.server is not None:
-        for name in _REVEAL_HOOKS:
-            fn = getattr(sess.server, name, None)
-            if callable(fn):
-                try:
-                    texts.append(repr(list(fn(account))))
-                    ok = True
-                except Exception as e:
-                    notes.append(f"{name}(): {type(e).__name__}: {e}")
-        if ok and need and all(_found(t, "\n".join(texts)) for t in need):
-            return "\n".join(texts), notes, ok  # the in-process hook suffices
+        done, n1 = _call_hooks(sess.server, _TRIGGER_HOOKS, account)
+        if not done:
+            done, n2 = _call_hooks(sess.server, _IDLE_HOOKS)
+            n1 += n2
+        complete = bool(done)
+        got, n3 = _call_hooks(sess.server, _REVEAL_HOOKS, account)
+        texts.extend(repr(list(g)) for g in got)
+        notes += n1 + n3
+        ok = bool(got)
+    elif sess.live is not None and sess.admin_token:
+        try:  # the operator's "reveal now and list" endpoint, if the protocol has one
+            r = httpx.post(
+                f"{sess.live.url}/v1/{sess.proto.name}/reveals",
+                content=account.encode(),
+                headers={"authorization": f"Bearer {sess.admin_token}"},
+                timeout=120,
+            )
+            if r.status_code == 200:
+                texts.append(r.text)
+                ok = complete = True
+            else:
+                notes.append(f"POST reveals: HTTP {r.status_code}")
+        except httpx.HTTPError as e:
+            notes.append(f"POST reveals: {type(e).__name__}")
+    if ok and need and all(_found(t, "\n".join(texts)) for t in need):
+        return "\n".join(texts), notes, ok, complete
     cmd = [
         sys.executable,
         "-m",
@@ -222,7 +268,7 @@ def _reveal_text(sess: Session, account: str, need: list[str]) -> tuple[str, lis
             )
     except (OSError, subprocess.TimeoutExpired) as e:
         notes.append(f"`blindmatch admin reveals` failed: {e}")
-    return "\n".join(texts), notes, ok
+    return "\n".join(texts), notes, ok, complete
 
 
 def real_verdicts(
@@ -238,7 +284,7 @@ def real_verdicts(
 ) -> RealOutcome:
     """Run the real client half against ``sess`` for each query and collect verdicts."""
     t0 = time.perf_counter()
-    client = sess.proto.new_client(algo, cache_dir, dict(variant.client_options))
+    client = sess.proto.new_client(algo, cache_dir, variant.client_options_for(algo))
     tr = sess.transport(account)
     nonce = account
     n_primers = max(1, variant.threshold) if variant.learner == "server" else 0
@@ -277,10 +323,12 @@ def real_verdicts(
     # server-learns: read what the server revealed for this account
     need = [_token(nonce, "p", i) for i in range(min(n_primers, len(primers)))]
     deadline = time.perf_counter() + reveal_wait_s
+    previous = None
     while True:
-        text, notes, ok = _reveal_text(sess, account, need)
-        if ok and need and all(_found(t, text) for t in need):
-            break
+        text, notes, ok, complete = _reveal_text(sess, account, need)
+        if ok and need and all(_found(t, text) for t in need) and (complete or text == previous):
+            break  # background reveal work may still be running: wait until two reads agree
+        previous = text
         if not ok or time.perf_counter() > deadline:
             why = "; ".join(notes) or "the primers were not revealed"
             return RealOutcome(

@@ -154,9 +154,7 @@ def _watermark(img: Image.Image, p: Mapping[str, Any], rng: np.random.Generator)
 def _border(img: Image.Image, p: Mapping[str, Any], rng: np.random.Generator) -> Image.Image:
     f = float(p["fraction"])
     b = max(1, round(max(img.size) * f))
-    return ImageOps.expand(
-        img, border=b, fill=tuple(int(v) for v in p.get("colour", (255, 255, 255)))
-    )
+    return ImageOps.expand(img, border=b, fill=tuple(int(v) for v in p.get("colour", (255, 255, 255))))
 
 
 def _screenshot(img: Image.Image, p: Mapping[str, Any], rng: np.random.Generator) -> Image.Image:
@@ -231,9 +229,7 @@ class Perturbation:
         }
 
 
-def _p(
-    name: str, kind: str, family: str, label: str, everyday: bool = False, **params: Any
-) -> Perturbation:
+def _p(name: str, kind: str, family: str, label: str, everyday: bool = False, **params: Any) -> Perturbation:
     return Perturbation(name, kind, family, label, params, everyday)
 
 

@@ -73,9 +73,7 @@ def _corpus(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         edges = np.arange(0, bits + 2 + width, width)[: (bits + width) // width + 1] - 0.5
         if width == 2:
             emp, binom, fit = (
-                np.append(x, 0.0 if len(x) % 2 else [])[: 2 * (len(edges) - 1)]
-                .reshape(-1, 2)
-                .sum(axis=1)
+                np.append(x, 0.0 if len(x) % 2 else [])[: 2 * (len(edges) - 1)].reshape(-1, 2).sum(axis=1)
                 for x in (emp, binom, fit)
             )
             ks = edges[:-1] + 1.0
@@ -90,9 +88,7 @@ def _corpus(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
             )
             ax.plot(ks, binom, "k--", lw=1, label="binomial(bits, ½)")
             ax.plot(ks, fit, color="#c0392b", lw=1, label="beta-binomial fit")
-            ax.axvline(
-                d["threshold"], color="#e67e22", lw=1, label=f"match threshold {d['threshold']}"
-            )
+            ax.axvline(d["threshold"], color="#e67e22", lw=1, label=f"match threshold {d['threshold']}")
             if log:
                 ax.set_yscale("log")
                 ax.set_ylim(1e-12, 1)
@@ -269,11 +265,7 @@ def _cost(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         if p is not None:
             pred = [max(1, p.download_bytes(int(n), get_algo(res["cost"]["algo"]))) for n in grid]
             ax.plot(grid, pred, "--", lw=1, label=f"{name} (protocol's prediction)")
-        pts = [
-            (c["set_size"], max(1, c["one_time_download_bytes"]))
-            for c in cells
-            if c["protocol"] == name
-        ]
+        pts = [(c["set_size"], max(1, c["one_time_download_bytes"])) for c in cells if c["protocol"] == name]
         if pts:
             ax.plot(*zip(*sorted(pts), strict=True), "o", label=f"{name} (measured)")
     ax.set_xscale("log")
@@ -433,9 +425,7 @@ def _accounts(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
     ]
 
 
-def _group(
-    rows: list[dict[str, Any]], keys: tuple[str, ...]
-) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+def _group(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
     g: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
         g.setdefault(tuple(r[k] for k in keys), []).append(r)

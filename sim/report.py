@@ -70,7 +70,7 @@ def fmt_bytes(x: Any) -> str:
     v = _num(x)
     if v is None:
         return "—"
-    for unit, div in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+    for unit, div in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if v >= div:
             return f"{v / div:.3g} {unit}"
     return f"{v:.0f} B"
@@ -95,6 +95,16 @@ def fmt_sci(x: Any, digits: int = 2) -> str:
         return f"{v:.{digits + 1}g}"
     e = math.floor(math.log10(abs(v)))
     return f"{v / 10**e:.{digits}g}×10^{e}"
+
+
+def fmt_count_log(x: Any, log10: Any) -> str:
+    """A count that may underflow: shown as a power of ten from its logarithm."""
+    v, lg = _num(x), _num(log10)
+    if v is not None and v > 1e-300:
+        return fmt_count(v)
+    if lg is not None:
+        return f"10^{lg:.0f}"
+    return "0" if v == 0 else "—"
 
 
 def fmt_big(x: Any) -> str:
@@ -125,6 +135,7 @@ def _privacy(h: dict[str, Any]) -> str:
     if not h["private"]:
         return "Not private: the server sees every hash"
     who = {
+        "both": "the provider, which tells the client",
         "client": "the client's device",
         "server": "the provider",
         "nobody": "nobody",
@@ -155,9 +166,7 @@ def headline_rows(res: dict[str, Any]) -> list[dict[str, str]]:
                 if lat
                 else "—",
                 "Bytes per image": fmt_bytes(h["bytes_per_image"]),
-                f"One-time download (N={h['reference_set_size']:,})": fmt_bytes(
-                    h["one_time_download_bytes"]
-                ),
+                f"One-time download (N={h['reference_set_size']:,})": fmt_bytes(h["one_time_download_bytes"]),
                 f"Server CPU / image (N={h['reference_set_size']:,})": fmt_ms(h["server_cpu_ms"]),
                 f"Server cores for {fmt_big(ca['daily_images'])} images/day, N = {fmt_big(ca['set_size'])}": (
                     str(ca["cores"]) if ca["cores"] and ca["cores"] > 0 else "—"
@@ -215,18 +224,23 @@ def _worked_rows(res: dict[str, Any]) -> list[dict[str, str]]:
                 "Innocent images falsely matched per day (model)": fmt_count(
                     w["innocent_flagged_per_day_model"]
                 ),
-                "… 95% upper bound from direct measurement": fmt_count(
-                    w["innocent_flagged_per_day_upper95"]
-                ),
-                "Innocent accounts flagged per year (threshold)": (
-                    fmt_count(w["accounts_flagged_per_year_model"])
-                    + f" ({w['account_assumption']})"
-                )
-                if "accounts_flagged_per_year_model" in w
-                else "n/a",
+                "… 95% upper bound from direct measurement": fmt_count(w["innocent_flagged_per_day_upper95"]),
+                "Innocent accounts flagged per year (threshold)": _accounts_cell(w),
             }
         )
     return rows
+
+
+def _accounts_cell(w: dict[str, Any]) -> str:
+    if "accounts_flagged_per_year_model" not in w:
+        return "n/a"
+    out = fmt_count_log(w["accounts_flagged_per_year_model"], w.get("accounts_flagged_per_year_model_log10"))
+    if "accounts_flagged_per_year_reference" in w:
+        ref = fmt_count_log(
+            w["accounts_flagged_per_year_reference"], w.get("accounts_flagged_per_year_reference_log10")
+        )
+        out += f" (model); {ref} if the per-image rate were {w['reference_rate']:g}"
+    return out + f" — {w['account_assumption']}"
 
 
 def _table_html(rows: list[dict[str, str]], cls: str = "") -> str:
@@ -234,8 +248,7 @@ def _table_html(rows: list[dict[str, str]], cls: str = "") -> str:
         return "<p><em>No rows.</em></p>"
     head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
-        for r in rows
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows
     )
     return f'<div class="tw"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
@@ -290,9 +303,7 @@ def _csvs(res: dict[str, Any], out: Path) -> list[str]:
         "cost.csv": [{k: v for k, v in c.items() if k != "samples"} for c in res["cost"]["cells"]],
         "latency.csv": res["latency"],
         "capacity.csv": res["capacity"],
-        "population.csv": [
-            {k: v for k, v in r.items() if k != "fmr_measured"} for r in res["population"]
-        ],
+        "population.csv": [{k: v for k, v in r.items() if k != "fmr_measured"} for r in res["population"]],
         "accounts.csv": res["accounts"],
         "evasion.csv": res["evasion"]["attempts"],
         "corpus_distances.csv": [
@@ -372,6 +383,14 @@ def _meaning(res: dict[str, Any]) -> list[str]:
             f"{fmt_sci(worst['fmr_model'])} ({worst['variant']}); real photo collections contain "
             "near-duplicates the model cannot see, so treat this as a floor."
         )
+        meas = worst.get("fmr_measured")
+        if meas and meas["n"] and meas["k"] == 0:
+            out.append(
+                f"Directly, none of the {meas['n']} unrelated images in this run matched a set of "
+                f"{meas['set_size']:,} ({worst['variant']}); a sample that size only rules out per-image rates "
+                f"above {100 * meas['wilson'][1]:.2g}%, which is why the worked examples show a loose upper bound "
+                "beside the model."
+            )
     for a, label in (("phash", "pHash"), ("dhash", "dHash")):
         cells = [c for c in res["accuracy"]["fmr"] if c["algo"] == a and c["k"] > 0]
         if cells:
@@ -771,9 +790,7 @@ def _details(res: dict[str, Any], figs: dict[str, dict[str, str]], out: Path) ->
             {
                 "hash": a,
                 "evaded": f"{len(ok)}/{len(xs)}",
-                "median queries": str(sorted(x["queries"] for x in ok)[len(ok) // 2])
-                if ok
-                else "—",
+                "median queries": str(sorted(x["queries"] for x in ok)[len(ok) // 2]) if ok else "—",
                 "median PSNR at success": f"{ps[len(ps) // 2]:.1f} dB" if ps else "—",
                 "worst PSNR at success": f"{ps[0]:.1f} dB" if ps else "—",
                 "median SSIM at success": f"{ss[len(ss) // 2]:.3f}" if ss else "—",
@@ -880,9 +897,7 @@ def _summary_md(res: dict[str, Any], csvs: list[str], figs: list[dict[str, str]]
         "- `results.json` — every number "
         f"(schema {res['schema_version']}, documented in docs/simulation-report.md)",
     ]
-    lines += [f"- `{c}`" for c in csvs] + [
-        f"- `{f['png']}` / `{f['svg']}` — {f['title']}" for f in figs
-    ]
+    lines += [f"- `{c}`" for c in csvs] + [f"- `{f['png']}` / `{f['svg']}` — {f['title']}" for f in figs]
     return "\n".join(lines) + "\n"
 
 

@@ -106,11 +106,7 @@ def _cached_map(
     out: list[Any] = [None] * len(tasks)
     todo = []
     for i, k in enumerate(keys):
-        hit = (
-            cache.load_arrays(f"{prefix}-{i:05d}", k)
-            if arrays
-            else cache.load_json(f"{prefix}-{i:05d}", k)
-        )
+        hit = cache.load_arrays(f"{prefix}-{i:05d}", k) if arrays else cache.load_json(f"{prefix}-{i:05d}", k)
         if hit is not None:
             out[i] = hit
             advance(1, cached=True)
@@ -191,14 +187,17 @@ def run_simulation(
     chunk = int(cfg["run"]["chunk_images"])
     machine = machine_info()
     ex = make_executor(int(cfg["run"]["workers"]), dask)
-    variants = {name: protocol_variants(REGISTRY[name], cfg) for name in sorted(REGISTRY)}
+    wanted = [str(p) for p in cfg["run"]["protocols"]]
+    names = sorted(REGISTRY) if wanted == ["*"] else wanted
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise SimConfigError(f"run.protocols: {unknown} not registered; registered: {sorted(REGISTRY)}")
+    variants = {name: protocol_variants(REGISTRY[name], cfg) for name in names}
     proto_algos = {}
     for name in variants:
         allowed = cfg.get("protocols", {}).get(name, {}).get("algos")
         proto_algos[name] = [
-            a
-            for a in algos
-            if a in REGISTRY[name].supported_algos and (allowed is None or a in allowed)
+            a for a in algos if a in REGISTRY[name].supported_algos and (allowed is None or a in allowed)
         ]
     progress = Progress(
         SpinnerColumn(),
@@ -224,9 +223,7 @@ def run_simulation(
                     {"spec": spec, "indices": c, "algos": algos} for c in idx_chunks
                 ]
                 keys = [config_digest("orig", fingerprint, algos, c) for c in idx_chunks]
-                orig = _concat(
-                    _cached_map(ex, cache, "orig", tasks, keys, hash_originals_task, adv, True)
-                )
+                orig = _concat(_cached_map(ex, cache, "orig", tasks, keys, hash_originals_task, adv, True))
             min_q = int(cfg["corpus"]["min_quality"])
             usable = [i for i in range(n_images) if orig["ok"][i]]
             eligible = [i for i in usable if "pdq" not in algos or orig["quality"][i] >= min_q]
@@ -249,13 +246,9 @@ def run_simulation(
                     for c in kc
                 ]
                 keys = [config_digest("pert", fingerprint, algos, pert_names, seed, c) for c in kc]
-                pert = _concat(
-                    _cached_map(ex, cache, "pert", tasks, keys, hash_perturbed_task, adv, True)
-                )
+                pert = _concat(_cached_map(ex, cache, "pert", tasks, keys, hash_perturbed_task, adv, True))
             data = HashData(algos, perts, [], known_idx, unrelated_idx, orig, pert)
-            hash_digest = hashlib.sha256(
-                (_digest_arrays(orig) + _digest_arrays(pert)).encode()
-            ).hexdigest()
+            hash_digest = hashlib.sha256((_digest_arrays(orig) + _digest_arrays(pert)).encode()).hexdigest()
             # 3. evasion
             ev_cfg = cfg["evasion"]
             ev_algos = [a for a in ev_cfg["algos"] if a in algos and get_algo(a).name != "sha256"]
@@ -267,9 +260,7 @@ def run_simulation(
                         "index": i,
                         "algos": ev_algos,
                         "seed": seed,
-                        **{
-                            x: ev_cfg[x] for x in ("max_side", "max_queries", "step", "min_psnr_db")
-                        },
+                        **{x: ev_cfg[x] for x in ("max_side", "max_queries", "step", "min_psnr_db")},
                     }
                     for i in ev_idx
                 ]
@@ -279,9 +270,7 @@ def run_simulation(
                 ]
                 evasion = [
                     r
-                    for rs in _cached_map(
-                        ex, cache, "evasion", tasks, keys, evasion_task, adv, False
-                    )
+                    for rs in _cached_map(ex, cache, "evasion", tasks, keys, evasion_task, adv, False)
                     for r in rs
                 ]
             ex.close()
@@ -291,9 +280,7 @@ def run_simulation(
                 acc = analyse(data, pools, variants, proto_algos)
                 rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0]))
                 corpus_stats = {
-                    a: corpus_distances(
-                        orig[f"hash_{a}"][usable], a, int(cfg["corpus"]["pair_sample"]), rng
-                    )
+                    a: corpus_distances(orig[f"hash_{a}"][usable], a, int(cfg["corpus"]["pair_sample"]), rng)
                     for a in algos
                 }
                 adv(len(algos))
@@ -324,9 +311,7 @@ def run_simulation(
                             cfg,
                             out / "work" / "verify",
                             seed,
-                            http=(
-                                a == cfg["cost"]["algo"] and int(cfg["accuracy"]["verify_http"]) > 0
-                            ),
+                            http=(a == cfg["cost"]["algo"] and int(cfg["accuracy"]["verify_http"]) > 0),
                             pert_names=pert_names,
                             n_algos=len(proto_algos[name]),
                         )
@@ -340,11 +325,7 @@ def run_simulation(
             cq = cost_queries(pools[calgo], pert_names)
             load_before = loadavg()
             n_cells = (
-                sum(
-                    len(set(cfg["cost"]["sizes"]) | set(cfg["cost"]["http_sizes"]))
-                    for _ in variants
-                )
-                + 1
+                sum(len(set(cfg["cost"]["sizes"]) | set(cfg["cost"]["http_sizes"])) for _ in variants) + 1
             )
             cost_cells: list[dict[str, Any]] = []
             with st.stage("cost on this machine", n_cells) as adv:
@@ -404,9 +385,7 @@ def run_simulation(
             }
             # 7. derived numbers
             with st.stage("latency, capacity, population", 1) as adv:
-                derived = derive(
-                    cfg, variants, corpus_stats, acc, verification, cost, evasion, seed
-                )
+                derived = derive(cfg, variants, corpus_stats, acc, verification, cost, evasion, seed)
                 adv(1)
             deterministic = {
                 "hashes": hash_digest,
@@ -417,10 +396,7 @@ def run_simulation(
                         r["variant"],
                         r["algo"],
                         r["verified"],
-                        [
-                            (r[k]["agree"], r[k]["disagree"]) if r[k] else None
-                            for k in ("local", "http")
-                        ],
+                        [(r[k]["agree"], r[k]["disagree"]) if r[k] else None for k in ("local", "http")],
                     )
                     for r in verification
                 ],

@@ -29,6 +29,7 @@ _ALLOWED = {
     "algos",
     "verify_local",
     "verify_http",
+    "lookup_fpr",
 }
 
 
@@ -46,12 +47,20 @@ class Variant:
     probe_bits: int = 0
     radius: int | None = None
     threshold: int = 0  # matches per account before a server-learns protocol reveals
+    lookup_fpr: float = 0.0  # false-positive rate per probe of an approximate filter (oprf's GCS)
 
     def decision(self, algo: HashAlgo) -> DecisionSpec:
         if self.matching == Matching.FUZZY.value:
             r = self.radius if self.radius is not None else algo.default_threshold
             return DecisionSpec("fuzzy", radius=int(r))
         return DecisionSpec("exact", probe_bits=self.probe_bits if algo.name == "pdq" else 0)
+
+    def client_options_for(self, algo: HashAlgo) -> dict[str, Any]:
+        """Multi-probe uses PDQ's float values; for other algorithms the variant runs with k = 0."""
+        opts = dict(self.client_options)
+        if algo.name != "pdq" and "probe_bits" in opts:
+            opts["probe_bits"] = 0
+        return opts
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +74,7 @@ class Variant:
             "probe_bits": self.probe_bits,
             "radius": self.radius,
             "threshold": self.threshold,
+            "lookup_fpr": self.lookup_fpr,
         }
 
 
@@ -72,9 +82,7 @@ def _pconf(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     pc = dict(cfg.get("protocols", {}).get(name, {}))
     bad = set(pc) - _ALLOWED
     if bad:
-        raise SimConfigError(
-            f"protocols.{name}: unknown key(s) {sorted(bad)}; allowed {sorted(_ALLOWED)}"
-        )
+        raise SimConfigError(f"protocols.{name}: unknown key(s) {sorted(bad)}; allowed {sorted(_ALLOWED)}")
     return pc
 
 
@@ -100,10 +108,9 @@ def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
                 label += f" k={k}"
             if mode:
                 label += f" {mode}"
-            if mode:
-                learner = "server" if mode.startswith("server") else "client"
-            else:
-                learner = proto.learner.value
+            # a per-query mode names who learns; otherwise the protocol's declaration does
+            mode_learner = "server" if mode and mode.startswith("server") else "client"
+            learner = mode_learner if mode else proto.learner.value
             opts = {
                 "probe_bits": k,
                 "mode": mode or "client-learns",
@@ -121,6 +128,7 @@ def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
                     k,
                     None if radius is None else int(radius),
                     threshold,
+                    float(pc.get("lookup_fpr", 0.0)),
                 )
             )
     return out

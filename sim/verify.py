@@ -153,7 +153,13 @@ def verify_protocol(
     algo = get_algo(algo_name)
     rows = pool.rows(pool.verify_size)
     primers = [
-        SimQuery(-1 - j, pool.known_rows[j].tobytes()) for j in range(min(64, len(pool.known_rows)))
+        SimQuery(
+            -1 - j,
+            pool.known_rows[j].tobytes(),
+            None if pool.known_floats is None else tuple(float(x) for x in pool.known_floats[j]),
+            None if pool.known_quality is None else int(pool.known_quality[j]),
+        )
+        for j in range(min(64, len(pool.known_rows)))
     ]
     samples = {}
     for v in variants:

@@ -96,9 +96,7 @@ class RevealPlain(Protocol):
         self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
     ) -> ServerHalf:
         o = dict(options or {})
-        return _RevealServer(
-            hashes, int(o.get("radius", hashes.algo.default_threshold)), int(o["threshold"])
-        )
+        return _RevealServer(hashes, int(o.get("radius", hashes.algo.default_threshold)), int(o["threshold"]))
 
     def new_client(
         self,
@@ -138,9 +136,7 @@ class _ExactClient(ClientHalf):
         self.k = probe_bits
 
     def scan(self, query: Query, transport: Transport) -> ScanResult:
-        fl = (
-            None if query.float_values is None else np.asarray(query.float_values, dtype=np.float32)
-        )
+        fl = None if query.float_values is None else np.asarray(query.float_values, dtype=np.float32)
         probes = probe_hashes(np.frombuffer(query.hash.raw, dtype=np.uint8), fl, self.k)
         up0, down0 = transport.bytes_up, transport.bytes_down
         rep = transport.post("lookup", probes.tobytes())

@@ -23,7 +23,8 @@ from blindmatch.sim.decision import nearest_distances, to_words
 from blindmatch.sim.oracle import SimQuery, local_session, real_verdicts
 from blindmatch.sim.variants import Variant, protocol_variants
 from blindmatch.sim.verify import choose_sample, verify_protocol
-from sim_test_protocols import RevealPlain, registered
+
+from tests.sim_test_protocols import RevealPlain, registered
 
 
 @pytest.fixture
@@ -157,9 +158,7 @@ def test_plain_verified_over_http(tmp_path: Path) -> None:
     assert r["verified"]
 
 
-def test_server_reveal_path_reads_verdicts_after_threshold(
-    tmp_path: Path, reveal_protocol: Protocol
-) -> None:
+def test_server_reveal_path_reads_verdicts_after_threshold(tmp_path: Path, reveal_protocol: Protocol) -> None:
     cfg = load_config(quick=True)
     cfg["protocols"]["test-reveal"] = {"server_options": {"threshold": 3}}
     variants = protocol_variants(reveal_protocol, cfg)

@@ -72,8 +72,7 @@ def test_perturbations_are_deterministic_and_do_something(pname: str) -> None:
 def test_jpeg_quality_orders_file_size() -> None:
     img = generate_image(3)
     sizes = [
-        len(PERTURBATIONS[f"jpeg-{q}"].apply(img, np.random.default_rng(0))[1])
-        for q in (90, 70, 50, 30)
+        len(PERTURBATIONS[f"jpeg-{q}"].apply(img, np.random.default_rng(0))[1]) for q in (90, 70, 50, 30)
     ]
     assert sizes == sorted(sizes, reverse=True)
 
@@ -127,9 +126,7 @@ def test_probes_flip_the_least_stable_bits() -> None:
     probes = probe_hashes(raw, floats, 3)
     assert len(probes) == 8 and len({p.tobytes() for p in probes}) == 8
     flipped = {tuple(np.flatnonzero(np.unpackbits(p))) for p in probes}
-    expected = {
-        tuple(sorted(c)) for r in range(4) for c in itertools.combinations(order.tolist(), r)
-    }
+    expected = {tuple(sorted(c)) for r in range(4) for c in itertools.combinations(order.tolist(), r)}
     assert flipped == expected
     assert np.array_equal(probe_hashes(raw, None, 3), raw[None, :])
 

@@ -66,10 +66,11 @@ max_queries = 30
 algos = ["pdq", "phash"]
 """
 
+# Runs that check determinism or special inputs: no HTTP, no figures, plain only.
 NO_HTTP = (
-    TINY.replace("verify_http = 3", "verify_http = 0").replace(
-        "http_sizes = [200]", "http_sizes = []"
-    )
+    TINY.replace("verify_http = 3", "verify_http = 0")
+    .replace("http_sizes = [200]", "http_sizes = []")
+    .replace("chunk_images = 4", 'chunk_images = 4\nprotocols = ["plain"]')
     + "\n[report]\nfigures = false\n"
 )
 
@@ -85,9 +86,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]
     tmp = tmp_path_factory.mktemp("sim")
     out = tmp / "out"
     cfg = _cfg_file(tmp, TINY, "tiny.toml")
-    r = CliRunner().invoke(
-        app, ["sim", "run", "--config", str(cfg), "--seed", "3", "--out", str(out)]
-    )
+    r = CliRunner().invoke(app, ["sim", "run", "--config", str(cfg), "--seed", "3", "--out", str(out)])
     assert r.exit_code == 0, r.output + repr(r.exception)
     return out, json.loads((out / "results.json").read_text()), r.output
 
@@ -99,7 +98,7 @@ def test_cli_prints_headline_and_report_path(tiny: tuple[Path, dict[str, Any], s
 
 
 def test_outputs_exist(tiny: tuple[Path, dict[str, Any], str]) -> None:
-    out, _, _ = tiny
+    out, res, _ = tiny
     for f in ("results.json", "results.schema.json", "summary.md", "report.html"):
         assert (out / f).stat().st_size > 0, f
     for t in (
@@ -119,6 +118,8 @@ def test_outputs_exist(tiny: tuple[Path, dict[str, Any], str]) -> None:
         assert rows, t
     figs = list((out / "figures").glob("*.png"))
     assert len(figs) >= 10
+    if res["accounts"]:  # a threshold protocol (tpsi) is registered
+        assert (out / "figures" / "accounts.png").exists()
     for png in figs:
         assert png.with_suffix(".svg").stat().st_size > 0
     assert "What this means" in (out / "summary.md").read_text()
@@ -221,9 +222,7 @@ def test_same_seed_same_results_on_pool_and_dask(
     a = run_simulation(pool_cfg, tmp_path / "pool", console=_quiet())
     assert a["executor"].startswith("local process pool")
     with (
-        LocalCluster(
-            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
-        ) as cluster,
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
         b = run_simulation(no_http_cfg, tmp_path / "dask", dask=client, console=_quiet())
@@ -231,7 +230,11 @@ def test_same_seed_same_results_on_pool_and_dask(
     assert a["deterministic_digest"] == b["deterministic_digest"]
     assert a["accuracy"] == b["accuracy"] and a["evasion"]["attempts"] == b["evasion"]["attempts"]
     # and accuracy equals the serial CLI run of the same seed (HTTP checks do not change it)
-    assert a["accuracy"] == tiny[1]["accuracy"]
+    mine = {p["name"] for p in a["protocols"]}
+    for key in ("fnmr", "fmr"):
+        serial = [c for c in tiny[1]["accuracy"][key] if c["protocol"] in mine]
+        assert a["accuracy"][key] == serial
+    assert a["accuracy"]["det"] == tiny[1]["accuracy"]["det"]
 
 
 def test_different_seed_different_results(
@@ -304,9 +307,7 @@ def chromium_check(page: Path) -> tuple[dict[str, str], str]:
 
 
 def _console_errors(stderr: str) -> list[str]:
-    return [
-        ln for ln in stderr.splitlines() if "CONSOLE" in ln and ("Uncaught" in ln or "rror" in ln)
-    ]
+    return [ln for ln in stderr.splitlines() if "CONSOLE" in ln and ("Uncaught" in ln or "rror" in ln)]
 
 
 @pytest.mark.browser
@@ -327,9 +328,7 @@ def test_report_opens_in_chromium_with_every_figure(tiny: tuple[Path, dict[str, 
 
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
-def test_browser_check_detects_broken_pages(
-    tiny: tuple[Path, dict[str, Any], str], tmp_path: Path
-) -> None:
+def test_browser_check_detects_broken_pages(tiny: tuple[Path, dict[str, Any], str], tmp_path: Path) -> None:
     """The check must be able to fail: a broken figure and a script error are both seen."""
     out, _, _ = tiny
     html = (out / "report.html").read_text()
@@ -348,10 +347,10 @@ def test_new_protocols_are_picked_up_and_classified(tmp_path: Path) -> None:
     ``test-exact`` (exact, client learns, multi-probe) has the shape of ``oprf``;
     ``test-reveal`` (server learns after a threshold) the shape of ``tpsi``.
     """
-    from sim_test_protocols import ExactPlain, RevealPlain, registered
+    from tests.sim_test_protocols import ExactPlain, RevealPlain, registered
 
     text = (
-        NO_HTTP.replace("figures = false", "figures = true")
+        NO_HTTP.replace('protocols = ["plain"]', 'protocols = ["plain", "test-exact", "test-reveal"]')
         + '\n[hashes]\nalgos = ["pdq", "phash"]\n'
         + "\n[protocols.test-reveal]\nserver_options = { threshold = 3 }\n"
     )
@@ -369,13 +368,14 @@ def test_new_protocols_are_picked_up_and_classified(tmp_path: Path) -> None:
     exact0 = fn[("test-exact k=0", "pdq", "everyday edits")]["rate"]
     exact4 = fn[("test-exact k=4", "pdq", "everyday edits")]["rate"]
     assert fn[("plain", "pdq", "everyday edits")]["rate"] < exact4 <= exact0
-    assert {r["variant"] for r in res["accounts"]} == {"test-reveal"}
+    threshold_variants = {v["label"] for p in res["protocols"] for v in p["variants"] if v["threshold"] > 0}
+    assert "test-reveal" in {r["variant"] for r in res["accounts"]}
+    assert {r["variant"] for r in res["accounts"]} == threshold_variants
     assert all(
         "accounts_flagged_per_year_model" in w
         for w in res["worked_examples"]
         if w["variant"] == "test-reveal"
     )
-    assert (tmp_path / "out" / "figures" / "accounts.png").exists()
     ok = {(c["variant"], c["transport"]) for c in res["cost"]["cells"] if c["status"] == "ok"}
     assert ("test-exact k=4", "local") in ok and ("test-reveal", "local") in ok
     assert "Exact private matching" in (tmp_path / "out" / "summary.md").read_text()

@@ -31,9 +31,7 @@ NEWCOMBE = [
 
 
 @pytest.mark.parametrize(("k", "n", "wl", "wh", "el", "eh"), NEWCOMBE)
-def test_intervals_match_newcombe_table(
-    k: int, n: int, wl: float, wh: float, el: float, eh: float
-) -> None:
+def test_intervals_match_newcombe_table(k: int, n: int, wl: float, wh: float, el: float, eh: float) -> None:
     lo, hi = wilson(k, n)
     assert (round(lo, 4), round(hi, 4)) == (wl, wh)
     lo, hi = clopper_pearson(k, n)
@@ -87,9 +85,7 @@ def test_fmr_for_set_is_stable_for_tiny_rates() -> None:
 
 def test_exact_probe_rate_under_the_fair_coin() -> None:
     fit = fit_beta_binomial(np.random.default_rng(1).binomial(64, 0.5, 100_000), 64)
-    if (
-        fit.alpha is not None
-    ):  # tiny sampling over-dispersion: use the exact binomial for this check
+    if fit.alpha is not None:  # tiny sampling over-dispersion: use the exact binomial for this check
         fit = type(fit)(64, 32.0, 4.0, 0.0, None, None)
     assert exact_probe_pair_rate(fit, 0) == pytest.approx(2.0**-64, rel=1e-9)
     assert exact_probe_pair_rate(fit, 4) == pytest.approx(
@@ -126,9 +122,7 @@ def test_capacity_model() -> None:
 
 def test_latency_model_without_jitter_is_exact() -> None:
     prof = NetworkProfile("x", rtt_ms=100.0, down_mbps=8.0, up_mbps=1.0, jitter_ms=0.0)
-    inp = LatencyInputs(
-        np.array([5.0]), np.array([2.0]), np.array([1.0]), 2.0, 1000.0, 1000.0, 1_000_000.0
-    )
+    inp = LatencyInputs(np.array([5.0]), np.array([2.0]), np.array([1.0]), 2.0, 1000.0, 1000.0, 1_000_000.0)
     r = simulate(prof, inp, 100, np.random.default_rng(0))
     up = (1000 + 2 * 350) * 8 / 1e6 * 1000
     down = (1000 + 2 * 250) * 8 / 8e6 * 1000
@@ -140,9 +134,7 @@ def test_latency_model_without_jitter_is_exact() -> None:
 def test_latency_jitter_only_adds_delay() -> None:
     base = NetworkProfile("a", 50.0, 10.0, 10.0, 0.0)
     jit = NetworkProfile("b", 50.0, 10.0, 10.0, 20.0)
-    inp = LatencyInputs(
-        np.array([1.0, 2.0]), np.array([1.0]), np.array([1.0]), 1.0, 100.0, 100.0, 0.0
-    )
+    inp = LatencyInputs(np.array([1.0, 2.0]), np.array([1.0]), np.array([1.0]), 1.0, 100.0, 100.0, 0.0)
     a = simulate(base, inp, 2000, np.random.default_rng(1))
     b = simulate(jit, inp, 2000, np.random.default_rng(1))
     assert b["p50_ms"] > a["p50_ms"] and b["p99_ms"] > b["p95_ms"] > b["p50_ms"]
