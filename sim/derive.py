@@ -192,7 +192,8 @@ def derive(
                 """Hash collisions with set entries, plus the filter's own false positives."""
                 if not math.isfinite(p_pair):
                     return float("nan")
-                return 1.0 - (1.0 - fmr_for_set(p_pair, n)) * (1.0 - filter_fp)
+                a = fmr_for_set(p_pair, n)
+                return a + filter_fp - a * filter_fp  # 1 - (1-a)(1-b) without cancellation
 
             for n in [int(s) for s in pop["set_sizes"]]:
                 fmr_m = model_fmr(n)

@@ -374,15 +374,27 @@ def _meaning(res: dict[str, Any]) -> list[str]:
             + "."
         )
     fm = [h for h in hl if h["fmr_model"] is not None]
+    pop = {(p["variant"], p["set_size"]): p for p in res["population"]}
+    filt = [h for h in fm if (pop.get((h["variant"], h["fmr_model_at"])) or {}).get("filter_false_positive")]
+    coll = [h for h in fm if h not in filt] or fm
     if fm:
-        worst = max(fm, key=lambda h: h["fmr_model"])
+        worst = max(coll, key=lambda h: h["fmr_model"])
         n = worst["fmr_model_at"]
         out.append(
             f"False matches of innocent images depend on the set size and on the hash. Under the model fitted "
-            f"to this corpus, an innocent {algo} hash falsely matches a set of {n:,.0f} with probability "
+            f"to this corpus, an innocent {algo} hash collides with a set of {n:,.0f} with probability "
             f"{fmt_sci(worst['fmr_model'])} ({worst['variant']}); real photo collections contain "
             "near-duplicates the model cannot see, so treat this as a floor."
         )
+    if filt:
+        f = max(filt, key=lambda h: h["fmr_model"])
+        vol = max(res["config"]["population"]["daily_volumes"])
+        out.append(
+            f"Compressed filters add their own false positives: {f['protocol']}'s filter falsely matches an "
+            f"innocent image with probability {fmt_sci(f['fmr_model'])} ({f['variant']}: one lookup per probe), "
+            f"about {fmt_count(vol * f['fmr_model'])} innocent images a day at {fmt_big(vol)} images a day."
+        )
+    if fm:
         meas = worst.get("fmr_measured")
         if meas and meas["n"] and meas["k"] == 0:
             out.append(
@@ -723,7 +735,8 @@ def _details(res: dict[str, Any], figs: dict[str, dict[str, str]], out: Path) ->
             "Server capacity",
             _p(
                 f"Cores = images per day ÷ 86 400 × peak-to-mean {cap['peak_to_mean']} × CPU per image ÷ target "
-                f"utilisation {cap['target_utilisation']}. CPU per image is fitted as a + b·N over the measured set sizes; "
+                f"utilisation {cap['target_utilisation']}. CPU per image is fitted as a + b·N over the measured set sizes "
+                "(the slope is kept only where it exceeds twice its standard error; the 'basis' column says which); "
                 "sizes beyond the largest measured one are extrapolated (marked *). Memory, disk and network limits are "
                 "not modelled."
             )
@@ -737,6 +750,7 @@ def _details(res: dict[str, Any], figs: dict[str, dict[str, str]], out: Path) ->
             "variant": x["variant"],
             "set size": f"{x['set_size']:,.0f}",
             "per-pair rate (model)": fmt_sci(x["pair_rate_model"]),
+            "filter false positives": fmt_sci(x.get("filter_false_positive")),
             "per-image FMR (model)": fmt_sci(x["fmr_model"]),
             "measured FMR": fmt_rate(x["fmr_measured"])
             if x["fmr_measured"]
@@ -767,7 +781,8 @@ def _details(res: dict[str, Any], figs: dict[str, dict[str, str]], out: Path) ->
             _p(
                 "Per-image false-match rate FMR(N) = 1 − (1 − p)^N, with p the per-pair rate of the beta-binomial fitted "
                 "to this corpus's unrelated pairs (exact matchers: the chance that a random unrelated hash equals one of "
-                "the 2^k probes). Assumes independent comparisons: near-duplicates in real collections break it, so these "
+                "the 2^k probes), plus, for approximate-filter protocols, 2^k × the filter's false-positive rate per lookup "
+                "(the 'filter false positives' column). Assumes independent comparisons: near-duplicates in real collections break it, so these "
                 "are floors. Innocent images falsely matched per day = daily volume × FMR(N). For threshold reporting an "
                 f"account with n innocent images per year is flagged if X ≥ t, X ~ Binomial(n, FMR); {pop['accounts']:.0e} "
                 "accounts assumed. Apple's 2021 threat-model review targeted below 10⁻¹² per account per year with t = 30."
