@@ -32,6 +32,7 @@ from blindmatch.protocol import (
     Query,
     get_protocol,
 )
+from blindmatch.sim.cli import sim_app
 
 __all__ = ["app", "main"]
 
@@ -42,6 +43,7 @@ app.add_typer(db_app, name="db")
 curator_app = typer.Typer(no_args_is_help=True, help="Curators: keys, signed hash lists, set attestations.")
 app.add_typer(admin_app, name="admin")
 app.add_typer(curator_app, name="curator")
+app.add_typer(sim_app, name="sim")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
 

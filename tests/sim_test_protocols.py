@@ -1,0 +1,189 @@
+"""Small but complete protocols used only by the simulator's tests.
+
+The simulator must pick up protocols that are registered after it was written
+and handle every kind the interface allows. These two cover the kinds ``plain``
+does not: a server-learns protocol with a reveal threshold (``RevealPlain``, the
+shape of ``tpsi``) and an exact client-learns matcher with multi-probe
+(``ExactPlain``, the shape of ``oprf``). They are not private (the hash travels
+in the clear); they are registered only inside tests, via ``registered``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from blindmatch.protocol import (
+    REGISTRY,
+    ClientHalf,
+    Endpoint,
+    HashAlgo,
+    HashSet,
+    Leakage,
+    Learner,
+    Matching,
+    Protocol,
+    Query,
+    Reply,
+    Request,
+    ScanResult,
+    ServerHalf,
+    Transport,
+)
+from blindmatch.protocol.hamming import HammingIndex
+from blindmatch.sim.decision import probe_hashes
+
+__all__ = ["ExactPlain", "RevealPlain", "registered"]
+
+
+class _RevealServer(ServerHalf):
+    def __init__(self, hashes: HashSet, radius: int, threshold: int) -> None:
+        self.index = HammingIndex(hashes)
+        self.radius, self.threshold = radius, threshold
+        self.seen: dict[str, list[tuple[bytes, bool]]] = {}
+
+    def _submit(self, req: Request) -> Reply:
+        (alen,) = struct.unpack(">H", req.body[:2])
+        account = req.body[2 : 2 + alen].decode()
+        (dlen,) = struct.unpack(">H", req.body[2 + alen : 4 + alen])
+        ad = req.body[4 + alen : 4 + alen + dlen]
+        raw = req.body[4 + alen + dlen :]
+        _, d = self.index.nearest(self.index.hashes.algo.from_bytes(raw))
+        self.seen.setdefault(account, []).append((ad, d <= self.radius))
+        return Reply(b"ok")
+
+    def revealed(self, account: str) -> list[bytes]:
+        items = self.seen.get(account, [])
+        if sum(m for _, m in items) < self.threshold:
+            return []
+        return [ad for ad, m in items if m]
+
+    def endpoints(self) -> Sequence[Endpoint]:
+        return [Endpoint("POST", "submit", self._submit, max_body=4096)]
+
+    def setup_bytes(self) -> int:
+        return 0
+
+
+class _RevealClient(ClientHalf):
+    def scan(self, query: Query, transport: Transport) -> ScanResult:
+        acc = (query.account or "").encode()
+        body = struct.pack(">H", len(acc)) + acc + struct.pack(">H", len(query.associated_data))
+        body += query.associated_data + query.hash.raw
+        transport.post("submit", body)
+        return ScanResult(matched=None)
+
+
+class RevealPlain(Protocol):
+    name = "test-reveal"
+    protocol_id = 250
+    learner = Learner.SERVER
+    matching = Matching.FUZZY
+    private = False
+    leakage = Leakage(
+        client=("nothing",),
+        server=("everything",),
+        network=("sizes",),
+        server_sees_hash=True,
+        client_sees_set=False,
+    )
+
+    def open_server(
+        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
+    ) -> ServerHalf:
+        o = dict(options or {})
+        return _RevealServer(hashes, int(o.get("radius", hashes.algo.default_threshold)), int(o["threshold"]))
+
+    def new_client(
+        self,
+        algo: HashAlgo,
+        cache_dir: Path | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> ClientHalf:
+        return _RevealClient()
+
+    def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
+        return 0
+
+
+class _ExactServer(ServerHalf):
+    def __init__(self, hashes: HashSet) -> None:
+        self.members = set(
+            hashes.raw()[i : i + hashes.algo.nbytes]
+            for i in range(0, len(hashes) * hashes.algo.nbytes, hashes.algo.nbytes)
+        )
+        self.n = hashes.algo.nbytes
+
+    def _lookup(self, req: Request) -> Reply:
+        if len(req.body) % self.n:
+            raise ValueError("bad length")
+        probes = [req.body[i : i + self.n] for i in range(0, len(req.body), self.n)]
+        return Reply(bytes(int(p in self.members) for p in probes))
+
+    def endpoints(self) -> Sequence[Endpoint]:
+        return [Endpoint("POST", "lookup", self._lookup, max_body=1 << 16)]
+
+    def setup_bytes(self) -> int:
+        return 0
+
+
+class _ExactClient(ClientHalf):
+    def __init__(self, probe_bits: int) -> None:
+        self.k = probe_bits
+
+    def scan(self, query: Query, transport: Transport) -> ScanResult:
+        fl = None if query.float_values is None else np.asarray(query.float_values, dtype=np.float32)
+        probes = probe_hashes(np.frombuffer(query.hash.raw, dtype=np.uint8), fl, self.k)
+        up0, down0 = transport.bytes_up, transport.bytes_down
+        rep = transport.post("lookup", probes.tobytes())
+        return ScanResult(
+            matched=any(rep.body),
+            bytes_up=transport.bytes_up - up0,
+            bytes_down=transport.bytes_down - down0,
+        )
+
+
+class ExactPlain(Protocol):
+    name = "test-exact"
+    protocol_id = 251
+    learner = Learner.CLIENT
+    matching = Matching.EXACT
+    private = False
+    leakage = Leakage(
+        client=("verdict",),
+        server=("every probe",),
+        network=("sizes",),
+        server_sees_hash=True,
+        client_sees_set=False,
+    )
+
+    def open_server(
+        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
+    ) -> ServerHalf:
+        return _ExactServer(hashes)
+
+    def new_client(
+        self,
+        algo: HashAlgo,
+        cache_dir: Path | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> ClientHalf:
+        return _ExactClient(int(dict(options or {}).get("probe_bits", 0)))
+
+    def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
+        return 0
+
+
+@contextmanager
+def registered(*protos: Protocol) -> Iterator[None]:
+    for p in protos:
+        REGISTRY[p.name] = p
+    try:
+        yield
+    finally:
+        for p in protos:
+            REGISTRY.pop(p.name, None)
