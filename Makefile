@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow serve bench lint fuzz clean
+.PHONY: run test test-slow serve bench lint fuzz reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check protocol client
 	MYPY=$(VENV)/bin/mypy tools/typecheck.sh
+
+reliability: $(STAMP)
+	$(PY) -m blindmatch.server.reliability --out runs/reliability
+
+fuzz: $(STAMP)
+	$(PY) fuzz/run.py --seconds 600
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

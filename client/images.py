@@ -19,6 +19,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["MAX_PIXELS", "PDQ_MAX_SIDE", "decode_image", "load_image", "to_rgb"]
 
+# Raster formats only: never hand untrusted bytes to Ghostscript (EPS/PS) or other delegates.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
 MAX_PIXELS = 64_000_000  # stricter than Pillow's 89 MP default
 PDQ_MAX_SIDE = 512
 
@@ -42,7 +44,7 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img: Image.Image = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             w, h = img.size
             if w * h > max_pixels:
                 raise ImageTooLargeError(name, f"{w}x{h} exceeds the {max_pixels}-pixel limit")

@@ -112,6 +112,8 @@ class SignedList:
     def from_json(cls, text: str, algo: HashAlgo) -> SignedList:
         try:
             d = json.loads(text)
+            if not isinstance(d, dict) or not isinstance(d.get("hashes"), list):
+                raise CorruptStoreError("signed list is not a JSON object with a list of hashes")
             if d.get("format") != 1 or d["algo"] != algo.name:
                 raise CorruptStoreError("signed list has an unknown format or another algorithm")
             return cls(

@@ -255,7 +255,10 @@ class HEServer(ServerHalf):
 
     def _write_set(self) -> Path:
         raw = self.hashes.raw()
-        path = self.state_dir / f"set-{hashlib.sha256(raw).hexdigest()[:16]}.npy"
+        digest = hashlib.sha256(raw).hexdigest()
+        path = self.state_dir / f"set-{digest[:16]}.npy"
+        if path.exists() and not _npy_matches(path, digest):
+            path.unlink()  # a damaged worker cache is rebuilt from the verified set, never trusted
         if not path.exists():
             tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npy")
             np.save(tmp, np.frombuffer(raw, dtype=np.uint8).reshape(len(self.hashes), -1))
@@ -707,3 +710,12 @@ class HE(Protocol):
 
 
 HE_PROTOCOL = register(HE())
+
+
+def _npy_matches(path: Path, digest: str) -> bool:
+    """True when the cached worker copy of the set still holds exactly the verified hashes."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return False
+    return arr.dtype == np.uint8 and hashlib.sha256(arr.tobytes()).hexdigest() == digest
