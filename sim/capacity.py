@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import nnls
 
-__all__ = ["LinearCost", "cores_needed", "fit_linear"]
+__all__ = ["LinearCost", "cores_needed", "fit_linear", "fit_proportional", "qps_per_core"]
 
 SECONDS_PER_DAY = 86_400
 
@@ -37,6 +37,18 @@ class LinearCost:
     def extrapolated(self, n: float) -> bool:
         return not self.sizes or float(n) > max(self.sizes) * 1.0001
 
+    def estimable(self, n: float, max_factor: float) -> bool:
+        """Whether the fit may be used at ``n``: within ``max_factor`` × the largest measured
+        size, or anywhere if cost is assumed proportional to the set; never beyond a single
+        measured size (one point says nothing about growth)."""
+        if not self.sizes or not math.isfinite(self.a):
+            return False
+        if self.growth.startswith("assumed proportional"):
+            return True
+        if len(self.sizes) == 1:
+            return float(n) <= self.sizes[0] * 1.0001
+        return float(n) <= max(self.sizes) * max_factor
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "a_ms": self.a,
@@ -44,6 +56,17 @@ class LinearCost:
             "measured_sizes": list(self.sizes),
             "growth": self.growth,
         }
+
+
+def fit_proportional(sizes: list[int], ms: list[float]) -> LinearCost:
+    """Cost ∝ N, for protocols that must touch every set entry per query (declared in config)."""
+    pts = [
+        (float(s), float(m)) for s, m in zip(sizes, ms, strict=True) if math.isfinite(m) and m >= 0 and s > 0
+    ]
+    if not pts:
+        return LinearCost(float("nan"), float("nan"), ())
+    b = float(np.mean([m / s for s, m in pts]))
+    return LinearCost(0.0, b, tuple(int(s) for s, _ in pts), "assumed proportional to set size (configured)")
 
 
 def fit_linear(sizes: list[int], ms: list[float], se: list[float] | None = None) -> LinearCost:

@@ -51,7 +51,7 @@ def merge(base: dict[str, Any], over: dict[str, Any], path: tuple[str, ...] = ()
     for k, v in over.items():
         here = (*path, k)
         if k not in out:
-            if path in FREE_TABLES:
+            if path in FREE_TABLES or (len(path) == 2 and path[0] == "protocols"):
                 out[k] = copy.deepcopy(v)
                 continue
             raise SimConfigError(f"unknown configuration key {'.'.join(here)!r}")

@@ -189,6 +189,19 @@ def cost_queries(pool: QueryPool, pert_names: list[str], n: int = 40) -> list[Si
     ]
 
 
+def _predict(hist: list[tuple[int, float, float]], size: int) -> tuple[float, float]:
+    """Set-up and per-query seconds at ``size``: set-up proportional to the set; per query from a
+    straight line through the last two sizes (proportional when only one was measured), never
+    below the last measurement."""
+    s1, setup1, q1 = hist[-1]
+    setup = setup1 * size / s1
+    if len(hist) >= 2:
+        s0, _, q0 = hist[-2]
+        slope = max(0.0, (q1 - q0) / (s1 - s0)) if s1 != s0 else 0.0
+        return setup, max(q1, q1 + slope * (size - s1))
+    return setup, q1 * size / s1
+
+
 def measure_protocol(
     proto: Protocol,
     variants: list[Variant],
@@ -203,20 +216,19 @@ def measure_protocol(
     algo = get_algo(c["algo"])
     sizes = sorted({int(s) for s in c["sizes"]} | {int(s) for s in c["http_sizes"]})
     cells: list[dict[str, Any]] = []
-    last: dict[str, tuple[int, float, float]] = {}  # transport -> (size, setup_s, worst query s)
+    history: dict[str, list[tuple[int, float, float]]] = {}  # transport -> [(size, setup s, worst query s)]
     for size in sizes:
         for kind in ("local", "http"):
             if size not in [int(s) for s in (c["sizes"] if kind == "local" else c["http_sizes"])]:
                 continue
             skip = None
-            if kind in last:
-                s0, setup0, q0 = last[kind]
-                grow = size / s0
-                if setup0 * grow > float(c["setup_timeout_s"]):
+            if history.get(kind):
+                setup_pred, query_pred = _predict(history[kind], size)
+                if setup_pred > float(c["setup_timeout_s"]):
                     limit = c["setup_timeout_s"]
-                    skip = f"skipped: predicted set-up {setup0 * grow:.0f} s > {limit} s"
-                elif q0 * grow > float(c["max_query_s"]):
-                    skip = f"skipped: predicted {q0 * grow:.1f} s per query > {c['max_query_s']} s"
+                    skip = f"skipped: predicted set-up {setup_pred:.0f} s > {limit} s"
+                elif query_pred > float(c["max_query_s"]):
+                    skip = f"skipped: predicted {query_pred:.1f} s per query > {c['max_query_s']} s"
             if skip is None and size > len(pool.known_rows) + len(pool.filler):
                 skip = "skipped: set size larger than the generated database"
             if skip:
@@ -261,7 +273,7 @@ def measure_protocol(
                         cells.append(cell)
                         if cell.get("status") == "ok":
                             worst = max(worst, cell["wall_ms"]["mean"] / 1000)
-                    last[kind] = (size, sess.setup_s, worst)
+                    history.setdefault(kind, []).append((size, sess.setup_s, worst))
             except (BlindmatchError, RuntimeError, OSError, ValueError) as e:
                 cells.extend(
                     {

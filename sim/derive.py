@@ -14,7 +14,7 @@ import numpy as np
 from blindmatch.client import get_algo
 from blindmatch.protocol import REGISTRY
 
-from .capacity import LinearCost, cores_needed, fit_linear, qps_per_core
+from .capacity import LinearCost, cores_needed, fit_linear, fit_proportional, qps_per_core
 from .netmodel import LatencyInputs, NetworkProfile, simulate
 from .population import account_flag_probability, exact_probe_pair_rate, fmr_for_set
 from .stats import BetaBinomialFit
@@ -42,13 +42,18 @@ def _se(cell: dict[str, Any]) -> float:
     return float(x.std(ddof=1) / math.sqrt(x.size) * cell["server_cpu_ms"] / x.mean())
 
 
-def server_model(cells: list[dict[str, Any]], label: str) -> dict[str, Any]:
+def server_model(
+    cells: list[dict[str, Any]], label: str, cost_model: str = "affine", max_factor: float = 100.0
+) -> dict[str, Any]:
     """Server CPU per query vs set size: protocol handler (fitted) + HTTP overhead (measured)."""
     loc, http = _ok(cells, label, "local"), _ok(cells, label, "http")
-    if loc:
+    if loc and cost_model == "proportional":
+        fit = fit_proportional([c["set_size"] for c in loc], [c["server_cpu_ms"] for c in loc])
+    elif loc:
         fit = fit_linear(
             [c["set_size"] for c in loc], [c["server_cpu_ms"] for c in loc], [_se(c) for c in loc]
         )
+    if loc:
         over = [h["server_cpu_ms"] - fit.at(h["set_size"]) for h in http]
         overhead = max(0.0, float(np.mean(over))) if over else float("nan")
         source = "in-process handler fit" + (
@@ -63,12 +68,31 @@ def server_model(cells: list[dict[str, Any]], label: str) -> dict[str, Any]:
             float("nan"),
             "not measured",
         )
-    return {"fit": fit, "http_overhead_ms": overhead, "source": f"{source}; {fit.growth}"}
+    return {
+        "fit": fit,
+        "http_overhead_ms": overhead,
+        "source": f"{source}; {fit.growth}",
+        "max_factor": max_factor,
+    }
 
 
 def _server_ms(model: dict[str, Any], n: float) -> float:
+    """Server CPU at set size ``n``, or NaN where the measurements do not support an estimate."""
+    if not model["fit"].estimable(n, model["max_factor"]):
+        return float("nan")
     over = model["http_overhead_ms"]
     return float(model["fit"].at(n)) + (over if math.isfinite(over) else 0.0)
+
+
+def _headline_cpu(model: dict[str, Any], cells: list[dict[str, Any]], label: str, ref: int) -> dict[str, Any]:
+    """Server CPU at the reference size, or the nearest measured size when it cannot be estimated."""
+    ms = _server_ms(model, ref)
+    if math.isfinite(ms):
+        return {"server_cpu_ms": ms, "server_cpu_at": ref}
+    near = _nearest_cell(_ok(cells, label, "http"), ref) or _nearest_cell(_ok(cells, label, "local"), ref)
+    if near is None:
+        return {"server_cpu_ms": None, "server_cpu_at": None}
+    return {"server_cpu_ms": near["server_cpu_ms"], "server_cpu_at": near["set_size"]}
 
 
 def _nearest_cell(cells: list[dict[str, Any]], size: int) -> dict[str, Any] | None:
@@ -125,7 +149,7 @@ def derive(
     for proto, vs in variants.items():
         p = REGISTRY.get(proto)
         for v in vs:
-            model = server_model(cells, v.label)
+            model = server_model(cells, v.label, v.cost_model, float(cap["max_extrapolation"]))
             loc = _nearest_cell(_ok(cells, v.label, "local"), ref) or _nearest_cell(
                 _ok(cells, v.label, "http"), ref
             )
@@ -304,7 +328,7 @@ def derive(
                     "bytes_per_image": (loc["bytes_up"] + loc["bytes_down"]) if loc else None,
                     "one_time_download_bytes": _download(proto, v.label, cells, ref)[0],
                     "reference_set_size": ref,
-                    "server_cpu_ms": _server_ms(model, ref),
+                    **_headline_cpu(model, cells, v.label, ref),
                     "cores_at": {
                         "daily_images": max(cap["daily_volumes"]),
                         "set_size": hl_n,

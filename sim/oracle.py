@@ -208,6 +208,43 @@ def _call_hooks(obj: Any, names: tuple[str, ...], *args: Any) -> tuple[list[Any]
     return out, notes
 
 
+def _field(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def _verdict_log(sess: Session, account: str) -> tuple[list[bool] | None, list[str]]:
+    """The server's verdicts for ``account`` in arrival order, if it keeps such a log.
+
+    In process: a ``verdicts()`` method of the server half; over HTTP: the admin
+    ``GET verdicts`` endpoint. Items carry ``client_id`` and ``matched``.
+    """
+    items: list[Any] | None = None
+    notes: list[str] = []
+    if sess.server is not None:
+        got, notes = _call_hooks(sess.server, ("verdicts",))
+        items = list(got[0]) if got else None
+    elif sess.live is not None and sess.admin_token:
+        try:
+            r = httpx.get(
+                f"{sess.live.url}/v1/{sess.proto.name}/verdicts",
+                headers={"authorization": f"Bearer {sess.admin_token}"},
+                timeout=120,
+            )
+            if r.status_code == 200:
+                body = r.json()
+                items = body if isinstance(body, list) else body.get("verdicts")
+            else:
+                notes.append(f"GET verdicts: HTTP {r.status_code}")
+        except (httpx.HTTPError, ValueError, AttributeError) as e:
+            notes.append(f"GET verdicts: {type(e).__name__}")
+    if items is None:
+        return None, notes
+    mine = [it for it in items if _field(it, "client_id") == account]
+    if not all(isinstance(_field(it, "matched"), bool) for it in mine):
+        return None, [*notes, "verdict log without boolean 'matched'"]
+    return [bool(_field(it, "matched")) for it in mine], notes
+
+
 def _reveal_text(sess: Session, account: str, need: list[str]) -> tuple[str, list[str], bool, bool]:
     """What the operator can read about ``account``.
 
@@ -320,8 +357,13 @@ def real_verdicts(
     if any(m is not None for m in out):
         note = "some queries failed" if errors else ""
         return RealOutcome(out, "client", note, truncated, time.perf_counter() - t0, errors)
-    # server-learns: read what the server revealed for this account
-    need = [_token(nonce, "p", i) for i in range(min(n_primers, len(primers)))]
+    # server-learns, first way: an ordered log of the server's verdicts for this client
+    sent = min(n_primers, len(primers))
+    log, log_notes = _verdict_log(sess, account)
+    if log is not None and not errors and len(log) == sent + len(out) and all(log[:sent]):
+        return RealOutcome(list(log[sent:]), "server-log", "", truncated, time.perf_counter() - t0, errors)
+    # second way: read what the server revealed for this account (associated data)
+    need = [_token(nonce, "p", i) for i in range(sent)]
     deadline = time.perf_counter() + reveal_wait_s
     previous = None
     while True:
@@ -330,7 +372,7 @@ def real_verdicts(
             break  # background reveal work may still be running: wait until two reads agree
         previous = text
         if not ok or time.perf_counter() > deadline:
-            why = "; ".join(notes) or "the primers were not revealed"
+            why = "; ".join(log_notes + notes) or "the primers were not revealed"
             return RealOutcome(
                 [None] * len(out),
                 "unavailable",

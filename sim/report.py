@@ -167,11 +167,17 @@ def headline_rows(res: dict[str, Any]) -> list[dict[str, str]]:
                 else "—",
                 "Bytes per image": fmt_bytes(h["bytes_per_image"]),
                 f"One-time download (N={h['reference_set_size']:,})": fmt_bytes(h["one_time_download_bytes"]),
-                f"Server CPU / image (N={h['reference_set_size']:,})": fmt_ms(h["server_cpu_ms"]),
+                f"Server CPU / image (N={h['reference_set_size']:,})": fmt_ms(h["server_cpu_ms"])
+                + (
+                    f" (at N={h['server_cpu_at']:,})"
+                    if h.get("server_cpu_at") not in (None, h["reference_set_size"])
+                    else ""
+                ),
                 f"Server cores for {fmt_big(ca['daily_images'])} images/day, N = {fmt_big(ca['set_size'])}": (
-                    str(ca["cores"]) if ca["cores"] and ca["cores"] > 0 else "—"
-                )
-                + (" *" if ca["extrapolated"] else ""),
+                    str(ca["cores"]) + (" *" if ca["extrapolated"] else "")
+                    if ca["cores"] and ca["cores"] > 0
+                    else "—"
+                ),
                 "Checked against real code": ("yes (" + ", ".join(h["verified_algos"]) + ")")
                 if h["verified"]
                 else ("partly: " + ", ".join(h["verified_algos"]) if h["verified_algos"] else "NO"),
@@ -198,8 +204,9 @@ def console_rows(res: dict[str, Any]) -> list[dict[str, str]]:
                 "bytes/img": fmt_bytes(h["bytes_per_image"]),
                 "download": fmt_bytes(h["one_time_download_bytes"]),
                 "server CPU": fmt_ms(h["server_cpu_ms"]),
-                "cores": (str(ca["cores"]) if ca["cores"] and ca["cores"] > 0 else "—")
-                + ("*" if ca["extrapolated"] else ""),
+                "cores": (str(ca["cores"]) + ("*" if ca["extrapolated"] else ""))
+                if ca["cores"] and ca["cores"] > 0
+                else "—",
                 "verified": "yes" if h["verified"] else ("part" if h["verified_algos"] else "NO"),
             }
         )
@@ -214,8 +221,9 @@ def _worked_rows(res: dict[str, Any]) -> list[dict[str, str]]:
                 "Protocol": w["variant"],
                 "Images per day": fmt_big(w["daily_images"]),
                 "Set size": fmt_big(w["set_size"]),
-                "Server cores": (str(w["cores"]) if w["cores"] and w["cores"] > 0 else "—")
-                + (" *" if w["extrapolated"] else ""),
+                "Server cores": (str(w["cores"]) + (" *" if w["extrapolated"] else ""))
+                if w["cores"] and w["cores"] > 0
+                else "—",
                 "Client↔server traffic per day": fmt_bytes(w["traffic_gb_per_day"] * 1e9)
                 if w["traffic_gb_per_day"] is not None
                 else "—",
@@ -420,7 +428,7 @@ def _meaning(res: dict[str, Any]) -> list[str]:
             f"Privacy has a price in server time and bandwidth: per image, {dear['variant']} needs "
             f"{fmt_ms(dear['server_cpu_ms'])} of server CPU against {fmt_ms(cheap['server_cpu_ms'])} for "
             f"{cheap['variant']}, and {heavy['variant']} moves {fmt_bytes(heavy['bytes_per_image'])} per image "
-            f"(set of {dear['reference_set_size']:,})."
+            f"(set of {(dear.get('server_cpu_at') or dear['reference_set_size']):,})."
         )
     unver = [f"{r['variant']} ({r['algo']})" for r in res["verification"] if not r["verified"]]
     if unver:
@@ -434,7 +442,12 @@ def _meaning(res: dict[str, Any]) -> list[str]:
     else:
         out.append(
             "Every accuracy figure comes from a decision function that agreed with the real client and "
-            "server code on every sampled query, in process and over HTTP."
+            "server code on every sampled query, "
+            + (
+                "in process and over HTTP."
+                if any(r.get("http") for r in res["verification"])
+                else "in process (this run exercised HTTP in the cost stage only)."
+            )
         )
     src = res["corpus"]["source"]
     out.append(
@@ -737,7 +750,8 @@ def _details(res: dict[str, Any], figs: dict[str, dict[str, str]], out: Path) ->
                 f"Cores = images per day ÷ 86 400 × peak-to-mean {cap['peak_to_mean']} × CPU per image ÷ target "
                 f"utilisation {cap['target_utilisation']}. CPU per image is fitted as a + b·N over the measured set sizes "
                 "(the slope is kept only where it exceeds twice its standard error; the 'basis' column says which); "
-                "sizes beyond the largest measured one are extrapolated (marked *). Memory, disk and network limits are "
+                "sizes beyond the largest measured one are extrapolated (marked *), at most "
+                f"{cap['max_extrapolation']:g}× beyond it and never from a single measured size (— = not estimated). Memory, disk and network limits are "
                 "not modelled."
             )
             + _table_html(crows),
@@ -877,7 +891,7 @@ def _html(res: dict[str, Any], figs: list[dict[str, str]], out: Path) -> str:
 <p class="note">blindmatch simulation, {html.escape(res["generated_utc"])}, seed {res["seed"]}{" — QUICK RUN" if res.get("quick") else ""}.
 Protocols: {html.escape(", ".join(p["name"] for p in res["protocols"]))}.</p>
 {_sec("What this means", f'<ul class="meaning">{meaning}</ul>', "meaning")}
-{_sec("Headline: protocols side by side", _p("Accuracy on " + res["cost"]["algo"] + " hashes (95% Wilson intervals in brackets); latency from the network model; server CPU measured on this machine. * = extrapolated beyond the measured set sizes.") + _table_html(headline_rows(res), "headline") + _table_html(prot_rows), "headline")}
+{_sec("Headline: protocols side by side", _p("Accuracy on " + res["cost"]["algo"] + " hashes (95% Wilson intervals in brackets); latency from the network model; server CPU measured on this machine. * = extrapolated beyond the measured set sizes; — = not estimated (beyond capacity.max_extrapolation × the largest measured size, or only one size measured).") + _table_html(headline_rows(res), "headline") + _table_html(prot_rows), "headline")}
 {_sec("Worked examples: deploying protocol X at volume V with set size N", _p("Each row answers: what would it cost, and how many innocent images would it flag? The model count assumes independent hashes (a floor; see Population extrapolation); the upper bound comes from this run’s direct measurement and is loose when the sample is small. * = server cost extrapolated.") + _table_html(_worked_rows(res), "worked"), "worked")}
 {_details(res, byid, out)}
 <script>{_JS_TAIL}</script>

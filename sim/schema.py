@@ -196,7 +196,7 @@ SCHEMA: dict[str, Any] = {
                 "properties": {
                     **_CELL_KEYS,
                     "verified": {"type": "boolean"},
-                    "verdict_source": {"enum": ["client", "server-reveal", "unavailable"]},
+                    "verdict_source": {"enum": ["client", "server-log", "server-reveal", "unavailable"]},
                 },
             },
         },

@@ -30,6 +30,7 @@ _ALLOWED = {
     "verify_local",
     "verify_http",
     "lookup_fpr",
+    "cost_model",
 }
 
 
@@ -48,6 +49,7 @@ class Variant:
     radius: int | None = None
     threshold: int = 0  # matches per account before a server-learns protocol reveals
     lookup_fpr: float = 0.0  # false-positive rate per probe of an approximate filter (oprf's GCS)
+    cost_model: str = "affine"  # server CPU vs set size: "affine" (fitted) or "proportional"
 
     def decision(self, algo: HashAlgo) -> DecisionSpec:
         if self.matching == Matching.FUZZY.value:
@@ -75,6 +77,7 @@ class Variant:
             "radius": self.radius,
             "threshold": self.threshold,
             "lookup_fpr": self.lookup_fpr,
+            "cost_model": self.cost_model,
         }
 
 
@@ -84,6 +87,13 @@ def _pconf(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     if bad:
         raise SimConfigError(f"protocols.{name}: unknown key(s) {sorted(bad)}; allowed {sorted(_ALLOWED)}")
     return pc
+
+
+def _cost_model(pc: dict[str, Any]) -> str:
+    m = str(pc.get("cost_model", "affine"))
+    if m not in ("affine", "proportional"):
+        raise SimConfigError(f"cost_model must be 'affine' or 'proportional', not {m!r}")
+    return m
 
 
 def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
@@ -129,6 +139,7 @@ def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
                     None if radius is None else int(radius),
                     threshold,
                     float(pc.get("lookup_fpr", 0.0)),
+                    _cost_model(pc),
                 )
             )
     return out

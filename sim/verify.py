@@ -167,7 +167,7 @@ def verify_protocol(
             np.random.SeedSequence([seed, 0x5EED, *v.label.encode(), *algo_name.encode()])
         )
         samples[v.label] = choose_sample(pool, v, n_local, rng)
-    records = {
+    records: dict[str, dict[str, Any]] = {
         v.label: {
             "protocol": proto.name,
             "variant": v.label,

@@ -37,7 +37,7 @@ from blindmatch.protocol import (
 from blindmatch.protocol.hamming import HammingIndex
 from blindmatch.sim.decision import probe_hashes
 
-__all__ = ["ExactPlain", "RevealPlain", "registered"]
+__all__ = ["ExactPlain", "LogPlain", "RevealPlain", "registered"]
 
 
 class _RevealServer(ServerHalf):
@@ -176,6 +176,35 @@ class ExactPlain(Protocol):
 
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
         return 0
+
+
+class _LogServer(_RevealServer):
+    """Keeps an ordered verdict log per client (the shape of ``he`` server-learns); no reveals."""
+
+    def __init__(self, hashes: HashSet, radius: int) -> None:
+        super().__init__(hashes, radius, threshold=10**9)
+        self.log: list[dict[str, Any]] = []
+
+    def _submit(self, req: Request) -> Reply:
+        rep = super()._submit(req)
+        (alen,) = struct.unpack(">H", req.body[:2])
+        account = req.body[2 : 2 + alen].decode()
+        self.log.append({"client_id": account, "matched": self.seen[account][-1][1]})
+        return rep
+
+    def verdicts(self) -> list[dict[str, Any]]:
+        return list(self.log)
+
+
+class LogPlain(RevealPlain):
+    name = "test-log"
+    protocol_id = 252
+
+    def open_server(
+        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
+    ) -> ServerHalf:
+        o = dict(options or {})
+        return _LogServer(hashes, int(o.get("radius", hashes.algo.default_threshold)))
 
 
 @contextmanager

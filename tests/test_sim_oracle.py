@@ -24,7 +24,7 @@ from blindmatch.sim.oracle import SimQuery, local_session, real_verdicts
 from blindmatch.sim.variants import Variant, protocol_variants
 from blindmatch.sim.verify import choose_sample, verify_protocol
 
-from tests.sim_test_protocols import RevealPlain, registered
+from tests.sim_test_protocols import LogPlain, RevealPlain, registered
 
 
 @pytest.fixture
@@ -140,6 +140,7 @@ def test_wrong_decision_function_is_caught(tmp_path: Path) -> None:
 
 def test_plain_verified_over_http(tmp_path: Path) -> None:
     cfg = load_config(quick=True)
+    cfg["accuracy"]["verify_http"] = 4
     variants = protocol_variants(REGISTRY["plain"], cfg)
     pool = _with_verdicts(_pool(), variants)
     (r,) = verify_protocol(
@@ -210,3 +211,19 @@ def test_server_reveal_without_primers_revealed_is_unavailable(
         )
     assert out.source == "unavailable"
     assert all(x is None for x in out.verdicts)
+
+
+def test_server_verdict_log_path(tmp_path: Path) -> None:
+    """A server-learns protocol that keeps an ordered verdict log (like he) is read through it."""
+    p = LogPlain()
+    with registered(p):
+        cfg = load_config(quick=True)
+        variants = protocol_variants(p, cfg)
+        (v,) = variants
+        assert v.learner == "server" and v.threshold == 0
+        pool = _with_verdicts(_pool(), variants)
+        (r,) = verify_protocol(
+            p, variants, "pdq", pool, cfg, tmp_path, 1, http=False, pert_names=["identity", "x"]
+        )
+    assert r["verdict_source"] == "server-log", r
+    assert r["verified"] and r["local"]["agree"] == r["local"]["n"] > 0
