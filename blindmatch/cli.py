@@ -418,6 +418,25 @@ def scan(
         raise typer.Exit(1)
 
 
+@app.command("bench")
+def bench(
+    out: Annotated[Path, typer.Option(help="Folder for results.json and results.md")] = Path("runs/bench"),
+    suite: Annotated[str, typer.Option(help="micro|protocols|load|peers|all, or a comma list")] = "all",
+    sizes: Annotated[str, typer.Option(help="Set sizes, e.g. 1e3,1e4,1e5,1e6")] = "1e3,1e4,1e5",
+    repeats: Annotated[int, typer.Option(help="Repeats per measurement (median, min–max)")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic sets and queries")] = 20240601,
+    protocols: Annotated[str | None, typer.Option(help="Comma-separated subset of the registry")] = None,
+    load_seconds: Annotated[float, typer.Option(help="Duration of each load run")] = 8.0,
+    publish: Annotated[Path | None, typer.Option(help="Also write BENCHMARKS.md here")] = None,
+    from_results: Annotated[Path | None, typer.Option(help="Publish from this results.json only")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes and short runs (smoke test)")] = False,
+) -> None:
+    """Benchmarks: every protocol against its peer and its physical bound."""
+    from blindmatch.bench.runner import cli_bench
+
+    cli_bench(out, suite, sizes, repeats, seed, protocols, load_seconds, publish, from_results, quick)
+
+
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option(help="Working folder")] = Path("runs/demo"),
