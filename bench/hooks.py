@@ -134,43 +134,93 @@ def discover_params(name: str, proto: Any, server: ServerHalf | None, client: An
         _discover(p, "table_slots", objs, ("table.slots", "slots", "table_slots", "n_slots"), None)
     elif name == "he":
         hp = he_params(objs)
-        src = hp.pop("_sources")
-        for k, v in hp.items():
-            p.set(k, v, src[k])
+        for k in ("name", "poly_degree", "plain_modulus", "useful_slots", "output_primes", "coeff_bits"):
+            p.set(k, hp[k], hp["source"])
     return p
 
 
+_PARAMSET_ATTRS = ("poly_degree", "coeff_bits", "plain_modulus")
+
+
+def _is_paramset(v: Any) -> bool:
+    return all(hasattr(v, a) for a in _PARAMSET_ATTRS) and not isinstance(v, type)
+
+
+def _find_paramset(obj: Any, depth: int, seen: set[int]) -> tuple[Any, str] | None:
+    """Duck-typed search for a BFV parameter set (poly_degree, coeff_bits, plain_modulus)."""
+    if obj is None or id(obj) in seen:
+        return None
+    seen.add(id(obj))
+    if _is_paramset(obj):
+        return obj, type(obj).__name__
+    if depth == 0 or isinstance(obj, str | bytes | int | float | bool | type):
+        return None
+    try:
+        items = list(vars(obj).items())
+    except TypeError:
+        return None
+    for k, v in items:
+        if k.startswith("__") or (callable(v) and not _is_paramset(v)):
+            continue
+        if isinstance(v, Mapping | list | tuple | set):
+            continue
+        hit = _find_paramset(v, depth - 1, seen)
+        if hit is not None:
+            return hit[0], f"{type(obj).__name__}.{k}"
+    return None
+
+
 def he_params(objs: list[Any] | None = None) -> dict[str, Any]:
-    """BFV ring degree, plaintext modulus and useful slots per ciphertext."""
-    objs = [*(objs or []), _module("he")]
-    out: dict[str, Any] = {}
-    src: dict[str, str] = {}
-    for key, names, default in (
-        (
-            "poly_modulus_degree",
-            (
-                "poly_modulus_degree",
-                "params.poly_modulus_degree",
-                "N",
-                "POLY_MODULUS_DEGREE",
-                "DEFAULT_PARAMS.poly_modulus_degree",
-            ),
-            8192,
-        ),
-        (
-            "plain_modulus",
-            ("plain_modulus", "params.plain_modulus", "PLAIN_MODULUS", "DEFAULT_PARAMS.plain_modulus"),
-            65537,
-        ),
-    ):
-        hit = find_attr(objs, names)
-        out[key] = int(hit[0]) if hit else default
-        src[key] = f"read from {hit[1]}" if hit else "assumed default"
-    hit = find_attr(objs, ("useful_slots", "slots", "params.slots", "SLOTS"))
-    out["useful_slots"] = int(hit[0]) if hit else out["poly_modulus_degree"]
-    src["useful_slots"] = f"read from {hit[1]}" if hit else "assumed = N (every batching slot used)"
-    out["_sources"] = src
-    return out
+    """The ``he`` BFV parameter set: discovered on the server/client/module, else a default.
+
+    Returns name, poly_degree, coeff_bits (None when unknown), plain_modulus,
+    useful slots per ciphertext, output_primes and where each came from.
+    """
+    mod = _module("he")
+    search = [*(objs or []), mod]
+    seen: set[int] = set()
+    for o in search:
+        hit = _find_paramset(o, 2, seen)
+        if hit is not None:
+            ps, where = hit
+            return _ps_dict(ps, f"read from {where}")
+    if mod is not None:  # a default named by the module, resolved in hazmat.bfv.PARAM_SETS
+        bfv = importlib.import_module("blindmatch.protocol.hazmat.bfv") if _has("hazmat.bfv") else None
+        sets = getattr(bfv, "PARAM_SETS", {}) if bfv else {}
+        for k, v in vars(mod).items():
+            if "PARAM" in k.upper() and isinstance(v, str) and v in sets:
+                return _ps_dict(sets[v], f"he.{k} = {v!r}")
+    return {
+        "name": "tenseal-n8192",
+        "poly_degree": 8192,
+        "coeff_bits": None,
+        "plain_modulus": 65537,
+        "useful_slots": 8192,
+        "output_primes": None,
+        "source": "assumed: he not registered (TenSEAL N=8192, t=65537)",
+    }
+
+
+def _has(sub: str) -> bool:
+    try:
+        importlib.import_module(f"blindmatch.protocol.{sub}")
+    except ImportError:
+        return False
+    return True
+
+
+def _ps_dict(ps: Any, source: str) -> dict[str, Any]:
+    n = int(ps.poly_degree)
+    slots = getattr(ps, "slots", n)
+    return {
+        "name": str(getattr(ps, "name", f"bfv-n{n}")),
+        "poly_degree": n,
+        "coeff_bits": [int(b) for b in ps.coeff_bits],
+        "plain_modulus": int(ps.plain_modulus),
+        "useful_slots": int(slots),
+        "output_primes": getattr(ps, "output_primes", None),
+        "source": source,
+    }
 
 
 # ---------------------------------------------------------------------------- bounds
@@ -235,18 +285,30 @@ def _tpsi_bounds(b: BoundInput) -> dict[str, Bound]:
 
 def _he_bounds(b: BoundInput) -> dict[str, Bound]:
     slots = int(b.params.get("useful_slots"))
-    ptct = b.prims("he.bfv_ptxct")
-    ct = b.prims("he.ciphertext_bytes")
+    coeff = b.params.get("coeff_bits")
+    tag = f"seal.{b.params.get('name')}" if coeff else "he.floor"
+    ptct = b.prims(f"{tag}.ptxct_ntt" if coeff else "he.floor_ptxct")
     mults = math.ceil(b.n * b.algo.bits / slots)
-    return {
+    out = {
         "server_cpu_s": Bound(
-            mults * ptct, f"⌈n × {b.algo.bits} bits ÷ {slots} slots⌉ = {mults} pt×ct multiplies"
+            mults * ptct, f"⌈n × {b.algo.bits} bits ÷ {slots} slots⌉ = {mults} pt×ct (NTT form) multiplies"
         ),
         "client_cpu_s": Bound(
-            b.prims("he.bfv_encrypt") + b.prims("he.bfv_decrypt"), "1 BFV encrypt + 1 decrypt"
+            b.prims(f"{tag}.encrypt" if coeff else "he.floor_encrypt")
+            + b.prims(f"{tag}.decrypt" if coeff else "he.floor_decrypt"),
+            "1 encrypt + 1 decrypt",
         ),
-        "bytes_per_query": Bound(2 * ct, "1 ciphertext up + 1 ciphertext down"),
     }
+    outp = b.params.get("output_primes")
+    if coeff and outp:
+        n_poly, data = int(b.params.get("poly_degree")), len(coeff) - 1
+        up, down = data * n_poly * 8, 2 * int(outp) * n_poly * 8
+        out["bytes_per_query"] = Bound(
+            float(up + down),
+            f"seeded query ciphertext ({data} primes × N × 8 B) + result at {outp} primes "
+            f"(2 × {outp} × N × 8 B)",
+        )
+    return out
 
 
 BOUND_HOOKS: dict[str, Callable[[BoundInput], dict[str, Bound]]] = {
@@ -313,20 +375,64 @@ LOAD_HOOKS: dict[str, Callable[[], list[LoadScenario]]] = {
 
 @dataclass
 class FilterAdapter:
-    """oprf's approximate-membership filter, as the micro suite drives it."""
+    """oprf's approximate-membership filter, as the micro suite drives it.
+
+    ``build`` takes uniform uint64 values (the PRF outputs the server filters),
+    ``load`` is the client's one-time decode/index step, ``contains`` one lookup.
+    """
 
     name: str
     impl: str
     fpr: float
-    build: Callable[[list[bytes]], Any]
+    fpr_source: str
+    build: Callable[[Any], Any]
     size_bytes: Callable[[Any], int]
-    contains: Callable[[Any, bytes], bool]
+    load: Callable[[Any], Any]
+    contains: Callable[[Any, int], bool]
 
     @property
     def log2_inv_fpr(self) -> float:
         return math.log2(1.0 / self.fpr)
 
 
+def oprf_default_fpr() -> tuple[float, str]:
+    """The oprf module's default false-positive rate, or the issue's 2^-40."""
+    mod = _module("oprf")
+    hit = find_attr([mod], ("DEFAULT_FPR", "FPR", "DEFAULT_FALSE_POSITIVE_RATE"))
+    if hit is not None:
+        return float(hit[0]), f"read from {hit[1]}"
+    return 2.0**-40, "assumed 2^-40 (the issue's default; oprf does not expose one)"
+
+
 def discover_filter() -> FilterAdapter | None:
-    """Find oprf's filter (build, serialised size, lookup) if the oprf module is present."""
-    return None
+    """Find oprf's filter by name: the Golomb-compressed set in ``protocol._gcs``.
+
+    Duck-typed on ``build_gcs(values, universe)``, ``fpr_to_m(fpr)`` and
+    ``GCSReader(f).contains(h)``; returns None when no such module is present.
+    """
+    try:
+        mod = importlib.import_module("blindmatch.protocol._gcs")
+    except ImportError:
+        return None
+    build_gcs = getattr(mod, "build_gcs", None)
+    reader = getattr(mod, "GCSReader", None)
+    fpr_to_m = getattr(mod, "fpr_to_m", None)
+    if not (callable(build_gcs) and callable(reader) and callable(fpr_to_m)):
+        return None
+    fpr, src = oprf_default_fpr()
+    m = int(fpr_to_m(fpr))
+
+    def size(f: Any) -> int:
+        nb = f.nbytes
+        return int(nb() if callable(nb) else nb)
+
+    return FilterAdapter(
+        name="Golomb-compressed set (oprf)",
+        impl="blindmatch.protocol._gcs",
+        fpr=fpr,
+        fpr_source=src,
+        build=lambda values: build_gcs(values, len(values) * m),
+        size_bytes=size,
+        load=lambda f: reader(f),
+        contains=lambda r, v: bool(r.contains(int(v))),
+    )

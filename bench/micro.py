@@ -10,6 +10,7 @@ its floor on *this* machine rather than to a number from elsewhere.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -23,6 +24,7 @@ from .timing import Stat, measure
 __all__ = [
     "ensure_group_prims",
     "ensure_he_prims",
+    "ensure_seal_prims",
     "hamming_index_qps",
     "run_micro",
     "stream_pass_seconds",
@@ -66,21 +68,41 @@ def ensure_group_prims(ctx: BenchContext) -> None:
 
 
 def ensure_he_prims(ctx: BenchContext) -> None:
-    """TenSEAL BFV at the ``he`` protocol's parameters (discovered), else N=8192, t=65537."""
+    """BFV primitives: TenSEAL's high-level API at N=8192, and SEAL at the ``he`` parameter set.
+
+    The ``he`` floor uses the fastest plaintext×ciphertext product SEAL offers at the
+    protocol's own parameters (both operands already in NTT form, a dyadic product),
+    so the floor is as low as the library allows; TenSEAL's ``BFVVector`` product
+    (which encodes the plaintext on every call) is reported beside it.
+    """
+    _tenseal_prims(ctx)
+    hp = he_params()
+    ctx.prim_info["he"] = hp
+    if hp.get("coeff_bits"):
+        ensure_seal_prims(ctx, hp)
+        tag = f"seal.{hp['name']}"
+        ctx.prim_info["he_floor"] = f"SEAL NTT-form pt×ct at {hp['name']} (N={hp['poly_degree']})"
+        for k in ("ptxct_ntt", "encrypt", "decrypt"):
+            ctx.prims[f"he.floor_{k.removesuffix('_ntt')}"] = ctx.prims[f"{tag}.{k}"]
+    else:
+        ctx.prim_info["he_floor"] = "TenSEAL BFVVector pt×ct at N=8192 (he parameters not found)"
+        ctx.prims["he.floor_ptxct"] = ctx.prims["tenseal.n8192.ptxct"]
+        ctx.prims["he.floor_encrypt"] = ctx.prims["tenseal.n8192.encrypt"]
+        ctx.prims["he.floor_decrypt"] = ctx.prims["tenseal.n8192.decrypt"]
+
+
+def _tenseal_prims(ctx: BenchContext) -> None:
     import tenseal as ts
 
-    params = he_params()
-    ctx.prim_info["he"] = params
-    n_poly, t_mod = int(params["poly_modulus_degree"]), int(params["plain_modulus"])
-    holder: dict[str, Any] = {}
+    n_poly, t_mod = 8192, 65537
 
-    def make_ctx() -> object:
+    def make_ctx() -> Any:
         c = ts.context(ts.SCHEME_TYPE.BFV, poly_modulus_degree=n_poly, plain_modulus=t_mod)
         c.generate_relin_keys()
         return c
 
     ctx.prim(
-        "he.bfv_context_keygen",
+        "tenseal.n8192.context_keygen",
         lambda: measure(make_ctx, repeats=min(3, ctx.repeats), min_time=0.0, budget_s=10),
     )
     c = make_ctx()
@@ -89,18 +111,79 @@ def ensure_he_prims(ctx: BenchContext) -> None:
     w = [int(x) for x in rng.integers(0, 2, n_poly)]
     enc = ts.bfv_vector(c, v)
     enc2 = ts.bfv_vector(c, w)
-    holder["ct"] = enc
-    ctx.prim("he.bfv_encrypt", lambda: _m(ctx, lambda: ts.bfv_vector(c, v), 5))
-    ctx.prim("he.bfv_ptxct", lambda: _m(ctx, lambda: enc * w, 5))
-    ctx.prim("he.bfv_ctxct_relin", lambda: _m(ctx, lambda: enc * enc2, 8))
-    ctx.prim("he.bfv_ctpct_add", lambda: _m(ctx, lambda: enc + enc2, 3))
-    ctx.prim("he.bfv_decrypt", lambda: _m(ctx, lambda: enc.decrypt(), 5))
+    ctx.prim("tenseal.n8192.encrypt", lambda: _m(ctx, partial(ts.bfv_vector, c, v), 5))
+    ctx.prim("tenseal.n8192.ptxct", lambda: _m(ctx, partial(enc.mul, w), 5))
+    ctx.prim("tenseal.n8192.ctxct_relin", lambda: _m(ctx, partial(enc.mul, enc2), 8))
+    ctx.prim("tenseal.n8192.add", lambda: _m(ctx, partial(enc.add, enc2), 3))
+    ctx.prim("tenseal.n8192.decrypt", lambda: _m(ctx, enc.decrypt, 5))
     size = float(len(enc.serialize()))
-    ctx.prim("he.ciphertext_bytes", lambda: Stat(size, size, size, 1, "B"))
+    ctx.prim("tenseal.n8192.ciphertext_bytes", lambda: Stat(size, size, size, 1, "B"))
     # correctness guard: a wrong product would make every floor meaningless
-    got = (enc * w).decrypt()
-    if [a * b for a, b in zip(v, w, strict=True)] != list(got):
+    if [a * b for a, b in zip(v, w, strict=True)] != list((enc * w).decrypt()):
         raise RuntimeError("TenSEAL pt×ct self-check failed")
+
+
+def ensure_seal_prims(ctx: BenchContext, hp: dict[str, Any]) -> None:
+    """SEAL (``tenseal.sealapi``) at the discovered parameter set."""
+    import tenseal.sealapi as seal
+
+    tag = f"seal.{hp['name']}"
+    if f"{tag}.ptxct_ntt" in ctx.prims:
+        return
+    n, t = int(hp["poly_degree"]), int(hp["plain_modulus"])
+    parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
+    parms.set_poly_modulus_degree(n)
+    parms.set_coeff_modulus(seal.CoeffModulus.Create(n, list(hp["coeff_bits"])))
+    parms.set_plain_modulus(seal.Modulus(t))
+    sctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+    if not sctx.parameters_set():
+        raise RuntimeError(f"SEAL rejects {hp['name']}: {sctx.parameters_error_message()}")
+    t0 = time.perf_counter()
+    kg = seal.KeyGenerator(sctx)
+    pk = seal.PublicKey()
+    kg.create_public_key(pk)
+    rk = seal.RelinKeys()
+    kg.create_relin_keys(rk)
+    gk = seal.GaloisKeys()
+    kg.create_galois_keys([1], gk)
+    keygen_s = time.perf_counter() - t0
+    ctx.prims[f"{tag}.keygen"] = Stat(keygen_s, keygen_s, keygen_s, 1, "s")
+    enc, ev = seal.Encryptor(sctx, pk), seal.Evaluator(sctx)
+    be, dec = seal.BatchEncoder(sctx), seal.Decryptor(sctx, kg.secret_key())
+    rng = np.random.default_rng([ctx.seed, 3])
+    a = rng.integers(0, 2, n).astype(np.uint64).tolist()
+    b = rng.integers(0, 2, n).astype(np.uint64).tolist()
+    pa, pb = seal.Plaintext(), seal.Plaintext()
+    be.encode(a, pa)
+    be.encode(b, pb)
+    ca = seal.Ciphertext()
+    enc.encrypt(pa, ca)
+    out = seal.Ciphertext()
+    can = seal.Ciphertext()
+    ev.transform_to_ntt(ca, can)
+    pbn = seal.Plaintext()
+    ev.transform_to_ntt(pb, can.parms_id(), pbn)
+    ctx.prims[f"{tag}.encode"] = _m(ctx, partial(be.encode, a, seal.Plaintext()), 3)
+    ctx.prims[f"{tag}.encrypt"] = _m(ctx, partial(enc.encrypt, pa, seal.Ciphertext()), 5)
+    ctx.prims[f"{tag}.ptxct_ntt"] = _m(ctx, partial(ev.multiply_plain, can, pbn, out), 5)
+    ctx.prims[f"{tag}.ptxct"] = _m(ctx, partial(ev.multiply_plain, ca, pb, out), 5)
+
+    def ctct() -> None:
+        ev.multiply(ca, ca, out)
+        ev.relinearize_inplace(out, rk)
+
+    ctx.prims[f"{tag}.ctxct_relin"] = _m(ctx, ctct, 8)
+    ctx.prims[f"{tag}.rotate_rows"] = _m(ctx, partial(ev.rotate_rows, ca, 1, gk, out), 5)
+    ctx.prims[f"{tag}.decrypt"] = _m(ctx, partial(dec.decrypt, ca, seal.Plaintext()), 5)
+    ct_bytes = float(2 * (len(hp["coeff_bits"]) - 1) * n * 8)
+    ctx.prims[f"{tag}.ciphertext_bytes"] = Stat(ct_bytes, ct_bytes, ct_bytes, 1, "B")
+    # correctness guard for the floor product
+    ev.multiply_plain(can, pbn, out)
+    ev.transform_from_ntt_inplace(out)
+    got = seal.Plaintext()
+    dec.decrypt(out, got)
+    if be.decode_uint64(got) != [x * y for x, y in zip(a, b, strict=True)]:
+        raise RuntimeError("SEAL NTT pt×ct self-check failed")
 
 
 def stream_pass_seconds(ctx: BenchContext, n: int, words: int) -> Stat:
@@ -181,56 +264,63 @@ def _filter_rows(ctx: BenchContext) -> None:
                 "filter",
                 "approximate-membership filter build / lookup",
                 status="skipped",
-                reason="no oprf filter found in this build (blindmatch.protocol.oprf not registered yet)",
+                reason="no oprf filter in this build (blindmatch.protocol._gcs not present yet)",
                 bound_for="oprf: server set-up (build), client 1 lookup per probe",
             )
         )
         return
-    sizes = sorted({s for s in ctx.sizes if s <= 100_000} | {10_000})
-    if ctx.quick:
-        sizes = [min(ctx.sizes)]
+    sizes = (
+        [min(ctx.sizes)] if ctx.quick else sorted({10_000, 100_000} | {s for s in ctx.sizes if s >= 10_000})
+    )
     for n in sizes:
-        items = [secrets.token_bytes(64) for _ in range(n)]
+        rng = np.random.default_rng([ctx.seed, n, 13])
+        values = rng.integers(0, 2**64, size=n, dtype=np.uint64)
         built: dict[str, Any] = {}
 
-        def build(items: list[bytes] = items) -> None:
-            built["f"] = f.build(items)
+        def build(values: Any = values, built: dict[str, Any] = built) -> None:
+            built["f"] = f.build(values)
+
+        def load(built: dict[str, Any] = built) -> None:
+            built["r"] = f.load(built["f"])
 
         st_build = measure(build, repeats=min(3, ctx.repeats), min_time=0.0, budget_s=30)
-        blob_len = f.size_bytes(built["f"])
-        probes = [items[i] for i in range(0, n, max(1, n // 64))] + [
-            secrets.token_bytes(64) for _ in range(64)
-        ]
-        it = iter(range(1 << 62))
-        obj = built["f"]
-        st_look = _m(ctx, lambda: f.contains(obj, probes[next(it) % len(probes)]), 3)
-        bits_per = 8.0 * blob_len / n
+        st_load = measure(load, repeats=min(3, ctx.repeats), min_time=0.0, budget_s=30)
+        reader = built["r"]
+        members = [int(v) for v in values[: min(n, 64)]]
+        if not all(f.contains(reader, v) for v in members):
+            raise RuntimeError("filter lost a member")
+        probes = members + [int(v) for v in rng.integers(0, 2**64, size=64, dtype=np.uint64)]
+        counter = iter(range(1 << 62))
+        st_look = _m(ctx, lambda r=reader, p=probes, c=counter: f.contains(r, p[next(c) % len(p)]), 3)
+        bits_per = 8.0 * f.size_bytes(built["f"]) / n
         ctx.prims[f"filter.build_per_elem.{n}"] = st_build.per(n)
         ctx.prims["filter.lookup"] = st_look
+        params = {"n": n, "fpr": f.fpr, "fpr_source": f.fpr_source, "impl": f.impl}
         ctx.add(
             make_row(
                 "micro",
                 "filter",
-                f"{f.name} build, n={n}",
+                f"{f.name}: build, n={n}",
                 {
-                    "time_per_element": Metric(st_build.per(n)),
+                    "build_per_element": Metric(st_build.per(n)),
+                    "client_load_per_element": Metric(st_load.per(n)),
                     "bits_per_element": Metric(
                         Stat(bits_per, bits_per, bits_per, 1, "bit"),
                         bound=f.log2_inv_fpr,
                         bound_formula="log2(1/fpr)",
                     ),
                 },
-                {"n": n, "fpr": f.fpr, "impl": f.impl},
-                bound_for="oprf: server set-up; filter size bound log2(1/fpr) bits per element",
+                params,
+                bound_for="oprf: server set-up and one-time download; size bound log2(1/fpr) bits/element",
             )
         )
         ctx.add(
             make_row(
                 "micro",
                 "filter",
-                f"{f.name} lookup, n={n}",
+                f"{f.name}: lookup, n={n}",
                 {"time": Metric(st_look)},
-                {"n": n, "fpr": f.fpr, "impl": f.impl},
+                params,
                 bound_for="oprf: client, 1 lookup per probe",
             )
         )
@@ -268,21 +358,34 @@ _GROUP_ROWS: list[tuple[str, str, str]] = [
     ("aead.aesgcm128_dec_1KB", "AES-128-GCM decrypt 1 KB", "tpsi: server, revealed AD"),
 ]
 
-_HE_ROWS: list[tuple[str, str, str]] = [
-    ("he.bfv_context_keygen", "BFV context + secret/public/relin keys", "he: client once"),
-    ("he.bfv_encrypt", "BFV encrypt one full vector", "he: client 1/query"),
+_TENSEAL_ROWS: list[tuple[str, str, str]] = [
+    ("context_keygen", "context + secret/public/relin keys", "he: client once (TenSEAL high-level API)"),
+    ("encrypt", "encrypt one full vector (BFVVector)", "he: client 1/query"),
     (
-        "he.bfv_ptxct",
-        "BFV plaintext × ciphertext (plaintext encoded per call, as TenSEAL does)",
-        "he: server floor = ⌈n·bits/useful slots⌉ × this, per query",
+        "ptxct",
+        "plaintext × ciphertext (BFVVector; plaintext encoded on every call)",
+        "reference: what the high-level API costs; the he floor uses SEAL's NTT form below",
     ),
+    ("ctxct_relin", "ciphertext × ciphertext + relinearisation", "he: masked zero test (depth ≈ log2 r)"),
+    ("add", "ciphertext + ciphertext", "he: distance accumulation"),
+    ("decrypt", "decrypt", "he: verdict holder 1/query"),
+    ("ciphertext_bytes", "ciphertext size (TenSEAL serialisation)", "he: bytes per query"),
+]
+
+_SEAL_ROWS: list[tuple[str, str, str]] = [
+    ("keygen", "keys: secret, public, relin, Galois step 1", "he: client once"),
+    ("encode", "batch-encode N slots", "he: server per set plaintext (set-up)"),
+    ("encrypt", "encrypt", "he: client 1/query"),
     (
-        "he.bfv_ctxct_relin",
-        "BFV ciphertext × ciphertext + relinearisation",
-        "he: masked zero test ∏(d−k) (depth ≈ log2(r+1) of these)",
+        "ptxct_ntt",
+        "plaintext × ciphertext, both in NTT form (dyadic)",
+        "he: server FLOOR = ⌈n·bits ÷ useful slots⌉ × this, per query",
     ),
-    ("he.bfv_ctpct_add", "BFV ciphertext + ciphertext", "he: distance accumulation"),
-    ("he.bfv_decrypt", "BFV decrypt", "he: verdict holder 1/query (or per result ciphertext)"),
+    ("ptxct", "plaintext × ciphertext, coefficient form", "reference: the product without NTT pre-transform"),
+    ("ctxct_relin", "ciphertext × ciphertext + relinearisation", "he: masked zero test, ⌈(r+1)/2⌉ per query"),
+    ("rotate_rows", "row rotation (Galois key, step 1)", "he: baby-step/giant-step rotations"),
+    ("decrypt", "decrypt", "he: verdict holder 1/query"),
+    ("ciphertext_bytes", "fresh ciphertext, 2 polys × data primes × N × 8 B", "he: bytes per query"),
 ]
 
 
@@ -313,30 +416,46 @@ def run_micro(ctx: BenchContext) -> None:
         _filter_rows(ctx)
     except Exception as e:  # a broken hook must not sink the suite; it is reported
         ctx.add(make_row("micro", "filter", "filter build / lookup", status="failed", reason=repr(e)))
-    ctx.log("micro: TenSEAL BFV")
+    ctx.log("micro: BFV (TenSEAL, SEAL)")
     ensure_he_prims(ctx)
-    p = ctx.prim_info["he"]
-    for key, label, used in _HE_ROWS:
+    for key, label, used in _TENSEAL_ROWS:
+        st = ctx.prims[f"tenseal.n8192.{key}"]
         ctx.add(
             make_row(
                 "micro",
-                f"TenSEAL BFV N={p['poly_modulus_degree']}",
+                "TenSEAL BFV N=8192, t=65537",
                 label,
-                {"time": Metric(ctx.prims[key])},
-                {"key": key, **p},
+                {"size" if st.unit == "B" else "time": Metric(st)},
+                {"key": f"tenseal.n8192.{key}"},
                 bound_for=used,
             )
         )
-    ctx.add(
-        make_row(
-            "micro",
-            f"TenSEAL BFV N={p['poly_modulus_degree']}",
-            "ciphertext size (serialized)",
-            {"size": Metric(ctx.prims["he.ciphertext_bytes"])},
-            {**p},
-            bound_for="he: bytes per query ≥ 1 ciphertext up (+ result down)",
+    hp = ctx.prim_info["he"]
+    if hp.get("coeff_bits"):
+        grp = f"SEAL BFV {hp['name']} (N={hp['poly_degree']}, t={hp['plain_modulus']}, he's parameters)"
+        for key, label, used in _SEAL_ROWS:
+            k = f"seal.{hp['name']}.{key}"
+            st = ctx.prims[k]
+            ctx.add(
+                make_row(
+                    "micro",
+                    grp,
+                    label,
+                    {"size" if st.unit == "B" else "time": Metric(st)},
+                    {"key": k, "param_source": hp["source"]},
+                    bound_for=used,
+                )
+            )
+    else:
+        ctx.add(
+            make_row(
+                "micro",
+                "SEAL BFV at he's parameters",
+                "pt×ct floor",
+                status="skipped",
+                reason=f"{hp['source']}; the he floor falls back to TenSEAL N=8192 pt×ct",
+            )
         )
-    )
     ctx.log("micro: perceptual hashes")
     _hash_rows(ctx)
     ctx.log("micro: Hamming index")

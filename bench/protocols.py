@@ -37,7 +37,7 @@ from blindmatch.protocol import (
 
 from .context import BenchContext, Metric, make_row
 from .hooks import BOUND_HOOKS, BOUND_PRIMS, BoundInput, client_options, discover_params, server_options
-from .micro import ensure_group_prims, ensure_he_prims, stream_pass_seconds
+from .micro import ensure_group_prims, ensure_he_prims, ensure_seal_prims, stream_pass_seconds
 from .timing import Stat, cpu_now, stat
 
 __all__ = [
@@ -301,6 +301,9 @@ def _bounds_for(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, tuple[floa
     algo = get_algo(cell["algo"])
     if name == "plain":
         stream_pass_seconds(ctx, n, algo.words)
+    if name == "he" and cell["params"].get("coeff_bits", {}).get("value"):
+        # the floor at the parameter set this server actually used
+        ensure_seal_prims(ctx, {k: v["value"] for k, v in cell["params"].items()})
     from .hooks import Params
 
     params = Params()

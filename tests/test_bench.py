@@ -126,7 +126,7 @@ def test_quick_run_schema_and_content(quick_results: dict[str, Any]) -> None:
     assert plain["metrics"]["server_cpu_s"]["ratio"] > 0  # bounded by the measured stream pass
     assert plain["metrics"]["bytes_per_query"]["ratio"] >= 1  # no wire format beats the payload
     micro = {r["params"].get("key") for r in rows if r["suite"] == "micro"}
-    assert {"r255.scalar_mult", "r255.hash_to_group", "he.bfv_ptxct", "aead.aesgcm128_enc_1KB"} <= micro
+    assert {"r255.scalar_mult", "r255.hash_to_group", "tenseal.n8192.ptxct", "aead.aesgcm128_enc_1KB"} <= micro
     assert any(r["name"].startswith("pdq 1024") for r in rows)
     psi = [r for r in rows if r["group"] == "openmined-psi"]
     assert {r["name"].split(" n=")[0] for r in psi} == {"openmined-psi GCS", "openmined-psi Bloom"}
