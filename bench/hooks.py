@@ -122,6 +122,9 @@ def discover_params(name: str, proto: Any, server: ServerHalf | None, client: An
             "cuckoo_hashes",
             objs,
             (
+                "params.n_hash",
+                "manifest.n_hash",
+                "n_hash",
                 "num_hashes",
                 "cuckoo_hashes",
                 "table.num_hashes",
@@ -131,7 +134,7 @@ def discover_params(name: str, proto: Any, server: ServerHalf | None, client: An
             ),
             2,
         )
-        _discover(p, "table_slots", objs, ("table.slots", "slots", "table_slots", "n_slots"), None)
+        _discover(p, "table_slots", objs, ("manifest.n_slots", "table.n_slots", "n_slots", "table_slots"), None)
     elif name == "he":
         hp = he_params(objs)
         for k in ("name", "poly_degree", "plain_modulus", "useful_slots", "output_primes", "coeff_bits"):
@@ -365,6 +368,16 @@ LOAD_HOOKS: dict[str, Callable[[], list[LoadScenario]]] = {
             batch=1,
             unique=True,
             member_rate=0.05,
+        ),
+        LoadScenario(
+            "tpsi",
+            "tpsi voucher upload batch=64",
+            "vouchers",
+            client_options("tpsi"),
+            batch=64,
+            unique=True,
+            member_rate=0.05,
+            use_scan_many=64,
         ),
     ],
 }
