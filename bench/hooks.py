@@ -134,7 +134,9 @@ def discover_params(name: str, proto: Any, server: ServerHalf | None, client: An
             ),
             2,
         )
-        _discover(p, "table_slots", objs, ("manifest.n_slots", "table.n_slots", "n_slots", "table_slots"), None)
+        _discover(
+            p, "table_slots", objs, ("manifest.n_slots", "table.n_slots", "n_slots", "table_slots"), None
+        )
     elif name == "he":
         hp = he_params(objs)
         for k in ("name", "poly_degree", "plain_modulus", "useful_slots", "output_primes", "coeff_bits"):

@@ -211,6 +211,13 @@ def _row_from(
     if cpu_per_req is not None:
         metrics["server_cpu_per_request"] = Metric(Stat(cpu_per_req, cpu_per_req, cpu_per_req, 1, "s"))
         metrics["server_cpu_per_item"] = Metric(Stat(*(cpu_per_req / sc.batch,) * 3, 1, "s"))
+        if cpu_per_req > 0:
+            # capacity of one fully used server core: items per server CPU-second
+            cap = sc.batch / cpu_per_req
+            metrics["items_per_server_core_s"] = Metric(
+                Stat(cap, cap, cap, 1, "items/s"),
+                note="items per second of server CPU (uvicorn process tree), HTTP included",
+            )
     notes = [extra_note] if extra_note else []
     if res.get("exhausted"):
         notes.append(f"stopped when the {res['bodies_available']} single-use bodies ran out")
@@ -237,6 +244,7 @@ def _row_from(
             "set_size": n,
             "server_alive_after": alive,
             "rate_env": dict(rate_env),
+            "driver": {"engine": res.get("engine"), "cpu_share": res.get("driver_cpu_share")},
             "protocol": sc.protocol,
             "path": sc.path,
         },

@@ -24,7 +24,7 @@ from blindmatch.protocol import REGISTRY, HammingIndex, HashSet, get_algo
 
 from .context import BenchContext, Metric, make_row
 from .micro import hamming_index_qps
-from .protocols import ensure_cells, synthetic_words
+from .protocols import _bounds_for, ensure_cells, synthetic_words
 from .timing import Stat, measure, stat
 
 __all__ = ["naive_nearest", "run_peers"]
@@ -94,6 +94,7 @@ def _openmined(ctx: BenchContext, n: int, fpr: float) -> list[dict[str, Any]]:
                 "setup_s": stat(walls, "s"),
                 "setup_cpu_s": stat(cpus, "s"),
                 "setup_bytes_per_element": _one(setup_bytes / n, "B"),
+                "filter_bytes_per_element": _one(setup_bytes / n, "B"),
                 "client_cpu_s": stat(q_client, "s"),
                 "server_cpu_per_element_s": stat(q_server, "s"),
                 "server_setup_cpu_per_element_s": stat([c / n for c in cpus], "s"),
@@ -105,6 +106,12 @@ def _openmined(ctx: BenchContext, n: int, fpr: float) -> list[dict[str, Any]]:
     return out
 
 
+def _largest_get(cell: dict[str, Any]) -> float:
+    """The one-time artefact (filter) itself: the largest GET response of the first scan."""
+    gets = [down for method, _, _, down in cell["first_scan_requests"] if method == "GET"]
+    return float(max(gets)) if gets else 0.0
+
+
 def _oprf_view(cell: dict[str, Any]) -> dict[str, Any]:
     m = {k: Stat.from_dict(v) for k, v in cell["metrics"].items()}
     n = cell["n"]
@@ -113,6 +120,7 @@ def _oprf_view(cell: dict[str, Any]) -> dict[str, Any]:
         "setup_s": m["setup_s"],
         "setup_cpu_s": m["setup_cpu_s"],
         "setup_bytes_per_element": m["download_bytes"].per(n),
+        "filter_bytes_per_element": _one(_largest_get(cell) / n, "B"),
         "client_cpu_s": m["client_cpu_s"],
         "server_cpu_per_element_s": m["server_cpu_s"],
         "server_setup_cpu_per_element_s": m["setup_cpu_s"].per(n),
@@ -127,6 +135,7 @@ _PEER_METRICS = (
     "setup_s",
     "setup_cpu_s",
     "setup_bytes_per_element",
+    "filter_bytes_per_element",
     "client_cpu_s",
     "server_cpu_per_element_s",
     "server_setup_cpu_per_element_s",
@@ -141,6 +150,8 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
         cell = ensure_cells(ctx, "oprf", [s for s in sorted(ctx.sizes) if s <= n] or [n])[-1]
         fpr = float(cell["params"].get("fpr", {}).get("value", fpr))
         oprf = _oprf_view(cell)
+        bounds = _bounds_for(ctx, cell)
+        oprf["bounds"] = {k: {"value": v, "formula": f} for k, (v, f) in bounds.items()}
     peers = _openmined(ctx, n, fpr)
     for p in peers:
         ctx.add(
@@ -191,6 +202,7 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
                 "queries": oprf["queries"],
                 "verdict_errors": oprf["verdict_errors"],
                 "ratio_oprf_over_peer": ratios,
+                "oprf_bounds": oprf["bounds"],
                 "role": "oprf",
             },
             status="extrapolated" if oprf["status"] == "extrapolated" else "ok",

@@ -126,7 +126,12 @@ def test_quick_run_schema_and_content(quick_results: dict[str, Any]) -> None:
     assert plain["metrics"]["server_cpu_s"]["ratio"] > 0  # bounded by the measured stream pass
     assert plain["metrics"]["bytes_per_query"]["ratio"] >= 1  # no wire format beats the payload
     micro = {r["params"].get("key") for r in rows if r["suite"] == "micro"}
-    assert {"r255.scalar_mult", "r255.hash_to_group", "tenseal.n8192.ptxct", "aead.aesgcm128_enc_1KB"} <= micro
+    assert {
+        "r255.scalar_mult",
+        "r255.hash_to_group",
+        "tenseal.n8192.ptxct",
+        "aead.aesgcm128_enc_1KB",
+    } <= micro
     assert any(r["name"].startswith("pdq 1024") for r in rows)
     psi = [r for r in rows if r["group"] == "openmined-psi"]
     assert {r["name"].split(" n=")[0] for r in psi} == {"openmined-psi GCS", "openmined-psi Bloom"}
@@ -187,7 +192,11 @@ def test_goals_show_misses_with_reasons(quick_results: dict[str, Any]) -> None:
                 "load",
                 "oprf",
                 {"protocol": "oprf", "kind": "throughput", "workers": 1, "batch": b, "requests": 10},
-                {"items_per_s": _m(ips, "items/s"), "errors": _m(0, "count")},
+                {
+                    "items_per_s": _m(ips / 2, "items/s"),
+                    "items_per_server_core_s": _m(ips, "items/s"),
+                    "errors": _m(0, "count"),
+                },
             )
             for b, ips in ((1, 1000.0), (256, 3000.0))
         ],
@@ -211,11 +220,45 @@ def test_goals_show_misses_with_reasons(quick_results: dict[str, Any]) -> None:
     assert goals["load-errors"]["status"] == "missed"
     assert goals["oprf-client-cpu"]["status"] == "not measured" and goals["oprf-client-cpu"]["reason"]
     res["rows"][0]["metrics"]["server_cpu_s"] = _m(1.5, "s", 1.0)
-    res["rows"][2]["metrics"]["items_per_s"] = _m(6000.0, "items/s")
+    res["rows"][2]["metrics"]["items_per_server_core_s"] = _m(6000.0, "items/s")
     goals = {g["id"]: g for g in evaluate_goals(res)}
     assert goals["he-floor"]["status"] == "met" and goals["oprf-http-eval"]["status"] == "met"
 
 
+def test_load_driver_against_live_server(tmp_path: Path) -> None:
+    """Driver process against real uvicorn: all 200 at a high limit; 429 + Retry-After at a low one."""
+    from blindmatch.bench.load import run_driver
+    from blindmatch.bench.protocols import synthetic_words
+    from blindmatch.protocol.plain import PlainQuery
+    from blindmatch.server import LiveServer, SetDir
+
+    algo = get_algo("pdq")
+    sd = SetDir.build_from_words(tmp_path / "set", algo, synthetic_words(5, 100, algo), ["test"])
+    bodies = tmp_path / "bodies.bin"
+    write_bodies(bodies, [PlainQuery(sd.hashes.value(i)).to_bytes() for i in range(10)])
+    ctx = BenchContext(seed=5, repeats=1, sizes=[100], workdir=tmp_path, quick=True, verbose=False)
+    env = {"BLINDMATCH_PROTOCOLS": "plain", "BLINDMATCH_RATE_PER_SECOND": "5", "BLINDMATCH_RATE_BURST": "5"}
+    with LiveServer(tmp_path / "set", env=env) as srv:
+        spec = {
+            "url": srv.url,
+            "path": "/v1/plain/query",
+            "bodies_file": str(bodies),
+            "concurrency": 4,
+            "duration_s": 1.0,
+            "client_id": "one",
+        }
+        res = run_driver(ctx, spec, "limited")
+        assert res["status_counts"].get("429", 0) > 0 and res["retry_after_missing"] == 0
+        assert 1 <= res["status_counts"].get("200", 0) <= 15  # burst 5 + 5/s
+        res = run_driver(ctx, {**spec, "max_requests": 40, "client_id": None}, "per-worker")
+        # per-worker client ids: 4 buckets of 5 tokens (+5/s refill each), so at least 20 pass
+        assert res["requests"] == 40 and not res["transport_errors"]
+        sc = res["status_counts"]
+        assert sc.get("200", 0) >= 20 and sc.get("200", 0) + sc.get("429", 0) == 40
+        assert srv.proc is not None and srv.proc.poll() is None
+
+
+@pytest.mark.slow
 def test_load_suite_plain_real_server(tmp_path: Path) -> None:
     """Real uvicorn, driver in another process: 0 errors, and 429 + Retry-After past the rate limit."""
     ctx = BenchContext(
