@@ -77,6 +77,7 @@ class BenchContext:
     sizes: list[int]
     workdir: Path
     quick: bool = False
+    quick_all: bool = False  # in quick mode, also run protocols listed in hooks.QUICK_SKIP
     protocols: list[str] | None = None  # restrict to these registry names
     load_seconds: float = 8.0
     cell_budget_s: float = 240.0  # predicted time above this → extrapolate instead

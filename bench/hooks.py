@@ -23,6 +23,7 @@ from blindmatch.protocol import HashAlgo, ServerHalf
 __all__ = [
     "BOUND_HOOKS",
     "LOAD_HOOKS",
+    "QUICK_SKIP",
     "Bound",
     "BoundInput",
     "FilterAdapter",
@@ -79,6 +80,12 @@ def server_options(name: str, quick: bool = False) -> dict[str, Any]:
 def client_options(name: str) -> dict[str, Any]:
     """Options passed to ``new_client`` for a single-probe, default-mode query."""
     return {"probe_bits": 0, "mode": "client-learns"}
+
+
+# protocols whose single query takes seconds; smoke tests (--quick) skip them and say so
+QUICK_SKIP: dict[str, str] = {
+    "he": "a query costs seconds of BFV work and the first one uploads ~19 MB of evaluation keys",
+}
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -294,9 +301,16 @@ def _he_bounds(b: BoundInput) -> dict[str, Bound]:
     tag = f"seal.{b.params.get('name')}" if coeff else "he.floor"
     ptct = b.prims(f"{tag}.ptxct_ntt" if coeff else "he.floor_ptxct")
     mults = math.ceil(b.n * b.algo.bits / slots)
+    note = ""
+    if b.n < slots:
+        note = (
+            f"; below one ciphertext of slots, one-distance-per-slot packing needs "
+            f"⌈n/N⌉×{b.algo.bits} = {math.ceil(b.n / slots) * b.algo.bits}"
+        )
     out = {
         "server_cpu_s": Bound(
-            mults * ptct, f"⌈n × {b.algo.bits} bits ÷ {slots} slots⌉ = {mults} pt×ct (NTT form) multiplies"
+            mults * ptct,
+            f"⌈n × {b.algo.bits} bits ÷ {slots} slots⌉ = {mults} pt×ct (NTT form) multiplies{note}",
         ),
         "client_cpu_s": Bound(
             b.prims(f"{tag}.encrypt" if coeff else "he.floor_encrypt")

@@ -23,6 +23,7 @@ import numpy as np
 from blindmatch.protocol import REGISTRY, HammingIndex, HashSet, get_algo
 
 from .context import BenchContext, Metric, make_row
+from .hooks import QUICK_SKIP
 from .micro import hamming_index_qps
 from .protocols import _bounds_for, ensure_cells, synthetic_words
 from .timing import Stat, measure, stat
@@ -313,6 +314,8 @@ def run_peers(ctx: BenchContext) -> None:
     try:
         ctx.log("peers: price of privacy")
         for name in ctx.protocol_names():
+            if ctx.quick and name in QUICK_SKIP and not ctx.quick_all:
+                continue
             try:
                 ensure_cells(ctx, name, [s for s in sorted(ctx.sizes) if s <= max(sizes)])
             except Exception as e:  # that protocol's failure is reported by its own cell

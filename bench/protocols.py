@@ -36,7 +36,15 @@ from blindmatch.protocol import (
 )
 
 from .context import BenchContext, Metric, make_row
-from .hooks import BOUND_HOOKS, BOUND_PRIMS, BoundInput, client_options, discover_params, server_options
+from .hooks import (
+    BOUND_HOOKS,
+    BOUND_PRIMS,
+    QUICK_SKIP,
+    BoundInput,
+    client_options,
+    discover_params,
+    server_options,
+)
 from .micro import ensure_group_prims, ensure_he_prims, ensure_seal_prims, stream_pass_seconds
 from .timing import Stat, cpu_now, stat
 
@@ -239,11 +247,13 @@ def measure_cell(
             break
     down_steady = float(np.median([s["down"] for s in samples]))
     download = max(0.0, first["down"] - down_steady)
+    upload_once = max(0.0, first["up"] - float(np.median([s["up"] for s in samples])))
 
     metrics: dict[str, Stat] = {
         "setup_s": stat(setup_wall, "s"),
         "setup_cpu_s": stat(setup_cpu, "s"),
         "download_bytes": Stat(download, download, download, 1, "B"),
+        "one_time_upload_bytes": Stat(upload_once, upload_once, upload_once, 1, "B"),
         "first_scan_s": Stat(first["wall_s"], first["wall_s"], first["wall_s"], 1, "s"),
         "client_cpu_s": stat([s["client_cpu_s"] for s in samples], "s"),
         "client_crypto_ms_reported": stat([s["results"][0].crypto_ms for s in samples], "ms"),
@@ -284,6 +294,7 @@ def measure_cell(
         "verdicts_checked": verdicts_checked,
         "verdict_errors": verdict_errors,
         "batched": batched,
+        "server_stats": _jsonable(getattr(server, "last_stats", None)),
         "params": params.to_dict(),
         "learner": proto.learner.value,
         "private": proto.private,
@@ -292,6 +303,17 @@ def measure_cell(
     shutil.rmtree(cell_dir, ignore_errors=True)
     ctx.cells[key] = cell
     return cell
+
+
+def _jsonable(v: Any) -> Any:
+    """A protocol's own per-query statistics (e.g. he's ``last_stats``), if JSON-friendly."""
+    if not isinstance(v, dict):
+        return None
+    out: dict[str, Any] = {}
+    for k, x in v.items():
+        if isinstance(x, bool | int | float | str) or x is None:
+            out[str(k)] = x
+    return out or None
 
 
 def _bounds_for(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, tuple[float, str]]:
@@ -366,6 +388,7 @@ def cell_row(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, Any]:
         b = bounds.get(k)
         metrics[k] = Metric(ms[k], bound=b[0] if b else None, bound_formula=b[1] if b else None)
     for k in (
+        "one_time_upload_bytes",
         "setup_cpu_s",
         "first_scan_s",
         "server_wall_s",
@@ -374,7 +397,8 @@ def cell_row(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, Any]:
         "client_crypto_ms_reported",
         "query_wall_s",
     ):
-        metrics[k] = Metric(ms[k])
+        if k in ms:  # cells extrapolated from an older results layout may lack a figure
+            metrics[k] = Metric(ms[k])
     note = None
     if cell["status"] == "extrapolated":
         note = (
@@ -398,6 +422,7 @@ def cell_row(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, Any]:
         "protocol_params": cell["params"],
         "first_scan_requests": cell["first_scan_requests"],
         "steady_requests": cell["steady_requests"],
+        "server_stats": cell.get("server_stats"),
         "batched": cell["batched"],
         "learner": cell["learner"],
         "private": cell["private"],
@@ -441,6 +466,17 @@ def ensure_cells(ctx: BenchContext, name: str, sizes: Sequence[int]) -> list[dic
 def run_protocols(ctx: BenchContext) -> None:
     """Every registered protocol (or the --protocols subset) at every size."""
     for name in ctx.protocol_names():
+        if ctx.quick and name in QUICK_SKIP and not ctx.quick_all:
+            ctx.add(
+                make_row(
+                    "protocols",
+                    name,
+                    f"{name} (quick mode)",
+                    status="skipped",
+                    reason=f"--quick skips {name}: {QUICK_SKIP[name]}; run without --quick",
+                )
+            )
+            continue
         try:
             cells = ensure_cells(ctx, name, ctx.sizes)
         except Exception as e:

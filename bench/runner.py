@@ -75,6 +75,7 @@ def run_bench(
     load_seconds: float = 8.0,
     cell_budget_s: float = 240.0,
     quick: bool = False,
+    quick_all: bool = False,
     workdir: Path | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
@@ -92,6 +93,7 @@ def run_bench(
         sizes=sizes,
         workdir=wd,
         quick=quick,
+        quick_all=quick_all,
         protocols=protocols,
         load_seconds=load_seconds,
         cell_budget_s=cell_budget_s,

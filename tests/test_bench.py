@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from blindmatch.bench.context import BenchContext
+from blindmatch.bench.hooks import QUICK_SKIP
 from blindmatch.bench.loaddriver import read_bodies, run_load, write_bodies
 from blindmatch.bench.peers import naive_nearest
 from blindmatch.bench.protocols import MeteredServer, make_queries
@@ -117,6 +118,9 @@ def test_quick_run_schema_and_content(quick_results: dict[str, Any]) -> None:
     assert proto_rows == set(REGISTRY)
     for r in rows:
         if r["suite"] == "protocols":
+            if r["group"] in QUICK_SKIP:  # seconds per query: skipped in --quick, and it says why
+                assert r["status"] == "skipped" and "--quick" in r["reason"]
+                continue
             assert r["status"] == "ok", r
             assert r["params"]["verdict_errors"] == 0
             for k in ("setup_s", "download_bytes", "client_cpu_s", "server_cpu_s", "bytes_per_query"):
@@ -316,3 +320,16 @@ def test_cli_publish_and_bad_args(quick_results: dict[str, Any], tmp_path: Path)
     assert r.returncode == 2 and "not a valid results file" in r.stderr
     with pytest.raises(ValueError):
         publish({}, rp, target)
+
+
+@pytest.mark.slow
+def test_quick_run_every_protocol(tmp_path: Path) -> None:
+    """Also the protocols --quick skips: each measured once at a tiny size, verdicts right."""
+    res = run_bench(
+        "protocols", tmp_path, sizes=[200], repeats=1, seed=9, quick=True, quick_all=True, verbose=False
+    )
+    assert validate_results(res) == [] and not res["errors"], res["errors"]
+    rows = [r for r in res["rows"] if r["suite"] == "protocols"]
+    assert {r["group"] for r in rows} == set(REGISTRY)
+    for r in rows:
+        assert r["status"] == "ok" and r["params"]["verdict_errors"] == 0, r
