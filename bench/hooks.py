@@ -202,6 +202,16 @@ def he_params(objs: list[Any] | None = None) -> dict[str, Any]:
         for k, v in vars(mod).items():
             if "PARAM" in k.upper() and isinstance(v, str) and v in sets:
                 return _ps_dict(sets[v], f"he.{k} = {v!r}")
+        from blindmatch.protocol import get_algo
+
+        for k, v in vars(mod).items():  # e.g. a ``_default_param_set(algo)`` helper
+            if "default_param" in k.lower() and callable(v):
+                try:
+                    name = v(get_algo("pdq"))
+                except Exception:  # noqa: S112 - a helper with another signature: keep looking
+                    continue
+                if isinstance(name, str) and name in sets:
+                    return _ps_dict(sets[name], f"he.{k}(pdq) = {name!r}")
     return {
         "name": "tenseal-n8192",
         "poly_degree": 8192,
@@ -209,7 +219,7 @@ def he_params(objs: list[Any] | None = None) -> dict[str, Any]:
         "plain_modulus": 65537,
         "useful_slots": 8192,
         "output_primes": None,
-        "source": "assumed: he not registered (TenSEAL N=8192, t=65537)",
+        "source": "assumed: he's parameters not found (TenSEAL N=8192, t=65537)",
     }
 
 

@@ -24,7 +24,7 @@ import time
 import traceback
 import zlib
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +191,7 @@ def _row_from(
     )
     # at throughput settings nothing may be refused; past saturation refusals are allowed,
     # but only with Retry-After
-    errors = other + (limited if kind == "throughput" else res["retry_after_missing"])
+    errors = other + (limited if kind.startswith("throughput") else res["retry_after_missing"])
     answered = sum(res["status_counts"].values())
     cpu_per_req = (after["cpu_s"] - before["cpu_s"]) / answered if answered else None
     metrics: dict[str, Metric] = {
@@ -244,7 +244,11 @@ def _row_from(
             "set_size": n,
             "server_alive_after": alive,
             "rate_env": dict(rate_env),
-            "driver": {"engine": res.get("engine"), "cpu_share": res.get("driver_cpu_share")},
+            "driver": {
+                "engine": res.get("engine"),
+                "cpu_share": res.get("driver_cpu_share"),
+                "tcp_quickack": res.get("quickack"),
+            },
             "protocol": sc.protocol,
             "path": sc.path,
         },
@@ -268,6 +272,7 @@ def _run_one(
     shared_client: str | None,
     n: int,
     note: str | None = None,
+    quickack: bool = True,
 ) -> dict[str, Any]:
     from blindmatch.server import LiveServer
 
@@ -306,6 +311,7 @@ def _run_one(
             "client_id_prefix": f"bench-{sc.protocol}",
             "headers": headers,
             "timeout_s": 30.0,
+            "quickack": quickack,
         }
         ctx.log(f"load: driver start ({kind}, {workers} worker(s))")
         res = run_driver(ctx, spec, f"{sc.protocol}-{_tag(sc.label)}-{workers}-{kind}")
@@ -337,6 +343,24 @@ def _keepalive_probe(c: httpx.Client, url: str, count: int = 9) -> float:
     return sorted(lat)[len(lat) // 2]
 
 
+@dataclass(frozen=True)
+class _Run:
+    workers: int
+    concurrency: int
+    env: Mapping[str, str]
+    kind: str
+    shared_client: str | None = None
+    note: str | None = None
+    quickack: bool = True
+    share: float = 1.0  # fraction of the per-run single-use item budget
+
+
+_DELAYED_ACK_NOTE = (
+    "client without TCP_QUICKACK, like an ordinary HTTP client: with --workers 2 uvicorn leaves "
+    "Nagle on (Kludex/uvicorn#3149) and each response waits for the delayed ACK"
+)
+
+
 def _run_scenario(
     ctx: BenchContext,
     sc: LoadScenario,
@@ -347,7 +371,8 @@ def _run_scenario(
     duration: float,
     conc: int,
 ) -> None:
-    """Throughput at 1 and 2 workers; for a protocol's first scenario also the two saturation runs.
+    """Throughput at 1 and 2 workers; for a protocol's first scenario also the two-worker run
+    with an ordinary client ACK and the two saturation runs.
 
     Reusable bodies are recorded once (a few dozen, replayed round-robin). Single-use
     bodies are recorded once for all runs and split between them; a run that uses up
@@ -355,21 +380,27 @@ def _run_scenario(
     """
     hc = 16 if ctx.quick else 128
     low = {"BLINDMATCH_RATE_PER_SECOND": "20", "BLINDMATCH_RATE_BURST": "20"}
-    runs: list[tuple[int, int, Mapping[str, str], str, str | None, str | None]] = [
-        (1, conc, HIGH_RATE, "throughput", None, None),
-        (2, conc, HIGH_RATE, "throughput", None, None),
-    ]
+    runs = [_Run(1, conc, HIGH_RATE, "throughput"), _Run(2, conc, HIGH_RATE, "throughput")]
     if si == 0:
         runs += [
-            (
+            _Run(
+                2,
+                conc,
+                HIGH_RATE,
+                "throughput-delayed-ack",
+                note=_DELAYED_ACK_NOTE,
+                quickack=False,
+                share=0.25,
+            ),
+            _Run(
                 1,
                 hc,
                 HIGH_RATE,
                 "saturation-queueing",
-                None,
-                f"concurrency {hc} against 1 worker, rate limit off: requests queue",
+                note=f"concurrency {hc} against 1 worker, rate limit off: requests queue",
+                share=0.5,
             ),
-            (
+            _Run(
                 1,
                 conc * 2,
                 low,
@@ -379,11 +410,15 @@ def _run_scenario(
             ),
         ]
     if sc.unique:
-        items = 100 if ctx.quick else int(min(3000, max(400, 150 * duration)))
+        items = 100 if ctx.quick else int(min(3000, max(400, 300 * duration)))
         shares = [
-            (64 if kind == "saturation-rate-limited" else max(40 if sc.batch > 1 else 4, items // sc.batch))
+            (
+                64
+                if r.kind == "saturation-rate-limited"
+                else max(40 if sc.batch > 1 else 4, int(items * r.share) // sc.batch)
+            )
             + WARMUP
-            for _, _, _, kind, _, _ in runs
+            for r in runs
         ]
     else:
         shares = [16 if ctx.quick else 64] * len(runs)
@@ -393,18 +428,21 @@ def _run_scenario(
     if sc.unique and len(bodies) < total:  # time cap hit: share what we have proportionally
         shares = [max(1, s * len(bodies) // total) for s in shares]
     start = 0
-    for k, (workers, c, env, kind, shared, note) in enumerate(runs):
+    for k, r in enumerate(runs):
         if sc.unique:
             part, start = bodies[start : start + shares[k]], start + shares[k]
         else:
             part = bodies
         bf = ctx.workdir / f"load-{sc.protocol}" / f"bodies-{si}-{k}.bin"
         write_bodies(bf, part)
-        ctx.log(f"load: {sc.label}, {workers} worker(s), {kind}, concurrency {c}, {duration:.0f} s")
+        ctx.log(
+            f"load: {sc.label}, {r.workers} worker(s), {r.kind}, "
+            f"concurrency {r.concurrency}, {duration:.0f} s"
+        )
         # past the rate limit most requests are refused (and store nothing), so single-use
         # bodies may be replayed there: accepted replays are idempotent and the run is about
         # the 429s, not throughput
-        run_sc = replace(sc, unique=False) if kind == "saturation-rate-limited" else sc
+        run_sc = replace(sc, unique=False) if r.kind == "saturation-rate-limited" else sc
         ctx.add(
             _run_one(
                 ctx,
@@ -413,14 +451,15 @@ def _run_scenario(
                 bf,
                 len(part),
                 headers,
-                workers,
-                c,
+                r.workers,
+                r.concurrency,
                 duration,
-                env,
-                kind,
-                shared,
+                r.env,
+                r.kind,
+                r.shared_client,
                 n,
-                note=note,
+                note=r.note,
+                quickack=r.quickack,
             )
         )
 

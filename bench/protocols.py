@@ -373,10 +373,19 @@ def _extrapolate(ctx: BenchContext, name: str, n: int, done: list[dict[str, Any]
 
 
 def _predict_seconds(done: list[dict[str, Any]], n: int, queries: int) -> float:
-    last = done[-1]
-    m = last["metrics"]
-    per = float(m["setup_s"]["median"]) + queries * float(m["query_wall_s"]["median"])
-    return per * n / max(1, int(last["n"]))
+    """Predicted set-up + ``queries`` queries at n, by the same two-point linear fit as
+    ``_extrapolate`` (so a per-query cost that does not grow with n is not scaled up)."""
+
+    def run_s(c: dict[str, Any]) -> float:
+        m = c["metrics"]
+        return float(m["setup_s"]["median"]) + queries * float(m["query_wall_s"]["median"])
+
+    b = done[-1]
+    if len(done) < 2 or done[-2]["n"] == b["n"]:
+        return run_s(b) * n / max(1, int(b["n"]))
+    a = done[-2]
+    slope = max(0.0, (run_s(b) - run_s(a)) / (b["n"] - a["n"]))
+    return run_s(b) + slope * (n - b["n"])
 
 
 def cell_row(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, Any]:

@@ -228,7 +228,7 @@ def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
 
     size_rows = oprf_rows
     if size_rows:
-        parts, ok_all, why = [], True, []
+        parts, ok_all, misses = [], True, []
         for r in size_rows:
             fpr = r["params"]["fpr"]
             bound_bits = math.log2(1 / fpr)
@@ -245,10 +245,10 @@ def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
             )
             if bpe > 1.15 * bound_bits:
                 ok_all = False
-                why.append(f"n={r['params']['n']}: {bpe / bound_bits:.3f}× log2(1/fpr) > 1.15")
+                misses.append(f"n={r['params']['n']}: {bpe / bound_bits:.3f}× log2(1/fpr) > 1.15")
             if gcs_ratio is not None and gcs_ratio > 1.0:
                 ok_all = False
-                why.append(f"n={r['params']['n']}: larger than openmined GCS (×{gcs_ratio:.3g})")
+                misses.append(f"n={r['params']['n']}: larger than openmined GCS (×{gcs_ratio:.3g})")
         goals.append(
             _goal(
                 "oprf-filter-size",
@@ -256,7 +256,7 @@ def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
                 "than openmined-psi GCS (issue 3)",
                 "met" if ok_all else "missed",
                 "; ".join(parts),
-                None if ok_all else "; ".join(why),
+                None if ok_all else "; ".join(misses),
             )
         )
     else:
@@ -362,9 +362,9 @@ def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
         worst_row = max(judged, key=lambda r: r["metrics"]["server_cpu_s"]["ratio"], default=None)
         worst = worst_row["metrics"]["server_cpu_s"]["ratio"] if worst_row else 0.0
         ok = bool(judged) and worst <= 2.0
-        why = None
+        he_why: str | None = None
         if not judged:
-            why = "no measured he cell carries a floor"
+            he_why = "no measured he cell carries a floor"
         elif not ok:
             assert worst_row is not None
             scope = (
@@ -372,13 +372,14 @@ def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
                 if full
                 else "all measured sizes (none fills a ciphertext)"
             )
-            why = f"server CPU is {worst:.3g}× the floor at n={worst_row['params']['n']} (judged on {scope})"
+            n_worst = worst_row["params"]["n"]
+            he_why = f"server CPU is {worst:.3g}× the floor at n={n_worst} (judged on {scope})"
             st = worst_row["params"].get("server_stats")
             if st:
-                why += "; the server's own breakdown: " + ", ".join(
+                he_why += "; the server's own breakdown: " + ", ".join(
                     f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in st.items()
                 )
-        goals.append(_goal("he-floor", label, "met" if ok else "missed", "; ".join(parts) or "—", why))
+        goals.append(_goal("he-floor", label, "met" if ok else "missed", "; ".join(parts) or "—", he_why))
 
     # zero errors under load
     lr = [r for r in res.get("rows", []) if r["suite"] == "load" and r["status"] != "skipped"]
@@ -430,7 +431,9 @@ def _header(res: dict[str, Any]) -> list[str]:
         f"- Seed: {res['seed']}; repeats: {res['config'].get('repeats')}; "
         f"sizes: {res['config'].get('sizes')}; "
         f"suites: {res['config'].get('suites')}; commit {m.get('git_commit')}",
-        f"- Started {m.get('started_utc')}, took {res.get('duration_s', 0):.0f} s",
+        f"- Started {m.get('started_utc')}, took {res.get('duration_s', 0):.0f} s; "
+        f"protocols registered: {', '.join(res['config'].get('registered_protocols') or [])}",
+        *([f"- Note: {res['config']['note']}"] if res["config"].get("note") else []),
         "- Figures are medians with [min–max] over repeats; (×r) is the ratio to the physical bound "
         "measured in the same run.",
     ]
@@ -689,6 +692,30 @@ is **not measured here**. Published figures, for orientation only (different mac
 | 16M vs 5K items | 5K items | 36 s online, 12.5 MB | Chen–Laine–Rindal, CCS 2017 |
 """
 
+METHOD = """## How to read these numbers
+
+- **Bounds.** Each protocol figure is followed by (×r), its ratio to a physical bound computed
+  from primitives measured in the same run (the micro table): e.g. `oprf` client ≥ hash-to-group
+  + 2 scalar mults + 1 inversion; `oprf` server ≥ 1 scalar mult per evaluated element;
+  `tpsi` client ≥ hash-to-group + d × (3 scalar mults + 1 base mult + 2 adds) for d cuckoo
+  locations; `he` server ≥ ⌈n × bits ÷ slots⌉ plaintext×ciphertext products in NTT form at the
+  protocol's own BFV parameters; `plain` server ≥ one pass over the n × 32-byte matrix. The
+  formulas are listed under the protocols table; parameters the protocol does not expose are
+  marked "assumed" in results.json.
+- **CPU.** `protocols` runs both halves in one process through a metering wrapper around
+  `LocalTransport`: server CPU is the handlers' CPU (plus live pool workers), client CPU is the
+  scan's CPU minus the handlers'. Bytes are message bodies as the transports count them; HTTP
+  framing is not included. The one-time download is the first scan's extra download (manifest,
+  filter, table); the one-time upload is the first scan's extra upload (e.g. `he` evaluation keys).
+- **Load.** Request bodies are recorded from the real client halves (against an identical copy of
+  the server state) and replayed by a separate driver process (h11 over asyncio; httpx's pool was
+  the bottleneck). Throughput is wall-clock; "items per server-core second" divides items by the
+  server process tree's CPU time, i.e. the capacity of one fully used core including HTTP.
+- **Extrapolation.** A cell whose predicted run time exceeds the cell budget is extrapolated
+  linearly from the two largest measured sizes and marked "(extrapolated)"; it is never reported
+  as measured, and goals are judged on measured cells only.
+"""
+
 KNOWN_ISSUES = """## Known measurement caveats
 
 - The benchmark machine has 2 cores shared with other jobs; medians with [min–max] show the noise.
@@ -723,6 +750,8 @@ def render_benchmarks_md(res: dict[str, Any], results_path: str) -> str:
         + "This file is generated; edit `bench/report.py`, not the tables.\n"
         + "\n## Goals"
         + rest
+        + "\n"
+        + METHOD
         + "\n"
         + APSI_NOTE
         + "\n"

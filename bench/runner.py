@@ -76,6 +76,7 @@ def run_bench(
     cell_budget_s: float = 240.0,
     quick: bool = False,
     quick_all: bool = False,
+    note: str | None = None,
     workdir: Path | None = None,
     verbose: bool = True,
 ) -> dict[str, Any]:
@@ -137,6 +138,7 @@ def run_bench(
             "registered_protocols": sorted(REGISTRY),
             "load_seconds": load_seconds,
             "cell_budget_s": cell_budget_s,
+            "note": note,
         },
         "duration_s": time.monotonic() - t0,
         "primitives": {k: v.to_dict() for k, v in ctx.prims.items()},
@@ -175,6 +177,7 @@ def cli_bench(
     publish_to: Path | None,
     from_results: Path | None,
     quick: bool,
+    note: str | None = None,
 ) -> None:
     """The ``blindmatch bench`` command; bad arguments raise ``InputError`` (exit code 2)."""
     import json
@@ -207,7 +210,7 @@ def cli_bench(
         if quick:
             size_list = [min(size_list)]
         res = run_bench(
-            suite, out, size_list, 1 if quick else repeats, seed, names, load_seconds, quick=quick
+            suite, out, size_list, 1 if quick else repeats, seed, names, load_seconds, quick=quick, note=note
         )
     except ValueError as e:
         raise InputError(str(e)) from None

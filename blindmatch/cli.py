@@ -430,11 +430,12 @@ def bench(
     publish: Annotated[Path | None, typer.Option(help="Also write BENCHMARKS.md here")] = None,
     from_results: Annotated[Path | None, typer.Option(help="Publish from this results.json only")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes and short runs (smoke test)")] = False,
+    note: Annotated[str | None, typer.Option(help="Provenance note stored with the results")] = None,
 ) -> None:
     """Benchmarks: every protocol against its peer and its physical bound."""
     from blindmatch.bench.runner import cli_bench
 
-    cli_bench(out, suite, sizes, repeats, seed, protocols, load_seconds, publish, from_results, quick)
+    cli_bench(out, suite, sizes, repeats, seed, protocols, load_seconds, publish, from_results, quick, note)
 
 
 @app.command("demo")

@@ -280,7 +280,10 @@ def test_load_suite_plain_real_server(tmp_path: Path) -> None:
     run_load_suite(ctx, n=200)
     assert not ctx.errors, ctx.errors
     rows = {r["params"]["kind"] + f"/{r['params']['workers']}": r for r in ctx.rows}
-    assert set(rows) == {"throughput/1", "throughput/2", "saturation-queueing/1", "saturation-rate-limited/1"}
+    assert set(rows) == {
+        "throughput/1", "throughput/2", "throughput-delayed-ack/2", "saturation-queueing/1",
+        "saturation-rate-limited/1",
+    }
     for r in rows.values():
         assert r["status"] == "ok" and r["params"]["server_alive_after"]
         assert r["metrics"]["errors"]["stat"]["median"] == 0, r["params"]
