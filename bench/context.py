@@ -80,7 +80,7 @@ class BenchContext:
     quick_all: bool = False  # in quick mode, also run protocols listed in hooks.QUICK_SKIP
     protocols: list[str] | None = None  # restrict to these registry names
     load_seconds: float = 8.0
-    cell_budget_s: float = 240.0  # predicted time above this → extrapolate instead
+    cell_budget_s: float = 600.0  # predicted time above this → extrapolate instead (issue 8: 10 min)
     prims: dict[str, Stat] = field(default_factory=dict)
     prim_info: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)

@@ -160,6 +160,28 @@ def _ensure_prims(ctx: BenchContext, name: str) -> None:
             ensure_he_prims(ctx)
 
 
+def _local_prims(ctx: BenchContext, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The bound's primitives re-measured right after this cell's queries.
+
+    The machine is shared: a scalar multiplication measured in the micro suite minutes
+    earlier can be 2× faster or slower than during this cell. Re-measuring next to the
+    cell keeps each ratio a comparison of like with like; the micro table still shows the
+    run's main measurement.
+    """
+    kinds = BOUND_PRIMS.get(name, ())
+    if not kinds:
+        return {}
+    scratch = BenchContext(
+        seed=ctx.seed, repeats=3, sizes=ctx.sizes, workdir=ctx.workdir, quick=True, verbose=False
+    )
+    for kind in kinds:
+        if kind == "group":
+            ensure_group_prims(scratch)
+        elif kind == "he" and params.get("coeff_bits"):
+            ensure_seal_prims(scratch, params)
+    return {k: v.to_dict() for k, v in scratch.prims.items()}
+
+
 def _scan_metered(
     client: ClientHalf, tr: LocalTransport, srv: MeteredServer, queries: list[Query]
 ) -> dict[str, Any]:
@@ -295,6 +317,7 @@ def measure_cell(
         "verdict_errors": verdict_errors,
         "batched": batched,
         "server_stats": _jsonable(getattr(server, "last_stats", None)),
+        "bound_prims": _local_prims(ctx, name, {k: v["value"] for k, v in params.to_dict().items()}),
         "params": params.to_dict(),
         "learner": proto.learner.value,
         "private": proto.private,
@@ -333,7 +356,12 @@ def _bounds_for(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, tuple[floa
     for k, v in cell["params"].items():
         params.set(k, v["value"], v["source"])
     cores = _cores()
-    bi = BoundInput(n=n, algo=algo, prims=lambda k: ctx.prims[k].median, params=params, cores=cores)
+    local = cell.get("bound_prims") or {}
+
+    def prim(k: str) -> float:
+        return float(local[k]["median"]) if k in local else ctx.prims[k].median
+
+    bi = BoundInput(n=n, algo=algo, prims=prim, params=params, cores=cores)
     return {k: (b.value, b.formula) for k, b in hook(bi).items()}
 
 
@@ -432,6 +460,7 @@ def cell_row(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, Any]:
         "first_scan_requests": cell["first_scan_requests"],
         "steady_requests": cell["steady_requests"],
         "server_stats": cell.get("server_stats"),
+        "bound_primitives_s": {k: v["median"] for k, v in (cell.get("bound_prims") or {}).items()},
         "batched": cell["batched"],
         "learner": cell["learner"],
         "private": cell["private"],

@@ -495,7 +495,7 @@ def _protocols_md(rows: list[dict[str, Any]]) -> list[str]:
         )
     out = _table(["protocol", "n", *[c for _, c in _PROTO_COLS], "verdicts"], body)
     if formulas:
-        out += ["", "Bounds used for the ratios (primitive times from the micro rows of this run):", ""]
+        out += ["", "Bounds used for the ratios (primitives re-measured next to each cell):", ""]
         for proto, fs in formulas.items():
             out.append(f"- **{proto}**: " + "; ".join(f"{dict(_PROTO_COLS)[k]} ≥ {f}" for k, f in fs.items()))
     notes = [r for r in rows if r.get("reason") and r["status"] not in ("skipped", "failed")]
@@ -695,7 +695,10 @@ is **not measured here**. Published figures, for orientation only (different mac
 METHOD = """## How to read these numbers
 
 - **Bounds.** Each protocol figure is followed by (×r), its ratio to a physical bound computed
-  from primitives measured in the same run (the micro table): e.g. `oprf` client ≥ hash-to-group
+  from primitives measured in the same run — re-measured right after each protocol×size cell,
+  because on a shared machine a scalar multiplication can run 2× slower a few minutes later
+  (results.json keeps them under `bound_primitives_s`; the micro table is the run's main
+  measurement): e.g. `oprf` client ≥ hash-to-group
   + 2 scalar mults + 1 inversion; `oprf` server ≥ 1 scalar mult per evaluated element;
   `tpsi` client ≥ hash-to-group + d × (3 scalar mults + 1 base mult + 2 adds) for d cuckoo
   locations; `he` server ≥ ⌈n × bits ÷ slots⌉ plaintext×ciphertext products in NTT form at the

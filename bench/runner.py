@@ -73,7 +73,7 @@ def run_bench(
     seed: int = DEFAULT_SEED,
     protocols: list[str] | None = None,
     load_seconds: float = 8.0,
-    cell_budget_s: float = 240.0,
+    cell_budget_s: float = 600.0,
     quick: bool = False,
     quick_all: bool = False,
     note: str | None = None,
@@ -167,6 +167,7 @@ def publish(res: dict[str, Any], results_path: Path, target: Path) -> Path:
 
 
 def cli_bench(
+    *,
     out: Path,
     suite: str,
     sizes: str,
@@ -174,6 +175,7 @@ def cli_bench(
     seed: int,
     protocols: str | None,
     load_seconds: float,
+    cell_budget: float,
     publish_to: Path | None,
     from_results: Path | None,
     quick: bool,
@@ -209,8 +211,19 @@ def cli_bench(
                 raise ValueError(f"unknown protocol(s) {unknown}; registered: {sorted(REGISTRY)}")
         if quick:
             size_list = [min(size_list)]
+        if cell_budget <= 0 or load_seconds <= 0:
+            raise ValueError("--cell-budget and --load-seconds must be positive")
         res = run_bench(
-            suite, out, size_list, 1 if quick else repeats, seed, names, load_seconds, quick=quick, note=note
+            suite,
+            out,
+            size_list,
+            1 if quick else repeats,
+            seed,
+            names,
+            load_seconds,
+            cell_budget_s=cell_budget,
+            quick=quick,
+            note=note,
         )
     except ValueError as e:
         raise InputError(str(e)) from None

@@ -427,6 +427,8 @@ def bench(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic sets and queries")] = 20240601,
     protocols: Annotated[str | None, typer.Option(help="Comma-separated subset of the registry")] = None,
     load_seconds: Annotated[float, typer.Option(help="Duration of each load run")] = 8.0,
+    cell_budget: Annotated[float, typer.Option(help="Seconds a protocol×size cell may take before it is "
+                                               "extrapolated (and marked so)")] = 600.0,
     publish: Annotated[Path | None, typer.Option(help="Also write BENCHMARKS.md here")] = None,
     from_results: Annotated[Path | None, typer.Option(help="Publish from this results.json only")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes and short runs (smoke test)")] = False,
@@ -435,7 +437,9 @@ def bench(
     """Benchmarks: every protocol against its peer and its physical bound."""
     from blindmatch.bench.runner import cli_bench
 
-    cli_bench(out, suite, sizes, repeats, seed, protocols, load_seconds, publish, from_results, quick, note)
+    cli_bench(out=out, suite=suite, sizes=sizes, repeats=repeats, seed=seed, protocols=protocols,
+              load_seconds=load_seconds, cell_budget=cell_budget, publish_to=publish,
+              from_results=from_results, quick=quick, note=note)
 
 
 @app.command("demo")
