@@ -122,7 +122,6 @@ def discover_params(name: str, proto: Any, server: ServerHalf | None, client: An
     objs = [server, client, proto, mod]
     if name == "oprf":
         _discover(p, "fpr", objs, ("fpr", "filter.fpr", "params.fpr", "DEFAULT_FPR"), 2.0**-40)
-        _discover(p, "verifiable", objs, ("verifiable", "params.verifiable", "VERIFIABLE"), True)
     elif name == "tpsi":
         _discover(
             p,

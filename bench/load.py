@@ -42,7 +42,7 @@ from .hooks import LOAD_HOOKS, LoadScenario, server_options
 from .loaddriver import read_bodies, write_bodies
 from .micro import ensure_group_prims
 from .protocols import build_set, make_queries
-from .timing import Stat
+from .timing import Stat, measure
 
 __all__ = ["RecordingTransport", "record_bodies", "run_driver", "run_load_suite", "server_tree_stats"]
 
@@ -296,6 +296,7 @@ def _run_one(
                 )
             time.sleep(0.2 if ctx.quick else 0.5)
             probe = _keepalive_probe(c, srv.url)
+        raw_before = _raw_scalar_mult_s()
         before = server_tree_stats(srv.proc.pid)
         spec = {
             "url": srv.url,
@@ -325,7 +326,18 @@ def _run_one(
                 alive = False
     row = _row_from(ctx, sc, workers, res, before, after, alive, kind, n, env, note)
     row["params"]["keepalive_get_ms_median"] = probe
+    # the raw libsodium rate next to this run (before it and after it, server idle), so the
+    # HTTP/raw comparison is not skewed by load that came and went since the micro suite
+    row["params"]["raw_scalar_mult_s"] = [raw_before, _raw_scalar_mult_s()]
     return row
+
+
+def _raw_scalar_mult_s() -> float:
+    """Median seconds of one ristretto255 scalar multiplication, measured now (~0.3 s)."""
+    from blindmatch.protocol.hazmat import ristretto as r
+
+    s, p = r.random_scalar(), r.hash_to_group(b"bench", b"blindmatch-bench-v1")
+    return measure(lambda: r.scalar_mult(s, p), repeats=5, min_time=0.04).median
 
 
 def _keepalive_probe(c: httpx.Client, url: str, count: int = 9) -> float:
