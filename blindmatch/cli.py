@@ -418,6 +418,30 @@ def scan(
         raise typer.Exit(1)
 
 
+@app.command("bench")
+def bench(
+    out: Annotated[Path, typer.Option(help="Folder for results.json and results.md")] = Path("runs/bench"),
+    suite: Annotated[str, typer.Option(help="micro|protocols|load|peers|all, or a comma list")] = "all",
+    sizes: Annotated[str, typer.Option(help="Set sizes, e.g. 1e3,1e4,1e5,1e6")] = "1e3,1e4,1e5",
+    repeats: Annotated[int, typer.Option(help="Repeats per measurement (median, min–max)")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic sets and queries")] = 20240601,
+    protocols: Annotated[str | None, typer.Option(help="Comma-separated subset of the registry")] = None,
+    load_seconds: Annotated[float, typer.Option(help="Duration of each load run")] = 8.0,
+    cell_budget: Annotated[float, typer.Option(help="Seconds a protocol×size cell may take before it is "
+                                               "extrapolated (and marked so)")] = 600.0,
+    publish: Annotated[Path | None, typer.Option(help="Also write BENCHMARKS.md here")] = None,
+    from_results: Annotated[Path | None, typer.Option(help="Publish from this results.json only")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes and short runs (smoke test)")] = False,
+    note: Annotated[str | None, typer.Option(help="Provenance note stored with the results")] = None,
+) -> None:
+    """Benchmarks: every protocol against its peer and its physical bound."""
+    from blindmatch.bench.runner import cli_bench
+
+    cli_bench(out=out, suite=suite, sizes=sizes, repeats=repeats, seed=seed, protocols=protocols,
+              load_seconds=load_seconds, cell_budget=cell_budget, publish_to=publish,
+              from_results=from_results, quick=quick, note=note)
+
+
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option(help="Working folder")] = Path("runs/demo"),

@@ -1,0 +1,476 @@
+"""Protocol-specific knowledge the benchmarks need, keyed by registry name.
+
+Why a separate module: the suites iterate over ``REGISTRY`` and never special-case
+a protocol, except here, where each protocol's *physical bound* (the primitive
+operations it cannot avoid), its benchmark options and its load scenarios are
+written down. A protocol with no entry still runs through every suite; its rows
+simply carry no bound. Protocol parameters (false-positive rate, cuckoo hash
+count, HE ring degree) are read from the protocol objects when they expose
+them; when they do not, the documented default is used and the row says
+``assumed`` so nobody mistakes it for a measured fact.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from blindmatch.protocol import HashAlgo, ServerHalf
+
+__all__ = [
+    "BOUND_HOOKS",
+    "LOAD_HOOKS",
+    "QUICK_SKIP",
+    "Bound",
+    "BoundInput",
+    "FilterAdapter",
+    "LoadScenario",
+    "client_options",
+    "discover_filter",
+    "discover_params",
+    "find_attr",
+    "he_params",
+    "server_options",
+]
+
+
+def find_attr(objs: list[Any], names: tuple[str, ...]) -> tuple[Any, str] | None:
+    """First attribute named in ``names`` (dotted paths allowed) on any of ``objs``."""
+    for obj in objs:
+        if obj is None:
+            continue
+        for name in names:
+            cur = obj
+            ok = True
+            for part in name.split("."):
+                if isinstance(cur, Mapping) and part in cur:
+                    cur = cur[part]
+                elif hasattr(cur, part):
+                    cur = getattr(cur, part)
+                else:
+                    ok = False
+                    break
+            if ok and cur is not None and not callable(cur):
+                return cur, f"{type(obj).__name__}.{name}"
+    return None
+
+
+def _module(name: str) -> Any | None:
+    try:
+        return importlib.import_module(f"blindmatch.protocol.{name}")
+    except ImportError:
+        return None
+
+
+# ---------------------------------------------------------------------------- options
+
+
+def server_options(name: str, quick: bool = False) -> dict[str, Any]:
+    """Options passed to ``open_server`` (the server app's defaults, plus bench needs)."""
+    return {
+        "oprf": {},
+        "tpsi": {"threshold": 30, "synthetic_rate": 0.05},
+        "he": {},
+    }.get(name, {})
+
+
+def client_options(name: str) -> dict[str, Any]:
+    """Options passed to ``new_client`` for a single-probe, default-mode query."""
+    return {"probe_bits": 0, "mode": "client-learns"}
+
+
+# protocols whose single query takes seconds; smoke tests (--quick) skip them and say so
+QUICK_SKIP: dict[str, str] = {
+    "he": "a query costs seconds of BFV work and the first one uploads ~19 MB of evaluation keys",
+}
+
+
+# ---------------------------------------------------------------------------- parameters
+
+
+@dataclass
+class Params:
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def get(self, key: str) -> Any:
+        return self.values[key]
+
+    def set(self, key: str, value: Any, source: str) -> None:
+        self.values[key] = value
+        self.sources[key] = source
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: {"value": v, "source": self.sources.get(k, "?")} for k, v in self.values.items()}
+
+
+def _discover(p: Params, key: str, objs: list[Any], names: tuple[str, ...], default: Any) -> None:
+    hit = find_attr(objs, names)
+    if hit is None:
+        p.set(key, default, "assumed (protocol does not expose it)")
+    else:
+        p.set(key, hit[0], f"read from {hit[1]}")
+
+
+def discover_params(name: str, proto: Any, server: ServerHalf | None, client: Any, n: int) -> Params:
+    """Parameters the bound of protocol ``name`` depends on."""
+    p = Params()
+    mod = _module(name)
+    objs = [server, client, proto, mod]
+    if name == "oprf":
+        _discover(p, "fpr", objs, ("fpr", "filter.fpr", "params.fpr", "DEFAULT_FPR"), 2.0**-40)
+    elif name == "tpsi":
+        _discover(
+            p,
+            "cuckoo_hashes",
+            objs,
+            (
+                "params.n_hash",
+                "manifest.n_hash",
+                "n_hash",
+                "num_hashes",
+                "cuckoo_hashes",
+                "table.num_hashes",
+                "params.num_hashes",
+                "NUM_HASHES",
+                "CUCKOO_HASHES",
+            ),
+            2,
+        )
+        _discover(
+            p, "table_slots", objs, ("manifest.n_slots", "table.n_slots", "n_slots", "table_slots"), None
+        )
+    elif name == "he":
+        hp = he_params(objs)
+        for k in ("name", "poly_degree", "plain_modulus", "useful_slots", "output_primes", "coeff_bits"):
+            p.set(k, hp[k], hp["source"])
+    return p
+
+
+_PARAMSET_ATTRS = ("poly_degree", "coeff_bits", "plain_modulus")
+
+
+def _is_paramset(v: Any) -> bool:
+    return all(hasattr(v, a) for a in _PARAMSET_ATTRS) and not isinstance(v, type)
+
+
+def _find_paramset(obj: Any, depth: int, seen: set[int]) -> tuple[Any, str] | None:
+    """Duck-typed search for a BFV parameter set (poly_degree, coeff_bits, plain_modulus)."""
+    if obj is None or id(obj) in seen:
+        return None
+    seen.add(id(obj))
+    if _is_paramset(obj):
+        return obj, type(obj).__name__
+    if depth == 0 or isinstance(obj, str | bytes | int | float | bool | type):
+        return None
+    try:
+        items = list(vars(obj).items())
+    except TypeError:
+        return None
+    for k, v in items:
+        if k.startswith("__") or (callable(v) and not _is_paramset(v)):
+            continue
+        if isinstance(v, Mapping | list | tuple | set):
+            continue
+        hit = _find_paramset(v, depth - 1, seen)
+        if hit is not None:
+            return hit[0], f"{type(obj).__name__}.{k}"
+    return None
+
+
+def he_params(objs: list[Any] | None = None) -> dict[str, Any]:
+    """The ``he`` BFV parameter set: discovered on the server/client/module, else a default.
+
+    Returns name, poly_degree, coeff_bits (None when unknown), plain_modulus,
+    useful slots per ciphertext, output_primes and where each came from.
+    """
+    mod = _module("he")
+    search = [*(objs or []), mod]
+    seen: set[int] = set()
+    for o in search:
+        hit = _find_paramset(o, 2, seen)
+        if hit is not None:
+            ps, where = hit
+            return _ps_dict(ps, f"read from {where}")
+    if mod is not None:  # a default named by the module, resolved in hazmat.bfv.PARAM_SETS
+        bfv = importlib.import_module("blindmatch.protocol.hazmat.bfv") if _has("hazmat.bfv") else None
+        sets = getattr(bfv, "PARAM_SETS", {}) if bfv else {}
+        for k, v in vars(mod).items():
+            if "PARAM" in k.upper() and isinstance(v, str) and v in sets:
+                return _ps_dict(sets[v], f"he.{k} = {v!r}")
+        from blindmatch.protocol import get_algo
+
+        for k, v in vars(mod).items():  # e.g. a ``_default_param_set(algo)`` helper
+            if "default_param" in k.lower() and callable(v):
+                try:
+                    name = v(get_algo("pdq"))
+                except Exception:  # noqa: S112 - a helper with another signature: keep looking
+                    continue
+                if isinstance(name, str) and name in sets:
+                    return _ps_dict(sets[name], f"he.{k}(pdq) = {name!r}")
+    return {
+        "name": "tenseal-n8192",
+        "poly_degree": 8192,
+        "coeff_bits": None,
+        "plain_modulus": 65537,
+        "useful_slots": 8192,
+        "output_primes": None,
+        "source": "assumed: he's parameters not found (TenSEAL N=8192, t=65537)",
+    }
+
+
+def _has(sub: str) -> bool:
+    try:
+        importlib.import_module(f"blindmatch.protocol.{sub}")
+    except ImportError:
+        return False
+    return True
+
+
+def _ps_dict(ps: Any, source: str) -> dict[str, Any]:
+    n = int(ps.poly_degree)
+    slots = getattr(ps, "slots", n)
+    return {
+        "name": str(getattr(ps, "name", f"bfv-n{n}")),
+        "poly_degree": n,
+        "coeff_bits": [int(b) for b in ps.coeff_bits],
+        "plain_modulus": int(ps.plain_modulus),
+        "useful_slots": int(slots),
+        "output_primes": getattr(ps, "output_primes", None),
+        "source": source,
+    }
+
+
+# ---------------------------------------------------------------------------- bounds
+
+
+@dataclass(frozen=True)
+class Bound:
+    value: float
+    formula: str
+
+
+@dataclass
+class BoundInput:
+    """What a bound hook may use: the primitives of this run and the cell's facts."""
+
+    n: int
+    algo: HashAlgo
+    prims: Callable[[str], float]  # median seconds (or bytes) of a primitive, measured this run
+    params: Params
+    cores: int
+    elements_per_query: int = 1
+
+
+def _plain_bounds(b: BoundInput) -> dict[str, Bound]:
+    stream = b.prims(f"stream_pass.{b.n}x{b.algo.words}")
+    return {
+        "server_cpu_s": Bound(stream, f"one XOR pass over n×{b.algo.nbytes} B (measured memory floor)"),
+        "bytes_per_query": Bound(float(b.algo.nbytes + 1), f"{b.algo.nbytes} B hash up + 1 B verdict down"),
+    }
+
+
+def _oprf_bounds(b: BoundInput) -> dict[str, Bound]:
+    h2g, sm, inv = b.prims("r255.hash_to_group"), b.prims("r255.scalar_mult"), b.prims("r255.scalar_inverse")
+    fpr = float(b.params.get("fpr"))
+    e = b.elements_per_query
+    return {
+        "setup_s": Bound(b.n * (h2g + sm) / b.cores, f"n × (hash-to-group + scalar mult) ÷ {b.cores} cores"),
+        "download_bytes": Bound(b.n * math.log2(1 / fpr) / 8, "n × log2(1/fpr) bits"),
+        "client_cpu_s": Bound(
+            e * (h2g + 2 * sm + inv), f"{e} × (hash-to-group + 2 scalar mults + 1 inversion)"
+        ),
+        "server_cpu_s": Bound(e * sm, f"{e} scalar mult(s) per query (DLEQ proof not counted)"),
+        "bytes_per_query": Bound(64.0 * e, f"{e} × (32 B blinded element up + 32 B evaluated down)"),
+    }
+
+
+def _tpsi_bounds(b: BoundInput) -> dict[str, Bound]:
+    h2g, sm = b.prims("r255.hash_to_group"), b.prims("r255.scalar_mult")
+    base, add = b.prims("r255.base_mult"), b.prims("r255.add")
+    k = int(b.params.get("cuckoo_hashes"))
+    return {
+        "setup_s": Bound(b.n * (h2g + sm) / b.cores, f"n × (hash-to-group + scalar mult) ÷ {b.cores} cores"),
+        "download_bytes": Bound(32.0 * b.n, "n × 32 B points (a table with no empty slots)"),
+        "client_cpu_s": Bound(
+            h2g + k * (3 * sm + base + 2 * add),
+            f"hash-to-group + {k} locations × (3 scalar mults + 1 base mult + 2 adds)",
+        ),
+        "server_cpu_s": Bound(k * sm, f"{k} scalar mults (α·Q per location)"),
+        "bytes_per_query": Bound(k * (32.0 + 16.0), f"{k} × (32 B point + 16 B AEAD tag)"),
+    }
+
+
+def _he_bounds(b: BoundInput) -> dict[str, Bound]:
+    slots = int(b.params.get("useful_slots"))
+    coeff = b.params.get("coeff_bits")
+    tag = f"seal.{b.params.get('name')}" if coeff else "he.floor"
+    ptct = b.prims(f"{tag}.ptxct_ntt" if coeff else "he.floor_ptxct")
+    mults = math.ceil(b.n * b.algo.bits / slots)
+    note = ""
+    if b.n < slots:
+        note = (
+            f"; below one ciphertext of slots, one-distance-per-slot packing needs "
+            f"⌈n/N⌉×{b.algo.bits} = {math.ceil(b.n / slots) * b.algo.bits}"
+        )
+    out = {
+        "server_cpu_s": Bound(
+            mults * ptct,
+            f"⌈n × {b.algo.bits} bits ÷ {slots} slots⌉ = {mults} pt×ct (NTT form) multiplies{note}",
+        ),
+        "client_cpu_s": Bound(
+            b.prims(f"{tag}.encrypt" if coeff else "he.floor_encrypt")
+            + b.prims(f"{tag}.decrypt" if coeff else "he.floor_decrypt"),
+            "1 encrypt + 1 decrypt",
+        ),
+    }
+    outp = b.params.get("output_primes")
+    if coeff and outp:
+        n_poly, data = int(b.params.get("poly_degree")), len(coeff) - 1
+        up, down = data * n_poly * 8, 2 * int(outp) * n_poly * 8
+        out["bytes_per_query"] = Bound(
+            float(up + down),
+            f"seeded query ciphertext ({data} primes × N × 8 B) + result at {outp} primes "
+            f"(2 × {outp} × N × 8 B)",
+        )
+    return out
+
+
+BOUND_HOOKS: dict[str, Callable[[BoundInput], dict[str, Bound]]] = {
+    "plain": _plain_bounds,
+    "oprf": _oprf_bounds,
+    "tpsi": _tpsi_bounds,
+    "he": _he_bounds,
+}
+
+# primitives each bound hook reads (so the protocols suite can measure missing ones)
+BOUND_PRIMS: dict[str, tuple[str, ...]] = {
+    "oprf": ("group",),
+    "tpsi": ("group",),
+    "he": ("he",),
+    "plain": (),
+}
+
+
+# ---------------------------------------------------------------------------- load
+
+
+@dataclass(frozen=True)
+class LoadScenario:
+    """One HTTP load run: which request to replay, and how many items it carries."""
+
+    protocol: str
+    label: str
+    path: str  # endpoint path whose POST bodies are recorded and replayed
+    client_options: dict[str, Any]
+    batch: int = 1  # items per request (evaluations, vouchers)
+    unique: bool = False  # each recorded body may be sent only once (e.g. voucher ids)
+    member_rate: float = 0.5
+    use_scan_many: int = 0  # >0: record scan_many over this many queries per request
+
+
+LOAD_HOOKS: dict[str, Callable[[], list[LoadScenario]]] = {
+    "plain": lambda: [LoadScenario("plain", "plain query", "query", client_options("plain"))],
+    "oprf": lambda: [
+        LoadScenario(
+            "oprf",
+            f"oprf evaluate batch={2**k}",
+            "evaluate",
+            {**client_options("oprf"), "probe_bits": k},
+            batch=2**k,
+        )
+        for k in (0, 4, 6, 8)
+    ],
+    "tpsi": lambda: [
+        LoadScenario(
+            "tpsi",
+            "tpsi voucher upload",
+            "vouchers",
+            client_options("tpsi"),
+            batch=1,
+            unique=True,
+            member_rate=0.05,
+        ),
+        LoadScenario(
+            "tpsi",
+            "tpsi voucher upload batch=64",
+            "vouchers",
+            client_options("tpsi"),
+            batch=64,
+            unique=True,
+            member_rate=0.05,
+            use_scan_many=64,
+        ),
+    ],
+}
+
+
+# ---------------------------------------------------------------------------- filter
+
+
+@dataclass
+class FilterAdapter:
+    """oprf's approximate-membership filter, as the micro suite drives it.
+
+    ``build`` takes uniform uint64 values (the PRF outputs the server filters),
+    ``load`` is the client's one-time decode/index step, ``contains`` one lookup.
+    """
+
+    name: str
+    impl: str
+    fpr: float
+    fpr_source: str
+    build: Callable[[Any], Any]
+    size_bytes: Callable[[Any], int]
+    load: Callable[[Any], Any]
+    contains: Callable[[Any, int], bool]
+
+    @property
+    def log2_inv_fpr(self) -> float:
+        return math.log2(1.0 / self.fpr)
+
+
+def oprf_default_fpr() -> tuple[float, str]:
+    """The oprf module's default false-positive rate, or the issue's 2^-40."""
+    mod = _module("oprf")
+    hit = find_attr([mod], ("DEFAULT_FPR", "FPR", "DEFAULT_FALSE_POSITIVE_RATE"))
+    if hit is not None:
+        return float(hit[0]), f"read from {hit[1]}"
+    return 2.0**-40, "assumed 2^-40 (the issue's default; oprf does not expose one)"
+
+
+def discover_filter() -> FilterAdapter | None:
+    """Find oprf's filter by name: the Golomb-compressed set in ``protocol._gcs``.
+
+    Duck-typed on ``build_gcs(values, universe)``, ``fpr_to_m(fpr)`` and
+    ``GCSReader(f).contains(h)``; returns None when no such module is present.
+    """
+    try:
+        mod = importlib.import_module("blindmatch.protocol._gcs")
+    except ImportError:
+        return None
+    build_gcs = getattr(mod, "build_gcs", None)
+    reader = getattr(mod, "GCSReader", None)
+    fpr_to_m = getattr(mod, "fpr_to_m", None)
+    if not (callable(build_gcs) and callable(reader) and callable(fpr_to_m)):
+        return None
+    fpr, src = oprf_default_fpr()
+    m = int(fpr_to_m(fpr))
+
+    def size(f: Any) -> int:
+        nb = f.nbytes
+        return int(nb() if callable(nb) else nb)
+
+    return FilterAdapter(
+        name="Golomb-compressed set (oprf)",
+        impl="blindmatch.protocol._gcs",
+        fpr=fpr,
+        fpr_source=src,
+        build=lambda values: build_gcs(values, len(values) * m),
+        size_bytes=size,
+        load=lambda f: reader(f),
+        contains=lambda r, v: bool(r.contains(int(v))),
+    )

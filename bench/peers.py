@@ -1,0 +1,351 @@
+"""peers: blindmatch against the outside world, in one run, as ratios.
+
+Three comparisons:
+
+* ``oprf`` against openmined-psi 2.0.6 (P-256, C++), GCS and Bloom, at the same
+  per-lookup false-positive rate, on the same synthetic set: set preparation,
+  setup bytes per element, client CPU per query and server CPU per element.
+  openmined-psi's client re-parses the whole setup message on every
+  ``GetIntersectionSize``; that is how the library is used, so it is counted.
+* every protocol against ``plain`` (numpy Hamming index, no privacy): the price
+  of privacy, per metric and per image including the PDQ hash itself.
+* the numpy ``HammingIndex`` against a naive pure-Python scan.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from functools import partial
+from typing import Any
+
+import numpy as np
+from blindmatch.protocol import REGISTRY, HammingIndex, HashSet, get_algo
+
+from .context import BenchContext, Metric, make_row
+from .hooks import QUICK_SKIP
+from .micro import hamming_index_qps
+from .protocols import _bounds_for, ensure_cells, synthetic_words
+from .timing import Stat, measure, stat
+
+__all__ = ["naive_nearest", "run_peers"]
+
+
+def naive_nearest(rows: list[int], query: int) -> tuple[int, int]:
+    """(row, distance) of the closest hash, one Python int per stored hash."""
+    best, best_d = 0, 1 << 30
+    for i, h in enumerate(rows):
+        d = (h ^ query).bit_count()
+        if d < best_d:
+            best, best_d = i, d
+    return best, best_d
+
+
+def _one(v: float, unit: str) -> Stat:
+    return Stat(v, v, v, 1, unit)
+
+
+def _openmined(ctx: BenchContext, n: int, fpr: float) -> list[dict[str, Any]]:
+    import private_set_intersection.python as psi
+
+    algo = get_algo("pdq")
+    words = synthetic_words(ctx.seed, n, algo)
+    items = [bytes(r).hex() for r in words.astype(">u8").view(np.uint8).reshape(n, -1)]
+    rng = np.random.default_rng([ctx.seed, n, 5])
+    out: list[dict[str, Any]] = []
+    for ds_name, ds in (("GCS", psi.DataStructure.GCS), ("Bloom", psi.DataStructure.BLOOM_FILTER)):
+        server = psi.server.CreateWithNewKey(False)
+        client = psi.client.CreateWithNewKey(False)
+        walls: list[float] = []
+        cpus: list[float] = []
+        setup: Any = None
+        for _ in range(1 if ctx.quick else ctx.repeats):
+            c0, t0 = time.process_time(), time.perf_counter()
+            setup = server.CreateSetupMessage(fpr, 1, items, ds)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+            if sum(walls) > 2.0:
+                break
+        setup_bytes = setup.ByteSize()
+        q_client: list[float] = []
+        q_server: list[float] = []
+        q_bytes: list[float] = []
+        wrong = 0
+        count = 6 if ctx.quick else max(20, 4 * ctx.repeats)
+        t_budget = time.perf_counter()
+        for i in range(count):
+            member = i % 2 == 0
+            item = items[int(rng.integers(0, n))] if member else rng.bytes(32).hex()
+            c0 = time.process_time()
+            req = client.CreateRequest([item])
+            c1 = time.process_time()
+            resp = server.ProcessRequest(req)
+            c2 = time.process_time()
+            k = client.GetIntersectionSize(setup, resp)
+            c3 = time.process_time()
+            q_client.append((c1 - c0) + (c3 - c2))
+            q_server.append(c2 - c1)
+            q_bytes.append(float(req.ByteSize() + resp.ByteSize()))
+            wrong += int((k == 1) != member)
+            if time.perf_counter() - t_budget > 30 and i >= 5:
+                break
+        out.append(
+            {
+                "impl": f"openmined-psi {ds_name}",
+                "setup_s": stat(walls, "s"),
+                "setup_cpu_s": stat(cpus, "s"),
+                "setup_bytes_per_element": _one(setup_bytes / n, "B"),
+                "filter_bytes_per_element": _one(setup_bytes / n, "B"),
+                "client_cpu_s": stat(q_client, "s"),
+                "server_cpu_per_element_s": stat(q_server, "s"),
+                "server_setup_cpu_per_element_s": stat([c / n for c in cpus], "s"),
+                "bytes_per_query": stat(q_bytes, "B"),
+                "verdict_errors": wrong,
+                "queries": len(q_client),
+            }
+        )
+    return out
+
+
+def _largest_get(cell: dict[str, Any]) -> float:
+    """The one-time artefact (filter) itself: the largest GET response of the first scan."""
+    gets = [down for method, _, _, down in cell["first_scan_requests"] if method == "GET"]
+    return float(max(gets)) if gets else 0.0
+
+
+def _oprf_view(cell: dict[str, Any]) -> dict[str, Any]:
+    m = {k: Stat.from_dict(v) for k, v in cell["metrics"].items()}
+    n = cell["n"]
+    return {
+        "impl": "blindmatch oprf",
+        "setup_s": m["setup_s"],
+        "setup_cpu_s": m["setup_cpu_s"],
+        "setup_bytes_per_element": m["download_bytes"].per(n),
+        "filter_bytes_per_element": _one(_largest_get(cell) / n, "B"),
+        "client_cpu_s": m["client_cpu_s"],
+        "server_cpu_per_element_s": m["server_cpu_s"],
+        "server_setup_cpu_per_element_s": m["setup_cpu_s"].per(n),
+        "bytes_per_query": m["bytes_per_query"],
+        "verdict_errors": cell["verdict_errors"],
+        "queries": cell["queries"],
+        "status": cell["status"],
+    }
+
+
+_PEER_METRICS = (
+    "setup_s",
+    "setup_cpu_s",
+    "setup_bytes_per_element",
+    "filter_bytes_per_element",
+    "client_cpu_s",
+    "server_cpu_per_element_s",
+    "server_setup_cpu_per_element_s",
+    "bytes_per_query",
+)
+
+
+def _psi_rows(ctx: BenchContext, n: int) -> None:
+    fpr = 2.0**-40
+    oprf: dict[str, Any] | None = None
+    if "oprf" in REGISTRY and "oprf" in ctx.protocol_names():
+        cell = ensure_cells(ctx, "oprf", [s for s in sorted(ctx.sizes) if s <= n] or [n])[-1]
+        fpr = float(cell["params"].get("fpr", {}).get("value", fpr))
+        oprf = _oprf_view(cell)
+        bounds = _bounds_for(ctx, cell)
+        oprf["bounds"] = {k: {"value": v, "formula": f} for k, (v, f) in bounds.items()}
+    peers = _openmined(ctx, n, fpr)
+    for p in peers:
+        ctx.add(
+            make_row(
+                "peers",
+                "openmined-psi",
+                f"{p['impl']} n={n}",
+                {k: Metric(p[k]) for k in _PEER_METRICS},
+                {
+                    "n": n,
+                    "fpr": fpr,
+                    "queries": p["queries"],
+                    "verdict_errors": p["verdict_errors"],
+                    "role": "peer",
+                },
+                reason=f"{p['verdict_errors']} wrong verdicts" if p["verdict_errors"] else None,
+            )
+        )
+    if oprf is None:
+        ctx.add(
+            make_row(
+                "peers",
+                "oprf vs openmined-psi",
+                f"oprf n={n}",
+                status="skipped",
+                reason="oprf is not registered in this build; openmined-psi measured alone",
+                params={"n": n, "fpr": fpr},
+            )
+        )
+        return
+    ms: dict[str, Metric] = {}
+    ratios: dict[str, dict[str, float | None]] = {}
+    for k in _PEER_METRICS:
+        ms[k] = Metric(oprf[k])
+        ratios[k] = {}
+        for p in peers:
+            base = p[k].median
+            ratios[k][p["impl"]] = oprf[k].median / base if base > 0 else None
+    ctx.add(
+        make_row(
+            "peers",
+            "oprf vs openmined-psi",
+            f"blindmatch oprf n={n}",
+            ms,
+            {
+                "n": n,
+                "fpr": fpr,
+                "queries": oprf["queries"],
+                "verdict_errors": oprf["verdict_errors"],
+                "ratio_oprf_over_peer": ratios,
+                "oprf_bounds": oprf["bounds"],
+                "role": "oprf",
+            },
+            status="extrapolated" if oprf["status"] == "extrapolated" else "ok",
+            reason="ratio < 1 means oprf is cheaper/smaller",
+        )
+    )
+
+
+def _price_of_privacy(ctx: BenchContext) -> None:
+    pdq = ctx.prims.get("hash.pdq.512")
+    for (name, n), cell in sorted(ctx.cells.items()):
+        if name == "plain" or (("plain", n) not in ctx.cells):
+            continue
+        plain = ctx.cells[("plain", n)]
+        pm = {k: Stat.from_dict(v) for k, v in plain["metrics"].items()}
+        cm = {k: Stat.from_dict(v) for k, v in cell["metrics"].items()}
+        ratios: dict[str, float | None] = {}
+        for k in ("client_cpu_s", "server_cpu_s", "bytes_per_query", "query_wall_s"):
+            ratios[k] = cm[k].median / pm[k].median if pm[k].median > 0 else None
+        ratios["download_bytes_extra"] = cm["download_bytes"].median
+        if pdq is not None:
+            ratios["client_per_image_incl_pdq"] = (pdq.median + cm["client_cpu_s"].median) / (
+                pdq.median + pm["client_cpu_s"].median
+            )
+        metrics = {
+            f"{k}_ratio": Metric(_one(v, "×"))
+            for k, v in ratios.items()
+            if v is not None and k != "download_bytes_extra"
+        }
+        ctx.add(
+            make_row(
+                "peers",
+                "price of privacy (vs plain)",
+                f"{name} n={n}",
+                metrics,
+                {
+                    "n": n,
+                    "protocol": name,
+                    "download_bytes": ratios["download_bytes_extra"],
+                    "pdq_512_s": pdq.median if pdq else None,
+                    "cell_status": cell["status"],
+                },
+                status="extrapolated" if cell["status"] == "extrapolated" else "ok",
+                reason="ratios of medians: protocol ÷ plain (numpy Hamming index, no privacy); "
+                "per-image ratio adds one PDQ hash at 512² to both sides",
+            )
+        )
+
+
+def _naive_rows(ctx: BenchContext) -> None:
+    algo = get_algo("pdq")
+    sizes = [1_000] if ctx.quick else sorted({10_000, 100_000} | {s for s in ctx.sizes if s >= 10_000})
+    for n in sizes:
+        words = synthetic_words(ctx.seed, n, algo)
+        hs = HashSet(algo, words)
+        rows = [int.from_bytes(b, "big") for b in (hs.value(i).raw for i in range(n))]
+        q = hs.value(n // 3)
+        qi = int.from_bytes(q.raw, "big")
+        idx = HammingIndex(hs)
+        if naive_nearest(rows, qi) != idx.nearest(q):
+            raise RuntimeError("naive scan and HammingIndex disagree")
+        naive = measure(
+            partial(naive_nearest, rows, qi),
+            repeats=min(ctx.repeats, 3),
+            min_time=0.0,
+            budget_s=20,
+        )
+        fast = (
+            hamming_index_qps(ctx, n)
+            if n in (10_000, 100_000, 1_000_000)
+            else measure(partial(idx.nearest, q), repeats=ctx.repeats, min_time=0.02)
+        )
+        ctx.add(
+            make_row(
+                "peers",
+                "Hamming scan: naive Python vs numpy index",
+                f"n={n}",
+                {
+                    "naive_s": Metric(naive),
+                    "numpy_s": Metric(fast),
+                    "speedup": Metric(_one(naive.median / fast.median, "×")),
+                },
+                {"n": n},
+            )
+        )
+
+
+def run_peers(ctx: BenchContext) -> None:
+    sizes = (
+        [min(ctx.sizes)] if ctx.quick else sorted({s for s in ctx.sizes if s >= 10_000} or {max(ctx.sizes)})
+    )
+    for n in sizes:
+        try:
+            ctx.log(f"peers: openmined-psi vs oprf, n={n}")
+            _psi_rows(ctx, n)
+        except Exception as e:
+            ctx.errors.append(
+                {
+                    "suite": "peers",
+                    "where": f"psi n={n}",
+                    "error": repr(e),
+                    "traceback": traceback.format_exc()[-2000:],
+                }
+            )
+            ctx.add(
+                make_row("peers", "oprf vs openmined-psi", f"n={n}", status="failed", reason=repr(e)[:500])
+            )
+    try:
+        ctx.log("peers: price of privacy")
+        for name in ctx.protocol_names():
+            if ctx.quick and name in QUICK_SKIP and not ctx.quick_all:
+                continue
+            try:
+                ensure_cells(ctx, name, [s for s in sorted(ctx.sizes) if s <= max(sizes)])
+            except Exception as e:  # that protocol's failure is reported by its own cell
+                ctx.errors.append(
+                    {
+                        "suite": "peers",
+                        "where": f"price of privacy: {name}",
+                        "error": repr(e),
+                        "traceback": traceback.format_exc()[-2000:],
+                    }
+                )
+        _price_of_privacy(ctx)
+    except Exception as e:
+        ctx.errors.append(
+            {
+                "suite": "peers",
+                "where": "price of privacy",
+                "error": repr(e),
+                "traceback": traceback.format_exc()[-2000:],
+            }
+        )
+    ctx.log("peers: naive vs numpy Hamming scan")
+    try:
+        _naive_rows(ctx)
+    except Exception as e:
+        ctx.errors.append(
+            {
+                "suite": "peers",
+                "where": "naive scan",
+                "error": repr(e),
+                "traceback": traceback.format_exc()[-2000:],
+            }
+        )

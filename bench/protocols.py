@@ -1,0 +1,538 @@
+"""protocols: every registered protocol × set size, each figure against its bound.
+
+Why in-process: server and client run in one process through a metering
+wrapper around ``LocalTransport``, so server CPU is the handlers' own CPU and
+client CPU is the scan's CPU minus the handlers' — no HTTP stack in either
+figure (the ``load`` suite measures HTTP). Byte counts come from the transport,
+exactly as ``ScanResult`` reports them. Large cells that would not finish in
+the time budget are extrapolated from the two largest measured sizes and are
+marked so.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from blindmatch.protocol import (
+    REGISTRY,
+    ClientHalf,
+    Endpoint,
+    HashAlgo,
+    HashSet,
+    HashValue,
+    LocalTransport,
+    Query,
+    Reply,
+    Request,
+    ServerHalf,
+    get_algo,
+)
+
+from .context import BenchContext, Metric, make_row
+from .hooks import (
+    BOUND_HOOKS,
+    BOUND_PRIMS,
+    QUICK_SKIP,
+    BoundInput,
+    client_options,
+    discover_params,
+    server_options,
+)
+from .micro import ensure_group_prims, ensure_he_prims, ensure_seal_prims, stream_pass_seconds
+from .timing import Stat, cpu_now, stat
+
+__all__ = [
+    "MeteredServer",
+    "build_set",
+    "ensure_cells",
+    "make_queries",
+    "measure_cell",
+    "run_protocols",
+    "synthetic_words",
+]
+
+METRICS = ("setup_s", "download_bytes", "client_cpu_s", "server_cpu_s", "bytes_per_query")
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    wall_s: float
+    cpu_s: float
+    up: int
+    down: int
+
+
+class MeteredServer(ServerHalf):
+    """Wraps a server half and records each handler call's wall time, CPU and bytes."""
+
+    def __init__(self, inner: ServerHalf) -> None:
+        self.inner = inner
+        self.calls: list[Call] = []
+
+    def _wrap(self, ep: Endpoint) -> Endpoint:
+        h = ep.handler
+
+        def handler(req: Request) -> Reply:
+            c0 = cpu_now()
+            t0 = time.perf_counter()
+            rep = h(req)
+            wall = time.perf_counter() - t0
+            self.calls.append(Call(ep.method, ep.path, wall, cpu_now() - c0, len(req.body), len(rep.body)))
+            return rep
+
+        return replace(ep, handler=handler)
+
+    def endpoints(self) -> Sequence[Endpoint]:
+        return [self._wrap(e) for e in self.inner.endpoints()]
+
+    def setup_bytes(self) -> int:
+        return self.inner.setup_bytes()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def synthetic_words(seed: int, n: int, algo: HashAlgo) -> np.ndarray:
+    """n uniformly random hashes (the set); deterministic in (seed, n)."""
+    rng = np.random.default_rng([seed, n, 1])
+    return rng.integers(0, 2**64, size=(n, algo.words), dtype=np.uint64)
+
+
+def build_set(ctx: BenchContext, n: int, algo: HashAlgo) -> Path:
+    """A set directory of n synthetic hashes under the run's workdir (built once)."""
+    from blindmatch.server import SetDir
+
+    d = ctx.workdir / f"set-{algo.name}-{n}"
+    if not (d / "set.json").exists():
+        SetDir.build_from_words(
+            d, algo, synthetic_words(ctx.seed, n, algo), [f"bench synthetic seed={ctx.seed}"]
+        )
+    return d
+
+
+def _floats_for(h: HashValue, rng: np.random.Generator) -> tuple[float, ...]:
+    """PDQ-like float values consistent with ``h``'s bits (for multi-probe ranking)."""
+    bits = h.bits().astype(np.float64)
+    mag = np.abs(rng.standard_normal(bits.size)) + 0.01
+    return tuple(float(x) for x in np.where(bits > 0, mag, -mag))
+
+
+def make_queries(
+    seed: int, hashes: HashSet, count: int, member_rate: float = 0.5, tag: int = 0
+) -> list[tuple[Query, bool]]:
+    """(query, is_member) pairs: members are stored hashes, others fresh random ones."""
+    rng = np.random.default_rng([seed, len(hashes), 2, tag])
+    algo = hashes.algo
+    out: list[tuple[Query, bool]] = []
+    for i in range(count):
+        member = i % 2 == 0 if member_rate == 0.5 else bool(rng.random() < member_rate)
+        if member:
+            hv = hashes.value(int(rng.integers(0, len(hashes))))
+        else:
+            hv = HashValue(
+                algo, rng.integers(0, 2**64, size=algo.words, dtype=np.uint64).astype(">u8").tobytes()
+            )
+        q = Query(
+            hv,
+            _floats_for(hv, rng) if algo.name == "pdq" else None,
+            100,
+            f"bench-account-{i % 8}",
+            f"bench item {i}".encode(),
+        )
+        out.append((q, member))
+    return out
+
+
+def _ensure_prims(ctx: BenchContext, name: str) -> None:
+    for kind in BOUND_PRIMS.get(name, ()):
+        if kind == "group":
+            ensure_group_prims(ctx)
+        elif kind == "he":
+            ensure_he_prims(ctx)
+
+
+def _local_prims(ctx: BenchContext, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The bound's primitives re-measured right after this cell's queries.
+
+    The machine is shared: a scalar multiplication measured in the micro suite minutes
+    earlier can be 2× faster or slower than during this cell. Re-measuring next to the
+    cell keeps each ratio a comparison of like with like; the micro table still shows the
+    run's main measurement.
+    """
+    kinds = BOUND_PRIMS.get(name, ())
+    if not kinds:
+        return {}
+    scratch = BenchContext(
+        seed=ctx.seed, repeats=3, sizes=ctx.sizes, workdir=ctx.workdir, quick=True, verbose=False
+    )
+    for kind in kinds:
+        if kind == "group":
+            ensure_group_prims(scratch)
+        elif kind == "he" and params.get("coeff_bits"):
+            ensure_seal_prims(scratch, params)
+    return {k: v.to_dict() for k, v in scratch.prims.items()}
+
+
+def _scan_metered(
+    client: ClientHalf, tr: LocalTransport, srv: MeteredServer, queries: list[Query]
+) -> dict[str, Any]:
+    """One scan (or scan_many when several queries): client/server CPU and bytes."""
+    k0 = len(srv.calls)
+    up0, down0 = tr.bytes_up, tr.bytes_down
+    c0 = cpu_now()
+    t0 = time.perf_counter()
+    results = [client.scan(queries[0], tr)] if len(queries) == 1 else client.scan_many(queries, tr)
+    wall = time.perf_counter() - t0
+    cpu = cpu_now() - c0
+    calls = srv.calls[k0:]
+    s_cpu = sum(c.cpu_s for c in calls)
+    s_wall = sum(c.wall_s for c in calls)
+    return {
+        "results": results,
+        "wall_s": wall,
+        "client_cpu_s": max(0.0, cpu - s_cpu),
+        "client_wall_s": max(0.0, wall - s_wall),
+        "server_cpu_s": s_cpu,
+        "server_wall_s": s_wall,
+        "up": tr.bytes_up - up0,
+        "down": tr.bytes_down - down0,
+        "requests": [(c.method, c.path, c.up, c.down) for c in calls],
+    }
+
+
+def measure_cell(
+    ctx: BenchContext, name: str, n: int, algo_name: str = "pdq", max_queries: int | None = None
+) -> dict[str, Any]:
+    """Measure protocol ``name`` on a set of n hashes; returns the cell (also cached)."""
+    key = (name, n)
+    if key in ctx.cells:
+        return ctx.cells[key]
+    proto = REGISTRY[name]
+    algo = get_algo(algo_name)
+    _ensure_prims(ctx, name)
+    set_dir = build_set(ctx, n, algo)
+    from blindmatch.server import SetDir
+
+    hashes = SetDir.open(set_dir).hashes
+    sopts = server_options(name, ctx.quick)
+    cell_dir = ctx.workdir / f"cell-{name}-{n}"
+    shutil.rmtree(cell_dir, ignore_errors=True)
+
+    # server set-up: fresh state each repeat (a second open would reuse persisted artefacts)
+    setup_wall: list[float] = []
+    setup_cpu: list[float] = []
+    server: ServerHalf | None = None
+    for rep in range(max(1, ctx.repeats)):
+        sd = cell_dir / f"state-{rep}"
+        sd.mkdir(parents=True, exist_ok=True)
+        c0 = cpu_now()
+        t0 = time.perf_counter()
+        s = proto.open_server(hashes, sd, sopts)
+        setup_wall.append(time.perf_counter() - t0)
+        setup_cpu.append(cpu_now() - c0)
+        if server is not None:
+            server.close()
+        server = s
+        if sum(setup_wall) > 2.0 or ctx.quick:
+            break
+    assert server is not None
+    metered = MeteredServer(server)
+    tr = LocalTransport(metered, client_id="bench")
+    client = proto.new_client(algo, cell_dir / "client-cache", client_options(name))
+    params = discover_params(name, proto, server, client, n)
+
+    budget = 5.0 if ctx.quick else min(60.0, ctx.cell_budget_s / 3)
+    q_target = max_queries or (4 if ctx.quick else max(12, 4 * ctx.repeats))
+    pool = make_queries(ctx.seed, hashes, q_target + 1)
+    first = _scan_metered(client, tr, metered, [pool[0][0]])
+    samples: list[dict[str, Any]] = []
+    verdict_errors = 0
+    verdicts_checked = 0
+    t_start = time.perf_counter()
+    for q, member in pool[1:]:
+        r = _scan_metered(client, tr, metered, [q])
+        samples.append(r)
+        m = r["results"][0].matched
+        if m is not None:
+            verdicts_checked += 1
+            verdict_errors += int(bool(m) != member)
+        if time.perf_counter() - t_start > budget and len(samples) >= 3:
+            break
+    down_steady = float(np.median([s["down"] for s in samples]))
+    download = max(0.0, first["down"] - down_steady)
+    upload_once = max(0.0, first["up"] - float(np.median([s["up"] for s in samples])))
+
+    metrics: dict[str, Stat] = {
+        "setup_s": stat(setup_wall, "s"),
+        "setup_cpu_s": stat(setup_cpu, "s"),
+        "download_bytes": Stat(download, download, download, 1, "B"),
+        "one_time_upload_bytes": Stat(upload_once, upload_once, upload_once, 1, "B"),
+        "first_scan_s": Stat(first["wall_s"], first["wall_s"], first["wall_s"], 1, "s"),
+        "client_cpu_s": stat([s["client_cpu_s"] for s in samples], "s"),
+        "client_crypto_ms_reported": stat([s["results"][0].crypto_ms for s in samples], "ms"),
+        "server_cpu_s": stat([s["server_cpu_s"] for s in samples], "s"),
+        "server_wall_s": stat([s["server_wall_s"] for s in samples], "s"),
+        "query_wall_s": stat([s["wall_s"] for s in samples], "s"),
+        "bytes_up": stat([float(s["up"]) for s in samples], "B"),
+        "bytes_down": stat([float(s["down"]) for s in samples], "B"),
+        "bytes_per_query": stat([float(s["up"] + s["down"]) for s in samples], "B"),
+    }
+    batched: dict[str, Any] | None = None
+    if type(client).scan_many is not ClientHalf.scan_many:
+        b = 16
+        # one account for the whole batch, so protocols that batch per account can
+        many = [replace(q, account="bench-batch") for q, _ in make_queries(ctx.seed, hashes, b, tag=9)]
+        r = _scan_metered(client, tr, metered, many)
+        batched = {
+            "batch": b,
+            "client_cpu_s_per_query": r["client_cpu_s"] / b,
+            "server_cpu_s_per_query": r["server_cpu_s"] / b,
+            "bytes_per_query": (r["up"] + r["down"]) / b,
+            "requests": len(r["requests"]),
+        }
+    cell = {
+        "protocol": name,
+        "n": len(hashes),
+        "n_requested": n,
+        "algo": algo.name,
+        "status": "ok",
+        "metrics": {k: v.to_dict() for k, v in metrics.items()},
+        "declared": {
+            "setup_bytes": server.setup_bytes(),
+            "download_bytes": proto.download_bytes(len(hashes), algo),
+        },
+        "first_scan_requests": first["requests"],
+        "steady_requests": samples[0]["requests"],
+        "queries": len(samples),
+        "verdicts_checked": verdicts_checked,
+        "verdict_errors": verdict_errors,
+        "batched": batched,
+        "server_stats": _jsonable(getattr(server, "last_stats", None)),
+        "bound_prims": _local_prims(ctx, name, {k: v["value"] for k, v in params.to_dict().items()}),
+        "params": params.to_dict(),
+        "learner": proto.learner.value,
+        "private": proto.private,
+    }
+    server.close()
+    shutil.rmtree(cell_dir, ignore_errors=True)
+    ctx.cells[key] = cell
+    return cell
+
+
+def _jsonable(v: Any) -> Any:
+    """A protocol's own per-query statistics (e.g. he's ``last_stats``), if JSON-friendly."""
+    if not isinstance(v, dict):
+        return None
+    out: dict[str, Any] = {}
+    for k, x in v.items():
+        if isinstance(x, bool | int | float | str) or x is None:
+            out[str(k)] = x
+    return out or None
+
+
+def _bounds_for(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, tuple[float, str]]:
+    name, n = cell["protocol"], cell["n"]
+    hook = BOUND_HOOKS.get(name)
+    if hook is None:
+        return {}
+    algo = get_algo(cell["algo"])
+    if name == "plain":
+        stream_pass_seconds(ctx, n, algo.words)
+    if name == "he" and cell["params"].get("coeff_bits", {}).get("value"):
+        # the floor at the parameter set this server actually used
+        ensure_seal_prims(ctx, {k: v["value"] for k, v in cell["params"].items()})
+    from .hooks import Params
+
+    params = Params()
+    for k, v in cell["params"].items():
+        params.set(k, v["value"], v["source"])
+    cores = _cores()
+    local = cell.get("bound_prims") or {}
+
+    def prim(k: str) -> float:
+        return float(local[k]["median"]) if k in local else ctx.prims[k].median
+
+    bi = BoundInput(n=n, algo=algo, prims=prim, params=params, cores=cores)
+    return {k: (b.value, b.formula) for k, b in hook(bi).items()}
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _extrapolate(ctx: BenchContext, name: str, n: int, done: list[dict[str, Any]]) -> dict[str, Any]:
+    """Predict a cell from the two largest measured ones: v(n) = v2 + slope·(n − n2)."""
+    a, b = done[-2], done[-1]
+    out_metrics: dict[str, Any] = {}
+    for k, mb in b["metrics"].items():
+        ma = a["metrics"].get(k)
+        v2 = mb["median"]
+        if ma is None or b["n"] == a["n"]:
+            v = v2 * n / b["n"]
+        else:
+            slope = max(0.0, (v2 - ma["median"]) / (b["n"] - a["n"]))
+            v = v2 + slope * (n - b["n"])
+        out_metrics[k] = Stat(v, v, v, 0, mb["unit"]).to_dict()
+    cell = {
+        **b,
+        "n": n,
+        "n_requested": n,
+        "metrics": out_metrics,
+        "status": "extrapolated",
+        "queries": 0,
+        "verdicts_checked": 0,
+        "verdict_errors": 0,
+        "batched": None,
+        "extrapolated_from": [a["n"], b["n"]],
+    }
+    ctx.cells[(name, n)] = cell
+    return cell
+
+
+def _predict_seconds(done: list[dict[str, Any]], n: int, queries: int) -> float:
+    """Predicted set-up + ``queries`` queries at n, by the same two-point linear fit as
+    ``_extrapolate`` (so a per-query cost that does not grow with n is not scaled up)."""
+
+    def run_s(c: dict[str, Any]) -> float:
+        m = c["metrics"]
+        return float(m["setup_s"]["median"]) + queries * float(m["query_wall_s"]["median"])
+
+    b = done[-1]
+    if len(done) < 2 or done[-2]["n"] == b["n"]:
+        return run_s(b) * n / max(1, int(b["n"]))
+    a = done[-2]
+    slope = max(0.0, (run_s(b) - run_s(a)) / (b["n"] - a["n"]))
+    return run_s(b) + slope * (n - b["n"])
+
+
+def cell_row(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, Any]:
+    """A result row for one cell, with each figure's bound and ratio."""
+    bounds = _bounds_for(ctx, cell)
+    ms = {k: Stat.from_dict(v) for k, v in cell["metrics"].items()}
+    metrics: dict[str, Metric] = {}
+    for k in METRICS:
+        b = bounds.get(k)
+        metrics[k] = Metric(ms[k], bound=b[0] if b else None, bound_formula=b[1] if b else None)
+    for k in (
+        "one_time_upload_bytes",
+        "setup_cpu_s",
+        "first_scan_s",
+        "server_wall_s",
+        "bytes_up",
+        "bytes_down",
+        "client_crypto_ms_reported",
+        "query_wall_s",
+    ):
+        if k in ms:  # cells extrapolated from an older results layout may lack a figure
+            metrics[k] = Metric(ms[k])
+    note = None
+    if cell["status"] == "extrapolated":
+        note = (
+            f"extrapolated linearly from n={cell['extrapolated_from'][0]} and "
+            f"n={cell['extrapolated_from'][1]}"
+            f" (predicted run time above the {ctx.cell_budget_s:.0f} s cell budget); not measured"
+        )
+    if cell["verdict_errors"]:
+        note = (
+            note + "; " if note else ""
+        ) + f"{cell['verdict_errors']} wrong verdicts of {cell['verdicts_checked']}"
+    if BOUND_HOOKS.get(cell["protocol"]) is None:
+        note = (note + "; " if note else "") + "no bound hook for this protocol"
+    params = {
+        "n": cell["n"],
+        "algo": cell["algo"],
+        "queries": cell["queries"],
+        "verdicts_checked": cell["verdicts_checked"],
+        "verdict_errors": cell["verdict_errors"],
+        "declared": cell["declared"],
+        "protocol_params": cell["params"],
+        "first_scan_requests": cell["first_scan_requests"],
+        "steady_requests": cell["steady_requests"],
+        "server_stats": cell.get("server_stats"),
+        "bound_primitives_s": {k: v["median"] for k, v in (cell.get("bound_prims") or {}).items()},
+        "batched": cell["batched"],
+        "learner": cell["learner"],
+        "private": cell["private"],
+    }
+    return make_row(
+        "protocols",
+        cell["protocol"],
+        f"{cell['protocol']} n={cell['n']}",
+        metrics,
+        params,
+        status=cell["status"],
+        reason=note,
+    )
+
+
+def ensure_cells(ctx: BenchContext, name: str, sizes: Sequence[int]) -> list[dict[str, Any]]:
+    """Cells of ``name`` at ``sizes`` (ascending), measured or extrapolated, cached.
+
+    Raises on the first failing size; earlier cells stay cached.
+    """
+    done: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+    for n in sorted(sizes):
+        cached = ctx.cells.get((name, n))
+        if cached is not None:
+            cell = cached
+        elif len(done) >= 2 and _predict_seconds(done, n, 4) > ctx.cell_budget_s:
+            ctx.log(
+                f"protocols: {name} n={n} predicted over the {ctx.cell_budget_s:.0f} s budget; extrapolating"
+            )
+            cell = _extrapolate(ctx, name, n, done)
+        else:
+            ctx.log(f"protocols: {name} n={n}")
+            cell = measure_cell(ctx, name, n)
+        if cell["status"] == "ok":
+            done.append(cell)
+        out.append(cell)
+    return out
+
+
+def run_protocols(ctx: BenchContext) -> None:
+    """Every registered protocol (or the --protocols subset) at every size."""
+    for name in ctx.protocol_names():
+        if ctx.quick and name in QUICK_SKIP and not ctx.quick_all:
+            ctx.add(
+                make_row(
+                    "protocols",
+                    name,
+                    f"{name} (quick mode)",
+                    status="skipped",
+                    reason=f"--quick skips {name}: {QUICK_SKIP[name]}; run without --quick",
+                )
+            )
+            continue
+        try:
+            cells = ensure_cells(ctx, name, ctx.sizes)
+        except Exception as e:
+            ctx.errors.append(
+                {
+                    "suite": "protocols",
+                    "where": name,
+                    "error": repr(e),
+                    "traceback": traceback.format_exc()[-2000:],
+                }
+            )
+            cells = [c for (p, _), c in sorted(ctx.cells.items()) if p == name]
+            failed_at = min((n for n in ctx.sizes if (name, n) not in ctx.cells), default=None)
+            for c in cells:
+                ctx.add(cell_row(ctx, c))
+            ctx.add(
+                make_row("protocols", name, f"{name} n={failed_at}", status="failed", reason=repr(e)[:500])
+            )
+            continue
+        for c in cells:
+            ctx.add(cell_row(ctx, c))
