@@ -412,8 +412,8 @@ def _predict_seconds(done: list[dict[str, Any]], n: int, queries: int) -> float:
     if len(done) < 2 or done[-2]["n"] == b["n"]:
         return run_s(b) * n / max(1, int(b["n"]))
     a = done[-2]
-    slope = max(0.0, (run_s(b) - run_s(a)) / (b["n"] - a["n"]))
-    return run_s(b) + slope * (n - b["n"])
+    slope = max(0.0, (run_s(b) - run_s(a)) / (int(b["n"]) - int(a["n"])))
+    return run_s(b) + slope * (n - int(b["n"]))
 
 
 def cell_row(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, Any]:
