@@ -35,6 +35,9 @@ no detail that would help an attacker (no "which byte", no "which proof").
      │    ├── InsecureKeyFileError           key file group/world readable
      │    └── StorageUnavailableError (503)  write failed (disk full, I/O)
      └── ParameterError                      HE/protocol parameters cannot run the circuit
+
+The ``he`` protocol adds leaves under these branches in ``_he_errors.py`` (keys,
+sessions, noise budget, isolated-worker failures); they map at the edges the same way.
 """
 
 from __future__ import annotations
