@@ -299,14 +299,18 @@ def db_rotate(
     set_dir: Annotated[Path, typer.Argument(help="Set directory")],
     grace_seconds: Annotated[float, typer.Option(help="How long the old OPRF epoch is still answered")]
     = 7 * 24 * 3600.0,
+    mode: Annotated[str | None, typer.Option(
+        help="voprf (proofs; default) | oprf (no proofs: cheaper, unverifiable); default: keep the current")]
+    = None,
 ) -> None:
     """Start a new OPRF key epoch (new key, new filter); the old one lives for the grace period."""
     from blindmatch.protocol.oprf import rotate_epoch
     from blindmatch.server import SetDir
 
     sd = SetDir.open(set_dir)
-    ep = rotate_epoch(sd.state_dir("oprf"), sd.hashes, grace_seconds)
-    _emit({"set_dir": str(set_dir), "epoch": ep.number, "root_digest": ep.root, "grace_seconds": grace_seconds})
+    ep = rotate_epoch(sd.state_dir("oprf"), sd.hashes, grace_seconds, mode=mode)
+    _emit({"set_dir": str(set_dir), "epoch": ep.number, "root_digest": ep.root,
+           "grace_seconds": grace_seconds, "mode": ep.server.mode.name.lower()})
 
 
 @admin_app.command("reveals")
@@ -407,12 +411,14 @@ def scan(
     ad: Annotated[str | None, typer.Option(help="tpsi: associated data (default: the path)")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where one-time downloads are cached")] = None,
     min_quality: Annotated[int, typer.Option(help="Do not match PDQ hashes below this quality")] = PDQ_MIN_QUALITY,
+    allow_unverified: Annotated[bool, typer.Option(
+        help="oprf: accept a server in unverifiable OPRF mode (no DLEQ proofs)")] = False,
 ) -> None:
     """Scan images against a server; one JSON line per image."""
     if protocol == "tpsi" and not account:
         raise BadHashError("--account is required with --protocol tpsi")
     cache = cache_dir or Path.home() / ".cache" / "blindmatch"
-    options = {"probe_bits": probe_bits, "mode": mode}
+    options = {"probe_bits": probe_bits, "mode": mode, "allow_unverified": allow_unverified}
     failed = scan_paths(server, protocol, paths, algo, options, account, ad, cache, min_quality)
     if failed:
         raise typer.Exit(1)

@@ -28,7 +28,9 @@ the fixed stream has a constant width and the extra stream is indexed by a
 prefix count of ``v ≥ t``. The stream is the same size as interleaved codes.
 
 Lookup: the reader decodes everything once in numpy (validating the encoding
-strictly) and keeps only a sampled index every ``block`` elements (first value,
+strictly). Up to ``max_decoded`` elements (default 2^22: 32 MB of client
+memory) it keeps the decoded sorted array and a lookup is one binary search.
+Above that it keeps only a sampled index every ``block`` elements (first value,
 preceding value, unary and extra bit offsets); a lookup binary-searches the
 index and decodes one block of at most ``block`` elements.
 """
@@ -195,11 +197,12 @@ def build_gcs(values: U64, universe: int) -> GCSFilter:
 class GCSReader:
     """A validated, indexed view of a ``GCSFilter`` for membership lookups."""
 
-    def __init__(self, f: GCSFilter, block: int = 64) -> None:
+    def __init__(self, f: GCSFilter, block: int = 64, max_decoded: int = 1 << 22) -> None:
         self.f = f
         self.block = block
         xs, ones, long_ = self._decode_all()
         n = f.count
+        self._xs: U64 | None = xs if n <= max_decoded else None
         starts = np.arange(0, n, block)
         self._first = xs[starts]
         self._prev = np.concatenate([[np.uint64(0)], xs[starts[1:] - 1]]).astype(np.uint64)
@@ -279,6 +282,10 @@ class GCSReader:
         return False
 
     def contains_x(self, x: int) -> bool:
+        if self._xs is not None:
+            xs = self._xs
+            i = int(xs.searchsorted(np.uint64(x)))
+            return i < xs.size and int(xs[i]) == x
         j = int(np.searchsorted(self._first, np.uint64(x), side="right")) - 1
         if j < 0:
             return False
@@ -292,5 +299,6 @@ class GCSReader:
         return [self.contains(h) for h in hs]
 
     def index_bytes(self) -> int:
-        """Client memory used by the sampled index (not sent on the wire)."""
-        return int(self._first.nbytes + self._prev.nbytes + self._uoff.nbytes + self._eoff.nbytes)
+        """Client memory used by the lookup structures (not sent on the wire)."""
+        idx = self._first.nbytes + self._prev.nbytes + self._uoff.nbytes + self._eoff.nbytes
+        return int(idx + (self._xs.nbytes if self._xs is not None else 0))

@@ -20,8 +20,14 @@ so a running server that notices the change (it checks the file's stat on each
 request) never sees a half-written epoch. Rotations are serialised by an
 exclusive ``flock`` on ``state_dir/.lock``.
 
-Set preparation (F(k, h) for every hash) runs on all cores in a process pool
-of spawned workers; each worker receives the epoch key over its pipe.
+Set preparation (F(k, h) for every hash) runs on all cores in a thread pool:
+libsodium's calls (through ctypes) release the GIL, so threads scale without
+spawning processes or sending the epoch key over a pipe.
+
+Mode: an epoch is VOPRF (default; every evaluation carries a DLEQ proof against
+the manifest's key) or OPRF (no proof: cheaper, but the client cannot detect a
+server that evaluates under another key). The manifest's ``suite`` field is the
+RFC 9497 context string, so the mode is signed with everything else.
 """
 
 from __future__ import annotations
@@ -36,9 +42,8 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +61,10 @@ from .errors import (
     EmptySetError,
     SignatureError,
     UnknownEpochError,
+    WrongProtocolError,
 )
 from .hashes import HashAlgo, HashSet
-from .hazmat.voprf import Mode, VOPRFServer, context_string
+from .hazmat.voprf import Mode, OPRFServer, VOPRFServer, context_string
 from .keyfile import read_secret, write_secret
 from .wire import decode_fields, encode_fields
 
@@ -71,8 +77,10 @@ __all__ = [
     "EpochStore",
     "Manifest",
     "filter_message",
+    "mode_of",
     "oprf_input",
     "output_to_u64",
+    "parse_mode",
     "prf_outputs",
     "rotate_epoch",
     "set_digest",
@@ -81,6 +89,7 @@ __all__ = [
 PROTOCOL_ID = 2
 PROTOCOL_LABEL = b"blindmatch-oprf-v1"
 SUITE = context_string(Mode.VOPRF)
+SUITES = {context_string(m): m for m in (Mode.OPRF, Mode.VOPRF)}
 DEFAULT_FPR = 2.0**-40
 DEFAULT_GRACE_SECONDS = 7 * 24 * 3600.0
 MSG_MANIFEST = 3
@@ -91,7 +100,33 @@ _SIGN_CONTEXT = PROTOCOL_LABEL + b"|manifest|"
 _ROOT_CONTEXT = PROTOCOL_LABEL + b"|root|"
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
-_PARALLEL_MIN = 20_000  # below this, spawning workers costs more than it saves
+_PARALLEL_MIN = 2_000  # below this, a thread pool costs more than it saves
+
+
+def parse_mode(name: str | Mode) -> Mode:
+    """``"voprf"`` or ``"oprf"`` (the epoch's RFC 9497 mode); POPRF is not served."""
+    if isinstance(name, Mode):
+        mode = name
+    else:
+        try:
+            mode = Mode[str(name).upper()]
+        except KeyError:
+            raise WrongProtocolError(f"unknown OPRF mode {name!r} (use voprf or oprf)") from None
+    if mode not in (Mode.OPRF, Mode.VOPRF):
+        raise WrongProtocolError("only the OPRF and VOPRF modes are served")
+    return mode
+
+
+def mode_of(suite: bytes) -> Mode:
+    """The mode a manifest's suite (an RFC 9497 context string) names."""
+    mode = SUITES.get(suite)
+    if mode is None:
+        raise WrongProtocolError("manifest names an unknown OPRF suite")
+    return mode
+
+
+def _server_for(mode: Mode, sk: bytes) -> OPRFServer:
+    return VOPRFServer(sk) if mode is Mode.VOPRF else OPRFServer(sk)
 
 
 def oprf_input(algo: HashAlgo, raw: bytes) -> bytes:
@@ -214,39 +249,27 @@ def filter_message(fields: list[bytes]) -> bytes:
 # --------------------------------------------------------------------------- preparation
 
 
-def _prf_chunk(sk: bytes, algo_name: str, nbytes: int, blob: bytes) -> bytes:
-    """Worker: filter keys (8-byte big-endian) of F(sk, h) for each hash in ``blob``."""
-    from .hashes import get_algo
-
-    algo = get_algo(algo_name)
-    srv = VOPRFServer.from_private_bytes(sk)
-    out = bytearray()
-    for i in range(0, len(blob), nbytes):
-        out += srv.evaluate(oprf_input(algo, blob[i : i + nbytes]))[:8]
-    return bytes(out)
+def _prf_chunk(server: OPRFServer, algo: HashAlgo, blob: bytes) -> bytes:
+    """Filter keys (8-byte big-endian) of F(k, h) for each hash in ``blob``."""
+    nb = algo.nbytes
+    inputs = [oprf_input(algo, blob[i : i + nb]) for i in range(0, len(blob), nb)]
+    return b"".join(out[:8] for out in server.evaluate_many(inputs))
 
 
 def prf_outputs(
-    server: VOPRFServer, algo: HashAlgo, blob: bytes, workers: int | None = None
+    server: OPRFServer, algo: HashAlgo, blob: bytes, workers: int | None = None
 ) -> np.ndarray:
-    """Filter keys for every hash of a sorted unique blob, on ``workers`` processes.
-
-    Workers are *spawned* (never forked: the caller may be a threaded server), so
-    a script calling this must guard its entry point with ``if __name__ == "__main__"``.
-    """
+    """Filter keys for every hash of a sorted unique blob, on ``workers`` threads."""
     nb = algo.nbytes
     n = len(blob) // nb
     workers = workers or os.cpu_count() or 1
-    sk = server.private_bytes()
     if workers <= 1 or n < _PARALLEL_MIN:
-        raw = _prf_chunk(sk, algo.name, nb, blob)
+        raw = _prf_chunk(server, algo, blob)
     else:
-        per = max(1024, -(-n // (workers * 8)))
+        per = max(256, -(-n // (workers * 8)))
         chunks = [blob[i * nb : (i + per) * nb] for i in range(0, n, per)]
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            k = len(chunks)
-            parts = pool.map(_prf_chunk, [sk] * k, [algo.name] * k, [nb] * k, chunks)
-            raw = b"".join(parts)
+        with ThreadPoolExecutor(workers, thread_name_prefix="oprf-prep") as pool:
+            raw = b"".join(pool.map(lambda c: _prf_chunk(server, algo, c), chunks))
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64)
 
 
@@ -258,7 +281,7 @@ class Epoch:
     """One served key epoch. ``expires`` is None for the current epoch."""
 
     number: int
-    server: VOPRFServer
+    server: OPRFServer
     manifest: Manifest
     manifest_bytes: bytes
     filter_bytes: bytes
@@ -324,13 +347,14 @@ def rotate_epoch(
     fpr: float | None = None,
     workers: int | None = None,
     now: float | None = None,
+    mode: Mode | str | None = None,
 ) -> Epoch:
     """Create a new key epoch for ``hashes`` and make it current.
 
     The previous current epoch is answered for ``grace_seconds`` more, then
     dropped; epochs already past their grace are deleted now (key files
-    included). ``fpr`` defaults to the previous epoch's rate, else 2^-40.
-    This is what ``blindmatch db rotate`` calls.
+    included). ``fpr`` and ``mode`` default to the previous epoch's, else
+    2^-40 and VOPRF. This is what ``blindmatch db rotate`` calls.
     """
     state_dir = Path(state_dir)
     if len(hashes) == 0:
@@ -340,11 +364,14 @@ def rotate_epoch(
         st = _read_state(state_dir)
         now = time.time() if now is None else now
         prev = int(st["current"])
-        if fpr is None and prev:
-            fpr = 1.0 / _load_manifest(state_dir, prev).fpr_inverse
+        if prev and (fpr is None or mode is None):
+            pm = _load_manifest(state_dir, prev)
+            fpr = 1.0 / pm.fpr_inverse if fpr is None else fpr
+            mode = mode_of(pm.suite) if mode is None else mode
         m_inv = fpr_to_m(fpr if fpr is not None else DEFAULT_FPR)
+        the_mode = parse_mode(mode if mode is not None else Mode.VOPRF)
         number = max([int(k) for k in st["epochs"]] + [0]) + 1
-        server = VOPRFServer.generate()
+        server = _server_for(the_mode, VOPRFServer.generate().private_bytes())
         blob, digest = set_digest(hashes)
         n = len(blob) // hashes.algo.nbytes
         keys = prf_outputs(server, hashes.algo, blob, workers)
@@ -361,6 +388,7 @@ def rotate_epoch(
             created=int(now),
             public_key=server.public_key,
             signing_key=key.public_key().public_bytes_raw(),
+            suite=context_string(the_mode),
         )
         edir = state_dir / f"epoch-{number}"
         edir.mkdir(mode=0o700, exist_ok=True)
@@ -402,7 +430,11 @@ def _load_epoch(state_dir: Path, number: int, meta: dict[str, Any], signing_pub:
         raise CorruptStoreError(f"{edir / 'filter.bin'}: missing") from None
     if hashlib.sha256(fbytes).digest() != manifest.filter_digest:
         raise CorruptStoreError(f"{edir / 'filter.bin'}: digest does not match the manifest")
-    server = VOPRFServer.from_private_bytes(read_secret(edir / "oprf.key", 32))
+    try:
+        mode = mode_of(manifest.suite)
+    except WrongProtocolError:
+        raise CorruptStoreError(f"{edir / 'manifest.bin'}: unknown suite") from None
+    server = _server_for(mode, read_secret(edir / "oprf.key", 32))
     if server.public_key != manifest.public_key:
         raise CorruptStoreError(f"{edir / 'oprf.key'}: key does not match the manifest")
     mbytes = (edir / "manifest.bin").read_bytes()
@@ -429,8 +461,9 @@ class EpochStore:
         fpr: float | None = None,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         workers: int | None = None,
+        mode: Mode | str | None = None,
     ) -> EpochStore:
-        """Open the store, creating or rotating an epoch if the set (or fpr) changed."""
+        """Open the store, creating or rotating an epoch if the set, fpr or mode changed."""
         state_dir = Path(state_dir)
         st = _read_state(state_dir)
         cur = int(st["current"])
@@ -439,9 +472,15 @@ class EpochStore:
             m = _load_manifest(state_dir, cur)
             _, digest = set_digest(hashes)
             want_m = fpr_to_m(fpr) if fpr is not None else m.fpr_inverse
-            need = m.set_digest != digest or m.algo != hashes.algo.name or m.fpr_inverse != want_m
+            want_mode = parse_mode(mode) if mode is not None else mode_of(m.suite)
+            need = (
+                m.set_digest != digest
+                or m.algo != hashes.algo.name
+                or m.fpr_inverse != want_m
+                or mode_of(m.suite) is not want_mode
+            )
         if need:
-            rotate_epoch(state_dir, hashes, grace_seconds, fpr, workers)
+            rotate_epoch(state_dir, hashes, grace_seconds, fpr, workers, mode=mode)
         return cls(state_dir)
 
     def _stat(self) -> tuple[int, int, int]:

@@ -48,11 +48,13 @@ from ._oprf_store import (
     MSG_FILTER,
     PROTOCOL_ID,
     PROTOCOL_LABEL,
-    SUITE,
+    SUITES,
     EpochStore,
     Manifest,
+    mode_of,
     oprf_input,
     output_to_u64,
+    parse_mode,
     prf_outputs,
     rotate_epoch,
     set_digest,
@@ -81,11 +83,12 @@ from .errors import (
     InputError,
     LengthError,
     SignatureError,
+    VerifyError,
     WrongProtocolError,
 )
 from .hashes import HashAlgo, HashSet, HashValue
 from .hazmat import ristretto as R
-from .hazmat.voprf import Blinded, Proof, VOPRFClient, VOPRFServer
+from .hazmat.voprf import Blinded, Mode, OPRFClient, OPRFServer, Proof, VOPRFClient, VOPRFServer
 from .wire import decode_fields, encode_fields
 
 __all__ = [
@@ -117,10 +120,10 @@ _MAX_FILTER_FIELD = 1 << 28
 # --------------------------------------------------------------------------- messages
 
 
-def _split_elements(data: bytes) -> list[bytes]:
+def _split_elements(data: bytes, full: bool = True) -> list[bytes]:
     if not data or len(data) % _NE:
         raise LengthError("element list must be a non-empty multiple of 32 bytes")
-    return [R.decode_element(data[i : i + _NE]) for i in range(0, len(data), _NE)]
+    return [R.decode_element(data[i : i + _NE], full) for i in range(0, len(data), _NE)]
 
 
 @dataclass(frozen=True)
@@ -140,31 +143,40 @@ class EvaluateRequest:
 
     @classmethod
     def from_bytes(cls, data: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> EvaluateRequest:
-        """Strict parse; every element must be canonical and not the identity."""
+        """Strict parse; every element must be canonical and not the identity.
+
+        The full point check is left to the scalar multiplication that follows
+        (it decodes with the same rule and fails with ``DeserializeError``).
+        """
         ep, elems = decode_fields(data, PROTOCOL_ID, MSG_EVAL_REQUEST, 2)
         if len(ep) != 4:
             raise LengthError("epoch must be 4 bytes")
         if len(elems) // _NE > max_batch:
             raise BatchTooLargeError(f"batch of {len(elems) // _NE} elements exceeds {max_batch}")
-        return cls(_U32.unpack(ep)[0], tuple(_split_elements(elems)))
+        return cls(_U32.unpack(ep)[0], tuple(_split_elements(elems, full=False)))
 
 
 @dataclass(frozen=True)
 class EvaluateResponse:
     """Reply: epoch (u32), ``m`` evaluated elements, one 64-byte batched DLEQ proof.
 
-    Framed size: 84 + 32·m bytes.
+    Framed size: 84 + 32·m bytes (VOPRF); an OPRF-mode epoch sends an empty proof
+    field: 20 + 32·m bytes.
     """
 
     epoch: int
     elements: tuple[bytes, ...]
-    proof: Proof
+    proof: Proof | None
 
     def to_bytes(self) -> bytes:
         return encode_fields(
             PROTOCOL_ID,
             MSG_EVAL_RESPONSE,
-            [_U32.pack(self.epoch), b"".join(self.elements), self.proof.to_bytes()],
+            [
+                _U32.pack(self.epoch),
+                b"".join(self.elements),
+                self.proof.to_bytes() if self.proof is not None else b"",
+            ],
         )
 
     @classmethod
@@ -172,7 +184,11 @@ class EvaluateResponse:
         ep, elems, proof = decode_fields(data, PROTOCOL_ID, MSG_EVAL_RESPONSE, 3)
         if len(ep) != 4:
             raise LengthError("epoch must be 4 bytes")
-        return cls(_U32.unpack(ep)[0], tuple(_split_elements(elems)), Proof.from_bytes(proof))
+        return cls(
+            _U32.unpack(ep)[0],
+            tuple(_split_elements(elems)),
+            Proof.from_bytes(proof) if proof else None,
+        )
 
 
 def parse_filter(data: bytes) -> GCSFilter:
@@ -233,7 +249,7 @@ class OprfServer(ServerHalf):
                      summary="Golomb-compressed set of PRF outputs (ETag = SHA-256)"),
             Endpoint("POST", "evaluate", self._evaluate, max_body=cap, rate_limited=True,
                      cost=lambda body: max(1, (len(body) - 16) // _NE),
-                     summary="VOPRF BlindEvaluate of a batch, with one batched DLEQ proof"),
+                     summary="BlindEvaluate of a batch, with one batched DLEQ proof (VOPRF mode)"),
         ]
 
     def setup_bytes(self) -> int:
@@ -275,7 +291,7 @@ class _Session:
     manifest: Manifest
     raw: bytes
     reader: GCSReader
-    client: VOPRFClient
+    client: OPRFClient
     checked: float
 
 
@@ -306,6 +322,7 @@ class OprfClient(ClientHalf):
         if self.max_batch < 1 << k:
             raise InputError("max_batch must hold all 2^k probes of one query")
         self.manifest_ttl = float(options.get("manifest_ttl", 300.0))
+        self.allow_unverified = bool(options.get("allow_unverified", False))
         self.pinned_key = _hex_option(options, "signing_key")
         root = _hex_option(options, "root_digest")
         self.pinned_root = root.hex() if root is not None else None
@@ -338,8 +355,13 @@ class OprfClient(ClientHalf):
             _write_atomic(pin, m.signing_key)
 
     def _check_manifest(self, m: Manifest, transport: Transport) -> None:
-        if m.protocol != PROTOCOL_LABEL or m.suite != SUITE:
+        if m.protocol != PROTOCOL_LABEL or m.suite not in SUITES:
             raise WrongProtocolError("manifest is for another protocol version or suite")
+        if mode_of(m.suite) is not Mode.VOPRF and not self.allow_unverified:
+            raise WrongProtocolError(
+                "server runs unverifiable OPRF mode (no DLEQ proofs); "
+                "the client refuses it unless allow_unverified is set"
+            )
         if m.algo != self.algo.name:
             raise BadHashError(f"server holds {m.algo} hashes, client hashes with {self.algo.name}")
         if self.pinned_root is not None and m.root_digest() != self.pinned_root:
@@ -403,24 +425,27 @@ class OprfClient(ClientHalf):
         reader = GCSReader(f)
         if last is not None:
             _write_atomic(last, raw)
-        self._session = _Session(m, raw, reader, VOPRFClient(m.public_key), time.monotonic())
+        client = VOPRFClient(m.public_key) if mode_of(m.suite) is Mode.VOPRF else OPRFClient()
+        self._session = _Session(m, raw, reader, client, time.monotonic())
         return self._session
 
     # ---- queries
 
     def _blind_items(self, session: _Session, queries: Sequence[Query]) -> list[_Item]:
-        vc = session.client
-        items: list[_Item] = []
+        owners: list[tuple[int, int]] = []
+        inputs: list[bytes] = []
         for qi, q in enumerate(queries):
             if q.hash.algo != self.algo:
                 raise BadHashError(f"query is {q.hash.algo.name}, client is {self.algo.name}")
             probes = probe_hashes(q, self.k)
             for h, flips in probes:
-                items.append(_Item(qi, flips, vc.blind(oprf_input(self.algo, h.raw))))
+                owners.append((qi, flips))
+                inputs.append(oprf_input(self.algo, h.raw))
             for _ in range((1 << self.k) - len(probes)):
-                dummy = PROTOCOL_LABEL + b"|dummy|" + secrets.token_bytes(32)
-                items.append(_Item(qi, -1, vc.blind(dummy)))
-        return items
+                owners.append((qi, -1))
+                inputs.append(PROTOCOL_LABEL + b"|dummy|" + secrets.token_bytes(32))
+        states = session.client.blind_many(inputs)
+        return [_Item(qi, flips, st) for (qi, flips), st in zip(owners, states, strict=True)]
 
     def _evaluate_chunk(
         self, transport: Transport, session: _Session, items: list[_Item]
@@ -437,8 +462,9 @@ class OprfClient(ClientHalf):
                     raise
                 session = self._ensure(transport, force=True)
                 t0 = time.perf_counter()
-                for it in items:
-                    it.state = session.client.blind(it.state.input)
+                fresh = session.client.blind_many([i.state.input for i in items])
+                for it, st in zip(items, fresh, strict=True):
+                    it.state = st
                 cpu += time.perf_counter() - t0
                 continue
             t0 = time.perf_counter()
@@ -446,7 +472,7 @@ class OprfClient(ClientHalf):
             if resp.epoch != req.epoch or len(resp.elements) != len(items):
                 raise DecodeError("evaluation does not answer the request")
             states = [i.state for i in items]
-            outputs = session.client.finalize_batch(states, resp.elements, resp.proof)
+            outputs = _finalize(session.client, states, resp)
             cpu += time.perf_counter() - t0
             return session, outputs, cpu
         raise AssertionError("unreachable")  # pragma: no cover
@@ -503,6 +529,17 @@ class OprfClient(ClientHalf):
     @property
     def manifest(self) -> Manifest | None:
         return self._session.manifest if self._session else None
+
+
+def _finalize(client: OPRFClient, states: list[Blinded], resp: EvaluateResponse) -> list[bytes]:
+    """Unblind a response; a VOPRF session needs its proof, an OPRF one must have none."""
+    if isinstance(client, VOPRFClient):
+        if resp.proof is None:
+            raise VerifyError("VOPRF response carries no proof")
+        return client.finalize_batch(states, resp.elements, resp.proof)
+    if resp.proof is not None:
+        raise DecodeError("OPRF-mode response carries a proof")
+    return client.finalize_batch(states, resp.elements)
 
 
 def _hex_option(options: Mapping[str, Any], name: str) -> bytes | None:
@@ -563,6 +600,7 @@ class Oprf(Protocol):
             fpr=float(fpr) if fpr is not None else None,
             grace_seconds=float(opts.get("grace_seconds", DEFAULT_GRACE_SECONDS)),
             workers=opts.get("workers"),
+            mode=opts.get("mode"),
         )
         return OprfServer(store, int(opts.get("max_batch", DEFAULT_MAX_BATCH)))
 
@@ -598,6 +636,7 @@ def describe_state(state_dir: Path) -> dict[str, Any]:
             {
                 "epoch": e.number,
                 "root_digest": e.root,
+                "mode": mode_of(e.manifest.suite).name.lower(),
                 "public_key": e.manifest.public_key.hex(),
                 "signing_key": e.manifest.signing_key.hex(),
                 "set_size": e.manifest.set_size,
@@ -615,7 +654,10 @@ def describe_state(state_dir: Path) -> dict[str, Any]:
 def measure_set_preparation(
     hashes: HashSet, fpr: float = DEFAULT_FPR, workers: int | None = None
 ) -> dict[str, float]:
-    """Set preparation as the server does it (all cores): F(k, h) for each hash + GCS."""
+    """Set preparation as the server does it (all cores): F(k, h) for each hash + GCS.
+
+    The cost is the same in both modes (Evaluate never makes a proof).
+    """
     server = VOPRFServer.generate()
     t0 = time.perf_counter()
     blob, _ = set_digest(hashes)
@@ -638,12 +680,13 @@ def measure_set_preparation(
 
 
 def measure_server_evaluation(
-    batch_sizes: Sequence[int] = (1, 16, 256), min_seconds: float = 0.5
+    batch_sizes: Sequence[int] = (1, 16, 256), min_seconds: float = 0.5, mode: str = "voprf"
 ) -> dict[str, float]:
-    """Per-element server CPU of VOPRF BlindEvaluate + batched proof, one core, in µs,
-    next to the raw libsodium scalar multiplication measured in the same run."""
-    server = VOPRFServer.generate()
-    client = VOPRFClient(server.public_key)
+    """Per-element server CPU of BlindEvaluate (+ batched proof in VOPRF mode), one
+    core, in µs, next to the raw libsodium scalar multiplication measured in the same run."""
+    sk = VOPRFServer.generate().private_bytes()
+    server: OPRFServer = VOPRFServer(sk) if parse_mode(mode) is Mode.VOPRF else OPRFServer(sk)
+    client = OPRFClient()
     out: dict[str, float] = {}
     s, p = R.random_scalar(), R.hash_to_group(b"x", b"bench")
     reps, t0 = 0, time.perf_counter()
@@ -665,7 +708,11 @@ def measure_server_evaluation(
 
 
 def measure_client_query(
-    set_size: int = 1000, probe_bits: int = 0, queries: int = 20, workdir: Path | None = None
+    set_size: int = 1000,
+    probe_bits: int = 0,
+    queries: int = 20,
+    workdir: Path | None = None,
+    mode: str = "voprf",
 ) -> dict[str, float]:
     """Client CPU per query (blind + verify + finalize + lookup), in-process transport."""
     import tempfile
@@ -678,9 +725,10 @@ def measure_client_query(
     blob = rng.integers(0, 256, set_size * algo.nbytes, dtype=np.uint8).tobytes()
     hs = HashSet.from_raw(algo, blob)
     with tempfile.TemporaryDirectory(dir=workdir) as d:
-        srv = OPRF.open_server(hs, Path(d) / "state", {"workers": 1})
+        srv = OPRF.open_server(hs, Path(d) / "state", {"workers": 1, "mode": mode})
         tr = LocalTransport(srv)
-        cl = OPRF.new_client(algo, Path(d) / "cache", {"probe_bits": probe_bits})
+        opts = {"probe_bits": probe_bits, "allow_unverified": parse_mode(mode) is Mode.OPRF}
+        cl = OPRF.new_client(algo, Path(d) / "cache", opts)
         fv = tuple(float(x) for x in rng.normal(size=algo.bits))
         cl.scan(Query(hs.value(0), float_values=fv), tr)  # one-time downloads
         tr.reset_counters()

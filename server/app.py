@@ -145,7 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     servers: dict[str, ServerHalf] = {}
     options: dict[str, dict[str, Any]] = {
-        "oprf": {"grace_seconds": settings.oprf_grace_seconds},
+        "oprf": {"grace_seconds": settings.oprf_grace_seconds, "mode": settings.oprf_mode},
         "he": {"worker_memory_mb": settings.he_worker_memory_mb},
         "tpsi": {"threshold": settings.tpsi_threshold, "synthetic_rate": settings.tpsi_synthetic_rate},
     }

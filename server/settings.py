@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(None, description="Bearer token for admin endpoints")
     request_timeout_s: float = Field(30.0, description="Per-request body read timeout")
     oprf_grace_seconds: float = Field(7 * 24 * 3600.0, description="How long old OPRF epochs live")
+    oprf_mode: str = Field(
+        "voprf", description="oprf epochs: voprf (DLEQ proofs) or oprf (no proofs, unverifiable)"
+    )
     he_worker_memory_mb: int = Field(4096, description="Address-space cap of the HE worker")
     tpsi_threshold: int = Field(30, description="Matches before the server may decrypt")
     tpsi_synthetic_rate: float = Field(0.05, description="Client synthetic-voucher probability")

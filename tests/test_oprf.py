@@ -536,7 +536,8 @@ def test_corrupt_filter_names_the_file(tmp_path: Path) -> None:
     state = tmp_path / "state"
     OPRF.open_server(hs, state, {})
     f = state / "epoch-1" / "filter.bin"
-    f.write_bytes(f.read_bytes()[:-1] + b"\x00")
+    data = f.read_bytes()
+    f.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # always a change, whatever the key
     with pytest.raises(CorruptStoreError, match=r"filter\.bin"):
         OPRF.open_server(hs, state, {})
 

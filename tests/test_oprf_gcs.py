@@ -43,12 +43,13 @@ def test_round_trip_members_always_found(
     f = build_gcs(np.array(values, dtype=np.uint64), len(values) * m_inv)
     g = parse_filter(filter_message(f.fields()))
     assert g == f
-    reader = GCSReader(g, block=block)
-    assert all(reader.contains(v) for v in values)
-    # a value is "contained" exactly when its mapped position is one of the members'
-    xs = {(v * f.universe) >> 64 for v in values}
-    for o in others:
-        assert reader.contains(o) == (((o * f.universe) >> 64) in xs)
+    # both lookup paths: the decoded array and the sampled block index
+    for reader in (GCSReader(g, block=block), GCSReader(g, block=block, max_decoded=0)):
+        assert all(reader.contains(v) for v in values)
+        # a value is "contained" exactly when its mapped position is one of the members'
+        xs = {(v * f.universe) >> 64 for v in values}
+        for o in others:
+            assert reader.contains(o) == (((o * f.universe) >> 64) in xs)
 
 
 def test_false_positive_rate_within_binomial_bound() -> None:

@@ -90,8 +90,13 @@ def random_scalar() -> bytes:
             return s
 
 
-def decode_element(data: bytes) -> bytes:
-    """RFC 9497 DeserializeElement: canonical encoding, not the identity."""
+def decode_element(data: bytes, full: bool = True) -> bytes:
+    """RFC 9497 DeserializeElement: canonical encoding, not the identity.
+
+    ``full=False`` skips libsodium's point validation (a square root) for an
+    element that is about to be scalar-multiplied anyway: ``scalar_mult`` decodes
+    with the same canonical check and raises ``DeserializeError`` on failure.
+    """
     if not isinstance(data, bytes | bytearray):
         raise TypeError("element must be bytes")
     if len(data) != ELEMENT_BYTES:
@@ -100,7 +105,7 @@ def decode_element(data: bytes) -> bytes:
     # RFC 9496 §4.3.1: s >= p fails; this libsodium build ignores bit 255, so check it here.
     if data == IDENTITY or data[31] & 0x80:
         raise DeserializeError("invalid group element")
-    if not rbcl.crypto_core_ristretto255_is_valid_point(data):
+    if full and not rbcl.crypto_core_ristretto255_is_valid_point(data):
         raise DeserializeError("invalid group element")
     return data
 
@@ -115,11 +120,11 @@ def decode_scalar(data: bytes) -> bytes:
 
 
 def scalar_mult(scalar: bytes, element: bytes) -> bytes:
-    """scalar·element; an identity result is a DeserializeError (bad peer input)."""
+    """scalar·element; a non-canonical element or an identity result is a DeserializeError."""
     try:
         return bytes(rbcl.crypto_scalarmult_ristretto255(scalar, element))
     except RuntimeError:
-        raise DeserializeError("scalar multiplication produced the identity") from None
+        raise DeserializeError("invalid group element (or an identity product)") from None
 
 
 def base_mult(scalar: bytes) -> bytes:

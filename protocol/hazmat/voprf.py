@@ -321,6 +321,18 @@ class OPRFServer:
         element = R.scalar_mult(self._sk, _hash_to_group(self.ctx, input))
         return _finalize_hash(input, element)
 
+    def evaluate_many(self, inputs: Sequence[bytes]) -> list[bytes]:
+        """``evaluate`` for a whole set, as one loop (set preparation is this loop).
+
+        libsodium's calls release the GIL (ctypes), so threads running this on
+        disjoint chunks use every core.
+        """
+        return [self.evaluate(x) for x in inputs]
+
+    def blind_evaluate_batch(self, blinded: Sequence[bytes]) -> tuple[list[bytes], Proof | None]:
+        """OPRF mode: one scalar multiplication per element and no proof."""
+        return [R.scalar_mult(self._sk, b) for b in blinded], None
+
 
 class VOPRFServer(OPRFServer):
     """RFC 9497 §3.3.2 server: evaluations come with a batched DLEQ proof."""
@@ -371,7 +383,7 @@ class POPRFServer(OPRFServer):
         evaluated, proof = self.blind_evaluate_batch([blinded_element], info)
         return evaluated[0], proof
 
-    def blind_evaluate_batch(
+    def blind_evaluate_batch(  # type: ignore[override]
         self, blinded: Sequence[bytes], info: bytes
     ) -> tuple[list[bytes], Proof]:
         return self._blind_evaluate_batch(blinded, info, None)
@@ -398,40 +410,69 @@ class POPRFServer(OPRFServer):
 
 @dataclass(frozen=True)
 class Blinded:
-    """What the client keeps between ``blind`` and ``finalize``: secret ``blind``."""
+    """What the client keeps between ``blind`` and ``finalize``: secret ``blind``
+    and, when it was drawn from the pool, its precomputed inverse."""
 
     input: bytes
     blind: bytes
     blinded_element: bytes
+    inverse: bytes = b""
 
     def __repr__(self) -> str:
         return f"Blinded(blinded_element={self.blinded_element.hex()}, <secret>)"
 
 
+_BLIND_POOL = 32
+
+
 class OPRFClient:
-    """RFC 9497 §3.3.1 client."""
+    """RFC 9497 §3.3.1 client.
+
+    Blinds come from a pool refilled ``_BLIND_POOL`` at a time with one batched
+    inversion (Montgomery's trick): a libsodium scalar inversion costs about as
+    much as a scalar multiplication, and every blind needs its inverse to unblind.
+    Each pooled blind is a fresh libsodium scalar used once.
+    """
 
     mode: Mode = Mode.OPRF
 
     def __init__(self) -> None:
         self.ctx = context_string(self.mode)
+        self._pool: list[tuple[bytes, bytes]] = []
+
+    def _take_blinds(self, n: int) -> list[tuple[bytes, bytes]]:
+        if len(self._pool) < n:
+            fresh = [R.random_scalar() for _ in range(max(_BLIND_POOL, n - len(self._pool)))]
+            self._pool.extend(zip(fresh, _batch_invert(fresh), strict=True))
+        taken, self._pool = self._pool[:n], self._pool[n:]
+        return taken
 
     def blind(self, input: bytes) -> Blinded:
         """Blind: a fresh libsodium scalar times HashToGroup(input)."""
-        return self._blind(input, R.random_scalar())
+        r, inv = self._take_blinds(1)[0]
+        return self._blind(input, r, inv)
 
-    def _blind(self, input: bytes, blind: bytes) -> Blinded:
+    def blind_many(self, inputs: Sequence[bytes]) -> list[Blinded]:
+        """``blind`` for several inputs, with their inverses computed in one batch."""
+        return [
+            self._blind(x, r, inv)
+            for x, (r, inv) in zip(inputs, self._take_blinds(len(inputs)), strict=True)
+        ]
+
+    def _blind(self, input: bytes, blind: bytes, inverse: bytes = b"") -> Blinded:
         input = _check_input(input)
         blind = R.decode_scalar(blind)
         if _is_zero(blind):
             raise InverseError("blind must be non-zero")
         element = _hash_to_group(self.ctx, input)
-        return Blinded(input, blind, R.scalar_mult(blind, element))
+        return Blinded(input, blind, R.scalar_mult(blind, element), inverse)
 
     def _unblind_all(self, states: Sequence[Blinded], evaluated: Sequence[bytes]) -> list[bytes]:
         if len(states) != len(evaluated):
             raise LengthError("one evaluated element per blinded element")
-        inverses = _batch_invert([st.blind for st in states])
+        missing = [st.blind for st in states if not st.inverse]
+        computed = iter(_batch_invert(missing))
+        inverses = [st.inverse or next(computed) for st in states]
         return [
             _finalize_hash(st.input, R.scalar_mult(inv, ev))
             for st, inv, ev in zip(states, inverses, evaluated, strict=True)
