@@ -332,16 +332,15 @@ def serve(
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
 ) -> None:
-    """Serve the set over HTTP (uvicorn)."""
+    """Serve the set over HTTP (uvicorn, TCP_NODELAY on every connection)."""
     import os
 
-    import uvicorn
-
     from blindmatch.server import SetDir
+    from blindmatch.server.run import serve as run_server
 
     SetDir.open(db)  # fail fast with a clear message before uvicorn starts
     os.environ["BLINDMATCH_DB"] = str(db)
-    uvicorn.run("blindmatch.server.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+    run_server(host, port, workers)
 
 
 def scan_paths(

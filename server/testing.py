@@ -54,8 +54,9 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         env = {**os.environ, "BLINDMATCH_DB": str(self.set_dir), **self.env}
+        # blindmatch.server.run, not `python -m uvicorn`: it keeps TCP_NODELAY with several workers
         cmd = [
-            sys.executable, "-m", "uvicorn", "--factory", "blindmatch.server.app:app_from_env",
+            sys.executable, "-m", "blindmatch.server.run",
             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", self.log_level,
             "--workers", str(self.workers),
         ]
