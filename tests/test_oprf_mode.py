@@ -145,3 +145,13 @@ def test_oprf_mode_over_http(tmp_path: Path) -> None:
             assert client.scan(Query(sd.hashes.value(3).flip(range(30))), tr).matched is False
         finally:
             tr.close()
+
+
+def test_blind_pool_is_safe_across_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    c = OPRFClient()
+    with ThreadPoolExecutor(8) as pool:
+        batches = list(pool.map(lambda i: c.blind_many([bytes([i])] * 7), range(64)))
+    blinds = [st.blind for b in batches for st in b]
+    assert len(blinds) == 64 * 7 and len(set(blinds)) == len(blinds)

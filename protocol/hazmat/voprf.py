@@ -21,6 +21,7 @@ fixed ``Blind`` and ``ProofRandomScalar`` values can be replayed in tests.
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
@@ -439,12 +440,14 @@ class OPRFClient:
     def __init__(self) -> None:
         self.ctx = context_string(self.mode)
         self._pool: list[tuple[bytes, bytes]] = []
+        self._pool_lock = threading.Lock()  # two threads must never take the same blind
 
     def _take_blinds(self, n: int) -> list[tuple[bytes, bytes]]:
-        if len(self._pool) < n:
-            fresh = [R.random_scalar() for _ in range(max(_BLIND_POOL, n - len(self._pool)))]
-            self._pool.extend(zip(fresh, _batch_invert(fresh), strict=True))
-        taken, self._pool = self._pool[:n], self._pool[n:]
+        with self._pool_lock:
+            if len(self._pool) < n:
+                fresh = [R.random_scalar() for _ in range(max(_BLIND_POOL, n - len(self._pool)))]
+                self._pool.extend(zip(fresh, _batch_invert(fresh), strict=True))
+            taken, self._pool = self._pool[:n], self._pool[n:]
         return taken
 
     def blind(self, input: bytes) -> Blinded:
