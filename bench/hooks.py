@@ -24,16 +24,20 @@ __all__ = [
     "BOUND_HOOKS",
     "LOAD_HOOKS",
     "QUICK_SKIP",
+    "VARIANTS",
     "Bound",
     "BoundInput",
     "FilterAdapter",
     "LoadScenario",
+    "Variant",
+    "base_protocol",
     "client_options",
     "discover_filter",
     "discover_params",
     "find_attr",
     "he_params",
     "server_options",
+    "variants_of",
 ]
 
 
@@ -68,8 +72,44 @@ def _module(name: str) -> Any | None:
 # ---------------------------------------------------------------------------- options
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A protocol measured a second way, next to its default: other server/client options."""
+
+    protocol: str
+    label: str
+    server_options: dict[str, Any]
+    client_options: dict[str, Any]
+    server_env: dict[str, str]
+
+
+# name -> variant; the suites measure these beside their protocol, under this name
+VARIANTS: dict[str, Variant] = {
+    "oprf-unverified": Variant(
+        "oprf",
+        "oprf, OPRF mode (no DLEQ proofs)",
+        {"mode": "oprf"},
+        {"allow_unverified": True},
+        {"BLINDMATCH_OPRF_MODE": "oprf"},
+    ),
+}
+
+
+def base_protocol(name: str) -> str:
+    """The registered protocol a (possibly variant) name runs."""
+    v = VARIANTS.get(name)
+    return v.protocol if v else name
+
+
+def variants_of(name: str) -> list[str]:
+    return [k for k, v in VARIANTS.items() if v.protocol == name]
+
+
 def server_options(name: str, quick: bool = False) -> dict[str, Any]:
     """Options passed to ``open_server`` (the server app's defaults, plus bench needs)."""
+    v = VARIANTS.get(name)
+    if v is not None:
+        return {**server_options(v.protocol, quick), **v.server_options}
     return {
         "oprf": {},
         "tpsi": {"threshold": 30, "synthetic_rate": 0.05},
@@ -79,7 +119,9 @@ def server_options(name: str, quick: bool = False) -> dict[str, Any]:
 
 def client_options(name: str) -> dict[str, Any]:
     """Options passed to ``new_client`` for a single-probe, default-mode query."""
-    return {"probe_bits": 0, "mode": "client-learns"}
+    v = VARIANTS.get(name)
+    extra = v.client_options if v is not None else {}
+    return {"probe_bits": 0, "mode": "client-learns", **extra}
 
 
 # protocols whose single query takes seconds; smoke tests (--quick) skip them and say so
@@ -120,7 +162,7 @@ def discover_params(name: str, proto: Any, server: ServerHalf | None, client: An
     p = Params()
     mod = _module(name)
     objs = [server, client, proto, mod]
-    if name == "oprf":
+    if base_protocol(name) == "oprf":
         _discover(p, "fpr", objs, ("fpr", "filter.fpr", "params.fpr", "DEFAULT_FPR"), 2.0**-40)
     elif name == "tpsi":
         _discover(
@@ -273,19 +315,38 @@ def _plain_bounds(b: BoundInput) -> dict[str, Bound]:
     }
 
 
-def _oprf_bounds(b: BoundInput) -> dict[str, Bound]:
-    h2g, sm, inv = b.prims("r255.hash_to_group"), b.prims("r255.scalar_mult"), b.prims("r255.scalar_inverse")
+def _oprf_unverified_bounds(b: BoundInput) -> dict[str, Bound]:
+    """RFC 9497 OPRF mode: no proof; blind inverses are batched (one inversion per 32)."""
+    h2g, sm = b.prims("r255.hash_to_group"), b.prims("r255.scalar_mult")
     fpr = float(b.params.get("fpr"))
     e = b.elements_per_query
     return {
         "setup_s": Bound(b.n * (h2g + sm) / b.cores, f"n × (hash-to-group + scalar mult) ÷ {b.cores} cores"),
         "download_bytes": Bound(b.n * math.log2(1 / fpr) / 8, "n × log2(1/fpr) bits"),
-        "client_cpu_s": Bound(
-            e * (h2g + 2 * sm + inv), f"{e} × (hash-to-group + 2 scalar mults + 1 inversion)"
-        ),
-        "server_cpu_s": Bound(e * sm, f"{e} scalar mult(s) per query (DLEQ proof not counted)"),
+        "client_cpu_s": Bound(e * (h2g + 2 * sm), f"{e} × (hash-to-group + 2 scalar mults)"),
+        "server_cpu_s": Bound(e * sm, f"{e} scalar mult(s) per query"),
         "bytes_per_query": Bound(64.0 * e, f"{e} × (32 B blinded element up + 32 B evaluated down)"),
     }
+
+
+def _oprf_bounds(b: BoundInput) -> dict[str, Bound]:
+    """VOPRF: RFC 9497 §2.2 batched DLEQ proof on top of the OPRF work (operation counts in
+    docs/protocols/oprf.md); libsodium has no multi-scalar multiplication, so each term is one."""
+    out = _oprf_unverified_bounds(b)
+    h2g, sm = b.prims("r255.hash_to_group"), b.prims("r255.scalar_mult")
+    base, add, h2s = b.prims("r255.base_mult"), b.prims("r255.add"), b.prims("r255.hash_to_scalar")
+    e = b.elements_per_query
+    out["client_cpu_s"] = Bound(
+        e * (h2g + 4 * sm + h2s) + 3 * sm + base + 2 * e * add + h2s,
+        f"{e} × (hash-to-group + 4 scalar mults + hash-to-scalar + 2 adds) + 3 scalar mults "
+        "+ 1 base mult + 1 hash-to-scalar (blind, unblind, composites M and Z, t2, t3)",
+    )
+    out["server_cpu_s"] = Bound(
+        e * (2 * sm + h2s) + (e - 1) * add + 2 * sm + base + h2s,
+        f"{e} × (2 scalar mults + hash-to-scalar) + {e - 1} adds + 2 scalar mults + 1 base mult "
+        "+ 1 hash-to-scalar (evaluation, composite M, Z = k·M, t2, t3)",
+    )
+    return out
 
 
 def _tpsi_bounds(b: BoundInput) -> dict[str, Bound]:
@@ -342,6 +403,7 @@ def _he_bounds(b: BoundInput) -> dict[str, Bound]:
 BOUND_HOOKS: dict[str, Callable[[BoundInput], dict[str, Bound]]] = {
     "plain": _plain_bounds,
     "oprf": _oprf_bounds,
+    "oprf-unverified": _oprf_unverified_bounds,
     "tpsi": _tpsi_bounds,
     "he": _he_bounds,
 }
@@ -349,6 +411,7 @@ BOUND_HOOKS: dict[str, Callable[[BoundInput], dict[str, Bound]]] = {
 # primitives each bound hook reads (so the protocols suite can measure missing ones)
 BOUND_PRIMS: dict[str, tuple[str, ...]] = {
     "oprf": ("group",),
+    "oprf-unverified": ("group",),
     "tpsi": ("group",),
     "he": ("he",),
     "plain": (),
@@ -370,6 +433,8 @@ class LoadScenario:
     unique: bool = False  # each recorded body may be sent only once (e.g. voucher ids)
     member_rate: float = 0.5
     use_scan_many: int = 0  # >0: record scan_many over this many queries per request
+    variant: str = ""  # a VARIANTS name: rows are kept apart from the default's
+    server_env: dict[str, str] = field(default_factory=dict)
 
 
 LOAD_HOOKS: dict[str, Callable[[], list[LoadScenario]]] = {
@@ -381,6 +446,18 @@ LOAD_HOOKS: dict[str, Callable[[], list[LoadScenario]]] = {
             "evaluate",
             {**client_options("oprf"), "probe_bits": k},
             batch=2**k,
+        )
+        for k in (0, 4, 6, 8)
+    ],
+    "oprf-unverified": lambda: [
+        LoadScenario(
+            "oprf",
+            f"oprf-unverified evaluate batch={2**k}",
+            "evaluate",
+            {**client_options("oprf-unverified"), "probe_bits": k},
+            batch=2**k,
+            variant="oprf-unverified",
+            server_env=VARIANTS["oprf-unverified"].server_env,
         )
         for k in (0, 4, 6, 8)
     ],

@@ -38,7 +38,7 @@ from blindmatch.protocol import (
 )
 
 from .context import BenchContext, Metric, make_row
-from .hooks import LOAD_HOOKS, LoadScenario, server_options
+from .hooks import LOAD_HOOKS, LoadScenario, base_protocol, server_options, variants_of
 from .loaddriver import read_bodies, write_bodies
 from .micro import ensure_group_prims
 from .protocols import build_set, make_queries
@@ -104,7 +104,8 @@ def record_bodies(
 
     proto = REGISTRY[sc.protocol]
     sd = SetDir.open(set_dir)
-    server = proto.open_server(sd.hashes, sd.state_dir(sc.protocol), server_options(sc.protocol, ctx.quick))
+    sopts = server_options(sc.variant or sc.protocol, ctx.quick)
+    server = proto.open_server(sd.hashes, sd.state_dir(sc.protocol), sopts)
     try:
         rec = RecordingTransport(LocalTransport(server, client_id="bench-recorder"), sc.path)
         cache = set_dir.parent / f"client-cache-{_tag(sc.label)}"
@@ -164,7 +165,8 @@ def _prepare_state(ctx: BenchContext, name: str, base_set: Path) -> tuple[Path, 
     a, b = root / "served", root / "recorder"
     shutil.copytree(base_set, a)
     sd = SetDir.open(a)
-    srv = REGISTRY[name].open_server(sd.hashes, sd.state_dir(name), server_options(name, ctx.quick))
+    proto = base_protocol(name)
+    srv = REGISTRY[proto].open_server(sd.hashes, sd.state_dir(proto), server_options(name, ctx.quick))
     srv.close()
     shutil.copytree(a, b)
     return a, b
@@ -250,6 +252,8 @@ def _row_from(
                 "tcp_quickack": res.get("quickack"),
             },
             "protocol": sc.protocol,
+            "variant": sc.variant,
+            "server_env": dict(sc.server_env),
             "path": sc.path,
         },
         status="ok" if alive else "failed",
@@ -276,10 +280,9 @@ def _run_one(
 ) -> dict[str, Any]:
     from blindmatch.server import LiveServer
 
-    log = ctx.workdir / f"load-{sc.protocol}" / f"server-{workers}.log"
-    with LiveServer(
-        served, env={"BLINDMATCH_PROTOCOLS": sc.protocol, **env}, workers=workers, log_file=log
-    ) as srv:
+    log = ctx.workdir / f"load-{sc.variant or sc.protocol}" / f"server-{workers}.log"
+    server_env = {"BLINDMATCH_PROTOCOLS": sc.protocol, **sc.server_env, **env}
+    with LiveServer(served, env=server_env, workers=workers, log_file=log) as srv:
         assert srv.proc is not None
         # warm-up: a few requests so lazy imports and caches are not billed to the run
         warm = read_bodies(bodies_file)[:WARMUP]
@@ -368,8 +371,9 @@ class _Run:
 
 
 _DELAYED_ACK_NOTE = (
-    "client without TCP_QUICKACK, like an ordinary HTTP client: with --workers 2 uvicorn leaves "
-    "Nagle on (Kludex/uvicorn#3149) and each response waits for the delayed ACK"
+    "client without TCP_QUICKACK, like an ordinary HTTP client, against 2 workers: plain "
+    "`uvicorn --workers 2` leaves Nagle on (Kludex/uvicorn#3149) and each response would wait "
+    "~40 ms for the delayed ACK; blindmatch.server.run re-wraps the listener so it does not"
 )
 
 
@@ -445,7 +449,7 @@ def _run_scenario(
             part, start = bodies[start : start + shares[k]], start + shares[k]
         else:
             part = bodies
-        bf = ctx.workdir / f"load-{sc.protocol}" / f"bodies-{si}-{k}.bin"
+        bf = ctx.workdir / f"load-{sc.variant or sc.protocol}" / f"bodies-{si}-{k}.bin"
         write_bodies(bf, part)
         ctx.log(
             f"load: {sc.label}, {r.workers} worker(s), {r.kind}, "
@@ -484,7 +488,7 @@ def run_load_suite(ctx: BenchContext, n: int | None = None) -> None:
     base = build_set(ctx, n, algo)
     duration = min(2.0, ctx.load_seconds) if ctx.quick else ctx.load_seconds
     conc = 4 if ctx.quick else 8
-    for name in ctx.protocol_names():
+    for name in [m for p in ctx.protocol_names() for m in (p, *variants_of(p))]:
         hook = LOAD_HOOKS.get(name)
         if hook is None:
             ctx.add(

@@ -55,6 +55,7 @@ def ensure_group_prims(ctx: BenchContext) -> None:
     ctx.prim("r255.base_mult", lambda: _m(ctx, lambda: r.base_mult(s)))
     ctx.prim("r255.add", lambda: _m(ctx, lambda: r.add(p, q)))
     ctx.prim("r255.scalar_inverse", lambda: _m(ctx, lambda: r.scalar_inverse(s)))
+    ctx.prim("r255.hash_to_scalar", lambda: _m(ctx, lambda: r.hash_to_scalar(msg, _DST)))
     ctx.prim("r255.decode_element", lambda: _m(ctx, lambda: r.decode_element(p)))
     ctx.prim("sha512.64B", lambda: _m(ctx, lambda: r.sha512(wide)))
     key = AESGCM.generate_key(bit_length=128)
@@ -354,8 +355,13 @@ _GROUP_ROWS: list[tuple[str, str, str]] = [
         "tpsi: client 3/cuckoo location, server 1/location, set-up 1/element",
     ),
     ("r255.base_mult", "scalar multiplication (fixed base G)", "tpsi: client 1/cuckoo location (γ·G)"),
-    ("r255.add", "point addition", "tpsi: client 2/cuckoo location"),
-    ("r255.scalar_inverse", "scalar inversion", "oprf: client 1/query (unblind)"),
+    (
+        "r255.add",
+        "point addition",
+        "tpsi: client 2/cuckoo location; oprf VOPRF: server 1/element, client 2/query",
+    ),
+    ("r255.scalar_inverse", "scalar inversion", "oprf: client 1 per 32 blinds (pooled, Montgomery batch)"),
+    ("r255.hash_to_scalar", "hash-to-scalar (RFC 9380 expand + reduce)", "oprf VOPRF: 1/element + 1/proof"),
     (
         "r255.decode_element",
         "element decoding (canonical, non-identity check)",

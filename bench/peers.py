@@ -23,7 +23,7 @@ import numpy as np
 from blindmatch.protocol import REGISTRY, HammingIndex, HashSet, get_algo
 
 from .context import BenchContext, Metric, make_row
-from .hooks import QUICK_SKIP
+from .hooks import QUICK_SKIP, variants_of
 from .micro import hamming_index_qps
 from .protocols import _bounds_for, ensure_cells, synthetic_words
 from .timing import Stat, measure, stat
@@ -113,11 +113,11 @@ def _largest_get(cell: dict[str, Any]) -> float:
     return float(max(gets)) if gets else 0.0
 
 
-def _oprf_view(cell: dict[str, Any]) -> dict[str, Any]:
+def _oprf_view(cell: dict[str, Any], impl: str = "blindmatch oprf") -> dict[str, Any]:
     m = {k: Stat.from_dict(v) for k, v in cell["metrics"].items()}
     n = cell["n"]
     return {
-        "impl": "blindmatch oprf",
+        "impl": impl,
         "setup_s": m["setup_s"],
         "setup_cpu_s": m["setup_cpu_s"],
         "setup_bytes_per_element": m["download_bytes"].per(n),
@@ -144,15 +144,24 @@ _PEER_METRICS = (
 )
 
 
+_IMPL = {
+    "oprf": "blindmatch oprf (VOPRF, default)",
+    "oprf-unverified": "blindmatch oprf, OPRF mode (no proofs)",
+}
+
+
 def _psi_rows(ctx: BenchContext, n: int) -> None:
     fpr = 2.0**-40
-    oprf: dict[str, Any] | None = None
+    mine: list[tuple[str, dict[str, Any]]] = []
     if "oprf" in REGISTRY and "oprf" in ctx.protocol_names():
-        cell = ensure_cells(ctx, "oprf", [s for s in sorted(ctx.sizes) if s <= n] or [n])[-1]
-        fpr = float(cell["params"].get("fpr", {}).get("value", fpr))
-        oprf = _oprf_view(cell)
-        bounds = _bounds_for(ctx, cell)
-        oprf["bounds"] = {k: {"value": v, "formula": f} for k, (v, f) in bounds.items()}
+        for name in ("oprf", *variants_of("oprf")):
+            sizes = [s for s in sorted(ctx.sizes) if s <= n]
+            cell = ensure_cells(ctx, name, sizes if n in sizes else [*sizes, n])[-1]
+            fpr = float(cell["params"].get("fpr", {}).get("value", fpr))
+            view = _oprf_view(cell, _IMPL.get(name, f"blindmatch {name}"))
+            bounds = _bounds_for(ctx, cell)
+            view["bounds"] = {k: {"value": v, "formula": f} for k, (v, f) in bounds.items()}
+            mine.append((name, view))
     peers = _openmined(ctx, n, fpr)
     for p in peers:
         ctx.add(
@@ -171,7 +180,7 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
                 reason=f"{p['verdict_errors']} wrong verdicts" if p["verdict_errors"] else None,
             )
         )
-    if oprf is None:
+    if not mine:
         ctx.add(
             make_row(
                 "peers",
@@ -183,33 +192,35 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
             )
         )
         return
-    ms: dict[str, Metric] = {}
-    ratios: dict[str, dict[str, float | None]] = {}
-    for k in _PEER_METRICS:
-        ms[k] = Metric(oprf[k])
-        ratios[k] = {}
-        for p in peers:
-            base = p[k].median
-            ratios[k][p["impl"]] = oprf[k].median / base if base > 0 else None
-    ctx.add(
-        make_row(
-            "peers",
-            "oprf vs openmined-psi",
-            f"blindmatch oprf n={n}",
-            ms,
-            {
-                "n": n,
-                "fpr": fpr,
-                "queries": oprf["queries"],
-                "verdict_errors": oprf["verdict_errors"],
-                "ratio_oprf_over_peer": ratios,
-                "oprf_bounds": oprf["bounds"],
-                "role": "oprf",
-            },
-            status="extrapolated" if oprf["status"] == "extrapolated" else "ok",
-            reason="ratio < 1 means oprf is cheaper/smaller",
+    for name, oprf in mine:
+        ms: dict[str, Metric] = {}
+        ratios: dict[str, dict[str, float | None]] = {}
+        for k in _PEER_METRICS:
+            ms[k] = Metric(oprf[k])
+            ratios[k] = {}
+            for p in peers:
+                base = p[k].median
+                ratios[k][p["impl"]] = oprf[k].median / base if base > 0 else None
+        ctx.add(
+            make_row(
+                "peers",
+                "oprf vs openmined-psi",
+                f"{oprf['impl']} n={n}",
+                ms,
+                {
+                    "n": n,
+                    "fpr": fpr,
+                    "queries": oprf["queries"],
+                    "verdict_errors": oprf["verdict_errors"],
+                    "ratio_oprf_over_peer": ratios,
+                    "oprf_bounds": oprf["bounds"],
+                    "role": name,
+                    "impl": oprf["impl"],
+                },
+                status="extrapolated" if oprf["status"] == "extrapolated" else "ok",
+                reason="ratio < 1 means oprf is cheaper/smaller",
+            )
         )
-    )
 
 
 def _price_of_privacy(ctx: BenchContext) -> None:
@@ -291,11 +302,16 @@ def _naive_rows(ctx: BenchContext) -> None:
         )
 
 
+# the issue compares with openmined-psi up to 10^6; only this comparison goes beyond ctx.sizes
+PSI_EXTRA_SIZES = (1_000_000,)
+
+
 def run_peers(ctx: BenchContext) -> None:
     sizes = (
         [min(ctx.sizes)] if ctx.quick else sorted({s for s in ctx.sizes if s >= 10_000} or {max(ctx.sizes)})
     )
-    for n in sizes:
+    psi_sizes = sizes if ctx.quick else sorted(set(sizes) | set(PSI_EXTRA_SIZES))
+    for n in psi_sizes:
         try:
             ctx.log(f"peers: openmined-psi vs oprf, n={n}")
             _psi_rows(ctx, n)

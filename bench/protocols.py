@@ -41,6 +41,7 @@ from .hooks import (
     BOUND_PRIMS,
     QUICK_SKIP,
     BoundInput,
+    base_protocol,
     client_options,
     discover_params,
     server_options,
@@ -216,7 +217,7 @@ def measure_cell(
     key = (name, n)
     if key in ctx.cells:
         return ctx.cells[key]
-    proto = REGISTRY[name]
+    proto = REGISTRY[base_protocol(name)]  # a VARIANTS name runs its protocol with other options
     algo = get_algo(algo_name)
     _ensure_prims(ctx, name)
     set_dir = build_set(ctx, n, algo)

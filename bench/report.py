@@ -192,41 +192,121 @@ def _floor_context(oprf_rows: list[dict[str, Any]], metric: str) -> str:
     return ("; " + "; ".join(out)) if out else ""
 
 
-def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """Check the issue's goals against the rows; never hides a miss."""
-    goals: list[dict[str, Any]] = []
-    oprf_rows = [r for r in _rows(res, "peers", role="oprf") if r["status"] in ("ok", "extrapolated")]
+_MODES = (("oprf", "VOPRF, default"), ("oprf-unverified", "OPRF mode, no proofs"))
+
+
+def _peer_goals(res: dict[str, Any], goals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Client CPU and set preparation against openmined-psi, judged per oprf mode."""
     reason_absent = (
         "no oprf-vs-openmined-psi rows in these results (oprf not registered, or the peers suite not run)"
     )
-    for gid, metric, label in (
-        (
-            "oprf-client-cpu",
-            "client_cpu_s",
-            "oprf per-query client CPU no slower than openmined-psi (GCS and Bloom)",
-        ),
-        (
-            "oprf-set-prep",
-            "setup_s",
-            "oprf set preparation no slower than openmined-psi (wall time, all cores)",
-        ),
-    ):
-        if not oprf_rows:
-            goals.append(_goal(gid, label, "not measured", "—", reason_absent))
-            continue
-        parts, worst = [], 0.0
-        for r in oprf_rows:
-            for peer, ratio in r["params"]["ratio_oprf_over_peer"][metric].items():
-                if ratio is None:
-                    continue
-                worst = max(worst, ratio)
-                parts.append(f"n={r['params']['n']} vs {peer}: ×{ratio:.3g}")
-        ok = worst <= 1.0
-        why = f"oprf is up to {worst:.3g}× openmined-psi's figure"
-        if not ok:
-            why += _floor_context(oprf_rows, metric)
-        goals.append(_goal(gid, label, "met" if ok else "missed", "; ".join(parts), None if ok else why))
+    vo_rows: list[dict[str, Any]] = []
+    for role, mode in _MODES:
+        rows = [r for r in _rows(res, "peers", role=role) if r["status"] in ("ok", "extrapolated")]
+        if role == "oprf":
+            vo_rows = rows
+        for gid, metric, label in (
+            (
+                "client-cpu",
+                "client_cpu_s",
+                "per-query client CPU no slower than openmined-psi (GCS and Bloom)",
+            ),
+            ("set-prep", "setup_s", "set preparation no slower than openmined-psi (wall time, all cores)"),
+        ):
+            gid, label = f"{role}-{gid}", f"oprf ({mode}) {label}"
+            if not rows:
+                goals.append(_goal(gid, label, "not measured", "—", reason_absent))
+                continue
+            parts, worst = [], 0.0
+            for r in rows:
+                for peer, ratio in r["params"]["ratio_oprf_over_peer"][metric].items():
+                    if ratio is None:
+                        continue
+                    worst = max(worst, ratio)
+                    ext = " (extrapolated)" if r["status"] == "extrapolated" else ""
+                    parts.append(f"n={r['params']['n']} vs {peer}: ×{ratio:.3g}{ext}")
+            ok = worst <= 1.0
+            why = f"oprf ({mode}) is up to {worst:.3g}× openmined-psi's figure"
+            if not ok:
+                why += _floor_context(rows, metric)
+            goals.append(_goal(gid, label, "met" if ok else "missed", "; ".join(parts), None if ok else why))
+    return vo_rows
 
+
+def _http_goal(res: dict[str, Any], goals: list[dict[str, Any]]) -> None:
+    """Batched HTTP evaluation against the raw scalar-mult rate, per mode; VOPRF also
+    against its own ceiling raw × mult / (2·mult + add)."""
+    sm, add = _prim(res, "r255.scalar_mult"), _prim(res, "r255.add")
+    for role, mode in _MODES:
+        variant = "" if role == "oprf" else role
+        ev = [
+            r
+            for r in _rows(res, "load", protocol="oprf", kind="throughput", workers=1)
+            if r["status"] == "ok" and (r["params"].get("variant") or "") == variant
+        ]
+        gid = f"{role}-http-eval"
+        label = (
+            f"oprf ({mode}) batched server evaluation over HTTP ≥ 50% of the raw scalar-mult rate "
+            "(evaluations per server-core second, 1 uvicorn worker)"
+        )
+        if not ev or sm is None:
+            why = (
+                f"no {role} load rows (oprf not registered, or the load suite not run)"
+                if not ev
+                else "raw scalar-mult time missing"
+            )
+            goals.append(_goal(gid, label, "not measured", "—", why))
+            continue
+        raw_micro = 1.0 / sm["median"]
+        ceiling = (
+            sm["median"] / (2 * sm["median"] + add["median"]) if role == "oprf" and add else 1.0
+        )
+        parts = []
+        best = 0.0
+        for r in sorted(ev, key=lambda r: r["params"]["batch"]):
+            ips = r["metrics"]["items_per_s"]["stat"]["median"]
+            cap_m = r["metrics"].get("items_per_server_core_s")
+            cap = cap_m["stat"]["median"] if cap_m else None
+            local = r["params"].get("raw_scalar_mult_s")
+            raw = 1.0 / statistics.median(local) if local else raw_micro
+            parts.append(
+                f"batch {r['params']['batch']}: {cap:.0f} evals per server-core second = "
+                f"{100 * cap / raw:.0f}% of {raw:.0f} raw/s (wall {ips:.0f}/s)"
+                if cap
+                else f"batch {r['params']['batch']}: wall {ips:.0f}/s"
+            )
+            if r["params"]["batch"] > 1 and cap:
+                best = max(best, cap / raw)
+        ok = best >= 0.5
+        measured = (
+            f"raw scalar mults/s measured next to each run (micro table: {raw_micro:.0f}/s); "
+            + "; ".join(parts)
+        )
+        if role == "oprf":
+            why = (
+                f"best batched capacity is {100 * best:.0f}% of the raw rate. A VOPRF evaluation "
+                "with RFC 9497's batched DLEQ proof needs, per element, 2 variable-base scalar "
+                "mults (k·Cᵢ and dᵢ·Cᵢ for the composite M) and 1 point addition into M; libsodium "
+                "has no multi-scalar multiplication, so the ceiling is mult ÷ (2·mult + add) = "
+                f"{100 * ceiling:.0f}% of the raw rate with this run's primitives, and the server "
+                f"reaches {100 * best / ceiling:.0f}% of that ceiling. The 50% goal is met in OPRF "
+                "mode (see the next goal) at the price of verifiability."
+            )
+        else:
+            why = (
+                f"best batched capacity is {100 * best:.0f}% of the raw rate "
+                "(floor: 1 scalar mult per element)"
+            )
+        goals.append(_goal(gid, label, "met" if ok else "missed", measured, None if ok else why))
+
+
+def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Check the issue's goals against the rows; never hides a miss."""
+    goals: list[dict[str, Any]] = []
+    reason_absent = (
+        "no oprf-vs-openmined-psi rows in these results (oprf not registered, or the peers suite not run)"
+    )
+    oprf_rows = _peer_goals(res, goals)
     size_rows = oprf_rows
     if size_rows:
         parts, ok_all, misses = [], True, []
@@ -273,57 +353,7 @@ def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
         )
 
     # batched HTTP evaluation vs raw scalar multiplications
-    sm = _prim(res, "r255.scalar_mult")
-    ev = [r for r in _rows(res, "load", protocol="oprf", kind="throughput", workers=1) if r["status"] == "ok"]
-    label = (
-        "oprf batched server evaluation over HTTP ≥ 50% of the raw scalar-mult rate "
-        "(evaluations per server-core second, 1 uvicorn worker)"
-    )
-    if not ev or sm is None:
-        goals.append(
-            _goal(
-                "oprf-http-eval",
-                label,
-                "not measured",
-                "—",
-                "no oprf load rows (oprf not registered, or the load suite not run)"
-                if not ev
-                else "raw scalar-mult time missing",
-            )
-        )
-    else:
-        raw_micro = 1.0 / sm["median"]
-        parts = []
-        best = 0.0
-        for r in sorted(ev, key=lambda r: r["params"]["batch"]):
-            ips = r["metrics"]["items_per_s"]["stat"]["median"]
-            cap_m = r["metrics"].get("items_per_server_core_s")
-            cap = cap_m["stat"]["median"] if cap_m else None
-            local = r["params"].get("raw_scalar_mult_s")
-            raw = 1.0 / statistics.median(local) if local else raw_micro
-            parts.append(
-                f"batch {r['params']['batch']}: {cap:.0f} evals per server-core second = "
-                f"{100 * cap / raw:.0f}% of {raw:.0f} raw/s (wall {ips:.0f}/s)"
-                if cap
-                else f"batch {r['params']['batch']}: wall {ips:.0f}/s"
-            )
-            if r["params"]["batch"] > 1 and cap:
-                best = max(best, cap / raw)
-        ok = best >= 0.5
-        goals.append(
-            _goal(
-                "oprf-http-eval",
-                label,
-                "met" if ok else "missed",
-                "raw scalar mults/s measured next to each run (micro table: "
-                f"{raw_micro:.0f}/s); " + "; ".join(parts),
-                None
-                if ok
-                else f"best batched capacity is {100 * best:.0f}% of the raw rate; the "
-                "server CPU per evaluation in the load table shows where the time goes (a VOPRF "
-                "evaluation with a batched DLEQ proof needs ≈ 2 scalar mults per element)",
-            )
-        )
+    _http_goal(res, goals)
 
     # he floor
     he = [
@@ -518,7 +548,7 @@ def _load_md(rows: list[dict[str, Any]]) -> list[str]:
         lat = m.get("latency", {}).get("stat", {})
         body.append(
             [
-                f"{p['protocol']} {p['path']} batch={p['batch']}",
+                f"{p.get('variant') or p['protocol']} {p['path']} batch={p['batch']}",
                 str(p["workers"]),
                 p["kind"],
                 str(p["concurrency"]),
@@ -728,11 +758,13 @@ KNOWN_ISSUES = """## Known measurement caveats
 - The benchmark machine has 2 cores shared with other jobs; medians with [min–max] show the noise.
   The load driver runs on the same machine as the server, so with 2 workers the server, the driver
   and anything else running share 2 cores.
-- `uvicorn --workers N` (N > 1) leaves Nagle's algorithm on for accepted sockets
+- Plain `uvicorn --workers N` (N > 1) leaves Nagle's algorithm on for accepted sockets
   (Kludex/uvicorn#3149: the pre-bound listener has `proto == 0`, so asyncio never sets
   TCP_NODELAY), and every keep-alive response then waits ~40 ms for the client's delayed ACK.
-  The load table's "keep-alive GET" note measures this directly; values near 40 ms on the
-  2-worker rows mean the 2-worker throughput is bounded by it, not by the protocols.
+  blindmatch serves through `blindmatch.server.run`, which re-wraps the listener with
+  `proto = IPPROTO_TCP` (`tests/test_server_run.py`). The load table's "keep-alive GET" note
+  and the "throughput-delayed-ack" row measure it directly: values near 40 ms would mean the fix
+  is not in effect.
 """
 
 
