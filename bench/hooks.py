@@ -437,30 +437,27 @@ class LoadScenario:
     server_env: dict[str, str] = field(default_factory=dict)
 
 
+def _oprf_evaluate_scenarios(name: str) -> list[LoadScenario]:
+    """POST evaluate with batches of 1, 16, 64 and 256 (probe_bits 0, 4, 6, 8) for oprf or a variant."""
+    v = VARIANTS.get(name)
+    return [
+        LoadScenario(
+            "oprf",
+            f"{name} evaluate batch={2**k}",
+            "evaluate",
+            {**client_options(name), "probe_bits": k},
+            batch=2**k,
+            variant=name if v else "",
+            server_env=dict(v.server_env) if v else {},
+        )
+        for k in (0, 4, 6, 8)
+    ]
+
+
 LOAD_HOOKS: dict[str, Callable[[], list[LoadScenario]]] = {
     "plain": lambda: [LoadScenario("plain", "plain query", "query", client_options("plain"))],
-    "oprf": lambda: [
-        LoadScenario(
-            "oprf",
-            f"oprf evaluate batch={2**k}",
-            "evaluate",
-            {**client_options("oprf"), "probe_bits": k},
-            batch=2**k,
-        )
-        for k in (0, 4, 6, 8)
-    ],
-    "oprf-unverified": lambda: [
-        LoadScenario(
-            "oprf",
-            f"oprf-unverified evaluate batch={2**k}",
-            "evaluate",
-            {**client_options("oprf-unverified"), "probe_bits": k},
-            batch=2**k,
-            variant="oprf-unverified",
-            server_env=VARIANTS["oprf-unverified"].server_env,
-        )
-        for k in (0, 4, 6, 8)
-    ],
+    "oprf": lambda: _oprf_evaluate_scenarios("oprf"),
+    "oprf-unverified": lambda: _oprf_evaluate_scenarios("oprf-unverified"),
     "tpsi": lambda: [
         LoadScenario(
             "tpsi",
