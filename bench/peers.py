@@ -5,8 +5,8 @@ Three comparisons:
 * ``oprf`` against openmined-psi 2.0.6 (P-256, C++), GCS and Bloom, at the same
   per-lookup false-positive rate, on the same synthetic set: set preparation,
   setup bytes per element, client CPU per query and server CPU per element.
-  openmined-psi's client re-parses the whole setup message on every
-  ``GetIntersectionSize``; that is how the library is used, so it is counted.
+  Per-query figures come from paired rounds (bench/paired.py): one query of
+  each implementation in turn, so machine drift hits all alike.
 * every protocol against ``plain`` (numpy Hamming index, no privacy): the price
   of privacy, per metric and per image including the PDQ hash itself.
 * the numpy ``HammingIndex`` against a naive pure-Python scan.
@@ -17,15 +17,17 @@ from __future__ import annotations
 import time
 import traceback
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from blindmatch.protocol import REGISTRY, HammingIndex, HashSet, get_algo
 
 from .context import BenchContext, Metric, make_row
-from .hooks import QUICK_SKIP, variants_of
+from .hooks import QUICK_SKIP, base_protocol, client_options, server_options, variants_of
 from .micro import hamming_index_qps
-from .protocols import _bounds_for, ensure_cells, synthetic_words
+from .paired import BlindmatchContender, Contender, FloorContender, OpenminedContender, run_rounds
+from .protocols import _bounds_for, build_set, ensure_cells, make_queries, synthetic_words
 from .timing import Stat, measure, stat
 
 __all__ = ["naive_nearest", "run_peers"]
@@ -45,15 +47,17 @@ def _one(v: float, unit: str) -> Stat:
     return Stat(v, v, v, 1, unit)
 
 
-def _openmined(ctx: BenchContext, n: int, fpr: float) -> list[dict[str, Any]]:
+def _openmined(ctx: BenchContext, n: int, fpr: float) -> list[tuple[dict[str, Any], OpenminedContender]]:
+    """Set preparation measured here; per-query figures come from the paired rounds."""
     import private_set_intersection.python as psi
 
     algo = get_algo("pdq")
     words = synthetic_words(ctx.seed, n, algo)
     items = [bytes(r).hex() for r in words.astype(">u8").view(np.uint8).reshape(n, -1)]
-    rng = np.random.default_rng([ctx.seed, n, 5])
-    out: list[dict[str, Any]] = []
-    for ds_name, ds in (("GCS", psi.DataStructure.GCS), ("Bloom", psi.DataStructure.BLOOM_FILTER)):
+    out: list[tuple[dict[str, Any], OpenminedContender]] = []
+    for k, (ds_name, ds) in enumerate(
+        (("GCS", psi.DataStructure.GCS), ("Bloom", psi.DataStructure.BLOOM_FILTER))
+    ):
         server = psi.server.CreateWithNewKey(False)
         client = psi.client.CreateWithNewKey(False)
         walls: list[float] = []
@@ -67,43 +71,38 @@ def _openmined(ctx: BenchContext, n: int, fpr: float) -> list[dict[str, Any]]:
             if sum(walls) > 2.0:
                 break
         setup_bytes = setup.ByteSize()
-        q_client: list[float] = []
-        q_server: list[float] = []
-        q_bytes: list[float] = []
-        wrong = 0
-        count = 6 if ctx.quick else max(20, 4 * ctx.repeats)
-        t_budget = time.perf_counter()
-        for i in range(count):
-            member = i % 2 == 0
-            item = items[int(rng.integers(0, n))] if member else rng.bytes(32).hex()
-            c0 = time.process_time()
-            req = client.CreateRequest([item])
-            c1 = time.process_time()
-            resp = server.ProcessRequest(req)
-            c2 = time.process_time()
-            k = client.GetIntersectionSize(setup, resp)
-            c3 = time.process_time()
-            q_client.append((c1 - c0) + (c3 - c2))
-            q_server.append(c2 - c1)
-            q_bytes.append(float(req.ByteSize() + resp.ByteSize()))
-            wrong += int((k == 1) != member)
-            if time.perf_counter() - t_budget > 30 and i >= 5:
-                break
-        out.append(
-            {
-                "impl": f"openmined-psi {ds_name}",
-                "setup_s": stat(walls, "s"),
-                "setup_cpu_s": stat(cpus, "s"),
-                "setup_bytes_per_element": _one(setup_bytes / n, "B"),
-                "filter_bytes_per_element": _one(setup_bytes / n, "B"),
-                "client_cpu_s": stat(q_client, "s"),
-                "server_cpu_per_element_s": stat(q_server, "s"),
-                "server_setup_cpu_per_element_s": stat([c / n for c in cpus], "s"),
-                "bytes_per_query": stat(q_bytes, "B"),
-                "verdict_errors": wrong,
-                "queries": len(q_client),
-            }
-        )
+        impl = f"openmined-psi {ds_name}"
+        rng = np.random.default_rng([ctx.seed, n, 5, k])
+        view = {
+            "impl": impl,
+            "setup_s": stat(walls, "s"),
+            "setup_cpu_s": stat(cpus, "s"),
+            "setup_bytes_per_element": _one(setup_bytes / n, "B"),
+            "filter_bytes_per_element": _one(setup_bytes / n, "B"),
+            "server_setup_cpu_per_element_s": stat([c / n for c in cpus], "s"),
+        }
+        out.append((view, OpenminedContender(impl, server, client, setup, items, rng)))
+    return out
+
+
+def _paired(
+    ctx: BenchContext, contenders: list[Contender], floor: FloorContender
+) -> dict[str, dict[str, Any]]:
+    """Per-query metrics of every contender from interleaved rounds (bench/paired.py)."""
+    rounds = 6 if ctx.quick else max(60, 30 * ctx.repeats)
+    samples = run_rounds([*contenders, floor], rounds, budget_s=5.0 if ctx.quick else 60.0)
+    out: dict[str, dict[str, Any]] = {}
+    for c in contenders:
+        ss = samples[c.impl]
+        out[c.impl] = {
+            "client_cpu_s": stat([x.client_s for x in ss], "s"),
+            "client_api_cpu_s": stat([x.api_s for x in ss], "s"),
+            "server_cpu_per_element_s": stat([x.server_s for x in ss], "s"),
+            "bytes_per_query": stat([x.bytes for x in ss], "B"),
+            "verdict_errors": sum(x.wrong for x in ss),
+            "queries": len(ss),
+            "paired_rounds": len(ss),
+        }
     return out
 
 
@@ -123,6 +122,7 @@ def _oprf_view(cell: dict[str, Any], impl: str = "blindmatch oprf") -> dict[str,
         "setup_bytes_per_element": m["download_bytes"].per(n),
         "filter_bytes_per_element": _one(_largest_get(cell) / n, "B"),
         "client_cpu_s": m["client_cpu_s"],
+        "client_api_cpu_s": m["client_crypto_ms_reported"].scaled(1e-3, "s"),
         "server_cpu_per_element_s": m["server_cpu_s"],
         "server_setup_cpu_per_element_s": m["setup_cpu_s"].per(n),
         "bytes_per_query": m["bytes_per_query"],
@@ -138,6 +138,7 @@ _PEER_METRICS = (
     "setup_bytes_per_element",
     "filter_bytes_per_element",
     "client_cpu_s",
+    "client_api_cpu_s",
     "server_cpu_per_element_s",
     "server_setup_cpu_per_element_s",
     "bytes_per_query",
@@ -151,18 +152,54 @@ _IMPL = {
 
 
 def _psi_rows(ctx: BenchContext, n: int) -> None:
+    from blindmatch.server import SetDir
+
     fpr = 2.0**-40
-    mine: list[tuple[str, dict[str, Any]]] = []
+    mine: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     if "oprf" in REGISTRY and "oprf" in ctx.protocol_names():
         for name in ("oprf", *variants_of("oprf")):
             sizes = [s for s in sorted(ctx.sizes) if s <= n]
             cell = ensure_cells(ctx, name, sizes if n in sizes else [*sizes, n])[-1]
             fpr = float(cell["params"].get("fpr", {}).get("value", fpr))
-            view = _oprf_view(cell, _IMPL.get(name, f"blindmatch {name}"))
+            mine.append((name, _oprf_view(cell, _IMPL.get(name, f"blindmatch {name}")), cell))
+    built = _openmined(ctx, n, fpr)
+    contenders: list[Contender] = [c for _, c in built]
+    algo = get_algo("pdq")
+    hashes: HashSet | None = None
+    for name, view, cell in mine:
+        if cell.get("state_dir") and cell["status"] != "extrapolated":
+            if hashes is None:
+                hashes = SetDir.open(build_set(ctx, n, algo)).hashes
+            contenders.append(
+                BlindmatchContender(
+                    view["impl"],
+                    base_protocol(name),
+                    hashes,
+                    Path(cell["state_dir"]),
+                    ctx.workdir / f"paired-cache-{name}-{n}",
+                    server_options(name, ctx.quick),
+                    client_options(name),
+                    make_queries(ctx.seed, hashes, 65, tag=11),
+                )
+            )
+    floor = FloorContender()
+    try:
+        paired = _paired(ctx, contenders, floor)
+    finally:
+        for c in contenders:
+            c.close()
+    floor_prims = {k: v.median for k, v in floor.prims().items()}
+    peers = [{**view, **paired[view["impl"]]} for view, _ in built]
+    for _, view, cell in mine:
+        if view["impl"] in paired:
+            view.update(paired[view["impl"]])
+            bounds = _bounds_for(ctx, cell, floor_prims)
+            view["floor_source"] = "paired: floor primitives took a turn in every round"
+        else:
             bounds = _bounds_for(ctx, cell)
-            view["bounds"] = {k: {"value": v, "formula": f} for k, (v, f) in bounds.items()}
-            mine.append((name, view))
-    peers = _openmined(ctx, n, fpr)
+            view["floor_source"] = "the cell's primitives (no paired rounds for this cell)"
+        view["bounds"] = {k: {"value": v, "formula": f} for k, (v, f) in bounds.items()}
+    mine_views = [(name, view) for name, view, _ in mine]
     for p in peers:
         ctx.add(
             make_row(
@@ -175,12 +212,13 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
                     "fpr": fpr,
                     "queries": p["queries"],
                     "verdict_errors": p["verdict_errors"],
+                    "paired_rounds": p["paired_rounds"],
                     "role": "peer",
                 },
                 reason=f"{p['verdict_errors']} wrong verdicts" if p["verdict_errors"] else None,
             )
         )
-    if not mine:
+    if not mine_views:
         ctx.add(
             make_row(
                 "peers",
@@ -192,7 +230,7 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
             )
         )
         return
-    for name, oprf in mine:
+    for name, oprf in mine_views:
         ms: dict[str, Metric] = {}
         ratios: dict[str, dict[str, float | None]] = {}
         for k in _PEER_METRICS:
@@ -214,6 +252,8 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
                     "verdict_errors": oprf["verdict_errors"],
                     "ratio_oprf_over_peer": ratios,
                     "oprf_bounds": oprf["bounds"],
+                    "paired_rounds": oprf.get("paired_rounds", 0),
+                    "floor_source": oprf["floor_source"],
                     "role": name,
                     "impl": oprf["impl"],
                 },

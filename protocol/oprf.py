@@ -182,12 +182,14 @@ class EvaluateResponse:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> EvaluateResponse:
+        """Strict parse; as for requests, the full point check is the unblinding's
+        scalar multiplication (and, in VOPRF, the proof check's) that follows."""
         ep, elems, proof = decode_fields(data, PROTOCOL_ID, MSG_EVAL_RESPONSE, 3)
         if len(ep) != 4:
             raise LengthError("epoch must be 4 bytes")
         return cls(
             _U32.unpack(ep)[0],
-            tuple(_split_elements(elems)),
+            tuple(_split_elements(elems, full=False)),
             Proof.from_bytes(proof) if proof else None,
         )
 
@@ -461,10 +463,12 @@ class OprfClient(ClientHalf):
         """POST one batch; on an expired epoch refresh the manifest and re-blind once."""
         cpu = 0.0
         for attempt in range(2):
-            blinded = tuple(i.state.blinded_element for i in items)
-            req = EvaluateRequest(session.manifest.epoch, blinded)
+            t0 = time.perf_counter()
+            req = EvaluateRequest(session.manifest.epoch, tuple(i.state.blinded_element for i in items))
+            body = req.to_bytes()
+            cpu += time.perf_counter() - t0
             try:
-                rep = transport.post("evaluate", req.to_bytes())
+                rep = transport.post("evaluate", body)
             except BlindmatchError as e:
                 if attempt or e.code != "unknown_epoch":
                     raise

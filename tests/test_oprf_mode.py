@@ -11,6 +11,7 @@ from blindmatch.client import HttpTransport
 from blindmatch.protocol import (
     REGISTRY,
     DecodeError,
+    DeserializeError,
     HashSet,
     LocalTransport,
     Query,
@@ -155,3 +156,24 @@ def test_blind_pool_is_safe_across_threads() -> None:
         batches = list(pool.map(lambda i: c.blind_many([bytes([i])] * 7), range(64)))
     blinds = [st.blind for b in batches for st in b]
     assert len(blinds) == 64 * 7 and len(set(blinds)) == len(blinds)
+
+
+# not canonical-invalid, not the identity, but no ristretto255 point (s = 1 is "negative"):
+# the parser lets it through to the scalar multiplication, which must refuse it
+_NOT_A_POINT = bytes([1]) + bytes(31)
+
+
+@pytest.mark.parametrize(("mode", "error"), [("oprf", DeserializeError), ("voprf", VerifyError)])
+def test_evaluated_element_that_is_no_point_is_rejected(tmp_path: Path, mode: str, error: type) -> None:
+    hs = _set(50)
+    inner = LocalTransport(OPRF.open_server(hs, tmp_path / "state", {"mode": mode}))
+    bad = Rewrite(inner, lambda r: EvaluateResponse(r.epoch, (_NOT_A_POINT,), r.proof))
+    client = OPRF.new_client(PDQ, tmp_path / "cache", {"allow_unverified": True})
+    with pytest.raises(error):
+        client.scan(Query(hs.value(0)), bad)
+
+
+def test_identity_evaluated_element_is_rejected_at_parse() -> None:
+    raw = EvaluateResponse(1, (R.IDENTITY,), None).to_bytes()
+    with pytest.raises(DeserializeError):
+        EvaluateResponse.from_bytes(raw)
