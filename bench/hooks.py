@@ -160,7 +160,7 @@ def _discover(p: Params, key: str, objs: list[Any], names: tuple[str, ...], defa
 def discover_params(name: str, proto: Any, server: ServerHalf | None, client: Any, n: int) -> Params:
     """Parameters the bound of protocol ``name`` depends on."""
     p = Params()
-    mod = _module(name)
+    mod = _module(base_protocol(name))
     objs = [server, client, proto, mod]
     if base_protocol(name) == "oprf":
         _discover(p, "fpr", objs, ("fpr", "filter.fpr", "params.fpr", "DEFAULT_FPR"), 2.0**-40)
@@ -338,13 +338,14 @@ def _oprf_bounds(b: BoundInput) -> dict[str, Bound]:
     e = b.elements_per_query
     out["client_cpu_s"] = Bound(
         e * (h2g + 4 * sm + h2s) + 3 * sm + base + 2 * e * add + h2s,
-        f"{e} × (hash-to-group + 4 scalar mults + hash-to-scalar + 2 adds) + 3 scalar mults "
-        "+ 1 base mult + 1 hash-to-scalar (blind, unblind, composites M and Z, t2, t3)",
+        f"{e} hash-to-group + {4 * e + 3} scalar mults + 1 base mult + {2 * e} adds + {e + 1} "
+        "hash-to-scalars (blind, unblind; proof check: composites M and Z, t2 = s·G + c·pkS, "
+        "t3 = s·M + c·Z, challenge)",
     )
     out["server_cpu_s"] = Bound(
         e * (2 * sm + h2s) + (e - 1) * add + 2 * sm + base + h2s,
-        f"{e} × (2 scalar mults + hash-to-scalar) + {e - 1} adds + 2 scalar mults + 1 base mult "
-        "+ 1 hash-to-scalar (evaluation, composite M, Z = k·M, t2, t3)",
+        f"{2 * e + 2} scalar mults + 1 base mult + {e - 1} adds + {e + 1} hash-to-scalars "
+        "(evaluation; proof: composite M, Z = k·M, t2 = r·G, t3 = r·M, challenge)",
     )
     return out
 

@@ -300,6 +300,7 @@ def _run_one(
             time.sleep(0.2 if ctx.quick else 0.5)
             probe = _keepalive_probe(c, srv.url)
         raw_before = _raw_scalar_mult_s()
+        add_before = _raw_point_add_s()
         before = server_tree_stats(srv.proc.pid)
         spec = {
             "url": srv.url,
@@ -332,6 +333,8 @@ def _run_one(
     # the raw libsodium rate next to this run (before it and after it, server idle), so the
     # HTTP/raw comparison is not skewed by load that came and went since the micro suite
     row["params"]["raw_scalar_mult_s"] = [raw_before, _raw_scalar_mult_s()]
+    # and a point addition, for the VOPRF ceiling 1 ÷ (2·mult + add) per element
+    row["params"]["raw_point_add_s"] = [add_before, _raw_point_add_s()]
     return row
 
 
@@ -341,6 +344,17 @@ def _raw_scalar_mult_s() -> float:
 
     s, p = r.random_scalar(), r.hash_to_group(b"bench", b"blindmatch-bench-v1")
     return measure(lambda: r.scalar_mult(s, p), repeats=5, min_time=0.04).median
+
+
+def _raw_point_add_s() -> float:
+    """Median seconds of one ristretto255 point addition, measured now (~0.2 s)."""
+    from blindmatch.protocol.hazmat import ristretto as r
+
+    p, q = (
+        r.hash_to_group(b"bench", b"blindmatch-bench-v1"),
+        r.hash_to_group(b"hcneb", b"blindmatch-bench-v1"),
+    )
+    return measure(lambda: r.add(p, q), repeats=5, min_time=0.02).median
 
 
 def _keepalive_probe(c: httpx.Client, url: str, count: int = 9) -> float:

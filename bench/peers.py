@@ -5,6 +5,9 @@ Three comparisons:
 * ``oprf`` against openmined-psi 2.0.6 (P-256, C++), GCS and Bloom, at the same
   per-lookup false-positive rate, on the same synthetic set: set preparation,
   setup bytes per element, client CPU per query and server CPU per element.
+  Both oprf modes are measured side by side: VOPRF (the default, a DLEQ proof per
+  response) and OPRF mode (no proofs, the like-for-like comparison: openmined-psi
+  does not verify its server either); each mode has its own cells.
   Per-query figures come from paired rounds (bench/paired.py): one query of
   each implementation in turn, so machine drift hits all alike.
 * every protocol against ``plain`` (numpy Hamming index, no privacy): the price
@@ -145,9 +148,10 @@ _PEER_METRICS = (
 )
 
 
+# row label and short mode name of each oprf variant measured against openmined-psi
 _IMPL = {
-    "oprf": "blindmatch oprf (VOPRF, default)",
-    "oprf-unverified": "blindmatch oprf, OPRF mode (no proofs)",
+    "oprf": ("blindmatch oprf (VOPRF, default)", "VOPRF"),
+    "oprf-unverified": ("blindmatch oprf (OPRF mode, no proofs)", "OPRF mode"),
 }
 
 
@@ -161,7 +165,10 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
             sizes = [s for s in sorted(ctx.sizes) if s <= n]
             cell = ensure_cells(ctx, name, sizes if n in sizes else [*sizes, n])[-1]
             fpr = float(cell["params"].get("fpr", {}).get("value", fpr))
-            mine.append((name, _oprf_view(cell, _IMPL.get(name, f"blindmatch {name}")), cell))
+            impl, mode = _IMPL.get(name, (f"blindmatch {name}", name))
+            view = _oprf_view(cell, impl)
+            view["mode"] = mode
+            mine.append((name, view, cell))
     built = _openmined(ctx, n, fpr)
     contenders: list[Contender] = [c for _, c in built]
     algo = get_algo("pdq")
@@ -256,6 +263,7 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
                     "floor_source": oprf["floor_source"],
                     "role": name,
                     "impl": oprf["impl"],
+                    "mode": oprf["mode"],
                 },
                 status="extrapolated" if oprf["status"] == "extrapolated" else "ok",
                 reason="ratio < 1 means oprf is cheaper/smaller",

@@ -18,11 +18,17 @@ from typing import Any
 import numpy as np
 import pytest
 from blindmatch.bench.context import BenchContext
-from blindmatch.bench.hooks import QUICK_SKIP
+from blindmatch.bench.hooks import QUICK_SKIP, base_protocol
 from blindmatch.bench.loaddriver import read_bodies, run_load, write_bodies
 from blindmatch.bench.peers import naive_nearest
 from blindmatch.bench.protocols import MeteredServer, make_queries
-from blindmatch.bench.report import evaluate_goals, fmt_value, render_benchmarks_md, validate_results
+from blindmatch.bench.report import (
+    _goals_md,
+    evaluate_goals,
+    fmt_value,
+    render_benchmarks_md,
+    validate_results,
+)
 from blindmatch.bench.runner import parse_sizes, parse_suites, publish, run_bench
 from blindmatch.bench.timing import measure, stat
 from blindmatch.protocol import REGISTRY, HammingIndex, HashSet, LocalTransport, get_algo
@@ -115,7 +121,16 @@ def test_quick_run_schema_and_content(quick_results: dict[str, Any]) -> None:
     rows = res["rows"]
     # every registered protocol is benchmarked (the registry is iterated, not a fixed list)
     proto_rows = {r["group"] for r in rows if r["suite"] == "protocols"}
-    assert proto_rows == set(REGISTRY)
+    assert {base_protocol(g) for g in proto_rows} == set(REGISTRY)
+    if "oprf" in REGISTRY:  # both oprf modes, side by side, each under its own name
+        assert {"oprf", "oprf-unverified"} <= proto_rows
+        mine = {r["params"]["role"]: r for r in rows if r["group"] == "oprf vs openmined-psi"}
+        assert set(mine) == {"oprf", "oprf-unverified"}
+        assert mine["oprf-unverified"]["name"].startswith("blindmatch oprf (OPRF mode, no proofs)")
+        assert all(r["params"]["verdict_errors"] == 0 for r in mine.values())
+        # no proof in OPRF mode: 64 bytes fewer per single-element response
+        up = mine["oprf"]["metrics"]["bytes_per_query"]["stat"]["median"]
+        assert mine["oprf-unverified"]["metrics"]["bytes_per_query"]["stat"]["median"] == up - 64
     for r in rows:
         if r["suite"] == "protocols":
             if r["group"] in QUICK_SKIP:  # seconds per query: skipped in --quick, and it says why
@@ -229,6 +244,90 @@ def test_goals_show_misses_with_reasons(quick_results: dict[str, Any]) -> None:
     assert goals["he-floor"]["status"] == "met" and goals["oprf-http-eval"]["status"] == "met"
 
 
+def _load_eval_row(variant: str, batch: int, cap: float) -> dict[str, Any]:
+    return _row(
+        "load",
+        "oprf",
+        {
+            "protocol": "oprf",
+            "variant": variant,
+            "path": "evaluate",
+            "kind": "throughput",
+            "workers": 1,
+            "batch": batch,
+            "requests": 10,
+            "raw_scalar_mult_s": [1e-4, 1e-4],
+            "raw_point_add_s": [1e-5, 1e-5],
+        },
+        {
+            "items_per_s": _m(cap, "items/s"),
+            "items_per_server_core_s": _m(cap, "items/s"),
+            "errors": _m(0, "count"),
+        },
+    )
+
+
+def _peer_row(role: str, client_s: float, floor_s: float) -> dict[str, Any]:
+    r = _row(
+        "peers",
+        "oprf vs openmined-psi",
+        {
+            "n": 10_000,
+            "fpr": 2.0**-40,
+            "role": role,
+            "mode": {"oprf": "VOPRF", "oprf-unverified": "OPRF mode"}[role],
+            "ratio_oprf_over_peer": {
+                "client_cpu_s": {
+                    "openmined-psi GCS": client_s / 2e-4,
+                    "openmined-psi Bloom": client_s / 2.5e-4,
+                },
+                "setup_s": {"openmined-psi GCS": 0.5, "openmined-psi Bloom": 0.5},
+                "filter_bytes_per_element": {"openmined-psi GCS": 0.99},
+            },
+            "oprf_bounds": {"client_cpu_s": {"value": floor_s, "formula": f"floor of {role}"}},
+        },
+        {
+            "client_cpu_s": _m(client_s, "s"),
+            "setup_s": _m(1.0, "s"),
+            "filter_bytes_per_element": _m(5.2, "B"),
+        },
+    )
+    return r
+
+
+def test_goals_judged_per_oprf_mode(quick_results: dict[str, Any]) -> None:
+    """Each goal is judged per oprf mode; a VOPRF miss says whether OPRF mode meets it, and the
+    VOPRF ceiling and client floor are printed from the run's own figures."""
+    res = copy.deepcopy(quick_results)
+    res["rows"] = [
+        _load_eval_row("", 1, 500.0),
+        _load_eval_row("", 16, 3000.0),
+        _load_eval_row("oprf-unverified", 16, 6000.0),
+        _peer_row("oprf", 6e-4, 4.5e-4),
+        _peer_row("oprf-unverified", 1.5e-4, 1.2e-4),
+    ]
+    goals = {g["id"]: g for g in evaluate_goals(res)}
+    vo, un = goals["oprf-http-eval"], goals["oprf-unverified-http-eval"]
+    assert vo["status"] == "missed" and un["status"] == "met"
+    # ceiling = raw × mult ÷ (2·mult + add) = 1e-4 ÷ 2.1e-4 = 48% of raw; 30% of raw is 63% of it
+    assert "48% of the raw rate" in vo["reason"] and "63% of that ceiling" in vo["reason"]
+    assert "4762/s" in vo["measured"] and "Met in OPRF mode" in vo["reason"]
+    assert vo["met_in"] == ["OPRF mode"]
+    cv, cu = goals["oprf-client-cpu"], goals["oprf-unverified-client-cpu"]
+    assert cv["status"] == "missed" and cu["status"] == "met"
+    assert "floor of oprf" in cv["measured"] and "450 µs" in cv["measured"] and "200 µs" in cv["measured"]
+    assert "cannot meet" in cv["reason"] and "Met in OPRF mode" in cv["reason"]
+    assert "❌ MISSED (met in OPRF mode)" in "\n".join(_goals_md(list(goals.values())))
+    # OPRF mode below 50% too: the VOPRF row must not claim OPRF mode meets it
+    res["rows"][2] = _load_eval_row("oprf-unverified", 16, 4000.0)
+    res["rows"][4] = _peer_row("oprf-unverified", 3e-4, 1.2e-4)
+    goals = {g["id"]: g for g in evaluate_goals(res)}
+    for gid in ("oprf-http-eval", "oprf-client-cpu"):
+        assert goals[gid]["status"] == "missed" and "Missed in OPRF mode too" in goals[gid]["reason"]
+        assert "Met in" not in goals[gid]["reason"] and goals[gid]["met_in"] == []
+    assert goals["oprf-unverified-http-eval"]["status"] == "missed"
+
+
 def test_load_driver_against_live_server(tmp_path: Path) -> None:
     """Driver process against real uvicorn: all 200 at a high limit; 429 + Retry-After at a low one."""
     from blindmatch.bench.load import run_driver
@@ -281,7 +380,10 @@ def test_load_suite_plain_real_server(tmp_path: Path) -> None:
     assert not ctx.errors, ctx.errors
     rows = {r["params"]["kind"] + f"/{r['params']['workers']}": r for r in ctx.rows}
     assert set(rows) == {
-        "throughput/1", "throughput/2", "throughput-delayed-ack/2", "saturation-queueing/1",
+        "throughput/1",
+        "throughput/2",
+        "throughput-delayed-ack/2",
+        "saturation-queueing/1",
         "saturation-rate-limited/1",
     }
     for r in rows.values():
@@ -333,6 +435,6 @@ def test_quick_run_every_protocol(tmp_path: Path) -> None:
     )
     assert validate_results(res) == [] and not res["errors"], res["errors"]
     rows = [r for r in res["rows"] if r["suite"] == "protocols"]
-    assert {r["group"] for r in rows} == set(REGISTRY)
+    assert {base_protocol(r["group"]) for r in rows} == set(REGISTRY)
     for r in rows:
         assert r["status"] == "ok" and r["params"]["verdict_errors"] == 0, r
