@@ -8,8 +8,11 @@ DeserializeElement), and every failure is a typed error.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import os
 import secrets
+import sys
 
 import rbcl
 from cryptography.hazmat.primitives import hashes
@@ -37,6 +40,21 @@ __all__ = [
     "sha512",
     "sub",
 ]
+
+
+
+def _remove_rbcl_temp_copy() -> None:
+    """rbcl writes its bundled libsodium (2.8 MB) to a new temporary file on every
+    import and never deletes it; a long-lived host with many worker processes fills
+    /tmp. Once loaded the file is not needed on POSIX, so remove it here."""
+    mod = sys.modules.get("rbcl._sodium")
+    path = getattr(mod, "lib_path", None)
+    if os.name == "posix" and isinstance(path, str) and os.path.basename(path).startswith("tmp"):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+_remove_rbcl_temp_copy()
 
 ELEMENT_BYTES = 32
 SCALAR_BYTES = 32
