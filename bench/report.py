@@ -227,7 +227,7 @@ def _floor_text(
         f"n={r['params']['n']}: floor {fmt_value(b['value'], unit)}"
         + (f" ({b['formula']})" if formula else "")
         + " vs openmined-psi "
-        f"{vs} (floor ÷ slowest-to-beat peer ×{highest:.2f}); measured {fmt_value(measured, unit)} "
+        f"{vs} (floor ÷ the fastest peer ×{highest:.2f}); measured {fmt_value(measured, unit)} "
         f"= ×{measured / b['value']:.2f} of the floor"
     )
     return text, highest
