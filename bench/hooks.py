@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "he_params",
     "server_options",
     "variants_of",
+    "with_variants",
 ]
 
 
@@ -103,6 +104,11 @@ def base_protocol(name: str) -> str:
 
 def variants_of(name: str) -> list[str]:
     return [k for k, v in VARIANTS.items() if v.protocol == name]
+
+
+def with_variants(names: Sequence[str]) -> list[str]:
+    """Each protocol name followed by its VARIANTS, the order the suites measure them in."""
+    return [m for p in names for m in (p, *variants_of(p))]
 
 
 def server_options(name: str, quick: bool = False) -> dict[str, Any]:

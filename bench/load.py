@@ -38,9 +38,9 @@ from blindmatch.protocol import (
 )
 
 from .context import BenchContext, Metric, make_row
-from .hooks import LOAD_HOOKS, LoadScenario, base_protocol, server_options, variants_of
+from .hooks import LOAD_HOOKS, LoadScenario, base_protocol, server_options, with_variants
 from .loaddriver import read_bodies, write_bodies
-from .micro import ensure_group_prims
+from .micro import ensure_group_prims, group_ops
 from .protocols import build_set, make_queries
 from .timing import Stat, measure
 
@@ -340,21 +340,12 @@ def _run_one(
 
 def _raw_scalar_mult_s() -> float:
     """Median seconds of one ristretto255 scalar multiplication, measured now (~0.3 s)."""
-    from blindmatch.protocol.hazmat import ristretto as r
-
-    s, p = r.random_scalar(), r.hash_to_group(b"bench", b"blindmatch-bench-v1")
-    return measure(lambda: r.scalar_mult(s, p), repeats=5, min_time=0.04).median
+    return measure(group_ops()["r255.scalar_mult"], repeats=5, min_time=0.04).median
 
 
 def _raw_point_add_s() -> float:
     """Median seconds of one ristretto255 point addition, measured now (~0.2 s)."""
-    from blindmatch.protocol.hazmat import ristretto as r
-
-    p, q = (
-        r.hash_to_group(b"bench", b"blindmatch-bench-v1"),
-        r.hash_to_group(b"hcneb", b"blindmatch-bench-v1"),
-    )
-    return measure(lambda: r.add(p, q), repeats=5, min_time=0.02).median
+    return measure(group_ops()["r255.add"], repeats=5, min_time=0.02).median
 
 
 def _keepalive_probe(c: httpx.Client, url: str, count: int = 9) -> float:
@@ -502,7 +493,7 @@ def run_load_suite(ctx: BenchContext, n: int | None = None) -> None:
     base = build_set(ctx, n, algo)
     duration = min(2.0, ctx.load_seconds) if ctx.quick else ctx.load_seconds
     conc = 4 if ctx.quick else 8
-    for name in [m for p in ctx.protocol_names() for m in (p, *variants_of(p))]:
+    for name in with_variants(ctx.protocol_names()):
         hook = LOAD_HOOKS.get(name)
         if hook is None:
             ctx.add(

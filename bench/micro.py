@@ -25,6 +25,7 @@ __all__ = [
     "ensure_group_prims",
     "ensure_he_prims",
     "ensure_seal_prims",
+    "group_ops",
     "hamming_index_qps",
     "run_micro",
     "stream_pass_seconds",
@@ -37,27 +38,37 @@ def _m(ctx: BenchContext, fn: Callable[[], object], budget: float = 3.0) -> Stat
     return measure(fn, repeats=ctx.repeats, min_time=0.01 if ctx.quick else 0.05, budget_s=budget)
 
 
-def ensure_group_prims(ctx: BenchContext) -> None:
-    """ristretto255 (libsodium via rbcl, through protocol/hazmat), AEAD and SHA-512."""
+def group_ops() -> dict[str, Callable[[], object]]:
+    """One call of each ristretto255 primitive (libsodium via rbcl, through protocol/hazmat)
+    and SHA-512, on fresh inputs: the micro suite, the paired rounds and the load suite time
+    the same calls."""
+    import rbcl
     from blindmatch.protocol.hazmat import ristretto as r
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     msg = secrets.token_bytes(32)
     s = r.random_scalar()
     p = r.hash_to_group(msg, _DST)
     q = r.hash_to_group(msg[::-1], _DST)
     wide = secrets.token_bytes(64)
-    import rbcl
+    return {
+        "r255.hash_to_group": lambda: r.hash_to_group(msg, _DST),
+        "r255.from_hash": lambda: rbcl.crypto_core_ristretto255_from_hash(wide),
+        "r255.scalar_mult": lambda: r.scalar_mult(s, p),
+        "r255.base_mult": lambda: r.base_mult(s),
+        "r255.add": lambda: r.add(p, q),
+        "r255.scalar_inverse": lambda: r.scalar_inverse(s),
+        "r255.hash_to_scalar": lambda: r.hash_to_scalar(msg, _DST),
+        "r255.decode_element": lambda: r.decode_element(p),
+        "sha512.64B": lambda: r.sha512(wide),
+    }
 
-    ctx.prim("r255.hash_to_group", lambda: _m(ctx, lambda: r.hash_to_group(msg, _DST)))
-    ctx.prim("r255.from_hash", lambda: _m(ctx, lambda: rbcl.crypto_core_ristretto255_from_hash(wide)))
-    ctx.prim("r255.scalar_mult", lambda: _m(ctx, lambda: r.scalar_mult(s, p)))
-    ctx.prim("r255.base_mult", lambda: _m(ctx, lambda: r.base_mult(s)))
-    ctx.prim("r255.add", lambda: _m(ctx, lambda: r.add(p, q)))
-    ctx.prim("r255.scalar_inverse", lambda: _m(ctx, lambda: r.scalar_inverse(s)))
-    ctx.prim("r255.hash_to_scalar", lambda: _m(ctx, lambda: r.hash_to_scalar(msg, _DST)))
-    ctx.prim("r255.decode_element", lambda: _m(ctx, lambda: r.decode_element(p)))
-    ctx.prim("sha512.64B", lambda: _m(ctx, lambda: r.sha512(wide)))
+
+def ensure_group_prims(ctx: BenchContext) -> None:
+    """ristretto255 and SHA-512 (``group_ops``), and AEAD."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    for name, op in group_ops().items():
+        ctx.prim(name, partial(_m, ctx, op))
     key = AESGCM.generate_key(bit_length=128)
     aead = AESGCM(key)
     nonce = secrets.token_bytes(12)

@@ -126,6 +126,10 @@ class BlindmatchContender(Contender):
         self.metered.close()
 
 
+# the primitives the oprf floors are made of (bench/hooks.py _oprf_bounds)
+_FLOOR_OPS = ("r255.hash_to_group", "r255.scalar_mult", "r255.base_mult", "r255.add", "r255.hash_to_scalar")
+
+
 @dataclass
 class FloorContender(Contender):
     """Times each floor primitive once per round (libsodium via protocol/hazmat)."""
@@ -134,21 +138,10 @@ class FloorContender(Contender):
     times: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        import secrets
+        from .micro import group_ops
 
-        from blindmatch.protocol.hazmat import ristretto as r
-
-        msg = secrets.token_bytes(32)
-        s = r.random_scalar()
-        p = r.hash_to_group(msg, b"blindmatch-bench-floor")
-        q = r.hash_to_group(msg[::-1], b"blindmatch-bench-floor")
-        self._ops: dict[str, Callable[[], object]] = {
-            "r255.hash_to_group": lambda: r.hash_to_group(msg, b"blindmatch-bench-floor"),
-            "r255.scalar_mult": lambda: r.scalar_mult(s, p),
-            "r255.base_mult": lambda: r.base_mult(s),
-            "r255.add": lambda: r.add(p, q),
-            "r255.hash_to_scalar": lambda: r.hash_to_scalar(msg, b"blindmatch-bench-floor"),
-        }
+        ops = group_ops()
+        self._ops: dict[str, Callable[[], object]] = {k: ops[k] for k in _FLOOR_OPS}
 
     def query(self, i: int) -> Sample:
         for name, op in self._ops.items():

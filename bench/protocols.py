@@ -45,7 +45,7 @@ from .hooks import (
     client_options,
     discover_params,
     server_options,
-    variants_of,
+    with_variants,
 )
 from .micro import ensure_group_prims, ensure_he_prims, ensure_seal_prims, stream_pass_seconds
 from .timing import Stat, cpu_now, stat
@@ -527,7 +527,7 @@ def ensure_cells(ctx: BenchContext, name: str, sizes: Sequence[int]) -> list[dic
 def run_protocols(ctx: BenchContext) -> None:
     """Every registered protocol (or the --protocols subset) at every size, each followed
     by its VARIANTS (e.g. oprf in OPRF mode), measured the same way under their own name."""
-    for name in [m for p in ctx.protocol_names() for m in (p, *variants_of(p))]:
+    for name in with_variants(ctx.protocol_names()):
         if ctx.quick and name in QUICK_SKIP and not ctx.quick_all:
             ctx.add(
                 make_row(

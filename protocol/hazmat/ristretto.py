@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 
-
 def _remove_rbcl_temp_copy() -> None:
     """rbcl writes its bundled libsodium (2.8 MB) to a new temporary file on every
     import and never deletes it; a long-lived host with many worker processes fills
