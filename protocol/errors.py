@@ -24,8 +24,13 @@ no detail that would help an attacker (no "which byte", no "which proof").
      ├── CryptoError                         verification failed (no detail)
      │    ├── VerifyError                    RFC 9497: DLEQ proof rejected
      │    ├── InverseError                   RFC 9497: blind has no inverse
-     │    ├── SignatureError                 manifest signature rejected
+     │    ├── SignatureError                 manifest/upload signature rejected
+     │    │    └── RollbackError             manifest epoch older than one already seen
+     │    ├── PolicyError                    signed parameters below the client's floors
      │    └── DigestMismatchError            downloaded artefact != manifest digest
+     ├── ForbiddenError (403)                caller not allowed to act for this account
+     │    ├── AccountKeyMismatchError        account bound to another client key
+     │    └── AccountNotEnrolledError        account has no client key enrolled
      ├── LimitError                          a configured limit was hit
      │    ├── BodyTooLargeError   (413)
      │    ├── BatchTooLargeError  (413)
@@ -43,6 +48,8 @@ sessions, noise budget, isolated-worker failures); they map at the edges the sam
 from __future__ import annotations
 
 __all__ = [
+    "AccountKeyMismatchError",
+    "AccountNotEnrolledError",
     "BadHashError",
     "BatchTooLargeError",
     "BlindmatchError",
@@ -53,6 +60,7 @@ __all__ = [
     "DeserializeError",
     "DigestMismatchError",
     "EmptySetError",
+    "ForbiddenError",
     "ImageError",
     "ImageTooLargeError",
     "InputError",
@@ -62,7 +70,9 @@ __all__ = [
     "LengthError",
     "LimitError",
     "ParameterError",
+    "PolicyError",
     "RateLimitedError",
+    "RollbackError",
     "SignatureError",
     "StorageUnavailableError",
     "StoreError",
@@ -165,6 +175,27 @@ class InverseError(CryptoError):
 
 class SignatureError(CryptoError):
     code = "bad_signature"
+
+
+class RollbackError(SignatureError):
+    code = "rollback"
+
+
+class PolicyError(CryptoError):
+    code = "client_policy"
+
+
+class ForbiddenError(BlindmatchError):
+    code = "forbidden"
+    http_status = 403
+
+
+class AccountKeyMismatchError(ForbiddenError):
+    code = "account_key_mismatch"
+
+
+class AccountNotEnrolledError(ForbiddenError):
+    code = "account_not_enrolled"
 
 
 class DigestMismatchError(CryptoError):

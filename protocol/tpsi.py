@@ -29,7 +29,7 @@ from ._tpsi_bench import (
     table_size_bytes,
 )
 from ._tpsi_client import TpsiClient, probe_hashes
-from ._tpsi_server import ServerParams, TpsiServer
+from ._tpsi_server import ServerParams, TpsiServer, rotate_signing_key
 from ._tpsi_store import DB_NAME, Reveal, read_reveals
 from ._tpsi_wire import PROTOCOL_ID, Manifest, TableMsg, UploadBatch, UploadReply, Voucher
 from .base import ClientHalf, Leakage, Learner, Matching, Protocol, ServerHalf, register
@@ -55,6 +55,7 @@ __all__ = [
     "false_report_probability",
     "list_reveals",
     "probe_hashes",
+    "rotate_signing_key",
     "table_size_bytes",
 ]
 

@@ -34,9 +34,20 @@ class Settings(BaseSettings):
     he_worker_memory_mb: int = Field(4096, description="Address-space cap of the HE worker")
     tpsi_threshold: int = Field(30, description="Matches before the server may decrypt")
     tpsi_synthetic_rate: float = Field(0.05, description="Client synthetic-voucher probability")
-    trust_client_header: bool = Field(
-        True, description="Use X-Blindmatch-Client as the rate-limit key (else the peer address)"
+    tpsi_enrollment: str = Field(
+        "first-use",
+        description="tpsi account binding: first-use (first signed upload binds the account to its "
+        "client key) or admin (only keys enrolled at POST /v1/tpsi/accounts)",
     )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated peer addresses of reverse proxies whose X-Blindmatch-Client "
+        "header names the client for rate limits; from any other peer the header is ignored and "
+        "the peer address is the key",
+    )
+
+    def trusted_proxy_set(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
 
 
 @lru_cache(maxsize=1)

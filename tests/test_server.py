@@ -146,3 +146,15 @@ def test_corrupt_set_dir_names_the_file(set_dir: Path, tmp_path: Path) -> None:
         SetDir.open(bad)
     with pytest.raises(CorruptStoreError):
         SetDir.open(tmp_path / "missing")
+
+
+def test_rate_limit_not_bypassed_by_client_header(set_dir: Path) -> None:
+    """Issue 14 #8: a client that invents a new X-Blindmatch-Client per request keeps one bucket."""
+    env = {"BLINDMATCH_PROTOCOLS": "plain", "BLINDMATCH_RATE_PER_SECOND": "0.5", "BLINDMATCH_RATE_BURST": "2"}
+    body = PlainQuery(get_algo("pdq").from_bytes(bytes(32))).to_bytes()
+    with LiveServer(set_dir, env=env) as srv:
+        codes = [
+            httpx.post(srv.url + "/v1/plain/query", content=body, headers={"x-blindmatch-client": f"sybil-{i}"}).status_code
+            for i in range(4)
+        ]
+        assert codes == [200, 200, 429, 429]
