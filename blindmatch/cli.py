@@ -285,13 +285,24 @@ def curator_verify(
 @db_app.command("info")
 def db_info(set_dir: Annotated[Path, typer.Argument(help="Set directory")]) -> None:
     """Print the set's size and root digest (publishable out of band)."""
+    from blindmatch.protocol import oprf, tpsi
     from blindmatch.server import SetDir
-
-    from blindmatch.protocol.oprf import describe_state
 
     sd = SetDir.open(set_dir)
     _emit({"set_dir": str(set_dir), "algo": sd.algo.name, "count": len(sd.hashes), "digest": sd.digest,
-           "attestations": len(sd.attestations()), "oprf": describe_state(sd.path / "state" / "oprf")})
+           "attestations": len(sd.attestations()), "oprf": oprf.describe_state(sd.path / "state" / "oprf"),
+           "tpsi": tpsi.describe_state(sd.path / "state" / "tpsi")})
+
+
+@db_app.command("rotate-tpsi-key")
+def db_rotate_tpsi_key(set_dir: Annotated[Path, typer.Argument(help="Set directory")]) -> None:
+    """Replace the tpsi manifest signing key; the old key signs the hand-over. Restart the server."""
+    from blindmatch.protocol.tpsi import rotate_signing_key
+    from blindmatch.server import SetDir
+
+    sd = SetDir.open(set_dir)
+    new = rotate_signing_key(sd.state_dir("tpsi"))
+    _emit({"set_dir": str(set_dir), "signing_key": new.hex(), "next": "restart the server"})
 
 
 @db_app.command("rotate")
@@ -323,6 +334,23 @@ def admin_reveals(
 
     for rev in list_reveals(db, account):
         _emit({"account": account, **rev.as_json()})
+
+
+@admin_app.command("enroll")
+def admin_enroll(
+    db: Annotated[Path, typer.Option(help="Set directory the server runs on")],
+    account: Annotated[str, typer.Option(help="Account id")],
+    client_key: Annotated[str, typer.Option(help="The account's client public key (64 hex)")],
+) -> None:
+    """Bind a tpsi account to a client key (needed with BLINDMATCH_TPSI_ENROLLMENT=admin)."""
+    from blindmatch.protocol.tpsi import enroll_account
+
+    try:
+        key = bytes.fromhex(client_key)
+    except ValueError:
+        raise BadHashError("--client-key must be hex") from None
+    enroll_account(db, account, key)
+    _emit({"account": account, "enrolled": True})
 
 
 @app.command("serve")
@@ -412,12 +440,26 @@ def scan(
     min_quality: Annotated[int, typer.Option(help="Do not match PDQ hashes below this quality")] = PDQ_MIN_QUALITY,
     allow_unverified: Annotated[bool, typer.Option(
         help="oprf: accept a server in unverifiable OPRF mode (no DLEQ proofs)")] = False,
+    pin_key: Annotated[str | None, typer.Option(
+        help="oprf/tpsi: the server's manifest signing key (hex) published out of band")] = None,
+    pin_digest: Annotated[str | None, typer.Option(
+        help="oprf: root digest; tpsi: whole-manifest digest (hex, from `db info`)")] = None,
+    min_threshold: Annotated[int, typer.Option(help="tpsi: refuse a server whose threshold is lower")] = 10,
+    min_synthetic_rate: Annotated[float, typer.Option(
+        help="tpsi: refuse a server whose synthetic-voucher rate is lower")] = 0.01,
 ) -> None:
     """Scan images against a server; one JSON line per image."""
     if protocol == "tpsi" and not account:
         raise BadHashError("--account is required with --protocol tpsi")
     cache = cache_dir or Path.home() / ".cache" / "blindmatch"
-    options = {"probe_bits": probe_bits, "mode": mode, "allow_unverified": allow_unverified}
+    options: dict[str, Any] = {"probe_bits": probe_bits, "mode": mode, "allow_unverified": allow_unverified,
+                               "min_threshold": min_threshold, "min_synthetic_rate": min_synthetic_rate}
+    tpsi_pins = ("manifest_key", "manifest_digest")
+    key_opt, digest_opt = tpsi_pins if protocol == "tpsi" else ("signing_key", "root_digest")
+    if pin_key:
+        options[key_opt] = pin_key
+    if pin_digest:
+        options[digest_opt] = pin_digest
     failed = scan_paths(server, protocol, paths, algo, options, account, ad, cache, min_quality)
     if failed:
         raise typer.Exit(1)

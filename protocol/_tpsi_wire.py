@@ -14,6 +14,7 @@ both are in ``tests/test_tpsi_codec.py``.
 
 from __future__ import annotations
 
+import hmac
 import struct
 from dataclasses import dataclass
 
@@ -170,7 +171,7 @@ class Manifest:
 
     def rotated_from(self, old_key: bytes) -> bool:
         """Does this manifest carry a valid rotation record signed by ``old_key``?"""
-        if self.prev_key != old_key or len(self.rotation_sig) != 64:
+        if not hmac.compare_digest(self.prev_key, old_key) or len(self.rotation_sig) != 64:
             return False
         try:
             Ed25519PublicKey.from_public_bytes(old_key).verify(

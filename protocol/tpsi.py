@@ -51,7 +51,9 @@ __all__ = [
     "bench_reconstruction",
     "bench_table",
     "bench_vouchers",
+    "describe_state",
     "detection_probability",
+    "enroll_account",
     "false_report_probability",
     "list_reveals",
     "probe_hashes",
@@ -127,6 +129,43 @@ def detection_probability(matching_images: int, t: int, synthetic_rate: float) -
     if not 0.0 <= synthetic_rate <= 1.0:
         raise InputError("synthetic_rate must be in [0, 1]")
     return _binomial_tail(matching_images, 1.0 - synthetic_rate, t)
+
+
+def describe_state(state_dir: Path | str) -> dict[str, Any]:
+    """The served manifest of a tpsi state dir (for ``db info``): digest to publish; no secrets."""
+    path = Path(state_dir) / "manifest.bin"
+    if not path.is_file():
+        return {"manifest_digest": None}
+    m = Manifest.from_bytes(path.read_bytes())
+    return {
+        "manifest_digest": m.digest().hex(),
+        "epoch": m.epoch,
+        "signing_key": m.public_key.hex(),
+        "rotated_from": m.prev_key.hex() or None,
+        "threshold": m.threshold,
+        "synthetic_rate": m.synthetic_ppm / 1_000_000,
+        "set_digest": m.set_digest.hex(),
+    }
+
+
+def enroll_account(state_dir: Path | str, account: str, client_key: bytes) -> None:
+    """Operator enrolment of an account's client key, straight into the store (audited)."""
+    from ._tpsi_store import TpsiStore
+    from ._tpsi_wire import account_bytes
+
+    account_bytes(account)
+    if len(client_key) != 32:
+        raise InputError("client key must be 32 bytes (Ed25519 public key)")
+    d = Path(state_dir)
+    if not (d / DB_NAME).is_file() and (d / "state" / "tpsi" / DB_NAME).is_file():
+        d = d / "state" / "tpsi"
+    if not (d / DB_NAME).is_file():
+        raise InputError(f"{d}: no tpsi store here (has the server run tpsi?)")
+    store = TpsiStore(d / DB_NAME)
+    try:
+        store.enroll(account, client_key)
+    finally:
+        store.close()
 
 
 def list_reveals(state_dir: Path | str, account: str) -> list[Reveal]:

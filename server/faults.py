@@ -35,7 +35,7 @@ from typing import Any
 from blindmatch.client import HttpTransport, ServerError
 from blindmatch.protocol import REGISTRY, BlindmatchError, TransportReply
 
-from .harness import LIVE_ENV, queries, random_set
+from .harness import LIVE_ENV, client_options, queries, random_set
 from .setdir import SetDir
 from .testing import LiveServer
 
@@ -118,7 +118,7 @@ def kill_cycles(
     proto = REGISTRY["tpsi"]
 
     def uploader(url: str, k: int, stop: threading.Event, cyc: int) -> None:
-        client = proto.new_client(hs.algo, work / f"cache{k}", {})
+        client = proto.new_client(hs.algo, work / f"cache{k}", client_options(proto.name))
         local: list[tuple[str, bytes, int, bytes]] = []
         tr = RecordingHttp(url, "tpsi", client_id=f"up{k}", log=local, timeout=30)
         n = 0
@@ -244,7 +244,7 @@ def soak(
 
     def worker(url: str, name: str, k: int, until: float, record: bool) -> None:
         proto = REGISTRY[name]
-        client = proto.new_client(hs.algo, work / f"cache-{name}-{k}", {})
+        client = proto.new_client(hs.algo, work / f"cache-{name}-{k}", client_options(name))
         tr = HttpTransport(url, name, client_id=f"soak-{name}-{k}", timeout=60)
         i = 0
         try:

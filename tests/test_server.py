@@ -92,7 +92,9 @@ def test_unknown_route_and_method(server: LiveServer) -> None:
 
 
 def test_rate_limit_429_over_http(set_dir: Path) -> None:
-    env = {"BLINDMATCH_PROTOCOLS": "plain", "BLINDMATCH_RATE_PER_SECOND": "0.5", "BLINDMATCH_RATE_BURST": "2"}
+    """Behind a configured proxy (here: loopback), the proxy's client header picks the bucket."""
+    env = {"BLINDMATCH_PROTOCOLS": "plain", "BLINDMATCH_RATE_PER_SECOND": "0.5",
+           "BLINDMATCH_RATE_BURST": "2", "BLINDMATCH_TRUSTED_PROXIES": "127.0.0.1"}
     body = PlainQuery(get_algo("pdq").from_bytes(bytes(32))).to_bytes()
     with LiveServer(set_dir, env=env) as srv:
         codes = [httpx.post(srv.url + "/v1/plain/query", content=body, headers={"x-blindmatch-client": "c1"}) for _ in range(3)]
@@ -153,8 +155,18 @@ def test_rate_limit_not_bypassed_by_client_header(set_dir: Path) -> None:
     env = {"BLINDMATCH_PROTOCOLS": "plain", "BLINDMATCH_RATE_PER_SECOND": "0.5", "BLINDMATCH_RATE_BURST": "2"}
     body = PlainQuery(get_algo("pdq").from_bytes(bytes(32))).to_bytes()
     with LiveServer(set_dir, env=env) as srv:
+        url = srv.url + "/v1/plain/query"
         codes = [
-            httpx.post(srv.url + "/v1/plain/query", content=body, headers={"x-blindmatch-client": f"sybil-{i}"}).status_code
+            httpx.post(url, content=body, headers={"x-blindmatch-client": f"sybil-{i}"}).status_code
             for i in range(4)
         ]
         assert codes == [200, 200, 429, 429]
+    # a proxy list that does not name the peer changes nothing
+    env["BLINDMATCH_TRUSTED_PROXIES"] = "10.0.0.1"
+    with LiveServer(set_dir, env=env) as srv:
+        url = srv.url + "/v1/plain/query"
+        codes = [
+            httpx.post(url, content=body, headers={"x-blindmatch-client": f"sybil-{i}"}).status_code
+            for i in range(3)
+        ]
+        assert codes == [200, 200, 429]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,9 @@ def forged_voucher(m: Manifest, acct: AccountSecrets, account: str, ad: bytes) -
     for _ in range(m.n_hash - 1):
         qn = base_mult(random_scalar())
         k = secrets.token_bytes(32)
-        pairs.append((qn, aead.seal_once(k, secrets.token_bytes(32), _aad_outer(m.epoch, vid, qn), LABEL_OUTER)))
+        pairs.append(
+            (qn, aead.seal_once(k, secrets.token_bytes(32), _aad_outer(m.epoch, vid, qn), LABEL_OUTER))
+        )
     item = cuckoo_item(1, secrets.token_bytes(32))
     x = acct.x_of(item)
     xb = shamir.encode_element(x)
@@ -74,8 +75,12 @@ def set_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-LOW_T = {"BLINDMATCH_PROTOCOLS": "tpsi,plain", "BLINDMATCH_TPSI_THRESHOLD": "3",
-         "BLINDMATCH_TPSI_SYNTHETIC_RATE": "0.0", "BLINDMATCH_ADMIN_TOKEN": TOKEN}
+LOW_T = {
+    "BLINDMATCH_PROTOCOLS": "tpsi,plain",
+    "BLINDMATCH_TPSI_THRESHOLD": "3",
+    "BLINDMATCH_TPSI_SYNTHETIC_RATE": "0.0",
+    "BLINDMATCH_ADMIN_TOKEN": TOKEN,
+}
 LOW_T_CLIENT: dict[str, Any] = {"min_threshold": 2, "min_synthetic_rate": 0.0}
 
 
@@ -85,7 +90,9 @@ def test_third_party_cannot_frame_an_account_or_block_its_matches(set_dir: Path,
     with LiveServer(set_dir, env=LOW_T) as srv:
         victim = TPSI.new_client(PDQ, tmp_path / "victim", LOW_T_CLIENT)
         tr = HttpTransport(srv.url, "tpsi")
-        victim.scan(Query(PDQ.from_bytes(secrets.token_bytes(32)), account="victim", associated_data=b"cat.jpg"), tr)
+        victim.scan(
+            Query(PDQ.from_bytes(secrets.token_bytes(32)), account="victim", associated_data=b"cat.jpg"), tr
+        )
         m = victim.manifest
         assert m is not None
         mallory = AccountSecrets.derive(secrets.token_bytes(32), m.threshold, m.dhf_dim)
@@ -102,7 +109,9 @@ def test_third_party_cannot_frame_an_account_or_block_its_matches(set_dir: Path,
 def test_reveal_never_locks_in_the_first_polynomial(tmp_path: Path) -> None:
     """Issue 14 #3: vouchers of a second polynomial under one account are revealed and flagged."""
     hs = HashSet.from_raw(PDQ, secrets.token_bytes(32 * 40))
-    srv = TPSI.open_server(hs, tmp_path / "s", {"reveal_mode": "inline", "synthetic_rate": 0.0, "threshold": 4})
+    srv = TPSI.open_server(
+        hs, tmp_path / "s", {"reveal_mode": "inline", "synthetic_rate": 0.0, "threshold": 4}
+    )
     assert isinstance(srv, TpsiServer)
     tr = LocalTransport(srv)
     victim = TPSI.new_client(PDQ, tmp_path / "c", LOW_T_CLIENT)
@@ -138,16 +147,31 @@ def test_multi_probe_keeps_detection(tmp_path: Path) -> None:
     c = TPSI.new_client(PDQ, tmp_path / "c", {"probe_bits": 4, "min_threshold": 5})
     rng = np.random.default_rng()
     members = hs.values()
-    qs = [Query(members[i], float_values=list(rng.normal(size=256)), account="a",
-                associated_data=f"m{i}".encode()) for i in range(15)]
-    qs += [Query(PDQ.from_bytes(secrets.token_bytes(32)), float_values=list(rng.normal(size=256)),
-                 account="a", associated_data=f"n{i}".encode()) for i in range(185)]
+    qs = [
+        Query(
+            members[i], float_values=list(rng.normal(size=256)), account="a", associated_data=f"m{i}".encode()
+        )
+        for i in range(15)
+    ]
+    qs += [
+        Query(
+            PDQ.from_bytes(secrets.token_bytes(32)),
+            float_values=list(rng.normal(size=256)),
+            account="a",
+            associated_data=f"n{i}".encode(),
+        )
+        for i in range(185)
+    ]
     secrets.SystemRandom().shuffle(qs)
     for start in range(0, len(qs), 16):
         c.scan_many(qs[start : start + 16], tr)
     srv.process_reveals("a")
     got = {r.ad for r in srv.reveals("a")}
-    real = {q.associated_data for q in qs[:] if q.associated_data.startswith(b"m") and not c.is_synthetic("a", q.hash)}
+    real = {
+        q.associated_data
+        for q in qs[:]
+        if q.associated_data.startswith(b"m") and not c.is_synthetic("a", q.hash)
+    }
     assert len(real) >= 5
     assert got == real, f"revealed {len(got)} of {len(real)} real matches"
     srv.close()
@@ -202,8 +226,16 @@ def test_uploads_must_carry_the_account_signature(tmp_path: Path) -> None:
     assert srv.store.voucher_count("alice") == 1
     v = c.vouchers_for(Query(hs.value(1), account="alice", associated_data=b"b"))
     good = UploadBatch("alice", tuple(x.to_bytes() for x in v)).signed(c._account("alice")[1])
-    legacy = encode_fields(PROTOCOL_ID, MSG_UPLOAD_UNSIGNED, good.to_bytes()[4:] and [
-        b"alice", len(v).to_bytes(4, "big"), b"".join(len(x).to_bytes(4, "big") + x for x in good.vouchers)])
+    legacy = encode_fields(
+        PROTOCOL_ID,
+        MSG_UPLOAD_UNSIGNED,
+        good.to_bytes()[4:]
+        and [
+            b"alice",
+            len(v).to_bytes(4, "big"),
+            b"".join(len(x).to_bytes(4, "big") + x for x in good.vouchers),
+        ],
+    )
     with pytest.raises(WrongProtocolError):
         tr.post("vouchers", legacy)
     tampered = bytearray(good.to_bytes())
@@ -214,7 +246,9 @@ def test_uploads_must_carry_the_account_signature(tmp_path: Path) -> None:
     with pytest.raises(SignatureError):
         tr.post("vouchers", moved.to_bytes())
     with pytest.raises(AccountKeyMismatchError):
-        tr.post("vouchers", UploadBatch("alice", good.vouchers).signed(Ed25519PrivateKey.generate()).to_bytes())
+        tr.post(
+            "vouchers", UploadBatch("alice", good.vouchers).signed(Ed25519PrivateKey.generate()).to_bytes()
+        )
     assert srv.store.voucher_count("alice") == 1 and srv.store.voucher_count("bob") == 0
     tr.post("vouchers", good.to_bytes())
     assert srv.store.voucher_count("alice") == 2
