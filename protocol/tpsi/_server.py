@@ -34,12 +34,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from ._tpsi_core import Opened, cuckoo_item, open_outer, parse_inner, reveal_ad
-from ._tpsi_store import DB_NAME, Reveal, TpsiStore
-from ._tpsi_table import build_table
-from ._tpsi_wire import Manifest, TableMsg, UploadBatch, UploadReply, account_bytes
-from .base import Endpoint, Reply, Request, ServerHalf
-from .errors import (
+from ..base import Endpoint, Reply, Request, ServerHalf
+from ..errors import (
     BlindmatchError,
     CorruptStoreError,
     DecodeError,
@@ -48,10 +44,14 @@ from .errors import (
     ParameterError,
     UnknownEpochError,
 )
-from .hashes import ALGO_IDS, HashSet
-from .hazmat import dhf, shamir
-from .hazmat.ristretto import base_mult, random_scalar
-from .keyfile import read_secret, write_secret
+from ..hashes import ALGO_IDS, HashSet
+from ..hazmat import dhf, shamir
+from ..hazmat.ristretto import base_mult, random_scalar
+from ..keyfile import read_secret, write_secret
+from ._core import Opened, cuckoo_item, open_outer, parse_inner, reveal_ad
+from ._store import DB_NAME, Reveal, TpsiStore
+from ._table import build_table
+from ._wire import Manifest, TableMsg, UploadBatch, UploadReply, account_bytes
 
 __all__ = ["ServerParams", "TpsiServer"]
 

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives import hashes
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 __all__ = [
     "LOAD_LIMITS",

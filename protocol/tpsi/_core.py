@@ -35,11 +35,11 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..errors import CryptoError, DecodeError, InputError
+from ..hazmat import aead, dhf, shamir
+from ..hazmat.ristretto import add, base_mult, hash_to_group, random_scalar, scalar_mult
 from . import _cuckoo
-from ._tpsi_wire import DOMAIN, Manifest, TableMsg, Voucher
-from .errors import CryptoError, DecodeError, InputError
-from .hazmat import aead, dhf, shamir
-from .hazmat.ristretto import add, base_mult, hash_to_group, random_scalar, scalar_mult
+from ._wire import DOMAIN, Manifest, TableMsg, Voucher
 
 __all__ = [
     "AccountSecrets",

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .errors import DecodeError, LengthError
-from .wire import decode_fields, encode_fields
+from ..errors import DecodeError, LengthError
+from ..wire import decode_fields, encode_fields
 
 __all__ = [
     "MODE_CLIENT",

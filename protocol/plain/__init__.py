@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import (
+from ..base import (
     ClientHalf,
     Endpoint,
     Leakage,
@@ -29,10 +29,10 @@ from .base import (
     elapsed_ms,
     register,
 )
-from .errors import BadHashError, DecodeError, LengthError
-from .hamming import HammingIndex
-from .hashes import ALGO_IDS, HashAlgo, HashSet, HashValue, get_algo
-from .wire import decode_fields, encode_fields
+from ..errors import BadHashError, DecodeError, LengthError
+from ..hamming import HammingIndex
+from ..hashes import ALGO_IDS, HashAlgo, HashSet, HashValue, get_algo
+from ..wire import decode_fields, encode_fields
 
 __all__ = ["PLAIN", "PlainQuery", "PlainReply"]
 

@@ -15,16 +15,16 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .errors import (
+from ..errors import (
     BatchTooLargeError,
     DecodeError,
     InputError,
     LengthError,
     SignatureError,
 )
-from .hazmat import aead
-from .hazmat.ristretto import decode_element
-from .wire import decode_fields, encode_fields
+from ..hazmat import aead
+from ..hazmat.ristretto import decode_element
+from ..wire import decode_fields, encode_fields
 
 __all__ = [
     "DOMAIN",

@@ -29,10 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from ._tpsi_core import AccountSecrets, cuckoo_item, make_voucher
-from ._tpsi_wire import Manifest, TableMsg, UploadBatch, UploadReply, Voucher, account_bytes
-from .base import ClientHalf, Query, ScanResult, Transport, elapsed_ms
-from .errors import (
+from ..base import ClientHalf, Query, ScanResult, Transport, elapsed_ms
+from ..errors import (
     BadHashError,
     BlindmatchError,
     DigestMismatchError,
@@ -41,8 +39,10 @@ from .errors import (
     SignatureError,
     StorageUnavailableError,
 )
-from .hashes import ALGO_IDS, HashAlgo, HashValue
-from .keyfile import read_secret, write_secret
+from ..hashes import ALGO_IDS, HashAlgo, HashValue
+from ..keyfile import read_secret, write_secret
+from ._core import AccountSecrets, cuckoo_item, make_voucher
+from ._wire import Manifest, TableMsg, UploadBatch, UploadReply, Voucher, account_bytes
 
 __all__ = ["TpsiClient", "probe_hashes"]
 

@@ -40,35 +40,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._he_circuit import CircuitSpec, NoiseReport, check_noise, default_baby_step
-from ._he_errors import (
-    KeysRejectedError,
-    ModeNotAllowedError,
-    NoiseBudgetError,
-    UnknownKeysError,
-    UnknownSessionError,
-    WorkerCrashedError,
-    WorkerError,
-    WorkerMemoryError,
-    WorkerTimeoutError,
-    WrongParametersError,
-)
-from ._he_messages import (
-    ELEMENT_BYTES,
-    MODE_CLIENT,
-    MODE_SERVER,
-    PROTOCOL_ID,
-    KeysMessage,
-    ParamsMessage,
-    PsiAck,
-    PsiMessage,
-    QueryMessage,
-    ResultMessage,
-    key_digest,
-)
-from ._he_worker import PSI_DST, GroupTask, Job, JobResult, WorkerPool, psi_message
-from ._lsh import LshIndex, LshParams
-from .base import (
+from ..base import (
     ClientHalf,
     Endpoint,
     Leakage,
@@ -84,7 +56,7 @@ from .base import (
     elapsed_ms,
     register,
 )
-from .errors import (
+from ..errors import (
     BadHashError,
     BlindmatchError,
     DecodeError,
@@ -92,10 +64,38 @@ from .errors import (
     LengthError,
     ParameterError,
 )
-from .hashes import ALGO_IDS, HashAlgo, HashSet
-from .hazmat import ristretto
-from .hazmat.bfv import Bfv, KeyMaterial, ParamSet, check_seal_blob, get_param_set, param_set_by_id
-from .keyfile import read_secret, write_secret
+from ..hashes import ALGO_IDS, HashAlgo, HashSet
+from ..hazmat import ristretto
+from ..hazmat.bfv import Bfv, KeyMaterial, ParamSet, check_seal_blob, get_param_set, param_set_by_id
+from ..keyfile import read_secret, write_secret
+from ._circuit import CircuitSpec, NoiseReport, check_noise, default_baby_step
+from ._errors import (
+    KeysRejectedError,
+    ModeNotAllowedError,
+    NoiseBudgetError,
+    UnknownKeysError,
+    UnknownSessionError,
+    WorkerCrashedError,
+    WorkerError,
+    WorkerMemoryError,
+    WorkerTimeoutError,
+    WrongParametersError,
+)
+from ._lsh import LshIndex, LshParams
+from ._messages import (
+    ELEMENT_BYTES,
+    MODE_CLIENT,
+    MODE_SERVER,
+    PROTOCOL_ID,
+    KeysMessage,
+    ParamsMessage,
+    PsiAck,
+    PsiMessage,
+    QueryMessage,
+    ResultMessage,
+    key_digest,
+)
+from ._worker import PSI_DST, GroupTask, Job, JobResult, WorkerPool, psi_message
 
 __all__ = [
     "HE",

@@ -19,9 +19,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+from ..hazmat.ristretto import base_mult, random_scalar, scalar_mult
 from . import _cuckoo
-from ._tpsi_core import h2g
-from .hazmat.ristretto import base_mult, random_scalar, scalar_mult
+from ._core import h2g
 
 __all__ = ["BuiltTable", "blind_items", "build_table", "random_points"]
 

@@ -29,18 +29,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._he_circuit import CircuitSpec, QueryEvaluator, uniform_mod
-from ._he_errors import (
+from ..errors import BlindmatchError, DecodeError, InputError, ParameterError
+from ..hazmat import ristretto
+from ..hazmat.bfv import Bfv, EvalKeys, get_param_set
+from ._circuit import CircuitSpec, QueryEvaluator, uniform_mod
+from ._errors import (
     KeysRejectedError,
     WorkerCrashedError,
     WorkerError,
     WorkerMemoryError,
     WorkerTimeoutError,
 )
-from ._he_messages import DOMAIN, KeysMessage
-from .errors import BlindmatchError, DecodeError, InputError, ParameterError
-from .hazmat import ristretto
-from .hazmat.bfv import Bfv, EvalKeys, get_param_set
+from ._messages import DOMAIN, KeysMessage
 
 __all__ = ["GroupResult", "GroupTask", "Job", "JobResult", "WorkerPool", "psi_message"]
 

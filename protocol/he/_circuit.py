@@ -50,8 +50,8 @@ import numpy as np
 import numpy.typing as npt
 import tenseal.sealapi as seal
 
-from .errors import ParameterError
-from .hazmat.bfv import Bfv, EvalKeys
+from ..errors import ParameterError
+from ..hazmat.bfv import Bfv, EvalKeys
 
 __all__ = [
     "NOISE_MARGIN_BITS",

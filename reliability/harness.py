@@ -16,7 +16,7 @@ bytes give a ``BlindmatchError`` (or decode to a *different* valid value), never
 any other exception, and never a 5xx reply.
 
 Used by tests/test_decoders_hypothesis.py, fuzz/ and ``python -m
-blindmatch.server.reliability``.
+blindmatch.reliability``.
 """
 
 from __future__ import annotations
@@ -886,7 +886,7 @@ def prepare_set_dir(
     exchanges are also saved to ``base/recordings.json`` so other processes (fuzz targets)
     can ``load_prepared(base)`` without re-running costly clients (HE queries take seconds).
     """
-    from .setdir import SetDir
+    from blindmatch.server import SetDir
 
     hs = random_set(set_size)
     sd = SetDir.build(base / "set", hs.algo, hs.values(), ["harness"])
@@ -916,7 +916,7 @@ def prepare_set_dir(
 
 def load_prepared(base: Path, names: Sequence[str] | None = None) -> tuple[Path, dict[str, Recording]]:
     """Reopen the servers of a ``prepare_set_dir`` directory in this process, with its exchanges."""
-    from .setdir import SetDir
+    from blindmatch.server import SetDir
 
     sd = SetDir.open(base / "set")
     dump = json.loads((base / "recordings.json").read_text())

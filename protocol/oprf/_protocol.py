@@ -42,8 +42,39 @@ from typing import Any
 
 import numpy as np
 
-from ._gcs import GCSFilter, GCSReader, build_gcs, fpr_to_m
-from ._oprf_store import (
+from .._gcs import GCSFilter, GCSReader, build_gcs, fpr_to_m
+from ..base import (
+    ClientHalf,
+    Endpoint,
+    Leakage,
+    Learner,
+    Matching,
+    Protocol,
+    Query,
+    Reply,
+    Request,
+    ScanResult,
+    ServerHalf,
+    Transport,
+    register,
+)
+from ..errors import (
+    BadHashError,
+    BatchTooLargeError,
+    BlindmatchError,
+    DecodeError,
+    DigestMismatchError,
+    InputError,
+    LengthError,
+    SignatureError,
+    VerifyError,
+    WrongProtocolError,
+)
+from ..hashes import HashAlgo, HashSet, HashValue
+from ..hazmat import ristretto as R
+from ..hazmat.voprf import Blinded, Mode, OPRFClient, OPRFServer, Proof, VOPRFClient, VOPRFServer
+from ..wire import decode_fields, encode_fields
+from ._store import (
     DEFAULT_FPR,
     DEFAULT_GRACE_SECONDS,
     MSG_FILTER,
@@ -60,37 +91,6 @@ from ._oprf_store import (
     rotate_epoch,
     set_digest,
 )
-from .base import (
-    ClientHalf,
-    Endpoint,
-    Leakage,
-    Learner,
-    Matching,
-    Protocol,
-    Query,
-    Reply,
-    Request,
-    ScanResult,
-    ServerHalf,
-    Transport,
-    register,
-)
-from .errors import (
-    BadHashError,
-    BatchTooLargeError,
-    BlindmatchError,
-    DecodeError,
-    DigestMismatchError,
-    InputError,
-    LengthError,
-    SignatureError,
-    VerifyError,
-    WrongProtocolError,
-)
-from .hashes import HashAlgo, HashSet, HashValue
-from .hazmat import ristretto as R
-from .hazmat.voprf import Blinded, Mode, OPRFClient, OPRFServer, Proof, VOPRFClient, VOPRFServer
-from .wire import decode_fields, encode_fields
 
 __all__ = [
     "DEFAULT_FPR",
@@ -729,8 +729,8 @@ def measure_client_query(
     """Client CPU per query (blind + verify + finalize + lookup), in-process transport."""
     import tempfile
 
-    from .base import LocalTransport
-    from .hashes import get_algo
+    from ..base import LocalTransport
+    from ..hashes import get_algo
 
     algo = get_algo("pdq")
     rng = np.random.default_rng(0)

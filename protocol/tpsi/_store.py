@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CorruptStoreError, StorageUnavailableError
+from ..errors import CorruptStoreError, StorageUnavailableError
 
 __all__ = ["DB_NAME", "Reveal", "StoredVoucher", "TpsiStore", "read_reveals"]
 

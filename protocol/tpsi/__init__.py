@@ -21,22 +21,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..base import ClientHalf, Leakage, Learner, Matching, Protocol, ServerHalf, register
+from ..errors import InputError
+from ..hashes import HashAlgo, HashSet
 from . import _cuckoo
-from ._tpsi_bench import (
+from ._bench import (
     bench_reconstruction,
     bench_table,
     bench_vouchers,
     table_size_bytes,
 )
-from ._tpsi_client import TpsiClient, probe_hashes
-from ._tpsi_server import ServerParams, TpsiServer
-from ._tpsi_store import DB_NAME, Reveal, read_reveals
-from ._tpsi_wire import PROTOCOL_ID, Manifest, TableMsg, UploadBatch, UploadReply, Voucher
-from .base import ClientHalf, Leakage, Learner, Matching, Protocol, ServerHalf, register
-from .errors import InputError
-from .hashes import HashAlgo, HashSet
+from ._client import TpsiClient, probe_hashes
+from ._server import ServerParams, TpsiServer
+from ._store import DB_NAME, Reveal, read_reveals
+from ._wire import PROTOCOL_ID, Manifest, TableMsg, UploadBatch, UploadReply, Voucher
 
 __all__ = [
+    "DB_NAME",
     "TPSI",
     "Manifest",
     "Reveal",

@@ -54,8 +54,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from ._gcs import build_gcs, fpr_to_m
-from .errors import (
+from .._gcs import build_gcs, fpr_to_m
+from ..errors import (
     CorruptStoreError,
     DecodeError,
     EmptySetError,
@@ -63,10 +63,10 @@ from .errors import (
     UnknownEpochError,
     WrongProtocolError,
 )
-from .hashes import HashAlgo, HashSet
-from .hazmat.voprf import Mode, OPRFServer, VOPRFServer, context_string
-from .keyfile import read_secret, write_secret
-from .wire import decode_fields, encode_fields
+from ..hashes import HashAlgo, HashSet
+from ..hazmat.voprf import Mode, OPRFServer, VOPRFServer, context_string
+from ..keyfile import read_secret, write_secret
+from ..wire import decode_fields, encode_fields
 
 __all__ = [
     "DEFAULT_FPR",

@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..hashes import ALGO_IDS, HashSet, get_algo
+from ..hazmat import dhf, shamir
+from ..hazmat.ristretto import base_mult, random_scalar, scalar_mult
 from . import _cuckoo
-from ._tpsi_core import AccountSecrets, cuckoo_item, h2g, make_voucher, open_outer, parse_inner
-from ._tpsi_table import build_table
-from ._tpsi_wire import Manifest, TableMsg
-from .hashes import ALGO_IDS, HashSet, get_algo
-from .hazmat import dhf, shamir
-from .hazmat.ristretto import base_mult, random_scalar, scalar_mult
+from ._core import AccountSecrets, cuckoo_item, h2g, make_voucher, open_outer, parse_inner
+from ._table import build_table
+from ._wire import Manifest, TableMsg
 
 __all__ = [
     "bench_reconstruction",
@@ -233,8 +233,8 @@ def bench_reconstruction(
         "interpolate_ms": (t2 - t1) * 1e3,
     }
     if through_server:
-        from ._tpsi_server import ServerParams, TpsiServer
-        from ._tpsi_wire import UploadBatch
+        from ._server import ServerParams, TpsiServer
+        from ._wire import UploadBatch
 
         hs = _random_set(max(r, 50))
         with tempfile.TemporaryDirectory() as d:
@@ -266,7 +266,7 @@ def bench_reconstruction(
                             synthetic=syn,
                         )
                     batch.append(v.to_bytes())
-                from .base import Request
+                from ..base import Request
 
                 t3 = time.perf_counter()
                 for i in range(0, len(batch), 256):

@@ -1,4 +1,4 @@
-"""Measure robustness and write RELIABILITY.md: ``python -m blindmatch.server.reliability --out DIR``.
+"""Measure robustness and write RELIABILITY.md: ``python -m blindmatch.reliability --out DIR``.
 
 Everything is generic over the protocol registry (see ``harness``): bad inputs
 per decoder, per endpoint handler and per client response slot (count, crashes,
@@ -169,7 +169,7 @@ def write_report(out: Path, data: dict[str, Any]) -> Path:
     lines = [
         "# RELIABILITY — measured, not assumed",
         "",
-        f"Produced by `python -m blindmatch.server.reliability --out DIR{quick}` ({data['mode']} budgets). "
+        f"Produced by `python -m blindmatch.reliability --out DIR{quick}` ({data['mode']} budgets). "
         "Machine caveat: shared cores, noisy timings.",
         "",
         f"- machine: {m['cpu']}; Python {m['python']}; {m['platform']}",

@@ -14,7 +14,7 @@ it belongs to, so the HTTP and CLI edges map them without knowing they exist::
 
 from __future__ import annotations
 
-from .errors import BlindmatchError, CryptoError, DecodeError, InputError, LimitError
+from ..errors import BlindmatchError, CryptoError, DecodeError, InputError, LimitError
 
 __all__ = [
     "KeysRejectedError",

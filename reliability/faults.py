@@ -1,7 +1,7 @@
 """Fault and load drills against a real uvicorn server: SIGKILL cycles and a soak.
 
 Why here and not only in tests: the same drills produce the measured table of
-``python -m blindmatch.server.reliability`` (issue 7, "Measured result"); the tests
+``python -m blindmatch.reliability`` (issue 7, "Measured result"); the tests
 run them short, the command runs them long.
 
 Kill drill (tpsi). Uploaders send voucher batches continuously over HTTP; the
@@ -34,10 +34,9 @@ from typing import Any
 
 from blindmatch.client import HttpTransport, ServerError
 from blindmatch.protocol import REGISTRY, BlindmatchError, TransportReply
+from blindmatch.server import LiveServer, SetDir
 
 from .harness import LIVE_ENV, queries, random_set
-from .setdir import SetDir
-from .testing import LiveServer
 
 __all__ = ["KillReport", "RecordingHttp", "SoakReport", "kill_cycles", "rss_mb", "soak"]
 
@@ -104,8 +103,7 @@ def kill_cycles(
     min_alive: float = 0.4, max_alive: float = 2.5,
 ) -> KillReport:
     """SIGKILL a tpsi server ``cycles`` times while vouchers are being uploaded; then audit."""
-    from blindmatch.protocol._tpsi_store import DB_NAME
-    from blindmatch.protocol._tpsi_wire import UploadBatch, UploadReply
+    from blindmatch.protocol.tpsi import DB_NAME, UploadBatch, UploadReply
 
     rng = random.Random(seed)  # noqa: S311 — kill timing, not cryptography
     hs = random_set(64, seed=seed)
