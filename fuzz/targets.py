@@ -140,7 +140,7 @@ def _wire() -> Target:
 def _image() -> Target:
     from blindmatch.client import decode_image, hash_image
     from blindmatch.protocol import BlindmatchError
-    from blindmatch.sim.corpus import generate_image
+    from blindmatch.corpus import generate_image
 
     def one(payload: bytes) -> None:
         try:

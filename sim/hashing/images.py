@@ -20,9 +20,10 @@ from blindmatch.client import decode_image, get_algo, hash_bytes, hash_image
 from blindmatch.protocol import ImageError
 from PIL import Image
 
-from .config import SimConfigError
-from .corpus import generate_image
-from .perturb import PERTURBATIONS, encode_ppm
+from blindmatch.corpus import generate_image
+
+from ..config import SimConfigError
+from ..perturb.edits import PERTURBATIONS, encode_ppm
 
 __all__ = [
     "IMAGE_SUFFIXES",

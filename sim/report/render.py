@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .cache import atomic_write_text
+from ..cache import atomic_write_text
 from .plots import make_figures
 from .schema import SCHEMA, validate
 

@@ -14,11 +14,11 @@ import numpy as np
 from blindmatch.client import get_algo
 from blindmatch.protocol import REGISTRY
 
-from .capacity import LinearCost, cores_needed, fit_linear, fit_proportional, qps_per_core
-from .netmodel import LatencyInputs, NetworkProfile, simulate
+from ..cost.capacity import LinearCost, cores_needed, fit_linear, fit_proportional, qps_per_core
+from ..cost.netmodel import LatencyInputs, NetworkProfile, simulate
+from ..decide.variants import Variant
+from ..stats import BetaBinomialFit
 from .population import account_flag_probability, exact_probe_pair_rate, fmr_for_set
-from .stats import BetaBinomialFit
-from .variants import Variant
 
 __all__ = ["derive"]
 

@@ -52,7 +52,7 @@ from blindmatch.protocol import (
 )
 from blindmatch.server import LiveServer, SetDir
 
-from .variants import Variant
+from ..decide.variants import Variant
 
 __all__ = [
     "MeteredTransport",
@@ -137,7 +137,7 @@ class Session:
 
 @contextmanager
 def local_session(proto: Protocol, set_dir: SetDir, variant: Variant) -> Iterator[Session]:
-    from .machine import tree_cpu_seconds
+    from ..machine import tree_cpu_seconds
 
     c0, t0 = time.process_time() + tree_cpu_seconds(os.getpid(), False), time.perf_counter()
     server = proto.open_server(set_dir.hashes, set_dir.state_dir(proto.name), dict(variant.server_options))

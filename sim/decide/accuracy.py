@@ -22,10 +22,10 @@ import numpy as np
 import numpy.typing as npt
 from blindmatch.client import get_algo
 
+from ..perturb.edits import Perturbation
+from ..stats import rate
 from .database import filler_hashes, set_rows
-from .decision import ExactIndex, nearest_distances, prefix_nearest, to_words
-from .perturb import Perturbation
-from .stats import rate
+from .rules import ExactIndex, nearest_distances, prefix_nearest, to_words
 from .variants import Variant
 
 __all__ = ["HashData", "QueryPool", "analyse", "build_pools"]
@@ -255,7 +255,7 @@ def corpus_distances(
     """Unrelated-pair distances of the corpus vs binomial(bits, ½) and a beta-binomial fit."""
     from scipy import stats as st
 
-    from .stats import clopper_pearson, fit_beta_binomial
+    from ..stats import clopper_pearson, fit_beta_binomial
 
     algo = get_algo(algo_name)
     n = hashes.shape[0]

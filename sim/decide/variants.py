@@ -14,8 +14,8 @@ from typing import Any
 
 from blindmatch.protocol import REGISTRY, HashAlgo, Learner, Matching, Protocol
 
-from .config import SimConfigError
-from .decision import DecisionSpec
+from ..config import SimConfigError
+from .rules import DecisionSpec
 
 __all__ = ["Variant", "protocol_variants"]
 

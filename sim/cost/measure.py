@@ -33,13 +33,14 @@ from blindmatch.client import get_algo, hash_bytes
 from blindmatch.protocol import BlindmatchError, HashAlgo, Protocol
 from PIL import Image
 
-from .accuracy import QueryPool
-from .corpus import generate_image
-from .database import build_set_dir
-from .machine import tree_cpu_seconds
-from .oracle import Session, SimQuery, http_session, local_session
-from .stats import percentiles
-from .variants import Variant
+from blindmatch.corpus import generate_image
+
+from ..decide.accuracy import QueryPool
+from ..decide.database import build_set_dir
+from ..decide.variants import Variant
+from ..machine import tree_cpu_seconds
+from ..stats import percentiles
+from ..verify.oracle import Session, SimQuery, http_session, local_session
 
 __all__ = ["cost_queries", "hash_cost_12mp", "measure_protocol", "measure_variant"]
 

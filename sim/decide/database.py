@@ -20,7 +20,7 @@ from blindmatch.protocol import HashAlgo
 from blindmatch.protocol.hashes import ALGO_IDS
 from blindmatch.server import SetDir
 
-from .decision import to_words
+from .rules import to_words
 
 __all__ = ["build_set_dir", "filler_hashes", "set_rows"]
 

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import special
 from scipy import stats as st
 
-from .stats import BetaBinomialFit
+from ..stats import BetaBinomialFit
 
 __all__ = [
     "account_flag_probability",

@@ -26,7 +26,7 @@ from blindmatch.client import get_algo, hash_image
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from .imagework import load_original
+from ..hashing.images import load_original
 
 __all__ = ["evade", "evasion_task"]
 

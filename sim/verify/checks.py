@@ -24,10 +24,10 @@ import numpy.typing as npt
 from blindmatch.client import get_algo
 from blindmatch.protocol import BlindmatchError, Protocol
 
-from .accuracy import QueryPool
-from .database import build_set_dir
+from ..decide.accuracy import QueryPool
+from ..decide.database import build_set_dir
+from ..decide.variants import Variant
 from .oracle import RealOutcome, SimQuery, http_session, local_session, real_verdicts
-from .variants import Variant
 
 __all__ = ["choose_sample", "code_fingerprint", "verify_protocol"]
 
