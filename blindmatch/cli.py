@@ -452,14 +452,16 @@ def scan(
     if protocol == "tpsi" and not account:
         raise BadHashError("--account is required with --protocol tpsi")
     cache = cache_dir or Path.home() / ".cache" / "blindmatch"
-    options: dict[str, Any] = {"probe_bits": probe_bits, "mode": mode, "allow_unverified": allow_unverified,
-                               "min_threshold": min_threshold, "min_synthetic_rate": min_synthetic_rate}
-    tpsi_pins = ("manifest_key", "manifest_digest")
-    key_opt, digest_opt = tpsi_pins if protocol == "tpsi" else ("signing_key", "root_digest")
+    # only the flags the user changed: a protocol rejects options it does not take (OptionError)
+    given = {"probe_bits": (probe_bits, 0), "mode": (mode, "client-learns"),
+             "allow_unverified": (allow_unverified, False),
+             "min_threshold": (min_threshold, 10), "min_synthetic_rate": (min_synthetic_rate, 0.01)}
+    options: dict[str, Any] = {k: v for k, (v, default) in given.items() if v != default}
+    digest_pin = "pinned_manifest_digest" if protocol == "tpsi" else "pinned_root_digest"
     if pin_key:
-        options[key_opt] = pin_key
+        options["pinned_signing_key"] = pin_key
     if pin_digest:
-        options[digest_opt] = pin_digest
+        options[digest_pin] = pin_digest
     failed = scan_paths(server, protocol, paths, algo, options, account, ad, cache, min_quality)
     if failed:
         raise typer.Exit(1)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from blindmatch.protocol import HashSet, LocalTransport, Query, TransportReply, get_algo
-from blindmatch.protocol._tpsi_core import AccountSecrets
 from blindmatch.protocol.keyfile import write_secret
 from blindmatch.protocol.oprf import OPRF, rotate_epoch
+from blindmatch.protocol.tpsi._core import AccountSecrets
 
 from .test_oprf import Tap
 

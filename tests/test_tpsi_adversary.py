@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from blindmatch.client import HttpTransport, ServerError
 from blindmatch.protocol import HashSet, LocalTransport, Query, get_algo
-from blindmatch.protocol._tpsi_core import (
+from blindmatch.protocol.hazmat import aead, dhf, shamir
+from blindmatch.protocol.hazmat.ristretto import base_mult, random_scalar, scalar_mult
+from blindmatch.protocol.tpsi import TPSI, TpsiClient, TpsiServer
+from blindmatch.protocol.tpsi._core import (
     LABEL_INNER,
     LABEL_OUTER,
     AccountSecrets,
@@ -21,10 +24,7 @@ from blindmatch.protocol._tpsi_core import (
     cuckoo_item,
     pad_ad,
 )
-from blindmatch.protocol._tpsi_wire import Manifest, UploadBatch, Voucher, account_bytes
-from blindmatch.protocol.hazmat import aead, dhf, shamir
-from blindmatch.protocol.hazmat.ristretto import base_mult, random_scalar, scalar_mult
-from blindmatch.protocol.tpsi import TPSI, TpsiClient, TpsiServer
+from blindmatch.protocol.tpsi._wire import Manifest, UploadBatch, Voucher, account_bytes
 from blindmatch.server import LiveServer, SetDir
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -184,7 +184,7 @@ def test_pinned_client_refuses_weakened_manifest(tmp_path: Path) -> None:
     honest = TPSI.open_server(hs, state, {"reveal_mode": "inline"})
     assert isinstance(honest, TpsiServer)
     m = honest.manifest
-    pins = {"manifest_key": m.public_key.hex(), "set_digest": m.set_digest.hex()}
+    pins = {"pinned_signing_key": m.public_key.hex(), "pinned_set_digest": m.set_digest.hex()}
     TPSI.new_client(PDQ, None, pins).setup(LocalTransport(honest))
     honest.close()
     weak = TPSI.open_server(hs, state, {"reveal_mode": "inline", "threshold": 2, "synthetic_rate": 0.0})
@@ -214,7 +214,7 @@ def test_first_use_key_persists_per_origin(set_dir: Path, tmp_path: Path) -> Non
 def test_uploads_must_carry_the_account_signature(tmp_path: Path) -> None:
     """Network or third party: unsigned, re-signed, tampered or re-addressed batches store nothing."""
     from blindmatch.protocol import AccountKeyMismatchError, SignatureError, WrongProtocolError
-    from blindmatch.protocol._tpsi_wire import MSG_UPLOAD_UNSIGNED, PROTOCOL_ID
+    from blindmatch.protocol.tpsi._wire import MSG_UPLOAD_UNSIGNED, PROTOCOL_ID
     from blindmatch.protocol.wire import encode_fields
 
     hs = HashSet.from_raw(PDQ, secrets.token_bytes(32 * 8))
@@ -296,7 +296,7 @@ def test_manifest_digest_pin_and_floors(tmp_path: Path) -> None:
     srv = TPSI.open_server(hs, state, {"threshold": 12, "synthetic_rate": 0.02})
     assert isinstance(srv, TpsiServer)
     digest = srv.manifest.digest().hex()
-    TPSI.new_client(PDQ, None, {"manifest_digest": digest}).setup(LocalTransport(srv))
+    TPSI.new_client(PDQ, None, {"pinned_manifest_digest": digest}).setup(LocalTransport(srv))
     with pytest.raises(PolicyError):
         TPSI.new_client(PDQ, None, {"min_threshold": 13}).setup(LocalTransport(srv))
     with pytest.raises(PolicyError):
@@ -306,7 +306,7 @@ def test_manifest_digest_pin_and_floors(tmp_path: Path) -> None:
     assert isinstance(srv, TpsiServer)
     TPSI.new_client(PDQ, None, {}).setup(LocalTransport(srv))  # within the default floors
     with pytest.raises(SignatureError):
-        TPSI.new_client(PDQ, None, {"manifest_digest": digest}).setup(LocalTransport(srv))
+        TPSI.new_client(PDQ, None, {"pinned_manifest_digest": digest}).setup(LocalTransport(srv))
     srv.close()
 
 
