@@ -369,3 +369,35 @@ def test_key_rotation_signed_by_the_old_key_is_followed(set_dir: Path, tmp_path:
     with pytest.raises(RollbackError):
         TPSI.new_client(PDQ, cache, LOW_T_CLIENT).setup(Replay(srv))
     srv.close()
+
+
+@pytest.mark.parametrize("probe_bits", [0, 2, 4])
+def test_synthetic_images_open_one_voucher_whatever_the_probe_count(tmp_path: Path, probe_bits: int) -> None:
+    """Capacity per probe_bits: opened synthetic vouchers = synthetic *images*, not 2^k per image.
+
+    dhf_dim = 16 and s = 20% over 40 images: about 8 synthetic openings, inside the capacity,
+    for every probe count (with a coin per probe, k = 4 would open about 128 and detection fails).
+    """
+    hs = HashSet.from_raw(PDQ, secrets.token_bytes(32 * 32))
+    opts = {"reveal_mode": "manual", "threshold": 3, "synthetic_rate": 0.2, "dhf_dim": 16}
+    srv = TPSI.open_server(hs, tmp_path / "s", opts)
+    assert isinstance(srv, TpsiServer)
+    c = TPSI.new_client(PDQ, tmp_path / "c", {"probe_bits": probe_bits, "min_threshold": 3})
+    rng = np.random.default_rng()
+    members = hs.values()
+    qs = [
+        Query(members[i], float_values=list(rng.normal(size=256)), account="a", associated_data=b"m%d" % i)
+        for i in range(8)
+    ]
+    qs += [
+        Query(PDQ.from_bytes(secrets.token_bytes(32)), float_values=list(rng.normal(size=256)), account="a")
+        for _ in range(32)
+    ]
+    c.scan_many(qs, LocalTransport(srv))
+    synthetic = [q for q in qs if c.is_synthetic("a", q.hash)]
+    real_matches = {q.associated_data for q in qs[:8] if q not in synthetic}
+    assert srv.store.opened_count("a") == len(synthetic) + len(real_matches)
+    srv.process_reveals("a")
+    got = {r.ad for r in srv.reveals("a")}
+    assert got == (real_matches if len(real_matches) >= 3 else set())
+    srv.close()
