@@ -121,11 +121,11 @@ class TpsiServer(ServerHalf):
             write_secret(path, Ed25519PrivateKey.generate().private_bytes_raw())
         return Ed25519PrivateKey.from_private_bytes(read_secret(path, 32))
 
-    def _rotation_record(self) -> dict[str, bytes]:
+    def _rotation_record(self) -> tuple[bytes, bytes]:
         """The old key's hand-over to ours, carried by every manifest we sign (if we rotated)."""
         path = self.state_dir / "rotation.bin"
         if not path.exists():
-            return {}
+            return b"", b""
         rec = path.read_bytes()
         if len(rec) != 96:
             raise CorruptStoreError(f"{path}: rotation record must be 96 bytes")
@@ -134,7 +134,7 @@ class TpsiServer(ServerHalf):
             Ed25519PublicKey.from_public_bytes(prev).verify(sig, rotation_message(self.public_key))
         except (InvalidSignature, ValueError):
             raise CorruptStoreError(f"{path}: rotation record does not hand over to our key") from None
-        return {"prev_key": prev, "rotation_sig": sig}
+        return prev, sig
 
     def _wanted(self, hashes: HashSet) -> dict[str, Any]:
         return {
@@ -195,6 +195,7 @@ class TpsiServer(ServerHalf):
             built.attempts,
             built.seconds_points,
         )
+        prev_key, rotation_sig = self._rotation_record()
         m = Manifest(
             epoch=epoch,
             n_slots=built.n_slots,
@@ -203,7 +204,8 @@ class TpsiServer(ServerHalf):
             big_l=base_mult(alpha),
             created=int(time.time()),
             public_key=self.public_key,
-            **self._rotation_record(),
+            prev_key=prev_key,
+            rotation_sig=rotation_sig,
             **want,
         ).signed(self._signing)
         write_secret(self.state_dir / f"alpha-{epoch}.key", alpha)
