@@ -20,6 +20,7 @@ from blindmatch.protocol import (
     ServerVerdict,
     get_algo,
 )
+from blindmatch.reliability import harness as H
 
 PROTOCOLS = sorted(REGISTRY)
 
@@ -63,7 +64,7 @@ def test_endpoints_have_limits(opened) -> None:
 
 def test_member_and_non_member(opened, tmp_path: Path) -> None:
     proto, hs, srv = opened
-    client = proto.new_client(hs.algo, tmp_path, {"min_threshold": 2})
+    client = proto.new_client(hs.algo, tmp_path, H.client_options(proto.name))
     tr = LocalTransport(srv)
     member = client.scan(Query(hs.value(3), account="acct", associated_data=b"m"), tr)
     other = client.scan(Query(hs.value(3).flip(range(0, 256, 2)), account="acct", associated_data=b"n"), tr)
@@ -78,7 +79,7 @@ def test_request_size_independent_of_membership(opened, tmp_path: Path) -> None:
     proto, hs, srv = opened
     if not proto.private:
         pytest.skip("the plaintext baseline sends the hash itself")
-    client = proto.new_client(hs.algo, tmp_path, {"min_threshold": 2})
+    client = proto.new_client(hs.algo, tmp_path, H.client_options(proto.name))
     tr = LocalTransport(srv)
     client.scan(Query(hs.value(0), account="a", associated_data=b"x"), tr)  # warm one-time downloads
     tr.reset_counters()

@@ -328,12 +328,12 @@ class OprfClient(ClientHalf):
         if self.cache is None:
             if self._tofu_key is None:
                 self._tofu_key = m.signing_key
-            elif self._tofu_key != m.signing_key:
+            elif not R.ct_equal(self._tofu_key, m.signing_key):
                 raise SignatureError("manifest signing key changed since first use")
             return
         pin = self.cache / "pins" / f"{self._origin(transport)}.pub"
         if pin.exists():
-            if pin.read_bytes() != m.signing_key:
+            if not R.ct_equal(pin.read_bytes(), m.signing_key):
                 raise SignatureError(f"manifest signing key changed since first use (pin: {pin})")
         else:
             _write_atomic(pin, m.signing_key)
