@@ -161,7 +161,7 @@ def kill_cycles(
             continue
         rep.batches_sent += 1
         try:
-            _account, vouchers = UploadBatch.from_bytes(body, 1 << 20)
+            vouchers = UploadBatch.from_bytes(body, 1 << 20).parsed()
         except BlindmatchError:
             continue
         vids = []

@@ -25,7 +25,8 @@ def test_admin_reveals_below_and_at_threshold(tmp_path: Path) -> None:
     SetDir.build(tmp_path / "set", a, hs.values(), ["t"])
     env = {"BLINDMATCH_PROTOCOLS": "tpsi", "BLINDMATCH_TPSI_THRESHOLD": "3",
            "BLINDMATCH_TPSI_SYNTHETIC_RATE": "0"}
-    client = get_protocol("tpsi").new_client(a, tmp_path / "cache", {"min_threshold": 2, "min_synthetic_rate": 0})
+    floors = {"min_threshold": 2, "min_synthetic_rate": 0}  # the server below runs t = 3, s = 0
+    client = get_protocol("tpsi").new_client(a, tmp_path / "cache", floors)
     with LiveServer(tmp_path / "set", env=env) as srv:
         tr = HttpTransport(srv.url, "tpsi", client_id="acct")
         sd = SetDir.open(tmp_path / "set")

@@ -206,7 +206,8 @@ def test_debug_logs_contain_no_key_material(tmp_path: Path, secret_log: list[Pat
         for name, proto in sorted(REGISTRY.items()):
             for opts in ({}, {"mode": "server-learns"}):
                 try:
-                    client = proto.new_client(hs.algo, tmp_path / "cache" / name, H.client_options(name, opts))
+                    cache = tmp_path / "cache" / name
+                    client = proto.new_client(hs.algo, cache, H.client_options(name, opts))
                 except BlindmatchError:
                     continue
                 tr = HttpTransport(url, name, client_id=f"log-{name}")
