@@ -155,8 +155,8 @@ def describe_state(state_dir: Path | str) -> dict[str, Any]:
 
 def enroll_account(state_dir: Path | str, account: str, client_key: bytes) -> None:
     """Operator enrolment of an account's client key, straight into the store (audited)."""
-    from ._tpsi_store import TpsiStore
-    from ._tpsi_wire import account_bytes
+    from ._store import TpsiStore
+    from ._wire import account_bytes
 
     account_bytes(account)
     if len(client_key) != 32:
