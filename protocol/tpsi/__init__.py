@@ -209,6 +209,8 @@ class Tpsi(Protocol):
             "and the AD of exactly those vouchers",
             "equality of shares for a repeated hash within one account (same x-coordinate)",
             "the probe count per image when multi-probe is on (2^k vouchers per image)",
+            "per account: the client public key its uploads are signed with (bound on first "
+            "use or by enrolment); it links nothing the account id does not already link",
         ),
         network=(
             "with TLS: voucher counts, sizes (fixed per voucher) and timing; AD length is padded",
