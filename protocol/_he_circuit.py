@@ -191,16 +191,25 @@ class QueryEvaluator:
     # -- stage 1: w = 2·HD − r in every slot ---------------------------------
     def distances(self, bits_rows: npt.NDArray[np.uint8], real: npt.NDArray[np.bool_]) -> Any:
         """Encrypted w for N slots; ``bits_rows`` is (N, bits) 0/1, ``real`` marks set entries."""
-        spec, bfv, ev = self.spec, self.bfv, self.bfv.evaluator
-        n, row = bfv.params.slots, bfv.params.row
+        spec, n = self.spec, self.bfv.params.slots
         if bits_rows.shape != (n, spec.bits) or real.shape != (n,):
             raise ValueError("group input has the wrong shape")
-        t0 = time.perf_counter()
         a = (2 - 4 * bits_rows.astype(np.int64)) * real[:, None]
+        const = np.where(real, 2 * bits_rows.sum(axis=1, dtype=np.int64) - spec.radius, spec.pad_w)
+        acc = self.linear(a, const)
+        self._probe("distance", acc)
+        return acc
+
+    def linear(self, a: npt.NDArray[np.int64], const: npt.NDArray[np.int64]) -> Any:
+        """Encrypted ``a @ x + const`` in every slot, for an (N, bits) plaintext matrix ``a``."""
+        spec, bfv, ev = self.spec, self.bfv, self.bfv.evaluator
+        n, row = bfv.params.slots, bfv.params.row
+        if a.shape != (n, spec.bits) or const.shape != (n,):
+            raise ValueError("linear form has the wrong shape")
+        t0 = time.perf_counter()
         s = np.arange(n)
         cols = (s[None, :] + np.arange(spec.bits)[:, None]) % spec.bits
         diag = a[s[None, :], cols]  # (bits, N): diag[k, s] = A[s, (s+k) mod bits]
-        const = np.where(real, 2 * bits_rows.sum(axis=1, dtype=np.int64) - spec.radius, spec.pad_w)
         self.timings.diag_encode_s += time.perf_counter() - t0
         parms = self._baby[0].parms_id()
         acc: Any = None
@@ -235,7 +244,6 @@ class QueryEvaluator:
                 self.timings.rotations += 1
             self.timings.giant_s += time.perf_counter() - t4
         ev.add_plain_inplace(acc, bfv.encode(const))
-        self._probe("distance", acc)
         return acc
 
     # -- stage 2: P(w), zero iff d ≤ r ----------------------------------------
