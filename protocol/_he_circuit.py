@@ -148,6 +148,7 @@ class Timings:
     diag_mult_s: float = 0.0
     giant_s: float = 0.0
     poly_s: float = 0.0
+    binarity_s: float = 0.0
     finish_s: float = 0.0
     products: int = 0
     rotations: int = 0
@@ -166,8 +167,10 @@ class QueryEvaluator:
     keys: EvalKeys
     query: Any
     probe: Probe | None = None
+    check_binary: bool = True
     timings: Timings = field(default_factory=Timings)
     _baby: list[Any] = field(default_factory=list, repr=False)
+    _binarity: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.spec.check_fits(self.bfv)
@@ -187,6 +190,39 @@ class QueryEvaluator:
         self._baby = rows
         self._encryptor = seal.Encryptor(self.bfv.context, self.keys.public)
         self.timings.baby_s += time.perf_counter() - t0
+        if self.check_binary:
+            self._binarity = self.binarity()
+
+    # -- stage 0: B = Σ_i σ_i·x_i(x_i − 1) in every slot, once per query ---------------
+    def binarity(self) -> Any:
+        """Encrypted B, 0 for a 0/1 query and, otherwise, 0 only with probability 1/t.
+
+        σ is fresh and uniform per query and repeats with period ``bits``, so the sum
+        over any ``bits`` consecutive slots of σ ⊙ (X² − X) is B in every slot of a
+        replicated query (baby steps of 1, giant steps of b: the circuit's own keys).
+        """
+        t0 = time.perf_counter()
+        spec, bfv, ev = self.spec, self.bfv, self.bfv.evaluator
+        y = seal.Ciphertext()
+        ev.square(self.query, y)
+        ev.relinearize_inplace(y, self.keys.relin)
+        ev.sub_inplace(y, self.query)
+        sigma = uniform_mod(spec.bits, bfv.params.plain_modulus)
+        ev.multiply_plain_inplace(y, bfv.encode(np.tile(sigma, bfv.params.slots // spec.bits)))
+        acc = y
+        for step, count in ((1, spec.baby), (spec.baby, spec.giant)):
+            cur, total = acc, acc
+            for _ in range(count - 1):
+                nxt, out = seal.Ciphertext(), seal.Ciphertext()
+                ev.rotate_rows(cur, step, self.keys.galois, nxt)
+                ev.add(total, nxt, out)
+                cur, total = nxt, out
+                self.timings.rotations += 1
+            acc = total
+        self.timings.ct_mults += 1
+        self.timings.binarity_s += time.perf_counter() - t0
+        self._probe("binarity", acc)
+        return acc
 
     # -- stage 1: w = 2·HD − r in every slot ---------------------------------
     def distances(self, bits_rows: npt.NDArray[np.uint8], real: npt.NDArray[np.bool_]) -> Any:
@@ -290,6 +326,12 @@ class QueryEvaluator:
             raise ValueError("rho must be invertible mod t")
         z = seal.Ciphertext()
         ev.multiply_plain(p, bfv.encode(rho), z)
+        if self._binarity is not None:
+            # + τ ⊙ B, τ uniform per slot: uniform slots unless the query is 0/1 (then B = 0)
+            tau = uniform_mod(bfv.params.slots, bfv.params.plain_modulus)
+            noise = seal.Ciphertext()
+            ev.multiply_plain(self._binarity, bfv.encode(tau), noise)
+            ev.add_inplace(z, noise)
         self._probe("masked", z)
         if add_mask is not None:
             ev.add_plain_inplace(z, bfv.encode(add_mask))

@@ -427,8 +427,8 @@ class HEServer(ServerHalf):
     def _stats(
         self, results: list[JobResult], candidates: int, groups: int, eval_s: float, t0: float, bucketed: bool
     ) -> dict[str, Any]:
-        keys = ("baby_s", "diag_encode_s", "diag_mult_s", "giant_s", "poly_s", "finish_s", "load_s",
-                "psi_s", "cpu_s", "products", "rotations", "ct_mults")
+        keys = ("baby_s", "binarity_s", "diag_encode_s", "diag_mult_s", "giant_s", "poly_s", "finish_s",
+                "load_s", "psi_s", "cpu_s", "products", "rotations", "ct_mults")
         total = {k: sum(r.timings.get(k, 0.0) for r in results) for k in keys}
         return {
             "candidates": int(candidates), "groups": groups, "jobs": len(results), "bucketed": bucketed,
