@@ -412,12 +412,15 @@ def scan(
     min_quality: Annotated[int, typer.Option(help="Do not match PDQ hashes below this quality")] = PDQ_MIN_QUALITY,
     allow_unverified: Annotated[bool, typer.Option(
         help="oprf: accept a server in unverifiable OPRF mode (no DLEQ proofs)")] = False,
+    allow_server_learns: Annotated[bool, typer.Option(
+        help="he: accept server-learns, which protects the hash against a semi-honest server only")] = False,
 ) -> None:
     """Scan images against a server; one JSON line per image."""
     if protocol == "tpsi" and not account:
         raise BadHashError("--account is required with --protocol tpsi")
     cache = cache_dir or Path.home() / ".cache" / "blindmatch"
-    options = {"probe_bits": probe_bits, "mode": mode, "allow_unverified": allow_unverified}
+    options = {"probe_bits": probe_bits, "mode": mode, "allow_unverified": allow_unverified,
+               "allow_server_learns": allow_server_learns}
     failed = scan_paths(server, protocol, paths, algo, options, account, ad, cache, min_quality)
     if failed:
         raise typer.Exit(1)

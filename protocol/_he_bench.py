@@ -118,7 +118,10 @@ def he_benchmark(
     assert isinstance(srv, HEServer)
     out: list[FloorReport] = []
     try:
-        client = proto.new_client(a, tmp / "client", {"mode": mode, "bucketed": bucketed})
+        client = proto.new_client(
+            a, tmp / "client",
+            {"mode": mode, "bucketed": bucketed, "allow_server_learns": mode == "server-learns"},
+        )
         tr = LocalTransport(srv)
         warm = client.scan(Query(hs.value(0)), tr)
         keys_bytes = warm.bytes_up

@@ -45,6 +45,7 @@ from ._he_errors import (
     KeysRejectedError,
     ModeNotAllowedError,
     NoiseBudgetError,
+    PsiSlotsError,
     UnknownKeysError,
     UnknownSessionError,
     WorkerCrashedError,
@@ -105,6 +106,7 @@ __all__ = [
     "KeysRejectedError",
     "ModeNotAllowedError",
     "NoiseBudgetError",
+    "PsiSlotsError",
     "UnknownKeysError",
     "UnknownSessionError",
     "Verdict",
@@ -220,6 +222,9 @@ class HEServer(ServerHalf):
             tables = _opt_int(opts, "lsh_tables", tables, 1, 64)
             self.lsh = LshIndex(self._lsh_params(k, tables), set_bits)
         self.groups = max(1, math.ceil(len(hashes) / self.params.slots))
+        self.psi_slots = 0  # the cap a server-learns client enforces; every honest reply is within it
+        if MODE_SERVER in self.modes:
+            self.psi_slots = min(self._psi_used(len(hashes)), self.psi_max_slots)
         workers = _opt_int(opts, "workers", os.cpu_count() or 1, 1, 256)
         memory_mb = _opt_int(opts, "worker_memory_mb", 4096, 0, 1 << 20)
         self.pool = WorkerPool(str(self._write_set()), workers, memory_mb)
@@ -297,7 +302,13 @@ class HEServer(ServerHalf):
             primes=self.bfv.primes,
             groups=self.groups,
             lsh_positions=self.lsh.params.positions if self.lsh else (),
+            psi_slots=self.psi_slots,
         )
+
+    def _psi_used(self, candidates: int) -> int:
+        """PSI slots of a server-learns scan: candidates rounded up to ``psi_pad``, within the groups."""
+        groups = max(1, math.ceil(candidates / self.params.slots))
+        return min(groups * self.params.slots, max(1, math.ceil(candidates / self.psi_pad)) * self.psi_pad)
 
     # -- endpoints -------------------------------------------------------------------
     def endpoints(self) -> Sequence[Endpoint]:
@@ -388,7 +399,7 @@ class HEServer(ServerHalf):
         used = 0
         sid, scalar = b"", b""
         if server_learns:
-            used = min(groups * n, max(1, math.ceil(candidates.size / self.psi_pad)) * self.psi_pad)
+            used = self._psi_used(int(candidates.size))
             if used > self.psi_max_slots:
                 raise InputError(
                     f"server-learns over {candidates.size} entries exceeds the DH-PSI cap "
@@ -480,7 +491,16 @@ class HEServer(ServerHalf):
 
 
 class HEClient(ClientHalf):
-    """Encrypts under its own BFV key; decrypts the zero test (or runs the DH-PSI)."""
+    """Encrypts under its own BFV key; decrypts the zero test (or runs the DH-PSI).
+
+    Keys are separated by mode. Client-learns keys persist in the cache directory;
+    server-learns keys live in memory for this client object only, so nothing ever
+    encrypted under a client-learns key (or in an earlier session) is decrypted and
+    fed to the PSI on a server's behalf. Server-learns is opt-in
+    (``allow_server_learns``): against a malicious server it leaks up to
+    log2(PSI slots + 1) bits of the hash per query, and the client caps the slots at
+    the ``psi_slots`` the server's parameters announce (and ``max_psi_slots``).
+    """
 
     def __init__(self, algo: HashAlgo, cache_dir: Path | None, options: Mapping[str, Any] | None) -> None:
         opts = dict(options or {})
@@ -489,8 +509,14 @@ class HEClient(ClientHalf):
         if mode not in MODES:
             raise InputError(f"he mode must be one of {sorted(MODES)}")
         self.mode = MODES[mode]
+        if self.mode == MODE_SERVER and not bool(opts.get("allow_server_learns", False)):
+            raise ModeNotAllowedError(
+                "he server-learns protects the hash against a semi-honest server only (a malicious "
+                "one reads up to log2(PSI slots + 1) bits per query); pass allow_server_learns to opt in"
+            )
         self.bucketed = bool(opts.get("bucketed", False))
         self.max_groups = int(opts.get("max_groups", 4096))
+        self.max_psi_slots = int(opts.get("max_psi_slots", 1 << 16))
         self.cache_dir = Path(cache_dir) / "he" if cache_dir is not None else None
         self._params: ParamsMessage | None = None
         self._etag: str | None = None
@@ -530,6 +556,12 @@ class HEClient(ClientHalf):
             raise ParameterError(f"server set needs {p.groups} result ciphertexts (cap {self.max_groups})")
         if not p.modes & (1 << (self.mode - 1)):
             raise ModeNotAllowedError("the server does not offer this mode")
+        if p.psi_slots > p.groups * p.poly_degree or (p.modes & 2) != (2 if p.psi_slots else 0):
+            raise ParameterError("server's PSI slot count does not fit its parameters")
+        if self.mode == MODE_SERVER and p.psi_slots > self.max_psi_slots:
+            raise ParameterError(
+                f"server-learns over {p.psi_slots} PSI slots exceeds this client's cap ({self.max_psi_slots})"
+            )
         if self.bucketed and not p.lsh_offered:
             raise ModeNotAllowedError("the server does not offer bucketed queries")
         if p.lsh_positions:
@@ -541,8 +573,10 @@ class HEClient(ClientHalf):
             return self._keys
         assert self._bfv is not None
         bfv = self._bfv
-        tag = f"{bfv.params.name}-steps{'-'.join(map(str, steps)) or '0'}"
-        d = self.cache_dir / tag if self.cache_dir else None
+        # client-learns keys only (the tag names the mode, so keys cached before modes were
+        # separated, which may have served server-learns, are never picked up again)
+        tag = f"client-learns-{bfv.params.name}-steps{'-'.join(map(str, steps)) or '0'}"
+        d = self.cache_dir / tag if self.cache_dir and self.mode == MODE_CLIENT else None
         keys: KeyMaterial | None = None
         if d is not None and (d / "secret.key").exists():
             try:
@@ -602,6 +636,8 @@ class HEClient(ClientHalf):
         res = ResultMessage.from_bytes(rep.body, bfv.params.poly_degree, p.groups)
         if res.mode != self.mode or res.primes != bfv.params.output_primes:
             raise DecodeError("result does not answer this query")
+        if res.used_slots > p.psi_slots:
+            raise PsiSlotsError(f"reply claims {res.used_slots} PSI slots; parameters allow {p.psi_slots}")
         cts = res.ciphertexts(bfv.params.poly_degree)
         slots: list[npt.NDArray[np.int64]] = []
         for g in range(res.groups):
@@ -704,7 +740,7 @@ class HE(Protocol):
             ps.set_id, ALGO_IDS[algo.name], algo.default_threshold, algo.bits,
             default_baby_step(algo.bits), 3, True, ps.poly_degree, ps.plain_modulus,
             tuple([0] * len(ps.coeff_bits)), max(1, math.ceil(set_size / ps.slots)),
-            tuple(tuple(range(k)) for _ in range(tables)),
+            tuple(tuple(range(k)) for _ in range(tables)), 1,
         )
         return len(msg.to_bytes())
 

@@ -124,6 +124,8 @@ def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
             opts = {
                 "probe_bits": k,
                 "mode": mode or "client-learns",
+                # he server-learns is opt-in: it protects the hash against a semi-honest server only
+                **({"allow_server_learns": True} if mode and mode_learner == "server" else {}),
                 **pc.get("client_options", {}),
             }
             out.append(

@@ -34,12 +34,11 @@ from blindmatch.protocol._he_messages import (
 )
 from blindmatch.protocol._he_worker import PSI_DST, psi_message
 from blindmatch.protocol.hazmat import ristretto
-from blindmatch.protocol.he import HEClient, HEServer, _Session
+from blindmatch.protocol.he import HEClient, HEServer, NoiseBudgetError, _Session
 
-from .he_helpers import open_server, random_set
+from .he_helpers import SERVER_LEARNS, open_server, random_set
 
 T = 65537
-SERVER_LEARNS = {"mode": "server-learns", "allow_server_learns": True}
 _HASH_TO_GROUP = ristretto.hash_to_group  # the adversary's own copy, unaffected by the spy below
 
 
@@ -122,14 +121,15 @@ class CountingHashToGroup:
         return _HASH_TO_GROUP(msg, dst)
 
 
-def _attack(srv: ReadingServer, client: HEClient, query: Any, claim: int) -> list[int] | None:
-    """One server-learns scan against the reading server; the bits it read, or None if refused."""
+def _attack(srv: ReadingServer, client: HEClient, query: Any, claim: int) -> list[int] | BlindmatchError:
+    """One server-learns scan against the reading server: the bits it read, or the client's refusal."""
     srv.claim = claim
     before = len(srv.verdicts())
     try:
         client.scan(Query(query), LocalTransport(srv))
-    except BlindmatchError:
-        return None
+    except BlindmatchError as e:
+        assert len(srv.verdicts()) == before  # refused: no PSI message reached the server
+        return e
     v = srv.verdicts()[before:]
     assert len(v) == 1
     return bits_read(v[0].matches, claim)
@@ -148,13 +148,19 @@ def test_malicious_server_reads_at_most_log2_cap_bits(
     client = get_protocol("he").new_client(hs.algo, tmp_path, SERVER_LEARNS)
     # an honest-looking reply of a whole group: 16384 slots, 14 bits of the hash
     learned = _attack(srv, client, q, 16384)
-    assert learned is None, f"server read {len(learned)} bits of the client's hash in one query: {learned}"
+    assert isinstance(learned, BlindmatchError), (
+        f"server read {len(learned)} bits of the client's hash in one query: {learned}"
+    )
     assert spy.calls == 0, f"client hashed {spy.calls} PSI slots for a refused reply"
-    # the cap the client enforces is the padded full-scan count it got from the parameters
+    # the cap the client enforces is the padded full-scan count announced in the parameters
     cap = 256
     learned = _attack(srv, client, q, cap)
-    assert learned is not None and len(learned) <= math.log2(cap + 1)
+    assert isinstance(learned, list) and len(learned) <= math.log2(cap + 1)
     assert learned == x[: len(learned)].tolist()  # the remaining leak is real: this many bits
+    assert spy.calls == cap
+    # parameters announcing more slots than the client's own cap are refused up front
+    small = get_protocol("he").new_client(hs.algo, tmp_path, {**SERVER_LEARNS, "max_psi_slots": cap - 1})
+    assert isinstance(_attack(srv, small, q, cap), BlindmatchError)
     assert spy.calls == cap
 
 
@@ -171,17 +177,25 @@ def test_logged_client_learns_query_is_not_decrypted_for_the_server(reading, tmp
     x = rng.integers(0, 2, 64).astype(np.uint8)
     secret_query = hs.algo.from_bytes(np.packbits(x).tobytes())
     cache = tmp_path / "app"  # one app, one cache directory, both modes
-    get_protocol("he").new_client(hs.algo, cache, {}).scan(Query(secret_query), LocalTransport(srv))
+    first = get_protocol("he").new_client(hs.algo, cache, {})
+    first.scan(Query(secret_query), LocalTransport(srv))
     later = get_protocol("he").new_client(hs.algo, cache, SERVER_LEARNS)
     srv.replay = True
     try:
         learned = _attack(srv, later, hs.value(0), 256)
     finally:
         srv.replay = False
-    assert learned is None or learned != x[: len(learned)].tolist(), (
-        f"server decrypted {len(learned or [])} bits of an earlier client-learns query: {learned}"
+    assert not isinstance(learned, list) or learned != x[: len(learned)].tolist(), (
+        f"server decrypted {len(learned)} bits of an earlier client-learns query: {learned}"
     )
-    assert learned is None  # the client refuses: the reply does not decrypt under its session key
+    # the reply does not decrypt under the session key, and the client says so
+    assert isinstance(learned, NoiseBudgetError)
+    assert later._digest != first._digest
+    assert all(d.name.startswith("client-learns-") for d in (cache / "he").iterdir())  # none on disk
+    # a second server-learns client (a new session) gets fresh keys again
+    again = get_protocol("he").new_client(hs.algo, cache, SERVER_LEARNS)
+    again.scan(Query(hs.value(1)), LocalTransport(srv))
+    assert again._digest not in (first._digest, later._digest)
 
 
 # ------------------------------------------------------------------ malicious client
