@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import tenseal.sealapi as seal
 
-from ._he_circuit import uniform_mod
+from ._he_circuit import CircuitSpec, QueryEvaluator, default_baby_step, uniform_mod
 from .base import LocalTransport, Query
 from .hashes import HashSet, get_algo
 from .hazmat.bfv import Bfv, get_param_set
 
-__all__ = ["FloorReport", "he_benchmark", "measure_ptct"]
+__all__ = ["BinarityCost", "FloorReport", "binarity_cost", "he_benchmark", "measure_ptct"]
 
 
 def measure_ptct(param_set: str = "bfv-n16384-v1", reps: int = 15) -> dict[str, float]:
@@ -152,3 +152,54 @@ def he_benchmark(
     finally:
         srv.close()
     return out
+
+
+@dataclass(frozen=True)
+class BinarityCost:
+    """Server compute for one query (one group of N slots) with and without the binarity check."""
+
+    set_size: int
+    algo: str
+    repeats: int
+    without_s: list[float]
+    with_s: list[float]
+    binarity_stage_s: list[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("without_s", "with_s", "binarity_stage_s"):
+            d[k + "_median"] = statistics.median(d[k])
+        d["overhead_median"] = d["with_s_median"] / d["without_s_median"] - 1
+        return d
+
+
+def binarity_cost(set_size: int = 10_000, algo: str = "pdq", repeats: int = 5, seed: int = 1) -> BinarityCost:
+    """Evaluate the same query on the same group with and without the check, interleaved.
+
+    What a worker does per query for a set of ≤ N hashes (baby steps, the linear
+    stage, the zero test, finishing, and the check when on), minus deserialising
+    keys and ciphertext; the order of the two arms alternates so drift on a shared
+    machine falls on both.
+    """
+    a = get_algo(algo)
+    bfv = Bfv.create(get_param_set("bfv-n16384-v1"))
+    n, t = bfv.params.slots, bfv.params.plain_modulus
+    spec = CircuitSpec(a.bits, a.default_threshold, default_baby_step(a.bits))
+    rng = np.random.default_rng(seed)
+    rows = np.zeros((n, a.bits), dtype=np.uint8)
+    rows[:set_size] = rng.integers(0, 2, (set_size, a.bits))
+    real = np.arange(n) < set_size
+    keys = bfv.keygen(spec.galois_steps)
+    evk = bfv.load_eval_keys(keys.public_blob, keys.relin_blob, keys.galois_blob, spec.galois_steps)
+    query = bfv.load_ciphertext(keys.encrypt_symmetric(np.tile(rows[0].astype(np.int64), n // a.bits)))
+    times: dict[bool, list[float]] = {False: [], True: []}
+    stage: list[float] = []
+    for r in range(repeats):
+        for check in ((False, True) if r % 2 == 0 else (True, False)):
+            t0 = time.perf_counter()
+            ev = QueryEvaluator(bfv, spec, evk, query, check_binary=check)
+            ev.evaluate_group(rows, real, uniform_mod(n, t, 1))
+            times[check].append(time.perf_counter() - t0)
+            if check:
+                stage.append(ev.timings.binarity_s)
+    return BinarityCost(set_size, algo, repeats, times[False], times[True], stage)

@@ -239,7 +239,8 @@ class HEServer(ServerHalf):
     # -- set-up --------------------------------------------------------------------
     def _noise_check(self, force: bool) -> NoiseReport:
         """Run the full circuit once per (parameters, circuit shape); cache the report."""
-        fp = f"{self.params.name}|{self.spec.bits}|{self.spec.radius}|{self.spec.baby}"
+        # "binarity": the circuit with the binarity check; reports cached before it are re-run
+        fp = f"{self.params.name}|{self.spec.bits}|{self.spec.radius}|{self.spec.baby}|binarity"
         path = self.state_dir / "noise-check.json"
         cached: dict[str, Any] = {}
         if path.exists() and not force:
@@ -704,16 +705,18 @@ class HE(Protocol):
     supported_algos = ("pdq", "phash", "dhash", "sha256")
     leakage = Leakage(
         client=(
-            "client-learns: the number of set entries within distance r of its hash (0 = no match)",
+            "client-learns: the number of set entries within distance r of its hash (0 = no match); "
+            "a client sending non-binary bits gets uniform noise (binarity check, fails w.p. 1/t)",
             "the number of result ciphertexts, ⌈set size / 16384⌉ (⌈candidates / 16384⌉ if bucketed)",
-            "server-learns: nothing about the verdict; the PSI slot count (set or candidate count "
-            "rounded up to psi_pad)",
+            "server-learns: nothing about the verdict; the PSI slot cap (set size rounded up to "
+            "psi_pad, announced in the parameters)",
         ),
         server=(
-            "client-learns: nothing about the hash or the verdict (BFV IND-CPA); which evaluation "
-            "keys (a per-client pseudonym) and when",
-            "server-learns: the number of set entries within distance r (the verdict), nothing more "
-            "against a semi-honest server",
+            "client-learns: nothing about the hash or the verdict (BFV IND-CPA), even if malicious; "
+            "which evaluation keys (a per-client pseudonym) and when",
+            "server-learns (opt-in): the number of set entries within distance r (the verdict), "
+            "nothing more if semi-honest; a malicious server reads up to log2(PSI slots + 1) + 1 "
+            "bits of the hash per query (≤ 17 at the 65,536-slot default cap)",
             "bucketed queries: the client's bits at the LSH-sampled positions (k·L bits, e.g. 48 of 256)",
         ),
         network=("with TLS: sizes (query ~0.8 MB, ~19 MB on first use with keys; ~0.5 MB per "

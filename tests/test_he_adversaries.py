@@ -1,9 +1,10 @@
 """``he`` against parties that cheat, played with the project's real client and server code.
 
 * A malicious **server** in server-learns mode controls the circuit and the PSI tags,
-  so the PSI count is any function of the client's bits it likes: it reads
-  log2(used slots) bits per query. The client caps the slot count it will serve
-  (and does no group operation beyond it), so the leak is bounded, not closed.
+  so every PSI slot can test any predicate of the client's bits it likes: one bit per
+  slot per query. The client caps the slot count it will serve (and does no group
+  operation beyond it), so the leak is bounded, not closed: server-learns is secure
+  against a semi-honest server only, and opt-in.
 * A malicious server replays a logged client-learns query as a server-learns
   "result": it must not get it decrypted (keys are separated per mode).
 * A malicious **client** sending non-binary "bits" evaluates other linear forms of
@@ -26,9 +27,12 @@ import pytest
 from blindmatch.protocol import BlindmatchError, LocalTransport, Query, Reply, Request, get_protocol
 from blindmatch.protocol._he_circuit import QueryEvaluator, uniform_mod
 from blindmatch.protocol._he_messages import (
+    ELEMENT_BYTES,
     MODE_CLIENT,
     MODE_SERVER,
     KeysMessage,
+    PsiAck,
+    PsiMessage,
     QueryMessage,
     ResultMessage,
 )
@@ -46,15 +50,23 @@ class ReadingServer(HEServer):
     """Answers client-learns honestly (and logs the query); cheats in server-learns.
 
     Its server-learns reply has the honest shape (one group, ``claim`` PSI slots) but
-    slot j decrypts to x[plan[j]] + m_j and its tag is H(sid, j, m_j + 1)^b, so the PSI
-    count is Σ_j x[plan[j]]. With bit i tested by 2^i slots the count spells out
-    ⌊log2(claim + 1)⌋ bits of the client's hash. With ``replay`` set, it does this to
-    the logged client-learns ciphertext instead of the current query.
+    slot j decrypts to x[plan[j]] + m_j and its tag tests the guess "that bit is 1":
+    H(sid, j, m_j + 1)^b. Two ways to read the answer:
+
+    * one exponent b (the honest message flow, the real ``_psi``): the count is
+      Σ_j x[plan[j]]; with bit i tested by 2^i slots it spells ⌊log2(claim + 1)⌋ bits;
+    * a secret exponent b_j per slot (``per_slot``): the client cannot tell, and the
+      server tests every (client element, slot) pair, so each slot answers its own
+      question: ``claim`` bits per query.
+
+    With ``replay`` set it does this to the logged client-learns ciphertext instead.
     """
 
     claim = 256
     replay = False
+    per_slot = False
     logged: list[QueryMessage]
+    read: list[bool]
 
     def _query(self, req: Request) -> Reply:
         q = QueryMessage.from_bytes(req.body)
@@ -66,22 +78,39 @@ class ReadingServer(HEServer):
         bfv, spec, n = self.bfv, self.spec, self.params.slots
         evk = bfv.load_eval_keys(km.public, km.relin, km.galois, spec.galois_steps)
         ev = QueryEvaluator(bfv, spec, evk, bfv.load_ciphertext(target.ciphertext))
-        plan = read_plan(self.claim)
         a = np.zeros((n, spec.bits), dtype=np.int64)
-        for j, bit in enumerate(plan):
+        for j, bit in enumerate(self.plan()):
             if bit >= 0:
                 a[j, bit] = 1
         mask = uniform_mod(n, T)
         raw = ev.finish(ev.linear(a, np.zeros(n, dtype=np.int64)), np.ones(n, dtype=np.int64), mask)
-        sid, scalar = secrets.token_bytes(16), ristretto.random_scalar()
+        sid = secrets.token_bytes(16)
+        self.exponents = [ristretto.random_scalar() for _ in range(self.claim if self.per_slot else 1)]
         tags = b"".join(
-            ristretto.scalar_mult(scalar, _HASH_TO_GROUP(psi_message(sid, j, int(mask[j] + 1) % T), PSI_DST))
+            ristretto.scalar_mult(self.exponents[j % len(self.exponents)],
+                                  _HASH_TO_GROUP(psi_message(sid, j, int(mask[j] + 1) % T), PSI_DST))
             for j in range(self.claim)
         )
-        self._sessions[sid] = _Session(scalar, self.claim, req.client_id, False, time.time())
+        self._sessions[sid] = _Session(self.exponents[0], self.claim, req.client_id, False, time.time())
         body = ResultMessage(MODE_SERVER, 1, self.claim, self.params.output_primes, sid,
                              raw.astype("<u8").tobytes(), tags)
         return Reply(body.to_bytes())
+
+    def plan(self) -> list[int]:
+        """The hash bit slot j reads (−1: none)."""
+        if self.per_slot:
+            return [j % self.spec.bits for j in range(self.claim)]
+        return read_plan(self.claim)
+
+    def _psi(self, req: Request) -> Reply:
+        if not self.per_slot:
+            return super()._psi(req)
+        msg = PsiMessage.from_bytes(req.body, self.psi_max_slots)
+        eb = ELEMENT_BYTES
+        theirs = [msg.blinded[i : i + eb] for i in range(0, len(msg.blinded), eb)]
+        doubled = {msg.doubled[i : i + eb] for i in range(0, len(msg.doubled), eb)}
+        self.read = [any(ristretto.scalar_mult(b, e) in doubled for e in theirs) for b in self.exponents]
+        return Reply(PsiAck().to_bytes())
 
 
 def read_plan(slots: int) -> list[int]:
@@ -122,46 +151,63 @@ class CountingHashToGroup:
 
 
 def _attack(srv: ReadingServer, client: HEClient, query: Any, claim: int) -> list[int] | BlindmatchError:
-    """One server-learns scan against the reading server: the bits it read, or the client's refusal."""
+    """One server-learns scan against the reading server: the bits it read, or the client's refusal.
+
+    Per-slot mode returns the bit each slot read (slot j reads bit j mod n).
+    """
     srv.claim = claim
     before = len(srv.verdicts())
+    srv.read = []
     try:
         client.scan(Query(query), LocalTransport(srv))
     except BlindmatchError as e:
-        assert len(srv.verdicts()) == before  # refused: no PSI message reached the server
+        assert len(srv.verdicts()) == before and not srv.read  # no PSI message reached the server
         return e
+    if srv.per_slot:
+        return [int(b) for b in srv.read]
     v = srv.verdicts()[before:]
     assert len(v) == 1
     return bits_read(v[0].matches, claim)
 
 
-def test_malicious_server_reads_at_most_log2_cap_bits(
+def test_malicious_server_reads_at_most_one_bit_per_capped_slot(
     reading, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Item 1 and 9: a slot count beyond the cap is refused before any group operation;
-    within the cap the server reads ⌊log2(cap + 1)⌋ bits per query, and no more."""
+    """Items 1 and 9. A reply with more slots than the parameters announce is refused
+    before any group operation. Within the cap the leak is real and this test pins its
+    size: with one exponent the count gives ⌊log2(cap + 1)⌋ bits; with a secret exponent
+    per slot (which the client cannot detect) each slot answers one question, so a
+    malicious server reads ``cap`` bits per query — here the whole 64-bit hash."""
     hs, srv = reading
     spy = CountingHashToGroup()
     monkeypatch.setattr(ristretto, "hash_to_group", spy)
     x = np.random.default_rng(3).integers(0, 2, 64).astype(np.uint8)
     q = hs.algo.from_bytes(np.packbits(x).tobytes())
     client = get_protocol("he").new_client(hs.algo, tmp_path, SERVER_LEARNS)
-    # an honest-looking reply of a whole group: 16384 slots, 14 bits of the hash
+    # an honest-looking reply of a whole group: 16384 slots, 14 bits of the hash from the count
     learned = _attack(srv, client, q, 16384)
     assert isinstance(learned, BlindmatchError), (
         f"server read {len(learned)} bits of the client's hash in one query: {learned}"
     )
     assert spy.calls == 0, f"client hashed {spy.calls} PSI slots for a refused reply"
-    # the cap the client enforces is the padded full-scan count announced in the parameters
-    cap = 256
+    cap = srv.psi_slots  # the padded set size, announced in the parameters
+    assert cap == 256
     learned = _attack(srv, client, q, cap)
-    assert isinstance(learned, list) and len(learned) <= math.log2(cap + 1)
-    assert learned == x[: len(learned)].tolist()  # the remaining leak is real: this many bits
+    assert isinstance(learned, list) and len(learned) == 8 == math.floor(math.log2(cap + 1))
+    assert learned == x[:8].tolist()
     assert spy.calls == cap
+    srv.per_slot = True
+    try:
+        learned = _attack(srv, client, q, cap)
+    finally:
+        srv.per_slot = False
+    assert isinstance(learned, list) and len(learned) == cap  # one answer per slot, no more
+    assert learned == [int(x[j % 64]) for j in range(cap)]  # the whole hash, four times over
+    assert spy.calls == 2 * cap
     # parameters announcing more slots than the client's own cap are refused up front
     small = get_protocol("he").new_client(hs.algo, tmp_path, {**SERVER_LEARNS, "max_psi_slots": cap - 1})
     assert isinstance(_attack(srv, small, q, cap), BlindmatchError)
-    assert spy.calls == cap
+    assert spy.calls == 2 * cap
 
 
 def test_server_learns_needs_explicit_opt_in(reading, tmp_path: Path) -> None:
@@ -180,13 +226,14 @@ def test_logged_client_learns_query_is_not_decrypted_for_the_server(reading, tmp
     first = get_protocol("he").new_client(hs.algo, cache, {})
     first.scan(Query(secret_query), LocalTransport(srv))
     later = get_protocol("he").new_client(hs.algo, cache, SERVER_LEARNS)
-    srv.replay = True
+    srv.replay, srv.per_slot = True, True
     try:
         learned = _attack(srv, later, hs.value(0), 256)
     finally:
-        srv.replay = False
-    assert not isinstance(learned, list) or learned != x[: len(learned)].tolist(), (
-        f"server decrypted {len(learned)} bits of an earlier client-learns query: {learned}"
+        srv.replay, srv.per_slot = False, False
+    assert not isinstance(learned, list) or learned != [int(x[j % 64]) for j in range(256)], (
+        f"server decrypted an earlier client-learns query: {np.packbits(learned[:64]).tobytes().hex()}"
+        f" (it was {np.packbits(x).tobytes().hex()})"
     )
     # the reply does not decrypt under the session key, and the client says so
     assert isinstance(learned, NoiseBudgetError)
