@@ -285,9 +285,8 @@ def curator_verify(
 @db_app.command("info")
 def db_info(set_dir: Annotated[Path, typer.Argument(help="Set directory")]) -> None:
     """Print the set's size and root digest (publishable out of band)."""
-    from blindmatch.server import SetDir
-
     from blindmatch.protocol.oprf import describe_state
+    from blindmatch.server import SetDir
 
     sd = SetDir.open(set_dir)
     _emit({"set_dir": str(set_dir), "algo": sd.algo.name, "count": len(sd.hashes), "digest": sd.digest,
@@ -419,8 +418,11 @@ def scan(
     if protocol == "tpsi" and not account:
         raise BadHashError("--account is required with --protocol tpsi")
     cache = cache_dir or Path.home() / ".cache" / "blindmatch"
-    options = {"probe_bits": probe_bits, "mode": mode, "allow_unverified": allow_unverified,
-               "allow_server_learns": allow_server_learns}
+    # only the flags the user changed: a protocol rejects options it does not take (OptionError)
+    given = {"probe_bits": (probe_bits, 0), "mode": (mode, "client-learns"),
+             "allow_unverified": (allow_unverified, False),
+             "allow_server_learns": (allow_server_learns, False)}
+    options = {k: v for k, (v, default) in given.items() if v != default}
     failed = scan_paths(server, protocol, paths, algo, options, account, ad, cache, min_quality)
     if failed:
         raise typer.Exit(1)

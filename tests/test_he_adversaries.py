@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 import pytest
 from blindmatch.protocol import BlindmatchError, LocalTransport, Query, Reply, Request, get_protocol
-from blindmatch.protocol._he_circuit import QueryEvaluator, uniform_mod
-from blindmatch.protocol._he_messages import (
+from blindmatch.protocol.hazmat import ristretto
+from blindmatch.protocol.he import HEClient, HEServer, HEServerOptions, NoiseBudgetError
+from blindmatch.protocol.he._circuit import QueryEvaluator, uniform_mod
+from blindmatch.protocol.he._messages import (
     ELEMENT_BYTES,
     MODE_CLIENT,
     MODE_SERVER,
@@ -36,9 +38,8 @@ from blindmatch.protocol._he_messages import (
     QueryMessage,
     ResultMessage,
 )
-from blindmatch.protocol._he_worker import PSI_DST, psi_message
-from blindmatch.protocol.hazmat import ristretto
-from blindmatch.protocol.he import HEClient, HEServer, NoiseBudgetError, _Session
+from blindmatch.protocol.he._protocol import _Session
+from blindmatch.protocol.he._worker import PSI_DST, psi_message
 
 from .he_helpers import SERVER_LEARNS, open_server, random_set
 
@@ -134,7 +135,7 @@ def bits_read(count: int, slots: int) -> list[int]:
 def reading(tmp_path_factory: pytest.TempPathFactory):
     hs = random_set("phash", 120, seed=14)
     state = Path(tmp_path_factory.getbasetemp()) / "he-state-phash"
-    srv = ReadingServer(hs, state, {"workers": 1})
+    srv = ReadingServer(hs, state, HEServerOptions(workers=1))
     srv.logged = []
     yield hs, srv
     srv.close()
