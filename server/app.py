@@ -53,6 +53,7 @@ _ERROR_SCHEMA = {
         }
     }
 }
+_BINARY_BODY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
 def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -246,7 +247,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         return out
 
-    binary = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
     for name, srv in servers.items():
         app.add_api_route(
             f"/v1/{name}/admin/verdicts",
@@ -260,7 +260,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for ep in srv.endpoints():
             extra: dict[str, Any] = {
                 "responses": {
-                    "200": {"content": binary},
+                    "200": {"content": _BINARY_BODY},
                     "400": {"description": "Malformed request", "content": _ERROR_SCHEMA},
                     "404": {"description": "Unknown resource", "content": _ERROR_SCHEMA},
                     "413": {"description": "Body or batch too large", "content": _ERROR_SCHEMA},
@@ -271,7 +271,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if ep.method == "POST":
                 extra["requestBody"] = {
                     "required": True,
-                    "content": binary,
+                    "content": _BINARY_BODY,
                 }
             if ep.admin:
                 extra["responses"]["401"] = {"description": "Admin token required", "content": _ERROR_SCHEMA}
