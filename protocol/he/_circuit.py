@@ -48,10 +48,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import tenseal.sealapi as seal
 
 from ..errors import ParameterError
-from ..hazmat.bfv import Bfv, EvalKeys
+from ..hazmat.bfv import Bfv, EvalKeys, new_ciphertext, public_encryptor
 
 __all__ = [
     "NOISE_MARGIN_BITS",
@@ -180,15 +179,15 @@ class QueryEvaluator:
         rows: list[Any] = []
         for j in range(self.spec.baby):
             if j:
-                nxt = seal.Ciphertext()
+                nxt = new_ciphertext()
                 ev.rotate_rows(cur, 1, self.keys.galois, nxt)
                 cur = nxt
                 self.timings.rotations += 1
-            ntt = seal.Ciphertext()
+            ntt = new_ciphertext()
             ev.transform_to_ntt(cur, ntt)
             rows.append(ntt)
         self._baby = rows
-        self._encryptor = seal.Encryptor(self.bfv.context, self.keys.public)
+        self._encryptor = public_encryptor(self.bfv, self.keys.public)
         self.timings.baby_s += time.perf_counter() - t0
         if self.check_binary:
             self._binarity = self.binarity()
@@ -203,7 +202,7 @@ class QueryEvaluator:
         """
         t0 = time.perf_counter()
         spec, bfv, ev = self.spec, self.bfv, self.bfv.evaluator
-        y = seal.Ciphertext()
+        y = new_ciphertext()
         ev.square(self.query, y)
         ev.relinearize_inplace(y, self.keys.relin)
         ev.sub_inplace(y, self.query)
@@ -213,7 +212,7 @@ class QueryEvaluator:
         for step, count in ((1, spec.baby), (spec.baby, spec.giant)):
             cur, total = acc, acc
             for _ in range(count - 1):
-                nxt, out = seal.Ciphertext(), seal.Ciphertext()
+                nxt, out = new_ciphertext(), new_ciphertext()
                 ev.rotate_rows(cur, step, self.keys.galois, nxt)
                 ev.add(total, nxt, out)
                 cur, total = nxt, out
@@ -257,7 +256,7 @@ class QueryEvaluator:
                 d = np.roll(diag[k].reshape(2, row), g * spec.baby, axis=1).reshape(-1)
                 pt = bfv.encode_ntt(d, parms)
                 t2 = time.perf_counter()
-                prod = seal.Ciphertext()
+                prod = new_ciphertext()
                 ev.multiply_plain(self._baby[j], pt, prod)
                 if inner is None:
                     inner = prod
@@ -268,12 +267,12 @@ class QueryEvaluator:
                 self.timings.diag_mult_s += t3 - t2
                 self.timings.products += 1
             t4 = time.perf_counter()
-            part = seal.Ciphertext()
+            part = new_ciphertext()
             ev.transform_from_ntt(inner, part)
             if acc is None:
                 acc = part
             else:
-                rot = seal.Ciphertext()
+                rot = new_ciphertext()
                 ev.rotate_rows(acc, spec.baby, self.keys.galois, rot)
                 ev.add_inplace(rot, part)
                 acc = rot
@@ -289,12 +288,12 @@ class QueryEvaluator:
         leaves: list[tuple[int, int, Any]] = []
         roots = self.spec.roots_squared()
         if roots:
-            v = seal.Ciphertext()
+            v = new_ciphertext()
             ev.square(w, v)
             ev.relinearize_inplace(v, rk)
             self.timings.ct_mults += 1
             for j2 in roots:
-                f = seal.Ciphertext()
+                f = new_ciphertext()
                 ev.sub_plain(v, self.bfv.constant(j2), f)
                 leaves.append((1, len(leaves), f))
         if self.spec.radius % 2 == 0:
@@ -304,7 +303,7 @@ class QueryEvaluator:
         while len(leaves) > 1:
             da, _, a = heapq.heappop(leaves)
             db, _, b = heapq.heappop(leaves)
-            out = seal.Ciphertext()
+            out = new_ciphertext()
             ev.multiply(a, b, out)
             ev.relinearize_inplace(out, rk)
             self.timings.ct_mults += 1
@@ -324,19 +323,19 @@ class QueryEvaluator:
         bfv, ev = self.bfv, self.bfv.evaluator
         if np.any(rho % bfv.params.plain_modulus == 0):
             raise ValueError("rho must be invertible mod t")
-        z = seal.Ciphertext()
+        z = new_ciphertext()
         ev.multiply_plain(p, bfv.encode(rho), z)
         if self._binarity is not None:
             # + τ ⊙ B, τ uniform per slot: uniform slots unless the query is 0/1 (then B = 0)
             tau = uniform_mod(bfv.params.slots, bfv.params.plain_modulus)
-            noise = seal.Ciphertext()
+            noise = new_ciphertext()
             ev.multiply_plain(self._binarity, bfv.encode(tau), noise)
             ev.add_inplace(z, noise)
         self._probe("masked", z)
         if add_mask is not None:
             ev.add_plain_inplace(z, bfv.encode(add_mask))
         ev.mod_switch_to_inplace(z, bfv.output_parms_id)
-        zero = seal.Ciphertext()
+        zero = new_ciphertext()
         self._encryptor.encrypt_zero(bfv.output_parms_id, zero)
         ev.add_inplace(z, zero)
         self._probe("before_flood", z)
