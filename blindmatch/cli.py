@@ -453,6 +453,8 @@ def scan(
     min_threshold: Annotated[int, typer.Option(help="tpsi: refuse a server whose threshold is lower")] = 10,
     min_synthetic_rate: Annotated[float, typer.Option(
         help="tpsi: refuse a server whose synthetic-voucher rate is lower")] = 0.01,
+    allow_server_learns: Annotated[bool, typer.Option(
+        help="he: accept server-learns, which protects the hash against a semi-honest server only")] = False,
 ) -> None:
     """Scan images against a server; one JSON line per image."""
     if protocol == "tpsi" and not account:
@@ -461,6 +463,7 @@ def scan(
     # only the flags the user changed: a protocol rejects options it does not take (OptionError)
     given = {"probe_bits": (probe_bits, 0), "mode": (mode, "client-learns"),
              "allow_unverified": (allow_unverified, False),
+             "allow_server_learns": (allow_server_learns, False),
              "min_threshold": (min_threshold, 10), "min_synthetic_rate": (min_synthetic_rate, 0.01)}
     options: dict[str, Any] = {k: v for k, (v, default) in given.items() if v != default}
     digest_pin = "pinned_manifest_digest" if protocol == "tpsi" else "pinned_root_digest"

@@ -153,7 +153,7 @@ def client_options(name: str, options: Mapping[str, Any] | None = None) -> dict[
 CLIENT_VARIANTS: tuple[dict[str, Any], ...] = (
     {},
     {"probe_bits": 2},
-    {"mode": "server-learns"},
+    {"mode": "server-learns", "allow_server_learns": True},
 )
 
 
