@@ -191,6 +191,7 @@ class Scanner:
                 server, self.protocol.name, client=http_client, client_id=account, timeout=timeout
             )
             self._owns_transport = True
+        self._closed = False
 
     # ---- public entry points
 
@@ -221,6 +222,7 @@ class Scanner:
 
     def close(self) -> None:
         """Close the HTTP transport this scanner opened (a given transport stays open)."""
+        self._closed = True
         if self._owns_transport and isinstance(self.transport, HttpTransport):
             self.transport.close()
 
@@ -235,6 +237,8 @@ class Scanner:
     # ---- stages
 
     def _scan_batch(self, batch: list[tuple[int, ScanInput]], strict: bool) -> list[Verdict]:
+        if self._closed:
+            raise InputError("this scanner is closed")
         pending = [self._prepare(i, x, strict) for i, x in batch]
         sending = [p for p in pending if p.error is None and p.skipped is None]
         queries = [self._query(p, h) for p in sending for h in p.hashes]
