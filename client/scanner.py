@@ -39,6 +39,7 @@ from blindmatch.protocol import (
     HashAlgo,
     HashValue,
     InputError,
+    Options,
     Protocol,
     Query,
     ScanResult,
@@ -146,9 +147,10 @@ class Scanner:
 
     ``with Scanner("http://127.0.0.1:8000", "oprf") as s: s.scan(paths)``.
     ``server`` is a base URL or any ``Transport`` for ``protocol``;
-    ``options`` go to the protocol's client unchanged (multi-probe, mode,
-    pinned keys and digests); ``cache_dir`` keeps one-time downloads and
-    per-account secrets between runs (None: in memory for this scanner only).
+    ``options`` (a mapping or the protocol's ``Options`` dataclass) go to the
+    protocol's client unchanged (multi-probe, mode, pinned keys and digests);
+    ``cache_dir`` keeps one-time downloads and per-account secrets between runs
+    (None: in memory for this scanner only).
     """
 
     def __init__(
@@ -157,7 +159,7 @@ class Scanner:
         protocol: str | Protocol = "plain",
         *,
         algo: str | HashAlgo = "pdq",
-        options: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | Options | None = None,
         account: str | None = None,
         associated_data: bytes | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
@@ -183,7 +185,7 @@ class Scanner:
         self.batch_size = batch_size
         self.strict = strict
         cache = Path(cache_dir) if cache_dir is not None else None
-        self.client = self.protocol.new_client(self.algo, cache, dict(options or {}))
+        self.client = self.protocol.new_client(self.algo, cache, options)
         if isinstance(server, Transport):
             self.transport, self._owns_transport = server, False
         else:
@@ -288,9 +290,7 @@ class Scanner:
         if isinstance(data, HashedImage):
             if data.algo != self.algo:
                 raise BadHashError(f"{name}: a {data.algo.name} hash; this scanner uses {self.algo.name}")
-            if self.dihedral and data.dihedral:
-                return (data, *(HashedImage(d) for d in data.dihedral[1:]))
-            return (data,)
+            return (data,)  # a hash is queried as given: orientations need the image
         if isinstance(data, bytes | bytearray | memoryview):
             raw = bytes(data)
             if not self.dihedral:

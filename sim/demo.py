@@ -44,16 +44,18 @@ def run_demo(out: Path, images: int = 24, seed: int = 1, build_only: bool = Fals
     table = Table(title="blindmatch demo: JPEG q90 copies of set images vs unrelated images")
     for col in ("protocol", "image", "truth", "matched", "distance", "client ms", "bytes up", "bytes down"):
         table.add_column(col)
-    live = LiveServer(set_dir, env={"BLINDMATCH_TPSI_THRESHOLD": "3"})
-    with live as srv, tempfile.TemporaryDirectory() as cache:
+    with (
+        LiveServer(set_dir, env={"BLINDMATCH_TPSI_THRESHOLD": "3"}) as srv,
+        tempfile.TemporaryDirectory() as cache,
+    ):
         samples = [
             *[("known", k, True) for k in known[:3]],
             *[("unknown", u, False) for u in unknown[:3]],
         ]
         items = [ScanItem(_jpeg(img, 90), img_name, img_name.encode()) for _, (img_name, img), _ in samples]
         for name in protocols:
-            with Scanner(srv.url, name, algo=sd.algo, options={"probe_bits": 0}, account="demo-account",
-                         cache_dir=Path(cache) / name, min_quality=0, batch_size=1, strict=True) as scanner:
+            with Scanner(srv.url, name, algo=sd.algo, account="demo-account", cache_dir=Path(cache) / name,
+                         min_quality=0, batch_size=1, strict=True) as scanner:
                 for (label, _, truth), v in zip(samples, scanner.iter_scan(items), strict=True):
                     table.add_row(
                         name, f"{v.name} ({label})", str(truth),
