@@ -30,10 +30,10 @@ from blindmatch.client import (
 from blindmatch.protocol import (
     REGISTRY,
     BadHashError,
-    BlindmatchError,
     HashSet,
     InputError,
     LocalTransport,
+    OptionError,
     SignatureError,
     Transport,
     TransportReply,
@@ -173,8 +173,14 @@ def test_doc_route_table_matches_the_app(tmp_path: Path, known: list[Path]) -> N
         assert set(app.state.servers) == set(REGISTRY)
         assert _doc_routes() == served
         shared = {(m, r.path) for r in app.routes for m in getattr(r, "methods", ()) if m != "HEAD"}
-        for path in ("/healthz", "/v1/set", "/v1/protocols"):
-            assert ("GET", path) in shared and f"`{path}`" in DOC.read_text()
+        doc = DOC.read_text()
+        for path in ("/healthz", "/v1/set", "/v1/protocols", "/v1/<protocol>/admin/verdicts"):
+            assert f"`{path}`" in doc
+            for name in app.state.servers:
+                assert ("GET", path.replace("<protocol>", name)) in shared
+        per_protocol = {p for _, p in shared if p.startswith("/v1/") and p.count("/") > 2}
+        admin = {f"/v1/{n}/admin/verdicts" for n in app.state.servers}
+        assert per_protocol == {p for _, p, *_ in served} | admin
     finally:
         for srv in app.state.servers.values():
             srv.close()
@@ -212,7 +218,7 @@ def test_server_learns_protocol_batches_vouchers(
     server: LiveServer, set_dir: SetDir, known: list[Path], others: list[Path]
 ) -> None:
     tr = CountingTransport(HttpTransport(server.url, "tpsi", client_id="acct-batch"))
-    pins = {"set_digest": set_dir.digest}
+    pins = {"pinned_set_digest": set_dir.digest}
     with Scanner(tr, "tpsi", options=pins, account="acct-batch", batch_size=8) as s:
         vs = s.scan([*known, *others])
     assert all(v.ok and v.matched is None for v in vs)
@@ -331,8 +337,8 @@ def test_associated_data_and_account_reach_the_protocol(known: list[Path], tmp_p
         with Scanner(tr, proto.name, account="acct-2") as s:
             vs += s.scan([ScanItem(hv, "n3")])
     assert all(v.ok and v.matched is None for v in vs)
-    assert srv.revealed("acct-1") == [b"item-ad", b"scanner-ad"]  # type: ignore[attr-defined]
-    assert srv.revealed("acct-2") == [b"n3"]  # type: ignore[attr-defined]
+    assert [v.associated_data for v in srv.server_verdicts("acct-1")] == [b"item-ad", b"scanner-ad"]
+    assert [v.associated_data for v in srv.server_verdicts("acct-2")] == [b"n3"]
 
 
 # ---- pins, transports, failures
@@ -341,20 +347,25 @@ def test_associated_data_and_account_reach_the_protocol(known: list[Path], tmp_p
 def _oprf_pins(set_dir: SetDir) -> dict[str, str]:
     state = describe_state(set_dir.state_dir("oprf"))
     epoch = next(e for e in state["epochs"] if e["epoch"] == state["current"])
-    return {"signing_key": epoch["signing_key"], "root_digest": epoch["root_digest"]}
+    return {
+        "pinned_signing_key": epoch["signing_key"],
+        "pinned_root_digest": epoch["root_digest"],
+        "pinned_set_digest": set_dir.digest,
+    }
 
 
 def test_pins_pass_through_to_the_protocol(server: LiveServer, set_dir: SetDir, known: list[Path]) -> None:
     pins = _oprf_pins(set_dir)
     with Scanner(server.url, "oprf", options=pins) as s:
         assert s.scan([known[0]])[0].matched is True
-    wrong = {**pins, "signing_key": "00" * 32}
-    with Scanner(server.url, "oprf", options=wrong) as s:
-        (v,) = s.scan([known[0]])
-        assert isinstance(v.error, SignatureError) and v.matched is None
-        with pytest.raises(SignatureError):
-            s.scan([known[0]], strict=True)
-    bad_set = {"set_digest": "11" * 32}
+    for name in pins:
+        wrong = {**pins, name: "00" * 32}
+        with Scanner(server.url, "oprf", options=wrong) as s:
+            (v,) = s.scan([known[0]])
+            assert isinstance(v.error, SignatureError) and v.matched is None, name
+            with pytest.raises(SignatureError):
+                s.scan([known[0]], strict=True)
+    bad_set = {"pinned_set_digest": "11" * 32}
     with Scanner(server.url, "tpsi", options=bad_set, account="acct-pins") as s:
         (v,) = s.scan([known[0]])
         assert isinstance(v.error, SignatureError)
@@ -388,8 +399,10 @@ def test_configuration_errors_raise_at_construction(server: LiveServer) -> None:
         Scanner(server.url, "plain", algo="sha256", dihedral=True)
     with pytest.raises(InputError):
         Scanner(server.url, "plain", batch_size=0)
-    with pytest.raises(BlindmatchError):
+    with pytest.raises(OptionError):
         Scanner(server.url, "oprf", options={"probe_bits": 99})
+    with pytest.raises(OptionError):
+        Scanner(server.url, "plain", options={"probe_bits": 1})  # plain takes no options
 
 
 def test_refused_connection_is_a_typed_error_per_item(known: list[Path]) -> None:
