@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -434,3 +437,24 @@ def test_hash_bytes_and_scanner_agree(server: LiveServer, known: list[Path]) -> 
     with Scanner(server.url, "plain") as s:
         (v,) = s.scan([io.BytesIO(data).getvalue()])
     assert v.hashed == hash_bytes(data) and isinstance(v.hashed, HashedImage)
+
+
+def test_cli_scan_batches_with_the_same_output(
+    server: LiveServer, known: list[Path], others: list[Path]
+) -> None:
+    """`blindmatch scan --batch-size N` runs the Scanner in batches; the verdicts do not change."""
+    q = known[0].parent.parent / "cli-queries"
+    q.mkdir(exist_ok=True)
+    for p in [known[0], others[0], known[1]]:
+        (q / p.name).write_bytes(p.read_bytes())
+    (q / "broken.png").write_bytes(b"\x89PNG broken")
+    out = {}
+    for batch in ("1", "3"):
+        r = subprocess.run(
+            [sys.executable, "-m", "blindmatch.cli", "scan", "--server", server.url, "--protocol", "oprf",
+             "--batch-size", batch, "--cache-dir", str(q.parent / f"c{batch}"), str(q)],
+            capture_output=True, text=True, timeout=300, check=False,
+        )
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "broken.png" in r.stderr
+        out[batch] = {Path(x["path"]).name: x["matched"] for x in map(json.loads, r.stdout.splitlines())}
+    assert out["1"] == out["3"] == {known[0].name: True, others[0].name: False, known[1].name: True}
