@@ -17,7 +17,9 @@ no detail that would help an attacker (no "which byte", no "which proof").
      │    ├── EmptySetError                  a set with no hashes
      │    ├── UnknownEpochError              key epoch not (or no longer) served
      │    ├── UnknownProtocolError           name not in the registry
-     │    └── BadHashError                   hex hash of the wrong length/alphabet
+     │    ├── BadHashError                   hex hash of the wrong length/alphabet
+     │    ├── UnknownPartyError              mpc: a party index or peer that is not 0, 1, 2
+     │    └── MaliciousSharesError           mpc: client shares not bits, or copies disagree
      ├── ImageError (ValueError)             an image file we refuse to hash
      │    ├── UnreadableImageError           corrupt, truncated, zero-byte, not an image
      │    └── ImageTooLargeError             decompression-bomb guard
@@ -34,7 +36,10 @@ no detail that would help an attacker (no "which byte", no "which proof").
      │    ├── CorruptStoreError              set dir / key file damaged (names the file)
      │    ├── InsecureKeyFileError           key file group/world readable
      │    └── StorageUnavailableError (503)  write failed (disk full, I/O)
-     └── ParameterError                      HE/protocol parameters cannot run the circuit
+     ├── ParameterError                      HE/protocol parameters cannot run the circuit
+     └── PartyError (503)                    mpc: the three-party computation could not run
+          ├── PartyUnavailableError          a party is down or does not answer in time
+          └── PartyProtocolError             a peer sent an out-of-order or unauthenticated frame
 
 The ``he`` protocol adds leaves under these branches in ``_he_errors.py`` (keys,
 sessions, noise budget, isolated-worker failures); they map at the edges the same way.
@@ -61,12 +66,17 @@ __all__ = [
     "InverseError",
     "LengthError",
     "LimitError",
+    "MaliciousSharesError",
     "ParameterError",
+    "PartyError",
+    "PartyProtocolError",
+    "PartyUnavailableError",
     "RateLimitedError",
     "SignatureError",
     "StorageUnavailableError",
     "StoreError",
     "UnknownEpochError",
+    "UnknownPartyError",
     "UnknownProtocolError",
     "UnknownVersionError",
     "UnreadableImageError",
@@ -133,6 +143,17 @@ class UnknownProtocolError(InputError):
 
 class BadHashError(InputError):
     code = "bad_hash"
+
+
+class UnknownPartyError(InputError):
+    code = "unknown_party"
+
+
+class MaliciousSharesError(InputError):
+    """The parties refused a query: shared inputs are not bits or replicated copies differ."""
+
+    code = "malicious_shares"
+    http_status = 422
 
 
 class ImageError(BlindmatchError, ValueError):
@@ -213,3 +234,18 @@ class StorageUnavailableError(StoreError):
 
 class ParameterError(BlindmatchError):
     code = "bad_parameters"
+
+
+class PartyError(BlindmatchError):
+    """The three-party computation could not complete; no verdict exists."""
+
+    code = "party_error"
+    http_status = 503
+
+
+class PartyUnavailableError(PartyError):
+    code = "party_unavailable"
+
+
+class PartyProtocolError(PartyError):
+    code = "party_protocol"
