@@ -33,7 +33,7 @@ lint: $(STAMP)
 	MYPY=$(VENV)/bin/mypy tools/typecheck.sh
 
 reliability: $(STAMP)
-	$(PY) -m blindmatch.server.reliability --out runs/reliability
+	$(PY) -m blindmatch.reliability --out runs/reliability
 
 fuzz: $(STAMP)
 	$(PY) fuzz/run.py --seconds 600

@@ -230,7 +230,8 @@ def hamming_index_qps(ctx: BenchContext, n: int) -> Stat:
 def _hash_rows(ctx: BenchContext) -> None:
     import pdqhash
     from blindmatch.client import hash_image
-    from blindmatch.sim import generate_image
+
+    from blindmatch.corpus import generate_image
 
     for side in (512, 1024):
         img = generate_image(ctx.seed, (side, side))

@@ -285,9 +285,8 @@ def curator_verify(
 @db_app.command("info")
 def db_info(set_dir: Annotated[Path, typer.Argument(help="Set directory")]) -> None:
     """Print the set's size and root digest (publishable out of band)."""
-    from blindmatch.server import SetDir
-
     from blindmatch.protocol.oprf import describe_state
+    from blindmatch.server import SetDir
 
     sd = SetDir.open(set_dir)
     _emit({"set_dir": str(set_dir), "algo": sd.algo.name, "count": len(sd.hashes), "digest": sd.digest,

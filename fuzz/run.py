@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     prepared = a.prepared
     cleanup = None
     if prepared is None and any(f.startswith("proto-") for f in chosen):
-        from blindmatch.server.harness import prepare_set_dir
+        from blindmatch.reliability.harness import prepare_set_dir
 
         prepared = cleanup = Path(tempfile.mkdtemp(prefix="fuzz-prepared-"))
         t0 = time.monotonic()

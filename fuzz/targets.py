@@ -64,7 +64,7 @@ def _enforce(o: object) -> None:
 
 def _proto(name: str, work: Path) -> Target:
     from blindmatch.protocol import REGISTRY, Request
-    from blindmatch.server import harness as H
+    from blindmatch.reliability import harness as H
 
     prepared = os.environ.get("BLINDMATCH_FUZZ_PREPARED")
     if prepared:
@@ -140,7 +140,7 @@ def _wire() -> Target:
 def _image() -> Target:
     from blindmatch.client import decode_image, hash_image
     from blindmatch.protocol import BlindmatchError
-    from blindmatch.sim.corpus import generate_image
+    from blindmatch.corpus import generate_image
 
     def one(payload: bytes) -> None:
         try:
@@ -166,7 +166,7 @@ def _image() -> Target:
 def _setdir(work: Path) -> Target:
     from blindmatch.protocol import BlindmatchError, get_algo
     from blindmatch.server import SetDir
-    from blindmatch.server.harness import random_set
+    from blindmatch.reliability.harness import random_set
 
     good = SetDir.build(work / "good", get_algo("pdq"), random_set(6).values(), ["fuzz"])
     files = {n: (good.path / n).read_bytes() for n in ("set.json", "hashes.bin")}
@@ -196,7 +196,7 @@ def _setdir(work: Path) -> Target:
 
 def _hashlist(work: Path) -> Target:
     from blindmatch.protocol import BlindmatchError
-    from blindmatch.server.harness import random_set
+    from blindmatch.reliability.harness import random_set
 
     from blindmatch.cli import read_hash_file
 

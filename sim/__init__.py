@@ -1,5 +1,6 @@
-"""Simulator: accuracy under perturbations, cost, latency and capacity, with reports."""
+"""Simulator: accuracy under perturbations, cost, latency and capacity, with reports.
 
-from .corpus import generate_image, iter_corpus, write_corpus
-
-__all__ = ["generate_image", "iter_corpus", "write_corpus"]
+The pipeline reads from the folders, in order: the corpus (``blindmatch.corpus`` or a
+folder of photos) → ``perturb`` → ``hashing`` → ``decide`` → ``verify`` → ``cost`` →
+``derive`` → ``report``; ``runner`` drives the stages and ``cache`` keeps their results.
+"""

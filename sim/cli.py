@@ -38,7 +38,7 @@ def run(
     from rich.table import Table
 
     from .config import load_config
-    from .report import console_rows, fmt_big
+    from .report.render import console_rows, fmt_big
     from .runner import run_simulation
 
     cfg = load_config(config, quick, seed)

@@ -17,7 +17,7 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from .corpus import iter_corpus
+from blindmatch.corpus import iter_corpus
 
 __all__ = ["run_demo"]
 

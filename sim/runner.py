@@ -40,20 +40,20 @@ from rich.progress import (
 
 import blindmatch
 
-from .accuracy import HashData, analyse, build_pools, corpus_distances
 from .cache import StageCache, atomic_write_text
 from .config import SimConfigError, config_digest
-from .costs import cost_queries, hash_cost_12mp, measure_protocol
-from .derive import derive
-from .evasion import evasion_task
+from .cost.measure import cost_queries, hash_cost_12mp, measure_protocol
+from .decide.accuracy import HashData, analyse, build_pools, corpus_distances
+from .decide.variants import protocol_variants
+from .derive.derive import derive
 from .executor import Executor, make_executor
-from .imagework import corpus_fingerprint, corpus_spec, hash_originals_task, hash_perturbed_task
+from .hashing.images import corpus_fingerprint, corpus_spec, hash_originals_task, hash_perturbed_task
 from .machine import loadavg, machine_info
-from .perturb import select
-from .report import sanitize
-from .schema import SCHEMA_VERSION
-from .variants import protocol_variants
-from .verify import code_fingerprint, verify_protocol
+from .perturb.edits import select
+from .perturb.evasion import evasion_task
+from .report.render import sanitize
+from .report.schema import SCHEMA_VERSION
+from .verify.checks import code_fingerprint, verify_protocol
 
 __all__ = ["run_simulation"]
 
@@ -170,7 +170,7 @@ def run_simulation(
     command: str = "",
 ) -> dict[str, Any]:
     """Run every stage; write results.json, CSVs, plots, summary.md and report.html into ``out``."""
-    from .report import write_outputs
+    from .report.render import write_outputs
 
     console = console or Console()
     out = Path(out)

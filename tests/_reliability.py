@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from blindmatch.server import harness as H
+from blindmatch.reliability import harness as H
 
 
 @functools.cache

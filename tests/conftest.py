@@ -6,8 +6,9 @@ import io
 from pathlib import Path
 
 import pytest
-from blindmatch.sim.corpus import generate_image
 from PIL import Image
+
+from blindmatch.corpus import generate_image
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:

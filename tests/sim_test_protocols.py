@@ -35,7 +35,7 @@ from blindmatch.protocol import (
     Transport,
 )
 from blindmatch.protocol.hamming import HammingIndex
-from blindmatch.sim.decision import probe_hashes
+from blindmatch.sim.decide.rules import probe_hashes
 
 __all__ = ["ExactPlain", "LogPlain", "RevealPlain", "registered"]
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from blindmatch.protocol import REGISTRY
+from blindmatch.reliability.harness import random_set
 from blindmatch.server import LiveServer, SetDir
-from blindmatch.server.harness import random_set
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode

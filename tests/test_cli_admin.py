@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from blindmatch.client import HttpTransport
 from blindmatch.protocol import HashSet, Query, get_algo, get_protocol
 from blindmatch.server import LiveServer, SetDir

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from blindmatch.protocol import CorruptStoreError, SignatureError, get_algo
 from blindmatch.protocol.curation import (
     Attestation,

@@ -19,7 +19,7 @@ import shutil
 
 import pytest
 from blindmatch.protocol import REGISTRY, BlindmatchError
-from blindmatch.server import harness as H
+from blindmatch.reliability import harness as H
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 from blindmatch.protocol import REGISTRY, BlindmatchError
-from blindmatch.server import LiveServer, SetDir, Settings, create_app, faults
-from blindmatch.server import harness as H
+from blindmatch.reliability import faults
+from blindmatch.reliability import harness as H
+from blindmatch.server import LiveServer, SetDir, Settings, create_app
 
 needs_tpsi = pytest.mark.skipif("tpsi" not in REGISTRY, reason="tpsi is not registered (not merged yet)")
 

@@ -21,9 +21,9 @@ from blindmatch.protocol import (
     get_algo,
     get_protocol,
 )
-from blindmatch.protocol._he_circuit import CircuitSpec, check_noise
 from blindmatch.protocol.hazmat.bfv import Bfv, get_param_set
 from blindmatch.protocol.he import HEServer
+from blindmatch.protocol.he._circuit import CircuitSpec, check_noise
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

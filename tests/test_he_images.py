@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from blindmatch.client import hash_bytes
 from blindmatch.protocol import HashSet, LocalTransport, Query, get_algo, get_protocol
+from PIL import Image
 
 from .conftest import encode
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from blindmatch.protocol import InputError, ParameterError
-from blindmatch.protocol._lsh import LshIndex, LshParams, collision_probability, recall_bound
+from blindmatch.protocol.he._lsh import LshIndex, LshParams, collision_probability, recall_bound
 
 
 def _bits(rng: np.random.Generator, n: int, bits: int = 256) -> np.ndarray:

@@ -31,15 +31,6 @@ from blindmatch.protocol import (
     get_algo,
     get_protocol,
 )
-from blindmatch.protocol._he_messages import (
-    MODE_CLIENT,
-    KeysMessage,
-    ParamsMessage,
-    PsiMessage,
-    QueryMessage,
-    ResultMessage,
-    key_digest,
-)
 from blindmatch.protocol.hazmat.bfv import Bfv, get_param_set
 from blindmatch.protocol.he import (
     HEClient,
@@ -51,6 +42,15 @@ from blindmatch.protocol.he import (
     WrongParametersError,
     secure_permutation,
     slot_layout,
+)
+from blindmatch.protocol.he._messages import (
+    MODE_CLIENT,
+    KeysMessage,
+    ParamsMessage,
+    PsiMessage,
+    QueryMessage,
+    ResultMessage,
+    key_digest,
 )
 
 from .he_helpers import at_distance, far_from, open_server, random_set

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 from blindmatch.protocol import REGISTRY
+from blindmatch.reliability import harness as H
 from blindmatch.server import LiveServer
-from blindmatch.server import harness as H
 
 ADMIN = "limits-admin-token-0123456789"
 

@@ -602,7 +602,7 @@ def test_set_change_rotates(tmp_path: Path) -> None:
     srv3 = OPRF.open_server(b, state, {"grace_seconds": 60})
     assert isinstance(srv3, OprfServer) and srv3.store.current().number == 2
     man = srv3.store.current().manifest
-    from blindmatch.protocol._oprf_store import set_digest
+    from blindmatch.protocol.oprf._store import set_digest
 
     assert man.set_digest == set_digest(b)[1] and man.set_size == 12
     assert _client(tmp_path / "c").scan(Query(b.value(3)), LocalTransport(srv3)).matched

@@ -14,9 +14,9 @@ from blindmatch.protocol._gcs import (
     golomb_parameter,
     map_to_range,
 )
-from blindmatch.protocol._oprf_store import filter_message
 from blindmatch.protocol.errors import DecodeError, LengthError, ParameterError
-from blindmatch.protocol.oprf import parse_filter
+from blindmatch.protocol.oprf._protocol import parse_filter
+from blindmatch.protocol.oprf._store import filter_message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

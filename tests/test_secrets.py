@@ -33,8 +33,8 @@ from pathlib import Path
 import httpx
 import pytest
 from blindmatch.protocol import REGISTRY, BlindmatchError, InsecureKeyFileError, Query
+from blindmatch.reliability import harness as H
 from blindmatch.server import LiveServer, SetDir
-from blindmatch.server import harness as H
 from blindmatch.server.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from blindmatch.protocol import REGISTRY, Protocol, get_algo
-from blindmatch.sim.accuracy import QueryPool
 from blindmatch.sim.config import load_config
-from blindmatch.sim.database import build_set_dir, filler_hashes
-from blindmatch.sim.decision import nearest_distances, to_words
-from blindmatch.sim.oracle import SimQuery, local_session, real_verdicts
-from blindmatch.sim.variants import Variant, protocol_variants
-from blindmatch.sim.verify import choose_sample, verify_protocol
+from blindmatch.sim.decide.accuracy import QueryPool
+from blindmatch.sim.decide.database import build_set_dir, filler_hashes
+from blindmatch.sim.decide.rules import nearest_distances, to_words
+from blindmatch.sim.decide.variants import Variant, protocol_variants
+from blindmatch.sim.verify.checks import choose_sample, verify_protocol
+from blindmatch.sim.verify.oracle import SimQuery, local_session, real_verdicts
 
 from tests.sim_test_protocols import LogPlain, RevealPlain, registered
 

@@ -8,8 +8,7 @@ import itertools
 import numpy as np
 import pytest
 from blindmatch.client import decode_image, get_algo, hash_bytes, hash_image
-from blindmatch.sim.corpus import generate_image
-from blindmatch.sim.decision import (
+from blindmatch.sim.decide.rules import (
     DecisionSpec,
     ExactIndex,
     least_stable_bits,
@@ -18,8 +17,10 @@ from blindmatch.sim.decision import (
     probe_hashes,
     to_words,
 )
-from blindmatch.sim.perturb import PERTURBATIONS, encode_ppm, select
+from blindmatch.sim.perturb.edits import PERTURBATIONS, encode_ppm, select
 from PIL import Image
+
+from blindmatch.corpus import generate_image
 
 
 def _odd_images() -> dict[str, Image.Image]:

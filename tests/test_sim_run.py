@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from blindmatch.protocol import REGISTRY
 from blindmatch.sim.config import SimConfigError, load_config
+from blindmatch.sim.report.schema import SCHEMA, validate
 from blindmatch.sim.runner import run_simulation
-from blindmatch.sim.schema import SCHEMA, validate
 from typer.testing import CliRunner
 
 from blindmatch.cli import app
@@ -264,7 +264,7 @@ def test_config_errors(tmp_path: Path) -> None:
     )
     bad = load_config(quick=True)
     bad["protocols"]["plain"] = {"probebits": [1]}
-    from blindmatch.sim.variants import protocol_variants
+    from blindmatch.sim.decide.variants import protocol_variants
 
     with pytest.raises(SimConfigError, match="probebits"):
         protocol_variants(REGISTRY["plain"], bad)
@@ -383,7 +383,7 @@ def test_new_protocols_are_picked_up_and_classified(tmp_path: Path) -> None:
 
 def test_corpus_folder_of_real_files(tmp_path: Path) -> None:
     """--corpus DIR: JPEG, PNG and WebP files are used; a corrupt file is excluded, not fatal."""
-    from blindmatch.sim.corpus import generate_image
+    from blindmatch.corpus import generate_image
 
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-from blindmatch.sim.capacity import cores_needed, fit_linear, qps_per_core
-from blindmatch.sim.netmodel import LatencyInputs, NetworkProfile, simulate
-from blindmatch.sim.population import (
+from blindmatch.sim.cost.capacity import cores_needed, fit_linear, qps_per_core
+from blindmatch.sim.cost.netmodel import LatencyInputs, NetworkProfile, simulate
+from blindmatch.sim.derive.population import (
     account_flag_probability,
     exact_probe_pair_rate,
     fmr_for_set,

@@ -4,7 +4,7 @@ Pass criteria (stated, and printed with the measurements): zero 5xx and zero
 transport errors; p99 scan latency under ``P99_LIMIT_MS`` (2 shared cores, so
 generous); server RSS growth after warm-up under ``RSS_LIMIT_MB``. The short run is
 in the default suite; the long one is marked slow. The same drill produces the
-RELIABILITY.md row (``python -m blindmatch.server.reliability``).
+RELIABILITY.md row (``python -m blindmatch.reliability``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from blindmatch.protocol import REGISTRY
-from blindmatch.server import faults
+from blindmatch.reliability import faults
 
 PROTOCOLS = [p for p in ("plain", "oprf", "tpsi") if p in REGISTRY]
 P99_LIMIT_MS = 2000.0

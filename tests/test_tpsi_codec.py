@@ -19,15 +19,15 @@ from blindmatch.protocol import (
     WrongProtocolError,
     get_algo,
 )
-from blindmatch.protocol._tpsi_wire import (
+from blindmatch.protocol.hazmat.ristretto import base_mult, random_scalar
+from blindmatch.protocol.tpsi import TPSI
+from blindmatch.protocol.tpsi._wire import (
     Manifest,
     TableMsg,
     UploadBatch,
     UploadReply,
     Voucher,
 )
-from blindmatch.protocol.hazmat.ristretto import base_mult, random_scalar
-from blindmatch.protocol.tpsi import TPSI
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings

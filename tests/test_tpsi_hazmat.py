@@ -7,8 +7,8 @@ import secrets
 import numpy as np
 import pytest
 from blindmatch.protocol import CryptoError, InputError, ParameterError
-from blindmatch.protocol import _cuckoo as cuckoo
 from blindmatch.protocol.hazmat import aead, dhf, shamir
+from blindmatch.protocol.tpsi import _cuckoo as cuckoo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 import pytest
 from blindmatch.protocol import HashSet, get_algo
-from blindmatch.protocol._tpsi_core import (
+from blindmatch.protocol.hazmat import dhf, shamir
+from blindmatch.protocol.tpsi import TPSI, TableMsg
+from blindmatch.protocol.tpsi._core import (
     AccountSecrets,
     cuckoo_item,
     make_voucher,
     open_outer,
     parse_inner,
 )
-from blindmatch.protocol.hazmat import dhf, shamir
-from blindmatch.protocol.tpsi import TPSI, TableMsg
 from scipy.stats import chi2_contingency, ks_2samp
 
 T, K, AD_MAX = 8, 16, 32

@@ -1,0 +1,214 @@
+"""``tpsi``: threshold PSI with associated data, after the Apple PSI System (2021).
+
+Who learns what: the client never learns whether an image matched. The server
+learns, per voucher, only whether its outer layer opened — which real matches
+*and* synthetic vouchers both do — until an account holds ``t`` real matching
+vouchers; then it reconstructs the account key and decrypts the associated
+data (AD) of exactly the matching vouchers. The client sees only the blinded
+table, never the hashes in it. Design, sizes and limits: docs/protocols/tpsi.md.
+
+Module map: ``_tpsi_wire`` (messages), ``_tpsi_core`` (voucher cryptography),
+``_tpsi_table`` and ``_cuckoo`` (server set-up), ``_tpsi_store`` (SQLite),
+``_tpsi_server`` / ``_tpsi_client`` (the halves), ``_tpsi_bench`` (timings for
+the benchmark suite); primitives in ``hazmat.aead``, ``hazmat.shamir``,
+``hazmat.dhf``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..base import ClientHalf, Leakage, Learner, Matching, Protocol, ServerHalf, register
+from ..errors import InputError
+from ..hashes import HashAlgo, HashSet
+from . import _cuckoo
+from ._bench import (
+    bench_reconstruction,
+    bench_table,
+    bench_vouchers,
+    table_size_bytes,
+)
+from ._client import TpsiClient, probe_hashes
+from ._server import ServerParams, TpsiServer
+from ._store import DB_NAME, Reveal, read_reveals
+from ._wire import PROTOCOL_ID, Manifest, TableMsg, UploadBatch, UploadReply, Voucher
+
+__all__ = [
+    "DB_NAME",
+    "TPSI",
+    "Manifest",
+    "Reveal",
+    "ServerParams",
+    "TableMsg",
+    "Tpsi",
+    "TpsiClient",
+    "TpsiServer",
+    "UploadBatch",
+    "UploadReply",
+    "Voucher",
+    "bench_reconstruction",
+    "bench_table",
+    "bench_vouchers",
+    "detection_probability",
+    "false_report_probability",
+    "list_reveals",
+    "probe_hashes",
+    "table_size_bytes",
+]
+
+
+def _binomial_tail(n: int, p: float, t: int) -> float:
+    """P[Binomial(n, p) >= t], summed in log space so 1e-300 tails stay accurate."""
+    if t <= 0:
+        return 1.0
+    if t > n or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    mean = n * p
+    if t <= mean:  # the upper tail is the bulk: use the complement of the lower tail
+        return 1.0 - _binomial_cdf(n, p, t - 1, lp, lq)
+    k = t
+    log_term = (
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * lp + (n - k) * lq
+    )
+    total = 0.0
+    term = math.exp(log_term)
+    ratio_base = p / (1.0 - p)
+    while k <= n:
+        total += term
+        if term < total * 1e-18 or term == 0.0:
+            break
+        term *= (n - k) / (k + 1) * ratio_base
+        k += 1
+    if total == 0.0:  # underflow of exp(): report the log-space leading term
+        return math.exp(log_term) if log_term > -745 else 0.0
+    return min(1.0, total)
+
+
+def _binomial_cdf(n: int, p: float, k: int, lp: float, lq: float) -> float:
+    total = 0.0
+    for i in range(0, k + 1):
+        total += math.exp(
+            math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+        )
+    return min(1.0, total)
+
+
+def false_report_probability(
+    per_image_fm_rate: float, images_per_account: int, t: int, synthetic_rate: float = 0.0
+) -> float:
+    """P[an innocent account is revealed]: P[Binomial(N, p·(1 - s)) >= t].
+
+    ``p`` is the per-image false-match rate of the perceptual hash against the
+    set, ``N`` the images an account uploads in the period, ``t`` the
+    threshold. Synthetic vouchers never count (their shares are junk and the
+    detection step discards them), and an image whose voucher is synthetic
+    cannot count either, hence the factor (1 - s). Apple's design target was
+    below 1e-12 per account per year. Exact binomial tail, log-space.
+    """
+    if not 0.0 <= per_image_fm_rate <= 1.0 or not 0.0 <= synthetic_rate <= 1.0:
+        raise InputError("rates must be in [0, 1]")
+    if images_per_account < 0 or t < 1:
+        raise InputError("images_per_account must be >= 0 and t >= 1")
+    return _binomial_tail(images_per_account, per_image_fm_rate * (1.0 - synthetic_rate), t)
+
+
+def detection_probability(matching_images: int, t: int, synthetic_rate: float) -> float:
+    """P[an account holding ``matching_images`` true matches is revealed] = P[Bin(M, 1-s) >= t].
+
+    Exact matching only: an image whose hash differs from the set entry by
+    even one bit (and is not covered by a probe) does not count at all.
+    """
+    if not 0.0 <= synthetic_rate <= 1.0:
+        raise InputError("synthetic_rate must be in [0, 1]")
+    return _binomial_tail(matching_images, 1.0 - synthetic_rate, t)
+
+
+def list_reveals(state_dir: Path | str, account: str) -> list[Reveal]:
+    """Revealed AD for ``account`` from the server's store (read-only; empty below threshold).
+
+    ``state_dir`` is the tpsi state directory (``SET_DIR/state/tpsi``); a set
+    directory is accepted too and resolved to it. Each ``Reveal`` has
+    ``voucher_id`` (hex), ``epoch``, ``ad`` (bytes), ``revealed_at`` (Unix
+    time) and ``as_json()``.
+    """
+    d = Path(state_dir)
+    if not (d / DB_NAME).is_file() and (d / "state" / "tpsi" / DB_NAME).is_file():
+        d = d / "state" / "tpsi"
+    return read_reveals(d, account)
+
+
+class Tpsi(Protocol):
+    name = "tpsi"
+    protocol_id = PROTOCOL_ID
+    learner = Learner.SERVER
+    matching = Matching.EXACT
+    supported_algos = ("pdq", "phash", "dhash", "sha256")
+    leakage = Leakage(
+        client=(
+            "nothing about matches: the reply only acknowledges stored voucher ids",
+            "the blinded cuckoo table (set size, slot count) and the signed manifest parameters",
+        ),
+        server=(
+            "per voucher: the account id, voucher id, arrival time and whether the outer layer "
+            "opened (true for real matches and for synthetic vouchers alike)",
+            "per account below t real matches: the number of vouchers and of opened vouchers, "
+            "which bounds the real-match count only up to the synthetic noise",
+            "at or above t real matches: the account key, hence which opened vouchers were real, "
+            "and the AD of exactly those vouchers",
+            "equality of shares for a repeated hash within one account (same x-coordinate)",
+            "the probe count per image when multi-probe is on (2^k vouchers per image)",
+        ),
+        network=(
+            "with TLS: voucher counts, sizes (fixed per voucher) and timing; AD length is padded",
+        ),
+        server_sees_hash=False,
+        client_sees_set=False,
+    )
+
+    def open_server(
+        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
+    ) -> ServerHalf:
+        return TpsiServer(hashes, state_dir, ServerParams.from_options(options))
+
+    def new_client(
+        self,
+        algo: HashAlgo,
+        cache_dir: Path | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> ClientHalf:
+        return TpsiClient(algo, cache_dir, dict(options or {}))
+
+    def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
+        p = ServerParams()
+        return table_size_bytes(set_size, p.eps, p.n_hash) + _manifest_bytes()
+
+
+def _manifest_bytes() -> int:
+    m = Manifest(
+        epoch=1,
+        algo_id=1,
+        set_size=1,
+        n_slots=_cuckoo.table_slots(1, 0.3, 3),
+        n_hash=3,
+        cuckoo_seed=bytes(16),
+        table_digest=bytes(32),
+        big_l=bytes(32),
+        threshold=30,
+        synthetic_ppm=0,
+        dhf_dim=1,
+        ad_max=0,
+        set_digest=bytes(32),
+        created=0,
+        public_key=bytes(32),
+        signature=bytes(64),
+    )
+    return len(m.to_bytes())
+
+
+TPSI = register(Tpsi())

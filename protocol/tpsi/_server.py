@@ -1,0 +1,480 @@
+"""The tPSI server half: signed manifest, table download, voucher intake, reveals.
+
+Order of work for ``POST vouchers`` (why): parse and validate the whole batch
+first (a malformed voucher or a wrong epoch rejects the batch with a typed 400
+and stores nothing); then try the outer layer of every voucher (CPU, outside
+any lock); then commit the batch in one SQLite transaction; only then
+acknowledge. The reply lists the stored ids and never depends on whether
+anything opened, so the uploader learns nothing about matches from it.
+
+Reveals run after the commit, by default on a background thread so that the
+threshold work does not show up in the upload's latency (a timing channel
+that would tell the client its account crossed t). ``reveal_mode="inline"``
+runs them in the request (for tests), ``"manual"`` only on demand (admin POST
+or ``process_reveals``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from ..base import Endpoint, Reply, Request, ServerHalf
+from ..errors import (
+    BlindmatchError,
+    CorruptStoreError,
+    DecodeError,
+    InputError,
+    LengthError,
+    ParameterError,
+    UnknownEpochError,
+)
+from ..hashes import ALGO_IDS, HashSet
+from ..hazmat import dhf, shamir
+from ..hazmat.ristretto import base_mult, random_scalar
+from ..keyfile import read_secret, write_secret
+from ._core import Opened, cuckoo_item, open_outer, parse_inner, reveal_ad
+from ._store import DB_NAME, Reveal, TpsiStore
+from ._table import build_table
+from ._wire import Manifest, TableMsg, UploadBatch, UploadReply, account_bytes
+
+__all__ = ["ServerParams", "TpsiServer"]
+
+log = logging.getLogger("blindmatch.tpsi")
+
+ACCOUNT_HEADER = "x-blindmatch-account"
+
+
+def sha256(data: bytes) -> bytes:
+    h = hashes.Hash(hashes.SHA256())
+    h.update(data)
+    return h.finalize()
+
+
+@dataclass(frozen=True)
+class ServerParams:
+    """Server options (``open_server(..., options)``); all have safe defaults."""
+
+    threshold: int = 30
+    synthetic_rate: float = 0.05
+    dhf_dim: int = 128
+    ad_max: int = 256
+    n_hash: int = 3
+    eps: float = 0.3
+    workers: int | None = None
+    reveal_mode: str = "background"
+    max_batch: int = 256
+    max_pages: int | None = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None) -> ServerParams:
+        opts = dict(options or {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(opts) - known
+        if unknown:
+            raise ParameterError(f"unknown tpsi server options {sorted(unknown)}")
+        p = cls(**opts)
+        if not 2 <= p.threshold <= 1000:
+            raise ParameterError("threshold must be in 2..1000")
+        if not 0.0 <= p.synthetic_rate <= 1.0:
+            raise ParameterError("synthetic_rate must be in [0, 1]")
+        if not 1 <= p.dhf_dim <= 2000:
+            raise ParameterError("dhf_dim must be in 1..2000")
+        if not 0 <= p.ad_max <= 60000:
+            raise ParameterError("ad_max must be in 0..60000")
+        if p.reveal_mode not in ("background", "inline", "manual"):
+            raise ParameterError("reveal_mode must be background, inline or manual")
+        if not 1 <= p.max_batch <= 10000:
+            raise ParameterError("max_batch must be in 1..10000")
+        if p.n_hash not in (2, 3, 4):
+            raise ParameterError("n_hash must be 2, 3 or 4")
+        return p
+
+    @property
+    def synthetic_ppm(self) -> int:
+        return round(self.synthetic_rate * 1_000_000)
+
+
+class TpsiServer(ServerHalf):
+    """Owns α, the signing key, the table and the SQLite store under ``state_dir``."""
+
+    def __init__(self, hashes: HashSet, state_dir: Path, params: ServerParams) -> None:
+        self.params = params
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.algo_id = ALGO_IDS[hashes.algo.name]
+        self.store = TpsiStore(self.state_dir / DB_NAME, params.max_pages)
+        # Several uvicorn workers may open one state dir at once: serialise key
+        # creation and table builds so they all end up serving the same epoch.
+        with _exclusive(self.state_dir / ".setup.lock"):
+            self._signing = self._load_signing_key()
+            pub = self._signing.public_key()
+            self.public_key = pub.public_bytes(Encoding.Raw, PublicFormat.Raw)
+            self.manifest, self.table_bytes, self._alpha = self._load_or_build(hashes)
+        self.manifest_bytes = self.manifest.to_bytes()
+        self._etag_manifest = '"' + sha256(self.manifest_bytes).hex() + '"'
+        self._etag_table = '"' + self.manifest.table_digest.hex() + '"'
+        self._locks = [threading.Lock() for _ in range(64)]  # striped per-account locks
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        if params.reveal_mode == "background":
+            self._worker = threading.Thread(
+                target=self._run_worker, name="tpsi-reveals", daemon=True
+            )
+            self._worker.start()
+            for acc in self.store.pending_accounts():  # work left over from before a restart
+                self._queue.put(acc)
+
+    # --- set-up -----------------------------------------------------------
+    def _load_signing_key(self) -> Ed25519PrivateKey:
+        path = self.state_dir / "signing.key"
+        if not path.exists():
+            write_secret(path, Ed25519PrivateKey.generate().private_bytes_raw())
+        return Ed25519PrivateKey.from_private_bytes(read_secret(path, 32))
+
+    def _wanted(self, hashes: HashSet) -> dict[str, Any]:
+        return {
+            "algo_id": self.algo_id,
+            "set_size": len(hashes),
+            "set_digest": sha256(hashes.raw()),
+            "threshold": self.params.threshold,
+            "synthetic_ppm": self.params.synthetic_ppm,
+            "dhf_dim": self.params.dhf_dim,
+            "ad_max": self.params.ad_max,
+            "n_hash": self.params.n_hash,
+        }
+
+    def _load_or_build(self, hashes: HashSet) -> tuple[Manifest, bytes, bytes]:
+        mpath = self.state_dir / "manifest.bin"
+        want = self._wanted(hashes)
+        old_epoch = 0
+        if mpath.exists():
+            try:
+                m = Manifest.from_bytes(mpath.read_bytes())
+                m.verify(self.public_key)
+            except BlindmatchError:
+                raise CorruptStoreError(
+                    f"{mpath}: manifest unreadable or not signed by our key"
+                ) from None
+            old_epoch = m.epoch
+            if all(getattr(m, k) == v for k, v in want.items()):
+                tpath = self.state_dir / f"table-{m.epoch}.bin"
+                apath = self.state_dir / f"alpha-{m.epoch}.key"
+                try:
+                    table = tpath.read_bytes()
+                except FileNotFoundError:
+                    raise CorruptStoreError(f"{tpath}: table file missing") from None
+                if sha256(table) != m.table_digest:
+                    raise CorruptStoreError(f"{tpath}: table does not match the signed digest")
+                alpha = read_secret(apath, 32)
+                if base_mult(alpha) != m.big_l:
+                    raise CorruptStoreError(f"{apath}: key does not match the manifest's L")
+                return m, table, alpha
+        epoch = max(old_epoch, self.store.max_epoch()) + 1
+        return self._build(hashes, epoch, want)
+
+    def _build(
+        self, hashes: HashSet, epoch: int, want: dict[str, Any]
+    ) -> tuple[Manifest, bytes, bytes]:
+        p = self.params
+        items = [cuckoo_item(self.algo_id, v) for v in _raw_values(hashes)]
+        alpha = random_scalar()
+        built = build_table(items, alpha, p.n_hash, p.eps, p.workers)
+        table = TableMsg(epoch, built.slots).to_bytes()
+        digest = sha256(table)
+        log.info(
+            "tpsi epoch %d: %d hashes in %d slots (cuckoo %.2fs, %d attempt(s); points %.2fs)",
+            epoch,
+            len(items),
+            built.n_slots,
+            built.seconds_cuckoo,
+            built.attempts,
+            built.seconds_points,
+        )
+        m = Manifest(
+            epoch=epoch,
+            n_slots=built.n_slots,
+            cuckoo_seed=built.seed,
+            table_digest=digest,
+            big_l=base_mult(alpha),
+            created=int(time.time()),
+            public_key=self.public_key,
+            **want,
+        ).signed(self._signing)
+        write_secret(self.state_dir / f"alpha-{epoch}.key", alpha)
+        _atomic_write(self.state_dir / f"table-{epoch}.bin", table)
+        self.store.add_epoch(epoch, p.threshold, p.dhf_dim, p.ad_max, digest)
+        _atomic_write(self.state_dir / "manifest.bin", m.to_bytes())  # the switch-over point
+        for old in self.state_dir.glob("*-*.*"):
+            if old.name.startswith(("alpha-", "table-")) and old.stem.split("-")[-1] != str(epoch):
+                old.unlink(missing_ok=True)
+        return m, table, alpha
+
+    # --- endpoints --------------------------------------------------------
+    def endpoints(self) -> Sequence[Endpoint]:
+        vb = self.manifest.voucher_bytes
+        return [
+            Endpoint("GET", "manifest", self._get_manifest, summary="Signed tPSI manifest"),
+            Endpoint(
+                "GET", "table", self._get_table, summary="Blinded cuckoo table (binary, ETag)"
+            ),
+            Endpoint(
+                "POST",
+                "vouchers",
+                self._post_vouchers,
+                max_body=64 + self.params.max_batch * (vb + 8) + 256,
+                rate_limited=True,
+                cost=UploadBatch.count,
+                summary="Upload a batch of vouchers (acknowledged after commit)",
+            ),
+            Endpoint(
+                "GET",
+                "reveals",
+                self._get_reveals,
+                admin=True,
+                summary="Revealed AD of an account (header X-Blindmatch-Account)",
+            ),
+            Endpoint(
+                "POST",
+                "reveals",
+                self._post_reveals,
+                admin=True,
+                max_body=256,
+                summary="Run reveal processing for an account (body: account id) and list",
+            ),
+        ]
+
+    def setup_bytes(self) -> int:
+        return len(self.manifest_bytes) + len(self.table_bytes)
+
+    @staticmethod
+    def _cached(
+        req: Request, etag: str, body: bytes, media: str = "application/octet-stream"
+    ) -> Reply:
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        inm = req.headers.get("if-none-match", "")
+        if etag in {t.strip() for t in inm.split(",")}:
+            return Reply(b"", status=304, headers=headers, media_type=media)
+        return Reply(body, headers=headers, media_type=media)
+
+    def _get_manifest(self, req: Request) -> Reply:
+        return self._cached(req, self._etag_manifest, self.manifest_bytes)
+
+    def _get_table(self, req: Request) -> Reply:
+        return self._cached(req, self._etag_table, self.table_bytes)
+
+    def _post_vouchers(self, req: Request) -> Reply:
+        account, vouchers = UploadBatch.from_bytes(req.body, self.params.max_batch)
+        acc = account_bytes(account)
+        m = self.manifest
+        for v in vouchers:
+            if v.epoch != m.epoch:
+                raise UnknownEpochError(f"voucher for epoch {v.epoch}; this server is at {m.epoch}")
+            if len(v.pairs) != m.n_hash or len(v.rct) != m.rct_bytes:
+                raise LengthError("voucher does not match the manifest's sizes")
+        rows = []
+        for v in vouchers:
+            status, inner = open_outer(self._alpha, m, v, acc)
+            rows.append(
+                (v.vid, v.epoch, sha256(v.to_bytes()), status, inner if status == 1 else None)
+            )
+        new, dup = self.store.insert_batch(account, rows)
+        self._after_upload(account)
+        acked = tuple(dict.fromkeys(v.vid for v in vouchers))
+        return Reply(UploadReply(new, dup, acked).to_bytes())
+
+    def _account_from(self, req: Request, from_body: bool) -> str:
+        if from_body:
+            try:
+                account = req.body.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise DecodeError("account id is not UTF-8") from None
+        else:
+            account = req.headers.get(ACCOUNT_HEADER, "")
+        if not account:
+            raise InputError(f"account id required ({ACCOUNT_HEADER} header or body)")
+        account_bytes(account)
+        return account
+
+    def _reveals_reply(self, account: str, via: str) -> Reply:
+        out = self.reveals(account)
+        self.store.audit(account, "admin_list", {"via": via, "listed": len(out)})
+        body = {
+            "account": account,
+            "threshold": self.manifest.threshold,
+            "reveals": [r.as_json() for r in out],
+        }
+        return Reply(json.dumps(body).encode(), media_type="application/json")
+
+    def _get_reveals(self, req: Request) -> Reply:
+        return self._reveals_reply(self._account_from(req, False), "GET")
+
+    def _post_reveals(self, req: Request) -> Reply:
+        account = self._account_from(req, True)
+        self.process_reveals(account)
+        return self._reveals_reply(account, "POST")
+
+    # --- reveals ----------------------------------------------------------
+    def reveals(self, account: str) -> list[Reveal]:
+        return self.store.reveals(account)
+
+    def _after_upload(self, account: str) -> None:
+        mode = self.params.reveal_mode
+        if mode == "inline":
+            self.process_reveals(account)
+        elif mode == "background":
+            self._queue.put(account)
+
+    def _run_worker(self) -> None:
+        while True:
+            account = self._queue.get()
+            try:
+                if account is None:
+                    return
+                try:
+                    if self.store.pending(account):
+                        self.process_reveals(account)
+                except Exception as e:  # keep serving; the account stays pending
+                    log.error("tpsi reveal processing failed for an account: %s", type(e).__name__)
+            finally:
+                self._queue.task_done()
+
+    def wait_idle(self) -> None:
+        """Block until the background worker has processed everything queued so far."""
+        self._queue.join()
+
+    def _lock_for(self, account: str) -> threading.Lock:
+        return self._locks[int.from_bytes(sha256(account.encode())[:4], "big") % len(self._locks)]
+
+    def process_reveals(self, account: str) -> int:
+        """Reconstruct and reveal for an account holding >= t real shares; returns new reveals."""
+        with self._lock_for(account):
+            opened_n = self.store.opened_count(account)
+            rows = self.store.opened(account)
+            params = self.store.epoch_params()
+            revealed = self.store.revealed_vids(account)
+            acc = account_bytes(account)
+            groups: dict[tuple[int, int, int], list[tuple[bytes, int, Opened]]] = defaultdict(list)
+            for sv in rows:
+                if sv.status != 1 or sv.epoch not in params:
+                    continue
+                t, k, ad_max = params[sv.epoch]
+                o = parse_inner(sv.inner, k, ad_max)
+                if o is not None:
+                    groups[(t, k, ad_max)].append((sv.vid, sv.epoch, o))
+            new = 0
+            for (t, _k, _a), group in groups.items():
+                new += self._reveal_group(account, acc, t, group, revealed)
+            self.store.mark_attempted(account, opened_n)
+            return new
+
+    def _reveal_group(
+        self,
+        account: str,
+        acc: bytes,
+        t: int,
+        group: list[tuple[bytes, int, Opened]],
+        revealed: set[bytes],
+    ) -> int:
+        # One row per distinct x: a repeated hash gives an identical share (counted once);
+        # differing contents under one x cannot come from an honest client -> junk.
+        by_x: dict[int, list[tuple[bytes, int, Opened]]] = defaultdict(list)
+        for item in group:
+            by_x[item[2].x].append(item)
+        distinct: list[list[tuple[bytes, int, Opened]]] = []
+        for members in by_x.values():
+            o0 = members[0][2]
+            if all(o.y == o0.y and bool((o.det == o0.det).all()) for _, _, o in members):
+                distinct.append(members)
+        known = [ms for ms in distinct if any(vid in revealed for vid, _, _ in ms)]
+        events: list[tuple[str, dict[str, Any]]] = []
+        if len(known) >= t:
+            coeffs = shamir.interpolate([(ms[0][2].x, ms[0][2].y) for ms in known[:t]])
+        else:
+            if len(distinct) < t:
+                return 0
+            pts = [dhf.detection_point(ms[0][2].x_bytes) for ms in distinct]
+            dets = _stack([ms[0][2].det for ms in distinct])
+            support = dhf.kernel_support(dhf.rows(pts, dets, t))
+            if len(support) < t:
+                return 0
+            cand = [distinct[i] for i in support]
+            coeffs = shamir.interpolate([(ms[0][2].x, ms[0][2].y) for ms in cand[:t]])
+            if any(shamir.eval_poly(coeffs, ms[0][2].x) != ms[0][2].y for ms in cand):
+                self.store.audit(account, "detection_inconclusive", {"opened": len(distinct)})
+                return 0
+            events.append(
+                (
+                    "threshold_reached",
+                    {"threshold": t, "opened": len(distinct), "real_shares": len(support)},
+                )
+            )
+        adkey = coeffs[0]
+        out: list[tuple[bytes, int, bytes]] = []
+        for members in distinct:
+            o = members[0][2]
+            if shamir.eval_poly(coeffs, o.x) != o.y:
+                continue
+            for vid, epoch, om in members:
+                if vid in revealed:
+                    continue
+                ad = reveal_ad(adkey, om, vid, acc)
+                if ad is not None:
+                    out.append((vid, epoch, ad))
+        if not out and not events:
+            return 0
+        return self.store.record_reveals(account, out, events)
+
+    def close(self) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join(timeout=30)
+        self.store.close()
+
+
+def _stack(vectors: list[Any]) -> Any:
+    import numpy as np
+
+    return np.stack(vectors).astype(np.int64)
+
+
+def _raw_values(hashes: HashSet) -> list[bytes]:
+    blob = hashes.raw()
+    n = hashes.algo.nbytes
+    return [blob[i : i + n] for i in range(0, len(blob), n)]
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An advisory lock held across processes (flock), released on exit or crash."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,153 @@
+"""How each registered protocol is exercised: its variants and their decision functions.
+
+Why derived from declared properties: the simulator must pick up protocols that
+land after it was written. A protocol's ``matching`` (exact/fuzzy) decides the
+decision function and whether multi-probe variants make sense; a learner of
+``client-or-server`` yields one variant per mode. ``[protocols.NAME]`` in the
+configuration can override any of this (options, server environment, variants).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from blindmatch.protocol import REGISTRY, HashAlgo, Learner, Matching, Protocol
+
+from ..config import SimConfigError
+from .rules import DecisionSpec
+
+__all__ = ["Variant", "protocol_variants"]
+
+_ALLOWED = {
+    "probe_bits",
+    "modes",
+    "server_options",
+    "server_env",
+    "client_options",
+    "radius",
+    "algos",
+    "verify_local",
+    "verify_http",
+    "lookup_fpr",
+    "cost_model",
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running a protocol (e.g. ``oprf`` with k=4 probes, ``he`` server-learns)."""
+
+    protocol: str
+    label: str
+    learner: str  # who learns the verdict in this variant: client | server | nobody
+    matching: str
+    client_options: dict[str, Any] = field(default_factory=dict)
+    server_options: dict[str, Any] = field(default_factory=dict)
+    server_env: dict[str, str] = field(default_factory=dict)
+    probe_bits: int = 0
+    radius: int | None = None
+    threshold: int = 0  # matches per account before a server-learns protocol reveals
+    lookup_fpr: float = 0.0  # false-positive rate per probe of an approximate filter (oprf's GCS)
+    cost_model: str = "affine"  # server CPU vs set size: "affine" (fitted) or "proportional"
+
+    def decision(self, algo: HashAlgo) -> DecisionSpec:
+        if self.matching == Matching.FUZZY.value:
+            r = self.radius if self.radius is not None else algo.default_threshold
+            return DecisionSpec("fuzzy", radius=int(r))
+        return DecisionSpec("exact", probe_bits=self.probe_bits if algo.name == "pdq" else 0)
+
+    def client_options_for(self, algo: HashAlgo) -> dict[str, Any]:
+        """Multi-probe uses PDQ's float values; for other algorithms the variant runs with k = 0."""
+        opts = dict(self.client_options)
+        if algo.name != "pdq" and "probe_bits" in opts:
+            opts["probe_bits"] = 0
+        return opts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "label": self.label,
+            "learner": self.learner,
+            "matching": self.matching,
+            "client_options": self.client_options,
+            "server_options": self.server_options,
+            "server_env": self.server_env,
+            "probe_bits": self.probe_bits,
+            "radius": self.radius,
+            "threshold": self.threshold,
+            "lookup_fpr": self.lookup_fpr,
+            "cost_model": self.cost_model,
+        }
+
+
+def _pconf(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    pc = dict(cfg.get("protocols", {}).get(name, {}))
+    bad = set(pc) - _ALLOWED
+    if bad:
+        raise SimConfigError(f"protocols.{name}: unknown key(s) {sorted(bad)}; allowed {sorted(_ALLOWED)}")
+    return pc
+
+
+def _cost_model(pc: dict[str, Any]) -> str:
+    m = str(pc.get("cost_model", "affine"))
+    if m not in ("affine", "proportional"):
+        raise SimConfigError(f"cost_model must be 'affine' or 'proportional', not {m!r}")
+    return m
+
+
+def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
+    pc = _pconf(cfg, proto.name)
+    exact = proto.matching == Matching.EXACT
+    probes = [int(k) for k in pc.get("probe_bits", cfg["variants"]["probe_bits"])] if exact else [0]
+    if proto.learner == Learner.CLIENT_OR_SERVER:
+        modes: list[str | None] = [str(m) for m in pc.get("modes", cfg["variants"]["modes"])]
+    else:
+        modes = [None]
+    server_options = dict(pc.get("server_options", {}))
+    server_env = {str(k): str(v) for k, v in pc.get("server_env", {}).items()}
+    radius = pc.get("radius")
+    if radius is not None:
+        server_options.setdefault("radius", int(radius))
+    threshold = int(server_options.get("threshold", 0) or 0)
+    out = []
+    for k in probes:
+        for mode in modes:
+            label = proto.name
+            if exact and len(probes) > 1:
+                label += f" k={k}"
+            if mode:
+                label += f" {mode}"
+            # a per-query mode names who learns; otherwise the protocol's declaration does
+            mode_learner = "server" if mode and mode.startswith("server") else "client"
+            learner = mode_learner if mode else proto.learner.value
+            opts = {
+                "probe_bits": k,
+                "mode": mode or "client-learns",
+                **pc.get("client_options", {}),
+            }
+            out.append(
+                Variant(
+                    proto.name,
+                    label,
+                    learner,
+                    proto.matching.value,
+                    opts,
+                    server_options,
+                    server_env,
+                    k,
+                    None if radius is None else int(radius),
+                    threshold,
+                    float(pc.get("lookup_fpr", 0.0)),
+                    _cost_model(pc),
+                )
+            )
+    return out
+
+
+def all_variants(cfg: dict[str, Any]) -> list[Variant]:
+    """Variants of every registered protocol, in registry-name order."""
+    out: list[Variant] = []
+    for name in sorted(REGISTRY):
+        out.extend(protocol_variants(REGISTRY[name], cfg))
+    return out

@@ -1,0 +1,234 @@
+"""Check each decision function against its real protocol on a sample.
+
+For every protocol, algorithm and variant, a deterministic sample of queries is
+run through the real client and server halves in process, and a smaller subset
+through a real server on loopback (for the cost algorithm, PDQ by default). The
+sample is stratified: half of it predicted "match", half "no match", and within
+each half, half of the queries are the ones closest to the decision boundary
+(distance near the radius; for exact matching, the nearest non-members), where
+an implementation difference would show first. Queries stopped by the PDQ
+quality gate are not sampled: the gate runs before any protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from blindmatch.client import get_algo
+from blindmatch.protocol import BlindmatchError, Protocol
+
+from ..decide.accuracy import QueryPool
+from ..decide.database import build_set_dir
+from ..decide.variants import Variant
+from .oracle import RealOutcome, SimQuery, http_session, local_session, real_verdicts
+
+__all__ = ["choose_sample", "code_fingerprint", "verify_protocol"]
+
+
+def code_fingerprint(proto: Protocol) -> str:
+    """Digest of the protocol module's source: cached verdicts are reused only for the same code."""
+    try:
+        src = Path(inspect.getsourcefile(type(proto)) or "").read_bytes()
+    except (OSError, TypeError):
+        src = repr(type(proto)).encode()
+    return hashlib.sha256(src).hexdigest()[:16]
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "-", s).strip("-").lower()
+
+
+def choose_sample(pool: QueryPool, variant: Variant, n: int, rng: np.random.Generator) -> list[int]:
+    """``n`` queries, ordered so that any prefix mixes predicted matches and non-matches,
+    near-boundary and random ones (a time budget may cut the sample short)."""
+    spec = variant.decision(get_algo(pool.algo))
+    verd = pool.verdicts[variant.label]
+    eligible = np.flatnonzero(~pool.gated)
+    if spec.kind == "fuzzy":
+        score = np.abs(pool.nearest_verify.astype(np.int64) - spec.radius)
+    else:
+        score = pool.nearest_verify.astype(np.int64)
+    streams: list[list[int]] = []
+    for group in (eligible[verd[eligible]], eligible[~verd[eligible]]):
+        perm = rng.permutation(group)
+        near = perm[np.argsort(score[perm], kind="stable")].tolist()
+        rand = perm.tolist()
+        seen: set[int] = set()
+        merged: list[int] = []
+        for a, b in zip(near, rand, strict=True):
+            for x in (a, b):
+                if x not in seen:
+                    seen.add(x)
+                    merged.append(int(x))
+        streams.append(merged)
+    out: list[int] = []
+    i = 0
+    while len(out) < n and any(i < len(st) for st in streams):
+        for st in streams:
+            if i < len(st) and len(out) < n:
+                out.append(st[i])
+        i += 1
+    return out
+
+
+def _queries(pool: QueryPool, idx: list[int]) -> list[SimQuery]:
+    return [
+        SimQuery(
+            i,
+            pool.raw[i].tobytes(),
+            pool.floats_of(i),
+            None if pool.quality[i] < 0 else int(pool.quality[i]),
+        )
+        for i in idx
+    ]
+
+
+def _compare(
+    pool: QueryPool, label: str, idx: list[int], out: RealOutcome, pert_names: list[str]
+) -> dict[str, Any]:
+    expected: npt.NDArray[np.bool_] = pool.verdicts[label]
+    agree = disagree = unavailable = 0
+    diffs = []
+    for i, got in zip(idx, out.verdicts, strict=False):
+        if got is None:
+            unavailable += 1
+        elif bool(got) == bool(expected[i]):
+            agree += 1
+        else:
+            disagree += 1
+            diffs.append(
+                {
+                    "query": int(i),
+                    "kind": "perturbed known" if pool.is_pos[i] else "unrelated",
+                    "perturbation": pert_names[int(pool.pert_of[i])] if pool.is_pos[i] else None,
+                    "nearest_distance": int(pool.nearest_verify[i]),
+                    "expected": bool(expected[i]),
+                    "protocol_said": bool(got),
+                }
+            )
+    unavailable += max(0, len(idx) - len(out.verdicts))
+    return {
+        "n": len(idx),
+        "agree": agree,
+        "disagree": disagree,
+        "unavailable": unavailable,
+        "source": out.source,
+        "note": out.note,
+        "truncated": out.truncated,
+        "seconds": round(out.seconds, 3),
+        "errors": out.errors[:5],
+        "disagreements": diffs[:20],
+    }
+
+
+def verify_protocol(
+    proto: Protocol,
+    variants: list[Variant],
+    algo_name: str,
+    pool: QueryPool,
+    cfg: dict[str, Any],
+    workdir: Path,
+    seed: int,
+    http: bool,
+    pert_names: list[str],
+    n_algos: int = 1,
+) -> list[dict[str, Any]]:
+    """One record per variant: the decision function and its agreement with the real protocol."""
+    acc = cfg["accuracy"]
+    pconf = cfg.get("protocols", {}).get(proto.name, {})
+    n_local = int(pconf.get("verify_local", acc["verify_local"]))
+    n_http = int(pconf.get("verify_http", acc["verify_http"]))
+    kinds = ("local", "http") if http else ("local",)
+    budget = min(
+        float(acc["verify_budget_s"]),
+        float(acc["protocol_budget_s"]) / max(1, len(kinds) * len(variants) * int(n_algos)),
+    )
+    algo = get_algo(algo_name)
+    rows = pool.rows(pool.verify_size)
+    primers = [
+        SimQuery(
+            -1 - j,
+            pool.known_rows[j].tobytes(),
+            None if pool.known_floats is None else tuple(float(x) for x in pool.known_floats[j]),
+            None if pool.known_quality is None else int(pool.known_quality[j]),
+        )
+        for j in range(min(64, len(pool.known_rows)))
+    ]
+    samples = {}
+    for v in variants:
+        rng = np.random.default_rng(
+            np.random.SeedSequence([seed, 0x5EED, *v.label.encode(), *algo_name.encode()])
+        )
+        samples[v.label] = choose_sample(pool, v, n_local, rng)
+    records: dict[str, dict[str, Any]] = {
+        v.label: {
+            "protocol": proto.name,
+            "variant": v.label,
+            "algo": algo_name,
+            "decision": v.decision(algo).describe(algo),
+            "decision_spec": v.decision(algo).to_dict(),
+            "set_size": pool.verify_size,
+            "local": None,
+            "http": None,
+        }
+        for v in variants
+    }
+    for kind in kinds:
+        base = workdir / _slug(proto.name) / algo_name / kind
+        shutil.rmtree(base, ignore_errors=True)
+        try:
+            sd = build_set_dir(base / "set", algo, rows, f"simulator verification set ({kind})")
+            ctx = (
+                local_session(proto, sd, variants[0])
+                if kind == "local"
+                else http_session(
+                    proto,
+                    sd,
+                    variants[0],
+                    float(cfg["cost"]["setup_timeout_s"]),
+                    base / "server.log",
+                )
+            )
+            with ctx as sess:
+                for v in variants:
+                    idx = samples[v.label] if kind == "local" else samples[v.label][:n_http]
+                    account = f"bmsim-{_slug(v.label)}-{algo_name}-{kind}"
+                    out = real_verdicts(
+                        sess,
+                        v,
+                        algo,
+                        _queries(pool, idx),
+                        primers,
+                        account,
+                        base / "client" / _slug(v.label),
+                        budget,
+                    )
+                    records[v.label][kind] = _compare(pool, v.label, idx, out, pert_names)
+        except (BlindmatchError, RuntimeError, OSError, ValueError) as e:
+            for v in variants:
+                records[v.label][kind] = {
+                    "n": 0,
+                    "agree": 0,
+                    "disagree": 0,
+                    "unavailable": 0,
+                    "source": "unavailable",
+                    "note": f"{type(e).__name__}: {e}"[:500],
+                    "truncated": False,
+                    "seconds": 0.0,
+                    "errors": [],
+                    "disagreements": [],
+                }
+    for r in records.values():
+        checks = [r[k] for k in ("local", "http") if r[k] is not None]
+        r["verified"] = bool(checks) and all(
+            c["source"] != "unavailable" and c["disagree"] == 0 and c["agree"] > 0 for c in checks
+        )
+        r["verdict_source"] = checks[0]["source"] if checks else "unavailable"
+    return list(records.values())
