@@ -4,7 +4,7 @@ Importing this package registers every protocol. Public names only; modules
 prefixed with ``_`` and the ``hazmat`` layer are internal.
 """
 
-from . import he, oprf, plain, tpsi  # noqa: F401  (importing a protocol module registers it)
+from . import he, mpc, oprf, plain, tpsi  # noqa: F401  (importing a protocol module registers it)
 from .base import (
     REGISTRY,
     ClientHalf,

@@ -148,6 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "oprf": {"grace_seconds": settings.oprf_grace_seconds, "mode": settings.oprf_mode},
         "he": {"worker_memory_mb": settings.he_worker_memory_mb},
         "tpsi": {"threshold": settings.tpsi_threshold, "synthetic_rate": settings.tpsi_synthetic_rate},
+        "mpc": {"party": settings.mpc_party, "peers": settings.mpc_peers, "chunk": settings.mpc_chunk,
+                "timeout_s": settings.mpc_timeout_s},
     }
     for name in wanted:
         proto = REGISTRY.get(name)
