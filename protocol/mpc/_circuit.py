@@ -43,6 +43,8 @@ __all__ = ["CHECK_REPS", "MASKS", "Net", "PartyCircuit", "SetColumns", "roots"]
 
 CHECK_REPS = 5
 MASKS = 5
+BLOCK = 1 << 15
+LINEAR_BLOCK = 1 << 17
 _P32 = np.uint32(P)
 
 Net = tuple[Callable[[int, bytes], None], Callable[[int], bytes]]
@@ -88,13 +90,42 @@ def column_tables(component: Vec) -> Vec:
 
 
 def linear_component(tables: Vec, cols: npt.NDArray[np.uint16], const: Vec | None) -> Vec:
-    """One share component of w_k = 2 d_k − r for every entry (canonical)."""
-    acc = np.take(tables[0], cols[0], mode="clip")
-    for c in range(1, cols.shape[0]):
-        acc += np.take(tables[c], cols[c], mode="clip")
-    if const is not None:
-        acc += const
-    return canon(reduce(acc))
+    """One share component of w_k = 2 d_k − r for every entry (canonical), in cache-sized blocks."""
+    n = cols.shape[1]
+    out = np.empty(n, dtype=np.uint32)
+    tmp = np.empty(min(n, LINEAR_BLOCK), dtype=np.uint32)
+    for s in range(0, n, LINEAR_BLOCK):
+        e = s + LINEAR_BLOCK
+        acc, t = out[s:e], tmp[: min(LINEAR_BLOCK, n - s)]
+        np.take(tables[0], cols[0, s:e], out=acc, mode="clip")
+        for c in range(1, cols.shape[0]):
+            np.take(tables[c], cols[c, s:e], out=t, mode="clip")
+            acc += t
+        if const is not None:
+            acc += const[s:e]
+        canon(reduce(acc, t))
+    return out
+
+
+def local_product(a: Vec, b: Vec, c: Vec, d: Vec, zero: Vec) -> Vec:
+    """Party i's term a·(c + d) + b·c + α_i of a replicated product (canonical), blockwise."""
+    n = a.size
+    z = np.empty(n, dtype=np.uint32)
+    tmp = np.empty(min(n, BLOCK), dtype=np.uint32)
+    for s in range(0, n, BLOCK):
+        e = s + BLOCK
+        zs, t = z[s:e], tmp[: zs_len(n, s)]
+        np.add(c[s:e], d[s:e], out=zs)
+        zs *= a[s:e]
+        np.multiply(b[s:e], c[s:e], out=t)
+        zs += t
+        zs += zero[s:e]
+        canon(reduce(zs, t))
+    return z
+
+
+def zs_len(n: int, s: int) -> int:
+    return min(BLOCK, n - s)
 
 
 class PartyCircuit:
@@ -127,12 +158,7 @@ class PartyCircuit:
     # -- multiplication -------------------------------------------------------------
     def mul(self, a: Vec, b: Vec, c: Vec, d: Vec) -> tuple[Vec, Vec]:
         """Replicated product of (a, b)·(c, d), elementwise; one round."""
-        z = c + d
-        z *= a
-        t = b * c
-        z += t
-        z += self.keys.zero(self._next_label(), z.size)
-        canon(reduce(z, t))
+        z = local_product(a, b, c, d, self.keys.zero(self._next_label(), a.size))
         self.send(self.prv, to_wire(z))
         return z, self._recv_elems(self.nxt, z.size)
 

@@ -36,6 +36,7 @@ P = 8191
 ELEMENT_BYTES = 2
 _P32 = np.uint32(P)
 _SHIFT = np.uint32(13)
+_P16 = np.uint16(P)
 
 Vec = npt.NDArray[np.uint32]
 
@@ -73,22 +74,20 @@ def from_wire(data: bytes, n: int) -> Vec:
     return v
 
 
-def prg(key: bytes, label: int, n: int) -> Vec:
-    """``n`` uniform elements of GF(p) from AES-128-CTR(key) at stream ``label``."""
+def prg(key: bytes, label: int, n: int) -> npt.NDArray[np.uint16]:
+    """``n`` uniform elements of GF(p) (uint16) from AES-128-CTR(key) at stream ``label``."""
     extra = n // 2048 + 64
     enc = Cipher(algorithms.AES(key), modes.CTR(struct.pack(">QQ", label, 0))).encryptor()
-    raw = np.frombuffer(enc.update(bytes(2 * (n + extra))), dtype="<u2").astype(np.uint32)
-    raw &= _P32
+    raw = np.frombuffer(enc.update(bytes(2 * (n + extra))), dtype="<u2").copy()
+    raw &= _P16
     out = raw[:n]
-    bad = np.flatnonzero(out == _P32)
+    bad = np.flatnonzero(out == _P16)
+    spare = raw[n:]
     while bad.size:
-        spare = raw[n:]
-        spare = spare[spare != _P32]
+        spare = spare[spare != _P16]
         take = min(bad.size, spare.size)
         out[bad[:take]] = spare[:take]
         bad = bad[take:]
-        if bad.size:  # astronomically rare: extend the stream deterministically
-            more = np.frombuffer(enc.update(bytes(2 * (bad.size + 64))), dtype="<u2").astype(np.uint32)
-            raw = np.concatenate([out, more & _P32])
-            out = raw[:n]
+        # astronomically rare: extend the stream deterministically
+        spare = np.frombuffer(enc.update(bytes(2 * (bad.size + 64))), dtype="<u2") & _P16
     return out

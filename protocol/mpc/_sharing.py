@@ -48,19 +48,18 @@ class PairKeys:
 
     def zero(self, label: int, n: int) -> Vec:
         """This party's part of a fresh zero-sharing of ``n`` elements (values < 2p)."""
-        a = prg(self.mine, label, n)
-        a += np.uint32(P)
+        a = np.add(prg(self.mine, label, n), np.uint32(P), dtype=np.uint32)
         a -= prg(self.nxt, label, n)
         return a
 
     def random(self, label: int, n: int) -> tuple[Vec, Vec]:
         """This party's pair of a replicated sharing of ``n`` uniform elements."""
-        return prg(self.mine, label, n), prg(self.nxt, label, n)
+        return prg(self.mine, label, n).astype(np.uint32), prg(self.nxt, label, n).astype(np.uint32)
 
 
 def share_vector(x: Vec) -> tuple[Vec, Vec, Vec]:
     """Split canonical ``x`` into three uniform components (client side, ``secrets`` keyed)."""
-    c0 = prg(secrets.token_bytes(16), 0, x.size)
-    c1 = prg(secrets.token_bytes(16), 0, x.size)
+    c0 = prg(secrets.token_bytes(16), 0, x.size).astype(np.uint32)
+    c1 = prg(secrets.token_bytes(16), 0, x.size).astype(np.uint32)
     c2 = (x.astype(np.int64) - c0 - c1) % P
     return c0, c1, c2.astype(np.uint32)
