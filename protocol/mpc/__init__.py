@@ -16,6 +16,7 @@ may be malicious: non-bit inputs and disagreeing replicated copies are refused.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -120,6 +121,11 @@ class MpcServer(ServerHalf):
         """Server-learns verdicts party 0 opened for ``account``, in query order."""
         return list(self._verdicts.get(account, []))
 
+    def _verdicts_endpoint(self, req: Request) -> Reply:
+        account = req.headers.get("x-blindmatch-account", "")
+        body = json.dumps({"account": account, "verdicts": self.server_verdicts(account)}).encode()
+        return Reply(body, media_type="application/json")
+
     @property
     def last_party_bytes(self) -> int:
         """Bytes this party sent to the other two during its last query."""
@@ -131,6 +137,8 @@ class MpcServer(ServerHalf):
                      summary="Party 0's signed manifest: set digest, radius, the three parties' keys"),
             Endpoint("POST", "query", self._query, max_body=16 * 1024, rate_limited=True,
                      summary="Three sealed share boxes; answers sealed result boxes (or an ack)"),
+            Endpoint("GET", "verdicts", self._verdicts_endpoint, max_body=0, admin=True,
+                     summary="Server-learns verdicts of the account named in X-Blindmatch-Account"),
         ]
 
     def setup_bytes(self) -> int:
