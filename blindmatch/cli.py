@@ -362,7 +362,7 @@ def serve(
 def mpc_up(
     db: Annotated[Path, typer.Option(help="Set directory (all three parties serve it)")],
     host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Party i serves clients on PORT+i, its channel on PORT+3+i")] = 8000,
+    port: Annotated[int, typer.Option(help="Party i: clients on PORT+i, channel on PORT+3+i")] = 8000,
 ) -> None:
     """Start the three mpc parties on this machine; SIGTERM or Ctrl-C stops all three."""
     from blindmatch.server import SetDir

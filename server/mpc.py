@@ -20,15 +20,31 @@ from types import FrameType
 __all__ = ["party_commands", "run_parties"]
 
 
-def party_commands(db: Path, host: str, port: int, log_level: str = "warning") -> list[tuple[list[str], dict[str, str]]]:
+def party_commands(
+    db: Path, host: str, port: int, log_level: str = "warning"
+) -> list[tuple[list[str], dict[str, str]]]:
     """The command and environment of each party process."""
     peers = ",".join(f"{host}:{port + 3 + i}" for i in range(3))
     out = []
     for i in range(3):
-        env = {**os.environ, "BLINDMATCH_DB": str(db), "BLINDMATCH_PROTOCOLS": "mpc",
-               "BLINDMATCH_MPC_PARTY": str(i), "BLINDMATCH_MPC_PEERS": peers}
-        cmd = [sys.executable, "-m", "blindmatch.server.run", "--host", host, "--port", str(port + i),
-               "--log-level", log_level]
+        env = {
+            **os.environ,
+            "BLINDMATCH_DB": str(db),
+            "BLINDMATCH_PROTOCOLS": "mpc",
+            "BLINDMATCH_MPC_PARTY": str(i),
+            "BLINDMATCH_MPC_PEERS": peers,
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "blindmatch.server.run",
+            "--host",
+            host,
+            "--port",
+            str(port + i),
+            "--log-level",
+            log_level,
+        ]
         out.append((cmd, env))
     return out
 

@@ -63,7 +63,9 @@ def run_three(
 
         circuit = PartyCircuit(i, PairKeys(keys[i], keys[(i + 1) % 3]), (send, recv), run_id)
         try:
-            run.outputs[i] = run_party(circuit, cols, pairs[i][0], pairs[i][1], check_key, server_learns, chunk)
+            run.outputs[i] = run_party(
+                circuit, cols, pairs[i][0], pairs[i][1], check_key, server_learns, chunk
+            )
         except BaseException as e:  # recorded for the test to inspect
             run.errors[i] = e
 

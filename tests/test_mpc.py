@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from blindmatch.protocol import LengthError, MaliciousSharesError, UnknownVersionError, get_algo
 from blindmatch.protocol.mpc._circuit import SetColumns, roots
 from blindmatch.protocol.mpc._field import P, from_wire, prg, to_wire
 from blindmatch.protocol.mpc._sharing import share_vector
 from blindmatch.protocol.mpc._wire import MpcManifest, MpcQuery, MpcReply, PartyInfo
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .mpc_helpers import bits_of, run_three
 
@@ -113,7 +112,9 @@ _box = st.binary(min_size=0, max_size=200)
 
 
 @settings(max_examples=40, deadline=None)
-@given(mode=st.sampled_from([0, 1]), eph=st.binary(min_size=32, max_size=32), boxes=st.tuples(_box, _box, _box))
+@given(
+    mode=st.sampled_from([0, 1]), eph=st.binary(min_size=32, max_size=32), boxes=st.tuples(_box, _box, _box)
+)
 def test_query_and_reply_round_trip(mode: int, eph: bytes, boxes: tuple[bytes, bytes, bytes]) -> None:
     q = MpcQuery(mode, eph, boxes)
     assert MpcQuery.from_bytes(q.to_bytes()) == q
@@ -125,8 +126,10 @@ def _manifest() -> MpcManifest:
 
     k = Ed25519PrivateKey.generate()
     pub = k.public_key().public_bytes_raw()
-    parties = tuple(PartyInfo(pub if i == 0 else bytes([i]) * 32, bytes([9 + i]) * 32, f"127.0.0.1:{9000 + i}")
-                    for i in range(3))
+    parties = tuple(
+        PartyInfo(pub if i == 0 else bytes([i]) * 32, bytes([9 + i]) * 32, f"127.0.0.1:{9000 + i}")
+        for i in range(3)
+    )
     return MpcManifest(1, 31, 1000, b"d" * 32, 1 << 19, 5, parties).signed(k)  # type: ignore[arg-type]
 
 

@@ -6,11 +6,10 @@ import socket
 import threading
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from blindmatch.protocol import PartyProtocolError
 from blindmatch.protocol.mpc._channel import FRAME_DATA, Channel, Identity, handshake
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 CONFIG = b"c" * 32
 
@@ -53,8 +52,10 @@ def _ident(i: int) -> Identity:
 
 def _pair(tap_flip: int | None = None, pin_wrong: bool = False) -> tuple[Channel, Channel, Tap]:
     p0, p1 = _ident(0), _ident(1)
-    pins = {0: p0.signing_pub, 1: Ed25519PrivateKey.generate().public_key().public_bytes_raw() if pin_wrong
-            else p1.signing_pub}
+    pins = {
+        0: p0.signing_pub,
+        1: Ed25519PrivateKey.generate().public_key().public_bytes_raw() if pin_wrong else p1.signing_pub,
+    }
     s_conn, s_acc = _tcp_pair()
     tap = Tap(s_conn, tap_flip)
     out: dict[str, Channel | BaseException] = {}
@@ -90,7 +91,7 @@ def test_observer_sees_ciphertext_of_data_independent_size() -> None:
 
 
 def test_tampered_frame_is_rejected() -> None:
-    conn, acc, tap = _pair(tap_flip=10_000)
+    conn, acc, _tap = _pair(tap_flip=10_000)
     payload = bytes(20_000)
     conn.send(FRAME_DATA, b"r" * 16, payload)
     with pytest.raises(PartyProtocolError):

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
-
 from blindmatch.protocol.mpc import _sharing
 from blindmatch.protocol.mpc._circuit import SetColumns, column_tables, linear_component
 from blindmatch.protocol.mpc._field import P
 from blindmatch.protocol.mpc._sharing import share_vector
+from scipy import stats
 
 from .mpc_helpers import bits_of, run_three
 

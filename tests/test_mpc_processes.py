@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
-
-from blindmatch.client import HttpTransport, ServerError, hash_bytes
-from blindmatch.corpus import generate_image
+from blindmatch.client import HttpTransport, hash_bytes
 from blindmatch.protocol import HashValue, Query, get_algo, get_protocol
 from blindmatch.protocol.mpc._wire import MpcQuery
 from blindmatch.server import SetDir
+from PIL import Image
+
+from blindmatch.corpus import generate_image
 
 from .conftest import encode
 
@@ -68,9 +68,23 @@ class Trio:
 
     def start(self, i: int) -> None:
         env = {**os.environ, "BLINDMATCH_ADMIN_TOKEN": TOKEN, "BLINDMATCH_MPC_TIMEOUT_S": "20"}
-        self.procs[i] = subprocess.Popen(  # noqa: S603
-            [BLINDMATCH, "serve", "--db", str(self.db), "--mpc-party", str(i), "--mpc-peers", self.peers,
-             "--port", str(self.base + i)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs[i] = subprocess.Popen(
+            [
+                BLINDMATCH,
+                "serve",
+                "--db",
+                str(self.db),
+                "--mpc-party",
+                str(i),
+                "--mpc-peers",
+                self.peers,
+                "--port",
+                str(self.base + i),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -116,9 +130,12 @@ def trio(set_dir: Path) -> Iterator[Trio]:
 
 
 def _scan(url: str, paths: list[Path], *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [BLINDMATCH, "scan", "--protocol", "mpc", "--server", url, *extra, *map(str, paths)],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_scan_matches_exact_and_jpeg_q50_copies_and_never_unrelated(
@@ -142,16 +159,25 @@ def test_cli_scan_matches_exact_and_jpeg_q50_copies_and_never_unrelated(
     assert all(r["protocol"] == "mpc" for r in map(json.loads, out.stdout.splitlines()))
 
 
-def test_server_learns_verdict_reaches_party_0_only(trio: Trio, set_dir: Path, tmp_path: Path,
-                                                    images: list[Image.Image]) -> None:
+def test_server_learns_verdict_reaches_party_0_only(
+    trio: Trio, set_dir: Path, tmp_path: Path, images: list[Image.Image]
+) -> None:
     (tmp_path / "member.png").write_bytes(encode(images[1]))
     (tmp_path / "other.png").write_bytes(encode(images[6]))
-    out = _scan(trio.url(0), [tmp_path / "member.png", tmp_path / "other.png"],
-                "--mode", "server-learns", "--account", "acct-7")
+    out = _scan(
+        trio.url(0),
+        [tmp_path / "member.png", tmp_path / "other.png"],
+        "--mode",
+        "server-learns",
+        "--account",
+        "acct-7",
+    )
     assert out.returncode == 0, out.stderr
     assert [json.loads(r)["matched"] for r in out.stdout.splitlines()] == [None, None]
-    r = httpx.get(trio.url(0) + "/v1/mpc/verdicts",
-                  headers={"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": "acct-7"})
+    r = httpx.get(
+        trio.url(0) + "/v1/mpc/verdicts",
+        headers={"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": "acct-7"},
+    )
     assert r.json()["verdicts"] == [True, False]
     assert httpx.get(trio.url(0) + "/v1/mpc/verdicts").status_code == 401
 
@@ -232,14 +258,20 @@ def test_network_observer_sees_fixed_sizes_and_no_hash(trio: Trio, images: list[
 
 
 def test_unknown_party_and_bad_peers_are_cli_errors(set_dir: Path) -> None:
-    for extra in (["--mpc-party", "5", "--mpc-peers", "a:1,b:2,c:3"], ["--mpc-party", "1", "--mpc-peers", "a:1,b:2"]):
-        out = subprocess.run([BLINDMATCH, "serve", "--db", str(set_dir), *extra],  # noqa: S603
-                             capture_output=True, text=True, timeout=60)
+    for extra in (
+        ["--mpc-party", "5", "--mpc-peers", "a:1,b:2,c:3"],
+        ["--mpc-party", "1", "--mpc-peers", "a:1,b:2"],
+    ):
+        out = subprocess.run(
+            [BLINDMATCH, "serve", "--db", str(set_dir), *extra], capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 2
         assert out.stderr.strip().count("\n") == 0 and "unknown_party" in out.stderr
 
 
-def test_a_party_down_is_a_typed_error_and_recovers(trio: Trio, tmp_path: Path, images: list[Image.Image]) -> None:
+def test_a_party_down_is_a_typed_error_and_recovers(
+    trio: Trio, tmp_path: Path, images: list[Image.Image]
+) -> None:
     (tmp_path / "x.png").write_bytes(encode(images[0]))
     trio.stop(2, signal.SIGKILL)
     out = _scan(trio.url(0), [tmp_path / "x.png"])
@@ -259,8 +291,11 @@ def test_a_party_down_is_a_typed_error_and_recovers(trio: Trio, tmp_path: Path, 
 
 def test_mpc_up_serves_and_stops_on_sigterm(set_dir: Path, tmp_path: Path, images: list[Image.Image]) -> None:
     base = _free_block()
-    proc = subprocess.Popen([BLINDMATCH, "mpc", "up", "--db", str(set_dir), "--port", str(base)],  # noqa: S603
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [BLINDMATCH, "mpc", "up", "--db", str(set_dir), "--port", str(base)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 90
         while not all(_healthy(f"http://127.0.0.1:{base + i}") for i in range(3)):

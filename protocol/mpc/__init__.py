@@ -92,12 +92,22 @@ class MpcServer(ServerHalf):
         kex = self.node.peers_kex(self.cfg.connect_wait_s)
         kex[self.cfg.index] = self.ident.kex_pub
         parties = tuple(
-            PartyInfo(self.node.pinned(j) if j != self.cfg.index else self.ident.signing_pub, kex[j],
-                      f"{self.cfg.peers[j][0]}:{self.cfg.peers[j][1]}")
+            PartyInfo(
+                self.node.pinned(j) if j != self.cfg.index else self.ident.signing_pub,
+                kex[j],
+                f"{self.cfg.peers[j][0]}:{self.cfg.peers[j][1]}",
+            )
             for j in range(3)
         )
-        m = MpcManifest(ALGO_IDS[self.algo.name], self.radius, self.set_size, self.set_digest,
-                        self.cfg.chunk, MASKS, parties)  # type: ignore[arg-type]
+        m = MpcManifest(
+            ALGO_IDS[self.algo.name],
+            self.radius,
+            self.set_size,
+            self.set_digest,
+            self.cfg.chunk,
+            MASKS,
+            parties,  # type: ignore[arg-type]
+        )
         return m.signed(self.ident.signing)
 
     def _manifest(self, req: Request) -> Reply:
@@ -133,12 +143,29 @@ class MpcServer(ServerHalf):
 
     def endpoints(self) -> Sequence[Endpoint]:
         return [
-            Endpoint("GET", "manifest", self._manifest, max_body=0,
-                     summary="Party 0's signed manifest: set digest, radius, the three parties' keys"),
-            Endpoint("POST", "query", self._query, max_body=16 * 1024, rate_limited=True,
-                     summary="Three sealed share boxes; answers sealed result boxes (or an ack)"),
-            Endpoint("GET", "verdicts", self._verdicts_endpoint, max_body=0, admin=True,
-                     summary="Server-learns verdicts of the account named in X-Blindmatch-Account"),
+            Endpoint(
+                "GET",
+                "manifest",
+                self._manifest,
+                max_body=0,
+                summary="Party 0's signed manifest: set digest, radius, the three parties' keys",
+            ),
+            Endpoint(
+                "POST",
+                "query",
+                self._query,
+                max_body=16 * 1024,
+                rate_limited=True,
+                summary="Three sealed share boxes; answers sealed result boxes (or an ack)",
+            ),
+            Endpoint(
+                "GET",
+                "verdicts",
+                self._verdicts_endpoint,
+                max_body=0,
+                admin=True,
+                summary="Server-learns verdicts of the account named in X-Blindmatch-Account",
+            ),
         ]
 
     def setup_bytes(self) -> int:
@@ -155,8 +182,10 @@ class UnconfiguredServer(ServerHalf):
         raise PartyUnavailableError("this server is not an mpc party (start it with --mpc-party)")
 
     def endpoints(self) -> Sequence[Endpoint]:
-        return [Endpoint("GET", "manifest", self._refuse, max_body=0),
-                Endpoint("POST", "query", self._refuse, max_body=16 * 1024)]
+        return [
+            Endpoint("GET", "manifest", self._refuse, max_body=0),
+            Endpoint("POST", "query", self._refuse, max_body=16 * 1024),
+        ]
 
     def setup_bytes(self) -> int:
         return 0
@@ -209,18 +238,20 @@ class MpcClient(ClientHalf):
                 total += from_wire(plain, MASKS)
             verdict = bool(np.all(total % P == 0))
         cpu += elapsed_ms(t1)
-        return ScanResult(matched=verdict, bytes_up=transport.bytes_up - up0,
-                          bytes_down=transport.bytes_down - down0, crypto_ms=cpu,
-                          extra={"mode": "server-learns" if self.server_learns else "client-learns"})
+        return ScanResult(
+            matched=verdict,
+            bytes_up=transport.bytes_up - up0,
+            bytes_down=transport.bytes_down - down0,
+            crypto_ms=cpu,
+            extra={"mode": "server-learns" if self.server_learns else "client-learns"},
+        )
 
     def _seal(self, bits: np.ndarray, m: MpcManifest, mode: int) -> tuple[bytes, list[Any]]:
         comps = share_vector(bits.astype(np.uint32))
         eph = X25519PrivateKey.generate()
         eph_pub = eph.public_key().public_bytes_raw()
         keys = [box_keys(eph, m.parties[j].kex_pub, eph_pub, j, mode) for j in range(3)]
-        boxes = tuple(
-            keys[j].seal_request(to_wire(comps[j]) + to_wire(comps[(j + 1) % 3])) for j in range(3)
-        )
+        boxes = tuple(keys[j].seal_request(to_wire(comps[j]) + to_wire(comps[(j + 1) % 3])) for j in range(3))
         return MpcQuery(mode, eph_pub, boxes).to_bytes(), keys  # type: ignore[arg-type]
 
 
@@ -231,12 +262,16 @@ class Mpc(Protocol):
     matching = Matching.FUZZY
     supported_algos = ("pdq", "phash", "dhash")
     leakage = Leakage(
-        client=("whether some set entry is within the radius (client-learns); nothing in server-learns",
-                "the set size and the parties' keys (signed manifest)"),
-        server=("any single party: nothing about the hash (honest majority)",
-                "TWO COLLUDING PARTIES LEARN THE HASH IN FULL",
-                "party 0 in server-learns: whether the query matched",
-                "query timing and volume at every party"),
+        client=(
+            "whether some set entry is within the radius (client-learns); nothing in server-learns",
+            "the set size and the parties' keys (signed manifest)",
+        ),
+        server=(
+            "any single party: nothing about the hash (honest majority)",
+            "TWO COLLUDING PARTIES LEARN THE HASH IN FULL",
+            "party 0 in server-learns: whether the query matched",
+            "query timing and volume at every party",
+        ),
         network=("fixed-size sealed boxes client↔party 0 and AES-GCM frames of fixed size between parties",),
         server_sees_hash=False,
         client_sees_set=False,
@@ -250,9 +285,12 @@ class Mpc(Protocol):
             return UnconfiguredServer()
         if not opts.get("peers"):
             raise UnknownPartyError("an mpc party needs --mpc-peers HOST:PORT,HOST:PORT,HOST:PORT")
-        cfg = PartyConfig(int(opts["party"]), parse_peers(str(opts["peers"])),
-                          chunk=int(opts.get("chunk") or 1 << 19),
-                          timeout_s=float(opts.get("timeout_s") or 120.0))
+        cfg = PartyConfig(
+            int(opts["party"]),
+            parse_peers(str(opts["peers"])),
+            chunk=int(opts.get("chunk") or 1 << 19),
+            timeout_s=float(opts.get("timeout_s") or 120.0),
+        )
         if cfg.index not in (0, 1, 2):
             raise UnknownPartyError(f"party index {cfg.index} is not 0, 1 or 2")
         radius = int(opts.get("radius") or hashes.algo.default_threshold)

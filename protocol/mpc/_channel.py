@@ -23,6 +23,7 @@ reordered, replayed or forged frame fails authentication.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
 import struct
@@ -80,8 +81,15 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 class Channel:
     """One encrypted duplex channel; sends are queued to a thread, receives block with a timeout."""
 
-    def __init__(self, sock: socket.socket, peer: int, k_send: bytes, k_recv: bytes, pair_secret: bytes,
-                 peer_kex: bytes) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: int,
+        k_send: bytes,
+        k_recv: bytes,
+        pair_secret: bytes,
+        peer_kex: bytes,
+    ) -> None:
         self.sock = sock
         self.peer = peer
         self.pair_secret = pair_secret
@@ -140,18 +148,20 @@ class Channel:
         if self.alive:
             self.alive = False
             self._q.put(None)
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
 
 
-def _transcript(config: bytes, id_c: int, id_a: int, eph_c: bytes, eph_a: bytes, kex: bytes, role: bytes) -> bytes:
+def _transcript(
+    config: bytes, id_c: int, id_a: int, eph_c: bytes, eph_a: bytes, kex: bytes, role: bytes
+) -> bytes:
     return b"blindmatch-mpc-v1/handshake" + config + bytes([id_c, id_a]) + eph_c + eph_a + kex + role
 
 
-def _keys(shared: bytes, config: bytes, id_c: int, id_a: int, eph_c: bytes, eph_a: bytes) -> tuple[bytes, bytes, bytes]:
+def _keys(
+    shared: bytes, config: bytes, id_c: int, id_a: int, eph_c: bytes, eph_a: bytes
+) -> tuple[bytes, bytes, bytes]:
     info = b"blindmatch-mpc-v1/channel" + config + bytes([id_c, id_a]) + eph_c + eph_a
     okm = HKDF(hashes.SHA256(), 96, None, info).derive(shared)
     return okm[:32], okm[32:64], okm[64:]
@@ -179,8 +189,12 @@ def handshake(
             peer, eph_p, kex_p, sig = resp[0], resp[1:33], resp[33:65], resp[65:]
             if peer != peer_hint:
                 raise PartyProtocolError(f"expected party {peer_hint}, got {peer}")
-            _verify(pinned(peer), sig, _transcript(config, me.index, peer, eph_pub, eph_p, kex_p, b"acceptor"))
-            mine = me.signing.sign(_transcript(config, me.index, peer, eph_pub, eph_p, me.kex_pub, b"connector"))
+            _verify(
+                pinned(peer), sig, _transcript(config, me.index, peer, eph_pub, eph_p, kex_p, b"acceptor")
+            )
+            mine = me.signing.sign(
+                _transcript(config, me.index, peer, eph_pub, eph_p, me.kex_pub, b"connector")
+            )
             sock.sendall(me.kex_pub + mine)
             id_c, id_a, eph_c, eph_a = me.index, peer, eph_pub, eph_p
         else:
@@ -190,11 +204,17 @@ def handshake(
             peer, eph_p = hello[len(MAGIC)], hello[len(MAGIC) + 1 :]
             if peer > 2 or peer == me.index:
                 raise PartyProtocolError(f"unknown party {peer}")
-            sig = me.signing.sign(_transcript(config, peer, me.index, eph_p, eph_pub, me.kex_pub, b"acceptor"))
+            sig = me.signing.sign(
+                _transcript(config, peer, me.index, eph_p, eph_pub, me.kex_pub, b"acceptor")
+            )
             sock.sendall(bytes([me.index]) + eph_pub + me.kex_pub + sig)
             fin = _recv_exact(sock, 32 + 64)
             kex_p = fin[:32]
-            _verify(pinned(peer), fin[32:], _transcript(config, peer, me.index, eph_p, eph_pub, kex_p, b"connector"))
+            _verify(
+                pinned(peer),
+                fin[32:],
+                _transcript(config, peer, me.index, eph_p, eph_pub, kex_p, b"connector"),
+            )
             id_c, id_a, eph_c, eph_a = peer, me.index, eph_p, eph_pub
     except (TimeoutError, OSError) as e:
         raise PartyUnavailableError(f"handshake failed: {type(e).__name__}") from None

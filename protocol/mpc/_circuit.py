@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -282,8 +281,6 @@ class PartyCircuit:
             vc = self._recv_elems(missing_holder, va.size)
             return (va + vb + vc) % _P32
         return None
-
-
 
 
 def run_party(

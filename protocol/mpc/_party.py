@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -113,7 +112,10 @@ class PartyConfig:
 
     def digest(self, set_digest: bytes, algo: str, radius: int) -> bytes:
         return hashlib.sha256(
-            b"blindmatch-mpc-v1/config" + set_digest + algo.encode() + radius.to_bytes(2, "big")
+            b"blindmatch-mpc-v1/config"
+            + set_digest
+            + algo.encode()
+            + radius.to_bytes(2, "big")
             + self.chunk.to_bytes(4, "big")
         ).digest()
 
@@ -127,8 +129,15 @@ class QueryOutcome:
 class PartyNode:
     """Channels to both peers (connect to lower indices, accept from higher) and the circuit runner."""
 
-    def __init__(self, ident: Identity, cfg: PartyConfig, cols: SetColumns, bits: int,
-                 config_digest: bytes, pinned: Callable[[int], bytes]) -> None:
+    def __init__(
+        self,
+        ident: Identity,
+        cfg: PartyConfig,
+        cols: SetColumns,
+        bits: int,
+        config_digest: bytes,
+        pinned: Callable[[int], bytes],
+    ) -> None:
         self.ident, self.cfg, self.cols, self.bits = ident, cfg, cols, bits
         self.config_digest, self.pinned = config_digest, pinned
         self.channels: dict[int, Channel] = {}
@@ -138,8 +147,10 @@ class PartyNode:
         host, port = cfg.peers[ident.index]
         self._listener = socket.create_server((host, port), reuse_port=False)
         self._listener.settimeout(0.5)
-        self._threads = [threading.Thread(target=self._accept_loop, daemon=True, name="mpc-accept"),
-                         threading.Thread(target=self._connect_loop, daemon=True, name="mpc-connect")]
+        self._threads = [
+            threading.Thread(target=self._accept_loop, daemon=True, name="mpc-accept"),
+            threading.Thread(target=self._connect_loop, daemon=True, name="mpc-connect"),
+        ]
         if ident.index != 0:
             self._threads.append(threading.Thread(target=self._follow_loop, daemon=True, name="mpc-follow"))
         for t in self._threads:
@@ -271,8 +282,13 @@ class PartyNode:
             return QueryOutcome(None, out if self.i == 0 else None)
         return QueryOutcome(out, None)
 
-    def lead(self, mode: int, eph_pub: bytes, boxes: tuple[bytes, bytes, bytes], open_to_party0: bool,
-             ) -> tuple[QueryOutcome, dict[int, bytes], Callable[[bytes], bytes]]:
+    def lead(
+        self,
+        mode: int,
+        eph_pub: bytes,
+        boxes: tuple[bytes, bytes, bytes],
+        open_to_party0: bool,
+    ) -> tuple[QueryOutcome, dict[int, bytes], Callable[[bytes], bytes]]:
         """Party 0: open box 0, start parties 1 and 2, compute, collect their result boxes."""
         keys = box_keys(self.ident.kex, eph_pub, eph_pub, 0, mode)
         plain = keys.open_request(boxes[0])

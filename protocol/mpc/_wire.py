@@ -26,7 +26,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ..errors import DecodeError, LengthError, SignatureError
 from ..wire import decode_fields, encode_fields
 
-__all__ = ["MODE_CLIENT", "MODE_SERVER", "PROTOCOL_ID", "MpcAck", "MpcManifest", "MpcQuery", "MpcReply", "PartyInfo"]
+__all__ = [
+    "MODE_CLIENT",
+    "MODE_SERVER",
+    "PROTOCOL_ID",
+    "MpcAck",
+    "MpcManifest",
+    "MpcQuery",
+    "MpcReply",
+    "PartyInfo",
+]
 
 PROTOCOL_ID = 5
 _MSG_QUERY, _MSG_REPLY, _MSG_ACK, _MSG_MANIFEST, _MSG_MANIFEST_BODY = 1, 2, 3, 4, 5
@@ -110,8 +119,16 @@ class MpcManifest:
         return encode_fields(PROTOCOL_ID, _MSG_MANIFEST_BODY, fields)
 
     def signed(self, key: Ed25519PrivateKey) -> MpcManifest:
-        return MpcManifest(self.algo_id, self.radius, self.set_size, self.set_digest, self.chunk, self.masks,
-                           self.parties, key.sign(self.body()))
+        return MpcManifest(
+            self.algo_id,
+            self.radius,
+            self.set_size,
+            self.set_digest,
+            self.chunk,
+            self.masks,
+            self.parties,
+            key.sign(self.body()),
+        )
 
     def to_bytes(self) -> bytes:
         return encode_fields(PROTOCOL_ID, _MSG_MANIFEST, [self.body(), self.signature])
@@ -137,6 +154,8 @@ class MpcManifest:
     def verify(self) -> None:
         """The signature is party 0's, over this exact body (pinning the key is the caller's job)."""
         try:
-            Ed25519PublicKey.from_public_bytes(self.parties[0].signing_pub).verify(self.signature, self.body())
+            Ed25519PublicKey.from_public_bytes(self.parties[0].signing_pub).verify(
+                self.signature, self.body()
+            )
         except (InvalidSignature, ValueError):
             raise SignatureError("manifest signature rejected") from None
