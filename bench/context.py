@@ -107,7 +107,9 @@ class BenchContext:
     def protocol_names(self) -> list[str]:
         from blindmatch.protocol import REGISTRY
 
-        names = sorted(REGISTRY)
+        from .hooks import OWN_SUITE
+
+        names = sorted(n for n in REGISTRY if n not in OWN_SUITE)
         if self.protocols is not None:
             names = [n for n in names if n in self.protocols]
         return names

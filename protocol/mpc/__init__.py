@@ -122,10 +122,14 @@ class MpcServer(ServerHalf):
         if q.mode == MODE_SERVER:
             assert outcome.opened is not None
             self._verdicts.setdefault(req.client_id, []).append(bool(np.all(outcome.opened == 0)))
-            return Reply(MpcAck().to_bytes())
+            return Reply(MpcAck().to_bytes(), headers=self._cost_headers())
         assert outcome.component is not None
         own = seal_own(to_wire(outcome.component))
-        return Reply(MpcReply((own, results[1], results[2])).to_bytes())
+        return Reply(MpcReply((own, results[1], results[2])).to_bytes(), headers=self._cost_headers())
+
+    def _cost_headers(self) -> dict[str, str]:
+        """Party 0's bytes to the other parties this query (data-independent: public)."""
+        return {"x-blindmatch-mpc-party-bytes": str(self.node.last_party_bytes)}
 
     def server_verdicts(self, account: str) -> list[bool]:
         """Server-learns verdicts party 0 opened for ``account``, in query order."""
@@ -226,6 +230,7 @@ class MpcClient(ClientHalf):
         rep = transport.post("query", body)
         t1 = time.perf_counter()
         verdict: bool | None = None
+        extra: dict[str, Any] = {"mode": "server-learns" if self.server_learns else "client-learns"}
         if mode == MODE_SERVER:
             MpcAck.from_bytes(rep.body)
         else:
@@ -238,12 +243,13 @@ class MpcClient(ClientHalf):
                 total += from_wire(plain, MASKS)
             verdict = bool(np.all(total % P == 0))
         cpu += elapsed_ms(t1)
+        extra["party0_bytes"] = int(rep.headers.get("x-blindmatch-mpc-party-bytes", 0))
         return ScanResult(
             matched=verdict,
             bytes_up=transport.bytes_up - up0,
             bytes_down=transport.bytes_down - down0,
             crypto_ms=cpu,
-            extra={"mode": "server-learns" if self.server_learns else "client-learns"},
+            extra=extra,
         )
 
     def _seal(self, bits: np.ndarray, m: MpcManifest, mode: int) -> tuple[bytes, list[Any]]:
