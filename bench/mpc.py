@@ -70,7 +70,9 @@ class Parties:
         self.logs = [open(log_dir / f"party-{i}.log", "ab") for i in range(3)]  # noqa: SIM115
         self.procs = [
             subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-            for (cmd, env), log in zip(party_commands(set_dir, "127.0.0.1", self.base), self.logs, strict=True)
+            for (cmd, env), log in zip(
+                party_commands(set_dir, "127.0.0.1", self.base), self.logs, strict=True
+            )
         ]
 
     @property
@@ -164,8 +166,18 @@ def _measure(ctx: BenchContext, n: int, queries: int) -> dict[str, Any]:
         transport.close()
     finally:
         parties.stop()
-    return {"n": n, "startup_s": startup, "wall": walls, "cpu": cpus, "client_ms": client_ms,
-            "up": up, "down": down, "p2p": p2p, "correct": correct, "queries": queries}
+    return {
+        "n": n,
+        "startup_s": startup,
+        "wall": walls,
+        "cpu": cpus,
+        "client_ms": client_ms,
+        "up": up,
+        "down": down,
+        "p2p": p2p,
+        "correct": correct,
+        "queries": queries,
+    }
 
 
 def _he_reference(ctx: BenchContext, n: int) -> Stat | None:
@@ -184,7 +196,8 @@ def run_mpc_suite(ctx: BenchContext) -> None:
         return
     sizes = [10**4] if ctx.quick else [n for n in (10**6, 10**7) if not ctx.sizes or n <= max(ctx.sizes) * 10]
     radius = get_algo("pdq").default_threshold
-    he_wall = None if ctx.quick else _he_reference(ctx, 10**6)
+    want_he = not ctx.quick and (ctx.protocols is None or "he" in ctx.protocols)
+    he_wall = _he_reference(ctx, 10**6) if want_he else None
     for n in sizes:
         ctx.log(f"mpc n={n}: three party processes on loopback")
         m = _measure(ctx, n, max(2, ctx.repeats))
@@ -192,16 +205,35 @@ def run_mpc_suite(ctx: BenchContext) -> None:
         wall = stat(m["wall"], "s")
         bound_p2p = mults_per_entry(radius) * 2 * n
         metrics = {
-            "query_wall": Metric(wall, floor_s, "3 parties × (packed-set scan + field mults) ÷ cores",
-                                 note=f"scan {scan_s * 1e3:.1f} ms + mults {mult_s * 1e3:.1f} ms per party"),
+            "query_wall": Metric(
+                wall,
+                floor_s,
+                "3 parties × (packed-set scan + field mults) ÷ cores",
+                note=f"scan {scan_s * 1e3:.1f} ms + mults {mult_s * 1e3:.1f} ms per party",
+            ),
             "party_cpu": Metric(stat(m["cpu"], "s")),
             "client_cpu": Metric(stat(m["client_ms"], "ms")),
             "client_bytes": Metric(stat([u + d for u, d in zip(m["up"], m["down"], strict=True)], "B")),
-            "party_bytes": Metric(stat(m["p2p"], "B"), float(bound_p2p),
-                                  f"{mults_per_entry(radius)} mults/entry × 2 B × {n} entries (party 0)"),
+            "party_bytes": Metric(
+                stat(m["p2p"], "B"),
+                float(bound_p2p),
+                f"{mults_per_entry(radius)} mults/entry × 2 B × {n} entries (party 0)",
+            ),
         }
         if he_wall is not None and n == 10**6:
             metrics["he_wall_1e6"] = Metric(he_wall, note=f"he ÷ mpc = {he_wall.median / wall.median:.0f}×")
-        ctx.add(make_row("mpc", "mpc", f"mpc n={n}", metrics,
-                         params={"n": n, "radius": radius, "queries": m["queries"], "correct": m["correct"],
-                                 "startup_s": round(m["startup_s"], 1)}))
+        ctx.add(
+            make_row(
+                "mpc",
+                "mpc",
+                f"mpc n={n}",
+                metrics,
+                params={
+                    "n": n,
+                    "radius": radius,
+                    "queries": m["queries"],
+                    "correct": m["correct"],
+                    "startup_s": round(m["startup_s"], 1),
+                },
+            )
+        )

@@ -801,7 +801,8 @@ def _peers_md(rows: list[dict[str, Any]]) -> list[str]:
 def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
     def fig(m: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
         st = m["stat"]
-        f = f"{st['median'] * scale:.{digits}f} [{st['min'] * scale:.{digits}f}–{st['max'] * scale:.{digits}f}]"
+        lo, mid, hi = (st[k] * scale for k in ("min", "median", "max"))
+        f = f"{mid:.{digits}f} [{lo:.{digits}f}–{hi:.{digits}f}]"
         return f + (f" (×{m['ratio']:.1f} bound)" if m.get("ratio") else "")
 
     body = []
@@ -830,7 +831,8 @@ def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
 
 def render_markdown(res: dict[str, Any], title: str = "blindmatch benchmark results") -> str:
     out = [f"# {title}", "", *_header(res), "", "## Goals", "", *_goals_md(res["goals"]), ""]
-    by = {s: [r for r in res["rows"] if r["suite"] == s] for s in ("micro", "protocols", "load", "peers", "mpc")}
+    suites = ("micro", "protocols", "load", "peers", "mpc")
+    by = {s: [r for r in res["rows"] if r["suite"] == s] for s in suites}
     if by["micro"]:
         out += [
             "## micro: primitives (each the bound of the protocols that use it)",

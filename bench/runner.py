@@ -63,7 +63,13 @@ def _suite_fns() -> dict[str, Callable[[BenchContext], None]]:
     from .peers import run_peers
     from .protocols import run_protocols
 
-    return {"micro": run_micro, "protocols": run_protocols, "peers": run_peers, "load": run_load_suite, "mpc": run_mpc_suite}
+    return {
+        "micro": run_micro,
+        "protocols": run_protocols,
+        "peers": run_peers,
+        "load": run_load_suite,
+        "mpc": run_mpc_suite,
+    }
 
 
 def run_bench(

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     tpsi_threshold: int = Field(30, description="Matches before the server may decrypt")
     tpsi_synthetic_rate: float = Field(0.05, description="Client synthetic-voucher probability")
     mpc_party: int | None = Field(None, description="mpc: this process is party 0, 1 or 2")
-    mpc_peers: str | None = Field(None, description="mpc: HOST:PORT,HOST:PORT,HOST:PORT of the party channels")
+    mpc_peers: str | None = Field(None, description="mpc: the three party-channel HOST:PORT, comma-separated")
     mpc_chunk: int = Field(1 << 19, description="mpc: set entries per circuit chunk (same at every party)")
     mpc_timeout_s: float = Field(120.0, description="mpc: how long a party waits for a peer's frame")
     trust_client_header: bool = Field(

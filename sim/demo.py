@@ -13,6 +13,7 @@ from pathlib import Path
 from blindmatch.client import HttpTransport, hash_bytes
 from blindmatch.protocol import REGISTRY, Query
 from blindmatch.server import LiveServer, SetDir
+from blindmatch.server.testing import LiveParties
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
@@ -40,21 +41,25 @@ def run_demo(out: Path, images: int = 24, seed: int = 1, build_only: bool = Fals
     console.print(f"set: {len(sd.hashes)} PDQ hashes, root digest {sd.digest[:16]}…")
     if build_only:
         return
-    protocols = [n for n in sorted(REGISTRY) if n in ("plain", "oprf", "tpsi", "he")]
+    protocols = [n for n in sorted(REGISTRY) if n in ("plain", "oprf", "tpsi", "he", "mpc")]
     table = Table(title="blindmatch demo: JPEG q90 copies of set images vs unrelated images")
     for col in ("protocol", "image", "truth", "matched", "distance", "client ms", "bytes up", "bytes down"):
         table.add_column(col)
-    with LiveServer(set_dir, env={"BLINDMATCH_TPSI_THRESHOLD": "3"}) as srv, tempfile.TemporaryDirectory() as cache:
+    with LiveServer(set_dir, env={"BLINDMATCH_TPSI_THRESHOLD": "3"}) as srv, LiveParties(
+        set_dir
+    ) as parties, tempfile.TemporaryDirectory() as cache:
         for name in protocols:
             proto = REGISTRY[name]
             client = proto.new_client(sd.algo, Path(cache) / name, {"probe_bits": 0})
-            tr = HttpTransport(srv.url, name, client_id="demo-account")
+            url = parties.url if proto.server_processes > 1 else srv.url
+            tr = HttpTransport(url, name, client_id="demo-account")
             for label, (img_name, img), truth in [
                 *[("known", k, True) for k in known[:3]],
                 *[("unknown", u, False) for u in unknown[:3]],
             ]:
                 h = hash_bytes(_jpeg(img, 90))
-                r = client.scan(Query(h.hash, h.float_values, h.quality, "demo-account", img_name.encode()), tr)
+                q = Query(h.hash, h.float_values, h.quality, "demo-account", img_name.encode())
+                r = client.scan(q, tr)
                 table.add_row(
                     name, f"{img_name} ({label})", str(truth),
                     "—" if r.matched is None else str(r.matched),

@@ -178,7 +178,8 @@ def test_server_learns_verdict_reaches_party_0_only(
         trio.url(0) + "/v1/mpc/verdicts",
         headers={"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": "acct-7"},
     )
-    assert r.json()["verdicts"] == [True, False]
+    assert [v["matched"] for v in r.json()["verdicts"]] == [True, False]
+    assert {v["client_id"] for v in r.json()["verdicts"]} == {"acct-7"}
     assert httpx.get(trio.url(0) + "/v1/mpc/verdicts").status_code == 401
 
 

@@ -86,7 +86,7 @@ class MpcServer(ServerHalf):
         config = cfg.digest(self.set_digest, self.algo.name, radius)
         self.node = PartyNode(self.ident, cfg, cols, self.algo.bits, config, pinned_key_reader(state_dir))
         self._lock = threading.Lock()
-        self._verdicts: dict[str, list[bool]] = {}
+        self._log: list[tuple[str, bool]] = []
 
     def manifest(self) -> MpcManifest:
         kex = self.node.peers_kex(self.cfg.connect_wait_s)
@@ -121,7 +121,7 @@ class MpcServer(ServerHalf):
             outcome, results, seal_own = self.node.lead(q.mode, q.eph_pub, q.boxes, q.mode == MODE_SERVER)
         if q.mode == MODE_SERVER:
             assert outcome.opened is not None
-            self._verdicts.setdefault(req.client_id, []).append(bool(np.all(outcome.opened == 0)))
+            self._log.append((req.client_id, bool(np.all(outcome.opened == 0))))
             return Reply(MpcAck().to_bytes(), headers=self._cost_headers())
         assert outcome.component is not None
         own = seal_own(to_wire(outcome.component))
@@ -133,12 +133,16 @@ class MpcServer(ServerHalf):
 
     def server_verdicts(self, account: str) -> list[bool]:
         """Server-learns verdicts party 0 opened for ``account``, in query order."""
-        return list(self._verdicts.get(account, []))
+        return [m for a, m in self._log if a == account]
+
+    def verdicts(self) -> list[dict[str, Any]]:
+        """Every server-learns verdict, in arrival order, with the account that asked."""
+        return [{"client_id": a, "matched": m} for a, m in self._log]
 
     def _verdicts_endpoint(self, req: Request) -> Reply:
-        account = req.headers.get("x-blindmatch-account", "")
-        body = json.dumps({"account": account, "verdicts": self.server_verdicts(account)}).encode()
-        return Reply(body, media_type="application/json")
+        account = req.headers.get("x-blindmatch-account")
+        items = [v for v in self.verdicts() if account is None or v["client_id"] == account]
+        return Reply(json.dumps({"verdicts": items}).encode(), media_type="application/json")
 
     @property
     def last_party_bytes(self) -> int:
@@ -267,6 +271,7 @@ class Mpc(Protocol):
     learner = Learner.CLIENT_OR_SERVER
     matching = Matching.FUZZY
     supported_algos = ("pdq", "phash", "dhash")
+    server_processes = 3
     leakage = Leakage(
         client=(
             "whether some set entry is within the radius (client-learns); nothing in server-learns",
