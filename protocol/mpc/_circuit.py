@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import MaliciousSharesError, PartyProtocolError
+from ..hamming import popcount64
 from ._field import P, Vec, canon, from_wire, prg, reduce, to_wire
 from ._sharing import PairKeys
 
@@ -66,7 +67,7 @@ class SetColumns:
     def build(cls, words: npt.NDArray[np.uint64], radius: int) -> SetColumns:
         be = words.astype(">u8").view(np.uint8).reshape(words.shape[0], -1)
         cols = np.ascontiguousarray(be.view(">u2").astype(np.uint16).T)
-        weight = np.unpackbits(be, axis=1).sum(axis=1, dtype=np.int64)
+        weight = popcount64(words).sum(axis=1, dtype=np.int64)
         const = ((2 * weight - radius) % P).astype(np.uint32)
         return cls(cols, const, radius)
 
