@@ -19,7 +19,10 @@ no detail that would help an attacker (no "which byte", no "which proof").
      │    ├── UnknownProtocolError           name not in the registry
      │    ├── BadHashError                   hex hash of the wrong length/alphabet
      │    ├── UnknownPartyError              mpc: a party index or peer that is not 0, 1, 2
-     │    └── MaliciousSharesError           mpc: client shares not bits, or copies disagree
+     │    ├── MaliciousSharesError           mpc: client shares not bits, or copies disagree
+     │    └── OptionError (+ParameterError)  unknown protocol option or a value outside its range
+     │         ├── OptionTypeError (TypeError)  an option of the wrong type
+     │         └── ProbeError                multi-probe: probe_bits out of range, float values missing
      ├── ImageError (ValueError)             an image file we refuse to hash
      │    ├── UnreadableImageError           corrupt, truncated, zero-byte, not an image
      │    └── ImageTooLargeError             decompression-bomb guard
@@ -67,10 +70,13 @@ __all__ = [
     "LengthError",
     "LimitError",
     "MaliciousSharesError",
+    "OptionError",
+    "OptionTypeError",
     "ParameterError",
     "PartyError",
     "PartyProtocolError",
     "PartyUnavailableError",
+    "ProbeError",
     "RateLimitedError",
     "SignatureError",
     "StorageUnavailableError",
@@ -249,3 +255,25 @@ class PartyUnavailableError(PartyError):
 
 class PartyProtocolError(PartyError):
     code = "party_protocol"
+class OptionError(InputError, ParameterError):
+    """A protocol option that is unknown or out of range (server or client options).
+
+    Both an ``InputError`` (the caller asked for something unusable) and a
+    ``ParameterError`` (protocol parameters), so code that caught either before
+    the options became typed keeps working.
+    """
+
+    code = "bad_option"
+
+
+class OptionTypeError(OptionError, TypeError):
+    """A protocol option of the wrong type (e.g. a string where an integer belongs)."""
+
+    code = "bad_option_type"
+
+
+class ProbeError(OptionError):
+    """Multi-probe cannot run as asked: ``probe_bits`` outside 0..MAX_PROBE_BITS, or a
+    query with ``probe_bits`` > 0 but without its hash's float values."""
+
+    code = "bad_probe"

@@ -45,9 +45,11 @@ def run_demo(out: Path, images: int = 24, seed: int = 1, build_only: bool = Fals
     table = Table(title="blindmatch demo: JPEG q90 copies of set images vs unrelated images")
     for col in ("protocol", "image", "truth", "matched", "distance", "client ms", "bytes up", "bytes down"):
         table.add_column(col)
-    with LiveServer(set_dir, env={"BLINDMATCH_TPSI_THRESHOLD": "3"}) as srv, LiveParties(
-        set_dir
-    ) as parties, tempfile.TemporaryDirectory() as cache:
+    with (
+        LiveServer(set_dir, env={"BLINDMATCH_TPSI_THRESHOLD": "3"}) as srv,
+        LiveParties(set_dir) as parties,
+        tempfile.TemporaryDirectory() as cache,
+    ):
         for name in protocols:
             proto = REGISTRY[name]
             client = proto.new_client(sd.algo, Path(cache) / name, {"probe_bits": 0})

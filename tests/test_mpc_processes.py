@@ -175,12 +175,12 @@ def test_server_learns_verdict_reaches_party_0_only(
     assert out.returncode == 0, out.stderr
     assert [json.loads(r)["matched"] for r in out.stdout.splitlines()] == [None, None]
     r = httpx.get(
-        trio.url(0) + "/v1/mpc/verdicts",
+        trio.url(0) + "/v1/mpc/admin/verdicts",
         headers={"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": "acct-7"},
     )
     assert [v["matched"] for v in r.json()["verdicts"]] == [True, False]
-    assert {v["client_id"] for v in r.json()["verdicts"]} == {"acct-7"}
-    assert httpx.get(trio.url(0) + "/v1/mpc/verdicts").status_code == 401
+    assert r.json()["account"] == "acct-7"
+    assert httpx.get(trio.url(0) + "/v1/mpc/admin/verdicts").status_code == 401
 
 
 def _post(url: str, body: bytes) -> httpx.Response:

@@ -16,7 +16,6 @@ may be malicious: non-bit inputs and disagreeing replicated copies are refused.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -38,38 +37,42 @@ from ..base import (
     Request,
     ScanResult,
     ServerHalf,
+    ServerVerdict,
     Transport,
     elapsed_ms,
     register,
 )
+from ..costfloor import CostFloor, Floor
 from ..errors import (
     BadHashError,
     LengthError,
-    ParameterError,
+    OptionError,
     PartyUnavailableError,
     SignatureError,
     UnknownPartyError,
     WrongProtocolError,
 )
 from ..hashes import ALGO_IDS, HashAlgo, HashSet
+from ..options import Options
 from ._boxes import box_keys
 from ._circuit import MASKS, SetColumns
 from ._field import ELEMENT_BYTES, P, from_wire, to_wire
 from ._party import PartyConfig, PartyNode, load_identity, parse_peers, pinned_key_reader
+from ._options import MpcClientOptions, MpcServerOptions
 from ._sharing import share_vector
 from ._wire import MODE_CLIENT, MODE_SERVER, PROTOCOL_ID, MpcAck, MpcManifest, MpcQuery, MpcReply, PartyInfo
 
-__all__ = ["MPC", "MpcClient", "MpcServer", "load_identity", "parse_peers"]
+__all__ = [
+    "MPC",
+    "MpcClient",
+    "MpcClientOptions",
+    "MpcServer",
+    "MpcServerOptions",
+    "load_identity",
+    "parse_peers",
+]
 
 _BOX_OVERHEAD = 48
-
-
-def _options(options: Mapping[str, Any] | None, allowed: set[str]) -> dict[str, Any]:
-    opts = dict(options or {})
-    unknown = set(opts) - allowed
-    if unknown:
-        raise ParameterError(f"unknown mpc options: {sorted(unknown)}")
-    return opts
 
 
 class MpcServer(ServerHalf):
@@ -86,7 +89,7 @@ class MpcServer(ServerHalf):
         config = cfg.digest(self.set_digest, self.algo.name, radius)
         self.node = PartyNode(self.ident, cfg, cols, self.algo.bits, config, pinned_key_reader(state_dir))
         self._lock = threading.Lock()
-        self._log: list[tuple[str, bool]] = []
+        self._log: list[tuple[str, bool, float]] = []
 
     def manifest(self) -> MpcManifest:
         kex = self.node.peers_kex(self.cfg.connect_wait_s)
@@ -121,7 +124,7 @@ class MpcServer(ServerHalf):
             outcome, results, seal_own = self.node.lead(q.mode, q.eph_pub, q.boxes, q.mode == MODE_SERVER)
         if q.mode == MODE_SERVER:
             assert outcome.opened is not None
-            self._log.append((req.client_id, bool(np.all(outcome.opened == 0))))
+            self._log.append((req.client_id, bool(np.all(outcome.opened == 0)), time.time()))
             return Reply(MpcAck().to_bytes(), headers=self._cost_headers())
         assert outcome.component is not None
         own = seal_own(to_wire(outcome.component))
@@ -131,18 +134,9 @@ class MpcServer(ServerHalf):
         """Party 0's bytes to the other parties this query (data-independent: public)."""
         return {"x-blindmatch-mpc-party-bytes": str(self.node.last_party_bytes)}
 
-    def server_verdicts(self, account: str) -> list[bool]:
+    def server_verdicts(self, account: str) -> list[ServerVerdict]:
         """Server-learns verdicts party 0 opened for ``account``, in query order."""
-        return [m for a, m in self._log if a == account]
-
-    def verdicts(self) -> list[dict[str, Any]]:
-        """Every server-learns verdict, in arrival order, with the account that asked."""
-        return [{"client_id": a, "matched": m} for a, m in self._log]
-
-    def _verdicts_endpoint(self, req: Request) -> Reply:
-        account = req.headers.get("x-blindmatch-account")
-        items = [v for v in self.verdicts() if account is None or v["client_id"] == account]
-        return Reply(json.dumps({"verdicts": items}).encode(), media_type="application/json")
+        return [ServerVerdict(m, at=t) for a, m, t in self._log if a == account]
 
     @property
     def last_party_bytes(self) -> int:
@@ -165,14 +159,6 @@ class MpcServer(ServerHalf):
                 max_body=16 * 1024,
                 rate_limited=True,
                 summary="Three sealed share boxes; answers sealed result boxes (or an ack)",
-            ),
-            Endpoint(
-                "GET",
-                "verdicts",
-                self._verdicts_endpoint,
-                max_body=0,
-                admin=True,
-                summary="Server-learns verdicts of the account named in X-Blindmatch-Account",
             ),
         ]
 
@@ -202,11 +188,14 @@ class UnconfiguredServer(ServerHalf):
 class MpcClient(ClientHalf):
     """Shares the hash, seals a box per party, sends them to party 0, opens the result boxes."""
 
-    def __init__(self, algo: HashAlgo, options: Mapping[str, Any]) -> None:
+    def __init__(self, algo: HashAlgo, options: MpcClientOptions) -> None:
         self.algo = algo
-        self.server_learns = str(options.get("mode", "client-learns")) == "server-learns"
-        key = options.get("signing_key") or options.get("manifest_key")
-        self.pinned = bytes.fromhex(key) if isinstance(key, str) else key
+        self.server_learns = options.mode == "server-learns"
+        key = options.pinned_signing_key
+        try:
+            self.pinned = None if key is None else bytes.fromhex(key)
+        except ValueError:
+            raise OptionError("pinned_signing_key must be hex") from None
         self.manifest: MpcManifest | None = None
 
     def _load_manifest(self, transport: Transport) -> MpcManifest:
@@ -288,32 +277,47 @@ class Mpc(Protocol):
         client_sees_set=False,
     )
 
+    server_options_type = MpcServerOptions
+    client_options_type = MpcClientOptions
+
     def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
+        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
     ) -> ServerHalf:
-        opts = _options(options, {"party", "peers", "chunk", "timeout_s", "radius"})
-        if opts.get("party") is None:
+        opts = MpcServerOptions.from_options(options)
+        if opts.party is None:
             return UnconfiguredServer()
-        if not opts.get("peers"):
+        if not opts.peers:
             raise UnknownPartyError("an mpc party needs --mpc-peers HOST:PORT,HOST:PORT,HOST:PORT")
-        cfg = PartyConfig(
-            int(opts["party"]),
-            parse_peers(str(opts["peers"])),
-            chunk=int(opts.get("chunk") or 1 << 19),
-            timeout_s=float(opts.get("timeout_s") or 120.0),
-        )
-        if cfg.index not in (0, 1, 2):
-            raise UnknownPartyError(f"party index {cfg.index} is not 0, 1 or 2")
-        radius = int(opts.get("radius") or hashes.algo.default_threshold)
+        cfg = PartyConfig(opts.party, parse_peers(opts.peers), chunk=opts.chunk, timeout_s=opts.timeout_s)
+        radius = hashes.algo.default_threshold if opts.radius is None else opts.radius
         return MpcServer(hashes, state_dir, cfg, radius)
 
     def new_client(
-        self, algo: HashAlgo, cache_dir: Path | None = None, options: Mapping[str, Any] | None = None
+        self,
+        algo: HashAlgo,
+        cache_dir: Path | None = None,
+        options: Mapping[str, Any] | Options | None = None,
     ) -> ClientHalf:
-        return MpcClient(algo, dict(options or {}))
+        return MpcClient(algo, MpcClientOptions.from_options(options))
 
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
         return 0
+
+    def cost_floor(
+        self,
+        set_size: int,
+        algo: HashAlgo,
+        server_options: Mapping[str, Any] | Options | None = None,
+        client_options: Mapping[str, Any] | Options | None = None,
+    ) -> CostFloor:
+        """Bytes: the query's three boxes and the result boxes; both are fixed by the hash size."""
+        return CostFloor(
+            bytes_per_query=Floor.constant(
+                float(self.query_bytes(algo) + 3 * (MASKS * ELEMENT_BYTES + _BOX_OVERHEAD)),
+                "3 sealed boxes of 2 share components up + 3 sealed boxes of the masked outputs down",
+            ),
+            params={"p": P, "masks": MASKS, "element_bytes": ELEMENT_BYTES},
+        )
 
     @staticmethod
     def query_bytes(algo: HashAlgo) -> int:
