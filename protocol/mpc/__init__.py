@@ -57,8 +57,8 @@ from ..options import Options
 from ._boxes import box_keys
 from ._circuit import MASKS, SetColumns
 from ._field import ELEMENT_BYTES, P, from_wire, to_wire
-from ._party import PartyConfig, PartyNode, load_identity, parse_peers, pinned_key_reader
 from ._options import MpcClientOptions, MpcServerOptions
+from ._party import PartyConfig, PartyNode, load_identity, parse_peers, pinned_key_reader
 from ._sharing import share_vector
 from ._wire import MODE_CLIENT, MODE_SERVER, PROTOCOL_ID, MpcAck, MpcManifest, MpcQuery, MpcReply, PartyInfo
 
@@ -149,7 +149,7 @@ class MpcServer(ServerHalf):
                 "GET",
                 "manifest",
                 self._manifest,
-                max_body=0,
+                max_body=1024,
                 summary="Party 0's signed manifest: set digest, radius, the three parties' keys",
             ),
             Endpoint(
@@ -177,8 +177,8 @@ class UnconfiguredServer(ServerHalf):
 
     def endpoints(self) -> Sequence[Endpoint]:
         return [
-            Endpoint("GET", "manifest", self._refuse, max_body=0),
-            Endpoint("POST", "query", self._refuse, max_body=16 * 1024),
+            Endpoint("GET", "manifest", self._refuse, max_body=1024),
+            Endpoint("POST", "query", self._refuse, max_body=16 * 1024, rate_limited=True),
         ]
 
     def setup_bytes(self) -> int:
