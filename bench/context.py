@@ -107,9 +107,7 @@ class BenchContext:
     def protocol_names(self) -> list[str]:
         from blindmatch.protocol import REGISTRY
 
-        from .hooks import OWN_SUITE
-
-        names = sorted(n for n in REGISTRY if n not in OWN_SUITE)
+        names = sorted(REGISTRY)
         if self.protocols is not None:
             names = [n for n in names if n in self.protocols]
         return names
