@@ -440,6 +440,9 @@ def test_quick_run_every_protocol(tmp_path: Path) -> None:
     rows = [r for r in res["rows"] if r["suite"] == "protocols"]
     assert {base_protocol(r["group"]) for r in rows} == set(REGISTRY)
     for r in rows:
+        if r["group"] in OWN_SUITE:  # measured by its own suite (several server processes)
+            assert r["status"] == "skipped", r
+            continue
         assert r["status"] == "ok" and r["params"]["verdict_errors"] == 0, r
 
 
