@@ -433,12 +433,12 @@ def scan_paths(
 def scan(
     paths: Annotated[list[Path], typer.Argument(help="Images or folders")],
     server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000")],
-    protocol: Annotated[str, typer.Option(help="plain | oprf | tpsi | he")] = "plain",
+    protocol: Annotated[str, typer.Option(help="plain | oprf | tpsi | he | mpc")] = "plain",
     algo: Annotated[str, typer.Option(help="Hash algorithm; must match the server's set")] = "pdq",
     probe_bits: Annotated[
         int, typer.Option(help="oprf/tpsi: also probe 2^k flips of the least-stable bits")
     ] = 0,
-    mode: Annotated[str, typer.Option(help="he: client-learns | server-learns")] = "client-learns",
+    mode: Annotated[str, typer.Option(help="he, mpc: client-learns | server-learns")] = "client-learns",
     account: Annotated[str | None, typer.Option(help="tpsi: account id")] = None,
     ad: Annotated[str | None, typer.Option(help="tpsi: associated data (default: the path)")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where one-time downloads are cached")] = None,
