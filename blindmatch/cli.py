@@ -447,6 +447,8 @@ def scan(
     ] = PDQ_MIN_QUALITY,
     allow_unverified: Annotated[bool, typer.Option(
         help="oprf: accept a server in unverifiable OPRF mode (no DLEQ proofs)")] = False,
+    allow_server_learns: Annotated[bool, typer.Option(
+        help="he: accept server-learns, which protects the hash against a semi-honest server only")] = False,
 ) -> None:
     """Scan images against a server; one JSON line per image."""
     if protocol == "tpsi" and not account:
@@ -454,7 +456,8 @@ def scan(
     cache = cache_dir or Path.home() / ".cache" / "blindmatch"
     # only the flags the user changed: a protocol rejects options it does not take (OptionError)
     given = {"probe_bits": (probe_bits, 0), "mode": (mode, "client-learns"),
-             "allow_unverified": (allow_unverified, False)}
+             "allow_unverified": (allow_unverified, False),
+             "allow_server_learns": (allow_server_learns, False)}
     options = {k: v for k, (v, default) in given.items() if v != default}
     failed = scan_paths(server, protocol, paths, algo, options, account, ad, cache, min_quality)
     if failed:
