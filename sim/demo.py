@@ -52,7 +52,8 @@ def run_demo(out: Path, images: int = 24, seed: int = 1, build_only: bool = Fals
     ):
         for name in protocols:
             proto = REGISTRY[name]
-            client = proto.new_client(sd.algo, Path(cache) / name, {"probe_bits": 0})
+            opts = {"probe_bits": 0} if "probe_bits" in proto.client_options_type.names() else {}
+            client = proto.new_client(sd.algo, Path(cache) / name, opts)
             url = parties.url if proto.server_processes > 1 else srv.url
             tr = HttpTransport(url, name, client_id="demo-account")
             for label, (img_name, img), truth in [
