@@ -29,6 +29,7 @@ from blindmatch.protocol import (
     BlindmatchError,
     HashValue,
     ImageError,
+    UnknownPartyError,
 )
 from blindmatch.sim.cli import sim_app
 
@@ -42,6 +43,8 @@ curator_app = typer.Typer(no_args_is_help=True, help="Curators: keys, signed has
 app.add_typer(admin_app, name="admin")
 app.add_typer(curator_app, name="curator")
 app.add_typer(sim_app, name="sim")
+mpc_app = typer.Typer(no_args_is_help=True, help="Run the three mpc parties locally (demos, tests).")
+app.add_typer(mpc_app, name="mpc")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
 
@@ -359,6 +362,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    mpc_party: Annotated[int | None, typer.Option(help="Serve as mpc party 0, 1 or 2 (mpc only)")] = None,
+    mpc_peers: Annotated[str | None, typer.Option(
+        help="mpc: the three parties' channel addresses, HOST:PORT,HOST:PORT,HOST:PORT")] = None,
 ) -> None:
     """Serve the set over HTTP (uvicorn, TCP_NODELAY on every connection)."""
     import os
@@ -368,7 +374,31 @@ def serve(
 
     SetDir.open(db)  # fail fast with a clear message before uvicorn starts
     os.environ["BLINDMATCH_DB"] = str(db)
+    if mpc_party is not None or mpc_peers is not None:
+        from blindmatch.protocol.mpc import parse_peers
+
+        if mpc_party not in (0, 1, 2):
+            raise UnknownPartyError(f"--mpc-party must be 0, 1 or 2, got {mpc_party}")
+        parse_peers(mpc_peers or "")
+        if workers != 1:
+            raise BadHashError("an mpc party runs one worker process")
+        os.environ.update(BLINDMATCH_MPC_PARTY=str(mpc_party), BLINDMATCH_MPC_PEERS=str(mpc_peers),
+                          BLINDMATCH_PROTOCOLS="mpc")
     run_server(host, port, workers)
+
+
+@mpc_app.command("up")
+def mpc_up(
+    db: Annotated[Path, typer.Option(help="Set directory (all three parties serve it)")],
+    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Party i: clients on PORT+i, channel on PORT+3+i")] = 8000,
+) -> None:
+    """Start the three mpc parties on this machine; SIGTERM or Ctrl-C stops all three."""
+    from blindmatch.server import SetDir
+    from blindmatch.server.mpc import run_parties
+
+    SetDir.open(db)
+    run_parties(db, host, port)
 
 
 def scan_paths(
@@ -428,12 +458,12 @@ def _scan_record(v: Verdict, protocol: str, algo: str) -> dict[str, Any]:
 def scan(
     paths: Annotated[list[Path], typer.Argument(help="Images or folders")],
     server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000")],
-    protocol: Annotated[str, typer.Option(help="plain | oprf | tpsi | he")] = "plain",
+    protocol: Annotated[str, typer.Option(help="plain | oprf | tpsi | he | mpc")] = "plain",
     algo: Annotated[str, typer.Option(help="Hash algorithm; must match the server's set")] = "pdq",
     probe_bits: Annotated[
         int, typer.Option(help="oprf/tpsi: also probe 2^k flips of the least-stable bits")
     ] = 0,
-    mode: Annotated[str, typer.Option(help="he: client-learns | server-learns")] = "client-learns",
+    mode: Annotated[str, typer.Option(help="he, mpc: client-learns | server-learns")] = "client-learns",
     account: Annotated[str | None, typer.Option(help="tpsi: account id")] = None,
     ad: Annotated[str | None, typer.Option(help="tpsi: associated data (default: the path)")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where one-time downloads are cached")] = None,

@@ -22,6 +22,8 @@ from blindmatch.protocol import (
 )
 from blindmatch.reliability import harness as H
 
+from .mpc_helpers import open_multi_process
+
 PROTOCOLS = sorted(REGISTRY)
 
 
@@ -37,7 +39,10 @@ def opened(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     hs = _set(64)
     # a threshold protocol reveals after two matches here (options come from its declared type)
     opts = {"threshold": 2} if "threshold" in proto.server_options_type.names() else {}
-    srv = proto.open_server(hs, tmp_path_factory.mktemp(proto.name), opts)
+    if proto.server_processes > 1:  # e.g. mpc: its three real party processes on loopback
+        srv = open_multi_process(proto, hs, tmp_path_factory.mktemp(proto.name))
+    else:
+        srv = proto.open_server(hs, tmp_path_factory.mktemp(proto.name), opts)
     yield proto, hs, srv
     srv.close()
 
