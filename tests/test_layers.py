@@ -1,7 +1,8 @@
 """The import rules docs/architecture.md states, checked against every module's imports.
 
 Each package may import only the layers below it; ``server`` sees protocols only through
-their public packages; raw libsodium and SEAL calls stay inside ``protocol/hazmat``.
+their public packages; raw libsodium and SEAL calls, block ciphers (AES-CTR, AES-GCM) and
+X25519 from ``cryptography`` stay inside ``protocol/hazmat``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ FORBIDDEN = {
     "reliability": ("sim", "bench", "cli"),
 }
 HAZMAT_ONLY = ("rbcl", "tenseal")
+# modules of ``cryptography`` whose misuse breaks a protocol silently (nonces, keystreams, key agreement)
+HAZMAT_ONLY_MODULES = (
+    "cryptography.hazmat.primitives.ciphers",
+    "cryptography.hazmat.primitives.asymmetric.x25519",
+)
 # bench measures the raw primitives for its floors; the reliability harness forges malformed points
 RAW_PRIMITIVES_ALLOWED = ("bench", "reliability")
 
@@ -93,7 +99,13 @@ def test_server_uses_protocols_only_through_public_packages() -> None:
     assert not bad, "\n".join(bad)
 
 
-def test_raw_primitives_only_in_hazmat() -> None:
+def _is_raw_primitive(name: str) -> bool:
+    return name.split(".")[0] in HAZMAT_ONLY or any(
+        name == m or name.startswith(m + ".") for m in HAZMAT_ONLY_MODULES
+    )
+
+
+def _raw_primitive_imports() -> list[str]:
     bad = []
     for folder in set(FOLDERS) - set(RAW_PRIMITIVES_ALLOWED):
         for path in _files(folder):
@@ -102,8 +114,13 @@ def test_raw_primitives_only_in_hazmat() -> None:
             bad += [
                 f"{path.relative_to(ROOT)} imports {n}"
                 for n in imports_of(folder, path)
-                if n.split(".")[0] in HAZMAT_ONLY
+                if _is_raw_primitive(n)
             ]
+    return bad
+
+
+def test_raw_primitives_only_in_hazmat() -> None:
+    bad = _raw_primitive_imports()
     assert not bad, "\n".join(bad)
 
 
@@ -117,3 +134,21 @@ def test_the_checker_sees_a_violation() -> None:
     assert "blindmatch.protocol.oprf._store" in names
     assert _is_private("blindmatch.protocol.oprf._store")
     assert not _is_private("blindmatch.protocol.oprf")
+
+
+def test_the_raw_primitive_rule_sees_cryptography_ciphers_and_x25519() -> None:
+    src = (
+        "from cryptography.hazmat.primitives.ciphers import Cipher\n"
+        "from cryptography.hazmat.primitives.ciphers.aead import AESGCM\n"
+        "from cryptography.hazmat.primitives.asymmetric import x25519\n"
+        "from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey\n"
+        "from cryptography.hazmat.primitives.kdf.hkdf import HKDF\n"
+    )
+    flagged = {n for n in imports_in(src, "blindmatch.protocol.mpc") if _is_raw_primitive(n)}
+    assert flagged == {
+        "cryptography.hazmat.primitives.ciphers",
+        "cryptography.hazmat.primitives.ciphers.Cipher",
+        "cryptography.hazmat.primitives.ciphers.aead",
+        "cryptography.hazmat.primitives.ciphers.aead.AESGCM",
+        "cryptography.hazmat.primitives.asymmetric.x25519",
+    }

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 from blindmatch.protocol import PartyProtocolError
+from blindmatch.protocol.hazmat.kex import KexKey
 from blindmatch.protocol.mpc._channel import FRAME_DATA, Channel, Identity, handshake
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 CONFIG = b"c" * 32
 
@@ -47,7 +47,7 @@ def _tcp_pair() -> tuple[socket.socket, socket.socket]:
 
 
 def _ident(i: int) -> Identity:
-    return Identity(i, Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
+    return Identity(i, Ed25519PrivateKey.generate(), KexKey.generate())
 
 
 def _pair(tap_flip: int | None = None, pin_wrong: bool = False) -> tuple[Channel, Channel, Tap]:

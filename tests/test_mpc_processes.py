@@ -67,7 +67,13 @@ class Trio:
         return f"http://127.0.0.1:{self.base + i}"
 
     def start(self, i: int) -> None:
-        env = {**os.environ, "BLINDMATCH_ADMIN_TOKEN": TOKEN, "BLINDMATCH_MPC_TIMEOUT_S": "20"}
+        # the scanner names its account in X-Blindmatch-Client, honoured only from a trusted proxy
+        env = {
+            **os.environ,
+            "BLINDMATCH_ADMIN_TOKEN": TOKEN,
+            "BLINDMATCH_MPC_TIMEOUT_S": "20",
+            "BLINDMATCH_TRUSTED_PROXIES": "127.0.0.1",
+        }
         self.procs[i] = subprocess.Popen(
             [
                 BLINDMATCH,
@@ -176,10 +182,10 @@ def test_server_learns_verdict_reaches_party_0_only(
     assert [json.loads(r)["matched"] for r in out.stdout.splitlines()] == [None, None]
     r = httpx.get(
         trio.url(0) + "/v1/mpc/admin/verdicts",
-        headers={"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": "acct-7"},
+        headers={"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": "via-proxy:acct-7"},
     )
     assert [v["matched"] for v in r.json()["verdicts"]] == [True, False]
-    assert r.json()["account"] == "acct-7"
+    assert r.json()["account"] == "via-proxy:acct-7"
     assert httpx.get(trio.url(0) + "/v1/mpc/admin/verdicts").status_code == 401
 
 
@@ -207,16 +213,16 @@ def test_non_binary_shares_get_a_typed_refusal(trio: Trio) -> None:
 
 
 def test_inconsistent_copies_get_a_typed_refusal(trio: Trio) -> None:
+    from blindmatch.protocol.hazmat.kex import KexKey
     from blindmatch.protocol.mpc import _boxes
     from blindmatch.protocol.mpc._field import to_wire
     from blindmatch.protocol.mpc._sharing import share_vector
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
     client = get_protocol("mpc").new_client(PDQ)
     m = client._load_manifest(HttpTransport(trio.url(0), "mpc"))  # type: ignore[attr-defined]
     comps = share_vector(np.zeros(256, dtype=np.uint32))
-    eph = X25519PrivateKey.generate()
-    eph_pub = eph.public_key().public_bytes_raw()
+    eph = KexKey.generate()
+    eph_pub = eph.public_bytes
     boxes = []
     for j in range(3):
         b = comps[(j + 1) % 3].copy()

@@ -1,6 +1,7 @@
 """Dangerous primitives, wrapped once: ristretto255 (libsodium via rbcl), AEAD,
-Shamir sharing and TenSEAL contexts. Protocol modules build on these wrappers and
-never call rbcl, ``cryptography`` or TenSEAL directly.
+Shamir sharing, TenSEAL contexts, an AES-CTR PRG, X25519 key agreement and channel
+frames. Protocol modules build on these wrappers and never call rbcl, TenSEAL,
+``cryptography``'s ciphers or X25519 directly (tests/test_layers.py checks it).
 
 Nothing here is a home-made primitive: group arithmetic is libsodium's, hashing
 and AEAD are ``cryptography``'s. These wrappers add input validation (canonical,

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..base import (
     ClientHalf,
@@ -53,6 +52,7 @@ from ..errors import (
     WrongProtocolError,
 )
 from ..hashes import ALGO_IDS, HashAlgo, HashSet
+from ..hazmat.kex import KexKey
 from ..options import Options
 from ._boxes import box_keys
 from ._circuit import MASKS, SetColumns
@@ -247,8 +247,8 @@ class MpcClient(ClientHalf):
 
     def _seal(self, bits: np.ndarray, m: MpcManifest, mode: int) -> tuple[bytes, list[Any]]:
         comps = share_vector(bits.astype(np.uint32))
-        eph = X25519PrivateKey.generate()
-        eph_pub = eph.public_key().public_bytes_raw()
+        eph = KexKey.generate()
+        eph_pub = eph.public_bytes
         keys = [box_keys(eph, m.parties[j].kex_pub, eph_pub, j, mode) for j in range(3)]
         boxes = tuple(keys[j].seal_request(to_wire(comps[j]) + to_wire(comps[(j + 1) % 3])) for j in range(3))
         return MpcQuery(mode, eph_pub, boxes).to_bytes(), keys  # type: ignore[arg-type]

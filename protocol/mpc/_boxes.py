@@ -8,12 +8,8 @@ per query, and party 0 cannot read, alter or replay boxes meant for parties 1 an
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
-from ..errors import CryptoError
 from ..hazmat.aead import open_once, seal_once
+from ..hazmat.kex import KexKey, hkdf_sha256
 
 __all__ = ["BoxKeys", "box_keys"]
 
@@ -35,12 +31,9 @@ class BoxKeys:
         return open_once(self._reply, box, self._aad, b"mpc-result")
 
 
-def box_keys(own: X25519PrivateKey, peer_pub: bytes, eph_pub: bytes, party: int, mode: int) -> BoxKeys:
+def box_keys(own: KexKey, peer_pub: bytes, eph_pub: bytes, party: int, mode: int) -> BoxKeys:
     """Keys for party ``party``'s boxes; ``own`` is the client's eph key or the party's static key."""
-    try:
-        shared = own.exchange(X25519PublicKey.from_public_bytes(peer_pub))
-    except ValueError:
-        raise CryptoError("bad key exchange") from None
+    shared = own.exchange(peer_pub)  # CryptoError on a bad key
     aad = b"blindmatch-mpc-v1/box" + eph_pub + bytes([party, mode])
-    okm = HKDF(hashes.SHA256(), 64, None, aad).derive(shared)
+    okm = hkdf_sha256(shared, 64, aad)
     return BoxKeys(okm[:32], okm[32:], aad)

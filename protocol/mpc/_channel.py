@@ -31,14 +31,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import PartyProtocolError, PartyUnavailableError
+from ..errors import CryptoError, PartyProtocolError, PartyUnavailableError
+from ..hazmat.channel import FrameCipher
+from ..hazmat.kex import KexKey, hkdf_sha256
 
 __all__ = ["FRAME_ABORT", "FRAME_DATA", "FRAME_RESULT", "FRAME_START", "Channel", "Identity", "handshake"]
 
@@ -55,7 +54,7 @@ class Identity:
 
     index: int
     signing: Ed25519PrivateKey
-    kex: X25519PrivateKey
+    kex: KexKey
 
     @property
     def signing_pub(self) -> bytes:
@@ -63,7 +62,7 @@ class Identity:
 
     @property
     def kex_pub(self) -> bytes:
-        return self.kex.public_key().public_bytes(*_RAW)
+        return self.kex.public_bytes
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -94,8 +93,7 @@ class Channel:
         self.peer = peer
         self.pair_secret = pair_secret
         self.peer_kex = peer_kex
-        self._send_aead, self._recv_aead = AESGCM(k_send), AESGCM(k_recv)
-        self._send_ctr = self._recv_ctr = 0
+        self._send_frames, self._recv_frames = FrameCipher(k_send), FrameCipher(k_recv)
         self._q: queue.Queue[bytes | None] = queue.Queue()
         self.alive = True
         self.bytes_sent = 0
@@ -116,9 +114,7 @@ class Channel:
     def send(self, kind: int, run_id: bytes, payload: bytes) -> None:
         if not self.alive:
             raise PartyUnavailableError(f"party {self.peer} is not connected")
-        nonce = self._send_ctr.to_bytes(12, "big")
-        self._send_ctr += 1
-        ct = self._send_aead.encrypt(nonce, bytes([kind]) + run_id + payload, None)
+        ct = self._send_frames.seal(bytes([kind]) + run_id + payload)
         self.bytes_sent += _LEN.size + len(ct)
         self._q.put(_LEN.pack(len(ct)) + ct)
 
@@ -135,11 +131,9 @@ class Channel:
         except (TimeoutError, OSError, PartyUnavailableError) as e:
             self.close()
             raise PartyUnavailableError(f"party {self.peer} did not answer: {type(e).__name__}") from None
-        nonce = self._recv_ctr.to_bytes(12, "big")
-        self._recv_ctr += 1
         try:
-            pt = self._recv_aead.decrypt(nonce, ct, None)
-        except InvalidTag:
+            pt = self._recv_frames.open(ct)
+        except CryptoError:
             self.close()
             raise PartyProtocolError(f"frame from party {self.peer} failed authentication") from None
         return pt[0], pt[1:17], pt[17:]
@@ -163,7 +157,7 @@ def _keys(
     shared: bytes, config: bytes, id_c: int, id_a: int, eph_c: bytes, eph_a: bytes
 ) -> tuple[bytes, bytes, bytes]:
     info = b"blindmatch-mpc-v1/channel" + config + bytes([id_c, id_a]) + eph_c + eph_a
-    okm = HKDF(hashes.SHA256(), 96, None, info).derive(shared)
+    okm = hkdf_sha256(shared, 96, info)
     return okm[:32], okm[32:64], okm[64:]
 
 
@@ -179,8 +173,8 @@ def handshake(
     """Run the handshake on a connected socket; ``pinned(i)`` is party i's Ed25519 public key."""
     sock.settimeout(timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    eph = X25519PrivateKey.generate()
-    eph_pub = eph.public_key().public_bytes(*_RAW)
+    eph = KexKey.generate()
+    eph_pub = eph.public_bytes
     try:
         if connector:
             assert peer_hint is not None
@@ -218,7 +212,10 @@ def handshake(
             id_c, id_a, eph_c, eph_a = peer, me.index, eph_p, eph_pub
     except (TimeoutError, OSError) as e:
         raise PartyUnavailableError(f"handshake failed: {type(e).__name__}") from None
-    shared = eph.exchange(X25519PublicKey.from_public_bytes(eph_p))
+    try:
+        shared = eph.exchange(eph_p)
+    except CryptoError:
+        raise PartyProtocolError("peer sent a bad ephemeral key") from None
     k_ca, k_ac, pair = _keys(shared, config, id_c, id_a, eph_c, eph_a)
     k_send, k_recv = (k_ca, k_ac) if connector else (k_ac, k_ca)
     sock.settimeout(None)

@@ -8,18 +8,17 @@ inside uint32. The field only has to hold the distances (w = 2d − r ≤ 481 < 
 the small size is paid for with repetitions where soundness matters (the bit check
 and the output masks use several independent draws; see ``_circuit``).
 
-Random field elements come from AES-128-CTR keystreams (``cryptography``) keyed
-with secrets: 16 keystream bits are masked to 13 and the value p (≡ 0) is rejected
-by a deterministic rule, so every holder of a key expands the same uniform vector.
+Random field elements come from the AES-128-CTR PRG in ``hazmat.prg`` keyed with
+secrets: 16 keystream bits are masked to 13 and the value p (≡ 0) is rejected by a
+deterministic rule, so every holder of a key expands the same uniform vector.
 """
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from ..hazmat.prg import mersenne_elements
 
 __all__ = [
     "ELEMENT_BYTES",
@@ -36,7 +35,6 @@ P = 8191
 ELEMENT_BYTES = 2
 _P32 = np.uint32(P)
 _SHIFT = np.uint32(13)
-_P16 = np.uint16(P)
 
 Vec = npt.NDArray[np.uint32]
 
@@ -76,18 +74,4 @@ def from_wire(data: bytes, n: int) -> Vec:
 
 def prg(key: bytes, label: int, n: int) -> npt.NDArray[np.uint16]:
     """``n`` uniform elements of GF(p) (uint16) from AES-128-CTR(key) at stream ``label``."""
-    extra = n // 2048 + 64
-    enc = Cipher(algorithms.AES(key), modes.CTR(struct.pack(">QQ", label, 0))).encryptor()
-    raw = np.frombuffer(enc.update(bytes(2 * (n + extra))), dtype="<u2").copy()
-    raw &= _P16
-    out = raw[:n]
-    bad = np.flatnonzero(out == _P16)
-    spare = raw[n:]
-    while bad.size:
-        spare = spare[spare != _P16]
-        take = min(bad.size, spare.size)
-        out[bad[:take]] = spare[:take]
-        bad = bad[take:]
-        # astronomically rare: extend the stream deterministically
-        spare = np.frombuffer(enc.update(bytes(2 * (bad.size + 64))), dtype="<u2") & _P16
-    return out
+    return mersenne_elements(key, label, n, 13)

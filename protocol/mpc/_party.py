@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..errors import (
     BlindmatchError,
@@ -36,6 +35,7 @@ from ..errors import (
     PartyUnavailableError,
     UnknownPartyError,
 )
+from ..hazmat.kex import KexKey
 from ..keyfile import read_secret, write_secret
 from ._boxes import box_keys
 from ._channel import FRAME_ABORT, FRAME_DATA, FRAME_RESULT, FRAME_START, Channel, Identity, handshake
@@ -72,11 +72,11 @@ def load_identity(state_dir: Path, index: int) -> Identity:
     sign_path, kex_path = state_dir / f"party-{index}.sign", state_dir / f"party-{index}.kex"
     if not sign_path.exists():
         write_secret(sign_path, Ed25519PrivateKey.generate().private_bytes_raw())
-        write_secret(kex_path, X25519PrivateKey.generate().private_bytes_raw())
+        write_secret(kex_path, KexKey.generate().private_bytes())
     ident = Identity(
         index,
         Ed25519PrivateKey.from_private_bytes(read_secret(sign_path, 32)),
-        X25519PrivateKey.from_private_bytes(read_secret(kex_path, 32)),
+        KexKey.from_private_bytes(read_secret(kex_path, 32)),
     )
     pub = state_dir / f"party-{index}.pub"
     if not pub.exists() or pub.read_bytes() != ident.signing_pub:

@@ -23,9 +23,8 @@ import secrets
 from dataclasses import dataclass
 
 import numpy as np
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ..hazmat.kex import hkdf_sha256
 from ._field import P, Vec, prg
 
 __all__ = ["PairKeys", "derive_component_key", "share_vector"]
@@ -36,7 +35,7 @@ _DOMAIN = b"blindmatch-mpc-v1"
 def derive_component_key(pair_secret: bytes, run_id: bytes, component: int) -> bytes:
     """Per-query AES key of component ``component`` from its pair's channel secret."""
     info = _DOMAIN + b"/component-key/" + bytes([component]) + run_id
-    return HKDF(algorithm=hashes.SHA256(), length=16, salt=None, info=info).derive(pair_secret)
+    return hkdf_sha256(pair_secret, 16, info)
 
 
 @dataclass(frozen=True)
