@@ -365,6 +365,8 @@ def serve(
     mpc_party: Annotated[int | None, typer.Option(help="Serve as mpc party 0, 1 or 2 (mpc only)")] = None,
     mpc_peers: Annotated[str | None, typer.Option(
         help="mpc: the three parties' channel addresses, HOST:PORT,HOST:PORT,HOST:PORT")] = None,
+    mpc_workers: Annotated[int, typer.Option(
+        help="mpc: split the set over W processes (same W at every party; shard w on PORT+3w)")] = 1,
 ) -> None:
     """Serve the set over HTTP (uvicorn, TCP_NODELAY on every connection)."""
     import os
@@ -383,7 +385,7 @@ def serve(
         if workers != 1:
             raise BadHashError("an mpc party runs one worker process")
         os.environ.update(BLINDMATCH_MPC_PARTY=str(mpc_party), BLINDMATCH_MPC_PEERS=str(mpc_peers),
-                          BLINDMATCH_PROTOCOLS="mpc")
+                          BLINDMATCH_MPC_WORKERS=str(mpc_workers), BLINDMATCH_PROTOCOLS="mpc")
     run_server(host, port, workers)
 
 
@@ -392,13 +394,17 @@ def mpc_up(
     db: Annotated[Path, typer.Option(help="Set directory (all three parties serve it)")],
     host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Party i: clients on PORT+i, channel on PORT+3+i")] = 8000,
+    mpc_workers: Annotated[int, typer.Option(
+        help="Processes per party (set shards); shard w's channels on PORT+3(w+1)+i")] = 1,
 ) -> None:
     """Start the three mpc parties on this machine; SIGTERM or Ctrl-C stops all three."""
+    from blindmatch.protocol.mpc import MpcServerOptions
     from blindmatch.server import SetDir
     from blindmatch.server.mpc import run_parties
 
     SetDir.open(db)
-    run_parties(db, host, port)
+    MpcServerOptions(workers=mpc_workers)  # refuses a bad W with a typed OptionError
+    run_parties(db, host, port, mpc_workers)
 
 
 def scan_paths(

@@ -21,9 +21,9 @@ __all__ = ["party_commands", "run_parties"]
 
 
 def party_commands(
-    db: Path, host: str, port: int, log_level: str = "warning"
+    db: Path, host: str, port: int, log_level: str = "warning", workers: int = 1
 ) -> list[tuple[list[str], dict[str, str]]]:
-    """The command and environment of each party process."""
+    """The command and environment of each party process (shard w's channels on port + 3(w + 1) + i)."""
     peers = ",".join(f"{host}:{port + 3 + i}" for i in range(3))
     out = []
     for i in range(3):
@@ -33,6 +33,8 @@ def party_commands(
             "BLINDMATCH_PROTOCOLS": "mpc",
             "BLINDMATCH_MPC_PARTY": str(i),
             "BLINDMATCH_MPC_PEERS": peers,
+            "BLINDMATCH_MPC_WORKERS": str(workers),
+            "BLINDMATCH_MPC_WORKER_PORT_STEP": "3",
         }
         cmd = [
             sys.executable,
@@ -49,9 +51,9 @@ def party_commands(
     return out
 
 
-def run_parties(db: Path, host: str, port: int) -> None:
+def run_parties(db: Path, host: str, port: int, workers: int = 1) -> None:
     """Start the three parties, print their URLs, and stop all of them on SIGTERM/SIGINT."""
-    procs = [subprocess.Popen(cmd, env=env) for cmd, env in party_commands(db, host, port)]  # noqa: S603
+    procs = [subprocess.Popen(cmd, env=env) for cmd, env in party_commands(db, host, port, workers=workers)]  # noqa: S603
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -61,9 +61,11 @@ class LiveParties:
         startup_timeout: float = 300.0,
         log_level: str = "warning",
         log_file: Path | None = None,
+        workers: int = 1,
     ) -> None:
         self.set_dir = Path(set_dir)
         self.env = env or {}
+        self.workers = workers
         self.startup_timeout = startup_timeout
         self.log_level = log_level
         self.log_file = log_file
@@ -81,9 +83,10 @@ class LiveParties:
     def start(self) -> LiveParties:
         from .mpc import party_commands
 
-        self.port = free_port_block(6)
+        self.port = free_port_block(3 + 3 * self.workers)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        for cmd, env in party_commands(self.set_dir, "127.0.0.1", self.port, self.log_level):
+        commands = party_commands(self.set_dir, "127.0.0.1", self.port, self.log_level, self.workers)
+        for cmd, env in commands:
             proc = subprocess.Popen(  # noqa: S603
                 cmd, env={**env, **self.env}, stdout=out, stderr=subprocess.STDOUT
             )

@@ -44,6 +44,7 @@ from ..base import (
 from ..costfloor import CostFloor, Floor
 from ..errors import (
     BadHashError,
+    BlindmatchError,
     LengthError,
     OptionError,
     PartyUnavailableError,
@@ -61,6 +62,7 @@ from ._options import MpcClientOptions, MpcServerOptions
 from ._party import PartyConfig, PartyNode, load_identity, parse_peers, pinned_key_reader
 from ._sharing import share_vector
 from ._wire import MODE_CLIENT, MODE_SERVER, PROTOCOL_ID, MpcAck, MpcManifest, MpcQuery, MpcReply, PartyInfo
+from ._workers import ShardPool, shard_bounds
 
 __all__ = [
     "MPC",
@@ -85,14 +87,27 @@ class MpcServer(ServerHalf):
         self.set_digest = hashlib.sha256(hashes.raw()).digest()
         self.ident = load_identity(state_dir, cfg.index)
         self.cfg = cfg
-        cols = SetColumns.build(hashes.words, radius)
+        start, stop = shard_bounds(len(hashes), cfg.workers)[0]
+        cols = SetColumns.build(hashes.words[start:stop], radius)
         config = cfg.digest(self.set_digest, self.algo.name, radius)
         self.node = PartyNode(self.ident, cfg, cols, self.algo.bits, config, pinned_key_reader(state_dir))
+        self.pool: ShardPool | None = None
+        if cfg.workers > 1:
+            try:
+                self.pool = ShardPool(
+                    state_dir, cfg, hashes.words, radius, self.algo.bits, self.set_digest, self.algo.name
+                )
+            except BlindmatchError:
+                self.node.close()
+                raise
+            self.node.shards = self.pool
         self._lock = threading.Lock()
         self._log: list[tuple[str, bool, float]] = []
 
     def manifest(self) -> MpcManifest:
         kex = self.node.peers_kex(self.cfg.connect_wait_s)
+        if self.pool is not None:  # no client is told to query before every shard can run
+            self.pool.wait_connected(self.cfg.connect_wait_s)
         kex[self.cfg.index] = self.ident.kex_pub
         parties = tuple(
             PartyInfo(
@@ -167,6 +182,8 @@ class MpcServer(ServerHalf):
 
     def close(self) -> None:
         self.node.close()
+        if self.pool is not None:
+            self.pool.close()
 
 
 class UnconfiguredServer(ServerHalf):
@@ -288,7 +305,14 @@ class Mpc(Protocol):
             return UnconfiguredServer()
         if not opts.peers:
             raise UnknownPartyError("an mpc party needs --mpc-peers HOST:PORT,HOST:PORT,HOST:PORT")
-        cfg = PartyConfig(opts.party, parse_peers(opts.peers), chunk=opts.chunk, timeout_s=opts.timeout_s)
+        cfg = PartyConfig(
+            opts.party,
+            parse_peers(opts.peers),
+            chunk=opts.chunk,
+            timeout_s=opts.timeout_s,
+            workers=opts.workers,
+            port_step=opts.worker_port_step,
+        )
         radius = hashes.algo.default_threshold if opts.radius is None else opts.radius
         return MpcServer(hashes, state_dir, cfg, radius)
 

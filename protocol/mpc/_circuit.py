@@ -30,6 +30,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +40,7 @@ from ..hamming import popcount64
 from ._field import P, Vec, canon, from_wire, prg, reduce, to_wire
 from ._sharing import PairKeys
 
-__all__ = ["CHECK_REPS", "MASKS", "Net", "PartyCircuit", "SetColumns", "roots"]
+__all__ = ["CHECK_REPS", "MASKS", "Net", "PartyCircuit", "SetColumns", "ShardRunner", "roots", "run_party"]
 
 CHECK_REPS = 5
 MASKS = 5
@@ -284,6 +285,16 @@ class PartyCircuit:
         return None
 
 
+class ShardRunner(Protocol):
+    """The other shards of this party's set (``_workers.ShardPool``)."""
+
+    last_party_bytes: int
+
+    def start(self, run_id: bytes, xa: Vec, xb: Vec) -> None: ...
+
+    def collect(self, run_id: bytes) -> list[tuple[Vec, Vec]]: ...
+
+
 def run_party(
     circuit: PartyCircuit,
     cols: SetColumns,
@@ -292,14 +303,25 @@ def run_party(
     check_key: bytes,
     open_to_party0: bool,
     chunk: int = 1 << 19,
+    shards: ShardRunner | None = None,
 ) -> Vec | None:
     """The whole query at one party: checks, circuit, masks, opening.
 
-    Returns this party's component of the masked outputs (client-learns: the client
-    adds the three) or, server-learns, the opened values at party 0 and None elsewhere.
+    With ``shards``, the other shards run on the checked inputs while this process
+    evaluates ``cols``; their products join this one in the same OR tree before the
+    masks. Returns this party's component of the masked outputs (client-learns: the
+    client adds the three) or, server-learns, the opened values at party 0 and None
+    elsewhere.
     """
     circuit.check_inputs(xa, xb, check_key)
+    if shards is not None:
+        shards.start(circuit.run_id, xa, xb)
     pa, pb = circuit.evaluate(cols, xa, xb, chunk)
+    if shards is not None:
+        more = shards.collect(circuit.run_id)
+        pa, pb = circuit.or_tree(
+            np.concatenate([pa, *(a for a, _ in more)]), np.concatenate([pb, *(b for _, b in more)])
+        )
     va, vb = circuit.mask(pa, pb)
     if open_to_party0:
         return circuit.open_to(0, va, vb)

@@ -22,6 +22,8 @@ class MpcServerOptions(Options):
     chunk: int = option(1 << 19, "set entries per circuit chunk; equal at all parties (in the handshake)")
     timeout_s: float = option(120.0, "how long a party waits for a peer's frame")
     radius: int | None = option(None, "Hamming radius r (None: the algorithm's default threshold)")
+    workers: int = option(1, "processes this party splits its set over; equal at all parties")
+    worker_port_step: int = option(3, "shard w's channel listens on the party's channel port + w·step")
 
     def check(self) -> None:
         if self.party is not None and self.party not in (0, 1, 2):
@@ -30,6 +32,10 @@ class MpcServerOptions(Options):
             raise OptionError(f"mpc option 'chunk'={self.chunk} outside [1, 2^24]")
         if self.timeout_s <= 0:
             raise OptionError("mpc option 'timeout_s' must be positive")
+        if not 1 <= self.workers <= 64:
+            raise OptionError(f"mpc option 'workers'={self.workers} outside [1, 64]")
+        if self.workers > 1 and self.worker_port_step < 1:
+            raise OptionError("mpc option 'worker_port_step' must be positive")
         if self.radius is not None and not 0 <= self.radius <= 255:
             raise OptionError(f"mpc option 'radius'={self.radius} outside [0, 255]")
 

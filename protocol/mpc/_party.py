@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +39,14 @@ from ..hazmat.kex import KexKey
 from ..keyfile import read_secret, write_secret
 from ._boxes import box_keys
 from ._channel import FRAME_ABORT, FRAME_DATA, FRAME_RESULT, FRAME_START, Channel, Identity, handshake
-from ._circuit import PartyCircuit, SetColumns, run_party
+from ._circuit import PartyCircuit, SetColumns, ShardRunner, run_party
 from ._field import ELEMENT_BYTES, Vec, from_wire, to_wire
 from ._sharing import PairKeys, derive_component_key
 
-__all__ = ["PartyConfig", "PartyNode", "load_identity", "parse_peers", "pinned_key_reader"]
+__all__ = ["ERRORS", "PartyConfig", "PartyNode", "load_identity", "parse_peers", "pinned_key_reader"]
 
 log = logging.getLogger("blindmatch.mpc")
-_ERRORS: dict[str, type[BlindmatchError]] = {
+ERRORS: dict[str, type[BlindmatchError]] = {
     c.code: c for c in (MaliciousSharesError, CryptoError, DecodeError, LengthError, PartyProtocolError)
 }
 
@@ -109,15 +109,28 @@ class PartyConfig:
     chunk: int = 1 << 19
     timeout_s: float = 120.0
     connect_wait_s: float = 3.0
+    workers: int = 1
+    shard: int = 0
+    port_step: int = 3
 
     def digest(self, set_digest: bytes, algo: str, radius: int) -> bytes:
+        """What both ends of a channel must agree on; names the shard when the set is split."""
+        scale = b"" if self.workers == 1 else bytes([self.shard, self.workers])
         return hashlib.sha256(
             b"blindmatch-mpc-v1/config"
             + set_digest
             + algo.encode()
             + radius.to_bytes(2, "big")
             + self.chunk.to_bytes(4, "big")
+            + scale
         ).digest()
+
+    def for_shard(self, shard: int) -> PartyConfig:
+        """Shard ``shard``'s configuration: every party's channel port moved by shard·port_step."""
+        peers = [(host, port + shard * self.port_step) for host, port in self.peers]
+        if any(port >= 65536 for _, port in peers):
+            raise UnknownPartyError(f"shard {shard}'s channel port is above 65535")
+        return replace(self, peers=peers, shard=shard)
 
 
 @dataclass
@@ -137,9 +150,11 @@ class PartyNode:
         bits: int,
         config_digest: bytes,
         pinned: Callable[[int], bytes],
+        follow: bool = True,
     ) -> None:
         self.ident, self.cfg, self.cols, self.bits = ident, cfg, cols, bits
         self.config_digest, self.pinned = config_digest, pinned
+        self.shards: ShardRunner | None = None
         self.channels: dict[int, Channel] = {}
         self._cv = threading.Condition()
         self._stop = threading.Event()
@@ -151,7 +166,7 @@ class PartyNode:
             threading.Thread(target=self._accept_loop, daemon=True, name="mpc-accept"),
             threading.Thread(target=self._connect_loop, daemon=True, name="mpc-connect"),
         ]
-        if ident.index != 0:
+        if ident.index != 0 and follow:
             self._threads.append(threading.Thread(target=self._follow_loop, daemon=True, name="mpc-follow"))
         for t in self._threads:
             t.start()
@@ -239,7 +254,7 @@ class PartyNode:
                 continue  # left over from an aborted run
             if k == FRAME_ABORT:
                 code = payload.decode(errors="replace")
-                raise _ERRORS.get(code, PartyError)(f"party {peer} aborted the query ({code})")
+                raise ERRORS.get(code, PartyError)(f"party {peer} aborted the query ({code})")
             if k != kind:
                 raise PartyProtocolError(f"party {peer} sent frame type {k}, expected {kind}")
             return payload
@@ -272,15 +287,34 @@ class PartyNode:
         try:
             xa, xb = self._shares(plain)
             circuit = PartyCircuit(self.i, self._pair_keys(run_id), self._net(run_id), run_id)
-            out = run_party(circuit, self.cols, xa, xb, check_key, open_to_party0, self.cfg.chunk)
+            out = run_party(
+                circuit, self.cols, xa, xb, check_key, open_to_party0, self.cfg.chunk, self.shards
+            )
         except BlindmatchError as e:
             self._abort(run_id, e)
             raise
         finally:
             self.last_party_bytes = sum(ch.bytes_sent for ch in self.channels.values()) - sent0
+            if self.shards is not None:
+                self.last_party_bytes += self.shards.last_party_bytes
         if open_to_party0:
             return QueryOutcome(None, out if self.i == 0 else None)
         return QueryOutcome(out, None)
+
+    def evaluate_shard(self, run_id: bytes, xa: Vec, xb: Vec) -> tuple[Vec, Vec]:
+        """Shard worker: this party's replicated share of Π f_k over its shard (inputs already checked)."""
+        sent0 = sum(ch.bytes_sent for ch in self.channels.values())
+        try:
+            for j in range(3):  # right after start-up the peers' shard workers may still be connecting
+                if j != self.i:
+                    self.channel(j, self.cfg.timeout_s)
+            circuit = PartyCircuit(self.i, self._pair_keys(run_id), self._net(run_id), run_id)
+            return circuit.evaluate(self.cols, xa, xb, self.cfg.chunk)
+        except BlindmatchError as e:
+            self._abort(run_id, e)
+            raise
+        finally:
+            self.last_party_bytes = sum(ch.bytes_sent for ch in self.channels.values()) - sent0
 
     def lead(
         self,
