@@ -13,6 +13,9 @@ and the client is the real client over HTTP. Reported per set size:
   that many blockwise field multiplications per entry, for three parties on the
   machine's cores, and the ratio of the wall time to it;
 * he at 10^6 as the reference (one measured query; seconds of BFV work each).
+
+Every size is measured with W = 1 and W = 2 processes per party (``--mpc-workers``):
+the parties' CPU includes their shard workers (child processes).
 """
 
 from __future__ import annotations
@@ -60,19 +63,26 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
 class Parties:
     """The three party processes for one set directory."""
 
-    def __init__(self, set_dir: Path, log_dir: Path) -> None:
+    def __init__(self, set_dir: Path, log_dir: Path, workers: int = 1) -> None:
         from blindmatch.server.mpc import party_commands
 
-        self.base = _free_block()
+        self.base = _free_block(3 + 3 * workers)
         self.logs = [open(log_dir / f"party-{i}.log", "ab") for i in range(3)]  # noqa: SIM115
+        commands = party_commands(set_dir, "127.0.0.1", self.base, workers=workers)
         self.procs = [
             subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-            for (cmd, env), log in zip(
-                party_commands(set_dir, "127.0.0.1", self.base), self.logs, strict=True
-            )
+            for (cmd, env), log in zip(commands, self.logs, strict=True)
         ]
 
     @property
@@ -93,7 +103,10 @@ class Parties:
         raise RuntimeError("mpc parties not ready in time")
 
     def cpu(self) -> float:
-        return sum(_proc_cpu(p.pid) for p in self.procs)
+        """CPU seconds of the three parties and their shard workers (direct children)."""
+        pids = [p.pid for p in self.procs]
+        pids += [c for p in self.procs for c in _children(p.pid)]
+        return sum(_proc_cpu(pid) for pid in pids)
 
     def stop(self) -> None:
         for p in self.procs:
@@ -116,7 +129,9 @@ def mults_per_entry(radius: int) -> int:
     return 1 + (len(roots(radius)) - 1) + 1
 
 
-def mpc_floor_seconds(n: int, radius: int, repeats: int = 3) -> tuple[float, float, float]:
+def mpc_floor_seconds(
+    n: int, radius: int, repeats: int = 3, workers: int = 1
+) -> tuple[float, float, float]:
     """(scan, multiplications) CPU s of one party, measured now; and the 3-party wall floor here."""
     from blindmatch.protocol.mpc._circuit import local_product
     from blindmatch.protocol.mpc._field import P
@@ -134,17 +149,17 @@ def mpc_floor_seconds(n: int, radius: int, repeats: int = 3) -> tuple[float, flo
         mults.append(time.process_time() - t0)
     scan, mult = float(np.median(scans)), float(np.median(mults)) * mults_per_entry(radius)
     cores = max(1, len(os.sched_getaffinity(0)))
-    return scan, mult, 3 * (scan + mult) / min(3, cores)
+    return scan, mult, 3 * (scan + mult) / min(3 * workers, cores)
 
 
-def _measure(ctx: BenchContext, n: int, queries: int) -> dict[str, Any]:
+def _measure(ctx: BenchContext, n: int, queries: int, workers: int = 1) -> dict[str, Any]:
     algo = get_algo("pdq")
     set_dir = build_set(ctx, n, algo)
     from blindmatch.client import HttpTransport
     from blindmatch.server import SetDir
 
     hashes = SetDir.open(set_dir).hashes
-    parties = Parties(set_dir, ctx.workdir)
+    parties = Parties(set_dir, ctx.workdir, workers)
     try:
         t0 = time.monotonic()
         parties.wait_ready()
@@ -197,6 +212,9 @@ def _he_reference(ctx: BenchContext, n: int) -> Stat | None:
     return Stat.from_dict(cell["metrics"]["query_wall_s"])
 
 
+WORKERS = (1, 2)
+
+
 def run_mpc_suite(ctx: BenchContext) -> None:
     if ctx.protocols is not None and "mpc" not in ctx.protocols:
         return
@@ -208,46 +226,52 @@ def run_mpc_suite(ctx: BenchContext) -> None:
     he_small = _he_reference(ctx, HE_REFERENCE_N) if want_he else None
     he_wall = None if he_small is None else he_small.scaled(10**6 / HE_REFERENCE_N, "s")
     for n in sizes:
-        ctx.log(f"mpc n={n}: three party processes on loopback")
-        m = _measure(ctx, n, max(2, ctx.repeats))
-        scan_s, mult_s, floor_s = mpc_floor_seconds(n, radius)
-        wall = stat(m["wall"], "s")
-        bound_p2p = mults_per_entry(radius) * 2 * n
-        metrics = {
-            "query_wall": Metric(
-                wall,
-                floor_s,
-                "3 parties × (packed-set scan + field mults) ÷ cores",
-                note=f"scan {scan_s * 1e3:.1f} ms + mults {mult_s * 1e3:.1f} ms CPU per party",
-            ),
-            "party_cpu": Metric(
-                stat(m["cpu"], "s"), 3 * (scan_s + mult_s), "3 parties × (packed-set scan + field mults), CPU"
-            ),
-            "client_cpu": Metric(stat(m["client_ms"], "ms")),
-            "client_bytes": Metric(stat([u + d for u, d in zip(m["up"], m["down"], strict=True)], "B")),
-            "party_bytes": Metric(
-                stat(m["p2p"], "B"),
-                float(bound_p2p),
-                f"{mults_per_entry(radius)} mults/entry × 2 B × {n} entries (party 0)",
-            ),
-        }
-        if he_wall is not None and n == 10**6:
-            metrics["he_wall_1e6"] = Metric(
-                he_wall,
-                note=f"he at 10^5 ×10 (linear model); he ÷ mpc = {he_wall.median / wall.median:.0f}×",
-            )
-        ctx.add(
-            make_row(
-                "mpc",
-                "mpc",
-                f"mpc n={n}",
-                metrics,
-                params={
-                    "n": n,
-                    "radius": radius,
-                    "queries": m["queries"],
-                    "correct": m["correct"],
-                    "startup_s": round(m["startup_s"], 1),
-                },
-            )
+        for workers in WORKERS:
+            _measure_row(ctx, n, radius, workers, he_wall)
+
+
+def _measure_row(ctx: BenchContext, n: int, radius: int, workers: int, he_wall: Stat | None) -> None:
+    ctx.log(f"mpc n={n} W={workers}: three party processes on loopback, {workers} process(es) each")
+    m = _measure(ctx, n, max(2, ctx.repeats), workers)
+    scan_s, mult_s, floor_s = mpc_floor_seconds(n, radius, workers=workers)
+    wall = stat(m["wall"], "s")
+    bound_p2p = mults_per_entry(radius) * 2 * n
+    metrics = {
+        "query_wall": Metric(
+            wall,
+            floor_s,
+            f"3 parties × (packed-set scan + field mults) ÷ min({3 * workers} processes, cores)",
+            note=f"scan {scan_s * 1e3:.1f} ms + mults {mult_s * 1e3:.1f} ms CPU per party",
+        ),
+        "party_cpu": Metric(
+            stat(m["cpu"], "s"), 3 * (scan_s + mult_s), "3 parties × (packed-set scan + field mults), CPU"
+        ),
+        "client_cpu": Metric(stat(m["client_ms"], "ms")),
+        "client_bytes": Metric(stat([u + d for u, d in zip(m["up"], m["down"], strict=True)], "B")),
+        "party_bytes": Metric(
+            stat(m["p2p"], "B"),
+            float(bound_p2p),
+            f"{mults_per_entry(radius)} mults/entry × 2 B × {n} entries (party 0)",
+        ),
+    }
+    if he_wall is not None and n == 10**6:
+        metrics["he_wall_1e6"] = Metric(
+            he_wall,
+            note=f"he at 10^5 ×10 (linear model); he ÷ mpc = {he_wall.median / wall.median:.0f}×",
         )
+    ctx.add(
+        make_row(
+            "mpc",
+            "mpc",
+            f"mpc n={n}" if workers == 1 else f"mpc n={n} W={workers}",
+            metrics,
+            params={
+                "n": n,
+                "workers": workers,
+                "radius": radius,
+                "queries": m["queries"],
+                "correct": m["correct"],
+                "startup_s": round(m["startup_s"], 1),
+            },
+        )
+    )

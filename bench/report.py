@@ -810,7 +810,7 @@ def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
         m = r["metrics"]
         he = m.get("he_wall_1e6")
         body.append([
-            str(r["params"]["n"]),
+            f"{r['params']['n']}, W = {r['params'].get('workers', 1)}",
             fig(m["query_wall"]) + " s",
             fig(m["party_cpu"]) + " s",
             fig(m["client_cpu"]) + " ms",
@@ -820,7 +820,8 @@ def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
             (fig(he) + f" s; {he['note']}") if he else "—",
         ])
     return [
-        *_table(["set", "wall / query (×floor)", "3 parties' CPU / query", "client CPU", "client up+down",
+        *_table(["set, processes per party", "wall / query (×floor)", "3 parties' CPU / query", "client CPU",
+                 "client up+down",
                  "party 0 → peers (×bound)", "verdicts right", "he at 1e6 (same run)"], body),
         "",
         "Median [min–max] over the queries. The floor is one pass over the packed set plus the circuit's",
