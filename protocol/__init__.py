@@ -26,6 +26,7 @@ from .base import (
 )
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
+from .files import atomic_write, atomic_writer
 from .hamming import HammingIndex, popcount64
 from .hashes import ALGOS, HashAlgo, HashSet, HashValue, get_algo
 
@@ -50,6 +51,8 @@ __all__ = [
     "ServerHalf",
     "Transport",
     "TransportReply",
+    "atomic_write",
+    "atomic_writer",
     "get_algo",
     "get_protocol",
     "popcount64",

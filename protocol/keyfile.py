@@ -6,27 +6,22 @@ already be compromised; the operator must decide, so the server will not start.
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
 from .errors import CorruptStoreError, InsecureKeyFileError
+from .files import atomic_write
 
 __all__ = ["read_secret", "write_secret"]
 
 
 def write_secret(path: Path, data: bytes) -> None:
-    """Atomically create ``path`` with mode 0600 holding ``data``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    """Atomically create ``path`` with mode 0600 holding ``data``.
+
+    The temporary file is never group/world readable: it is created 0600 under a fresh
+    name with ``O_EXCL | O_NOFOLLOW`` and ``fchmod``-ed, then fsynced and renamed.
+    """
+    atomic_write(path, data, mode=0o600)
 
 
 def read_secret(path: Path, expected_len: int | None = None) -> bytes:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 from blindmatch.client import get_algo
-from blindmatch.protocol import REGISTRY
+from blindmatch.protocol import REGISTRY, atomic_write
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -40,7 +40,7 @@ from rich.progress import (
 
 import blindmatch
 
-from .cache import StageCache, atomic_write_text
+from .cache import StageCache
 from .config import SimConfigError, config_digest
 from .cost.measure import cost_queries, hash_cost_12mp, measure_protocol
 from .decide.accuracy import HashData, analyse, build_pools, corpus_distances
@@ -469,5 +469,5 @@ def run_simulation(
     results["stages"] = st.timings
     results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     clean: dict[str, Any] = sanitize(results)
-    atomic_write_text(out / "results.json", json.dumps(clean, indent=1))
+    atomic_write(out / "results.json", json.dumps(clean, indent=1))
     return clean

@@ -70,6 +70,7 @@ from ..errors import (
     VerifyError,
     WrongProtocolError,
 )
+from ..files import atomic_write
 from ..hashes import HashAlgo, HashSet, HashValue
 from ..hazmat import ristretto as R
 from ..hazmat.voprf import Blinded, Mode, OPRFClient, OPRFServer, Proof, VOPRFClient, VOPRFServer
@@ -362,7 +363,7 @@ class OprfClient(ClientHalf):
             if pin.read_bytes() != m.signing_key:
                 raise SignatureError(f"manifest signing key changed since first use (pin: {pin})")
         else:
-            _write_atomic(pin, m.signing_key)
+            atomic_write(pin, m.signing_key)
 
     def _check_manifest(self, m: Manifest, transport: Transport) -> None:
         if m.protocol != PROTOCOL_LABEL or m.suite not in SUITES:
@@ -394,7 +395,7 @@ class OprfClient(ClientHalf):
             if not R.ct_equal(hashlib.sha256(data).digest(), digest):
                 raise DigestMismatchError("filter does not match the signed manifest")
             if path is not None:
-                _write_atomic(path, data)
+                atomic_write(path, data)
         f = parse_filter(data)
         if f.universe != m.set_size * m.fpr_inverse or f.count > m.set_size:
             raise DecodeError("filter parameters disagree with the manifest")
@@ -434,7 +435,7 @@ class OprfClient(ClientHalf):
                 self._check_manifest(m, transport)
         reader = GCSReader(f)
         if last is not None:
-            _write_atomic(last, raw)
+            atomic_write(last, raw)
         client = VOPRFClient(m.public_key) if mode_of(m.suite) is Mode.VOPRF else OPRFClient()
         self._session = _Session(m, raw, reader, client, time.monotonic())
         return self._session
@@ -566,13 +567,6 @@ def _hex_option(options: Mapping[str, Any], name: str) -> bytes | None:
     if len(raw) != 32:
         raise InputError(f"option {name} must be 32 bytes of hex")
     return raw
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- protocol

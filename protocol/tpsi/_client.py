@@ -39,6 +39,7 @@ from ..errors import (
     SignatureError,
     StorageUnavailableError,
 )
+from ..files import atomic_write
 from ..hashes import ALGO_IDS, HashAlgo, HashValue
 from ..keyfile import read_secret, write_secret
 from ._core import AccountSecrets, cuckoo_item, make_voucher
@@ -136,10 +137,7 @@ class TpsiClient(ClientHalf):
             body = rep.body
             cpu += elapsed_ms(t1)
             if cached is not None:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
-                tmp.write_bytes(body)
-                os.replace(tmp, cached)
+                atomic_write(cached, body)
         t2 = time.perf_counter()
         table = TableMsg.from_bytes(body)
         if table.epoch != m.epoch or table.n_slots != m.n_slots:

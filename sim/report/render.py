@@ -23,7 +23,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..cache import atomic_write_text
+from blindmatch.protocol import atomic_write
+
 from .plots import make_figures
 from .schema import SCHEMA, validate
 
@@ -283,7 +284,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     w.writeheader()
     for r in rows:
         w.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in r.items()})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def _flat_rate(c: dict[str, Any]) -> dict[str, Any]:
@@ -937,8 +938,8 @@ def write_outputs(res: dict[str, Any], out: Path) -> None:
     errors = validate(clean)
     if errors:
         raise ValueError("results do not match their schema: " + "; ".join(errors[:10]))
-    atomic_write_text(out / "results.json", json.dumps(clean, indent=1))
-    atomic_write_text(out / "results.schema.json", json.dumps(SCHEMA, indent=1))
+    atomic_write(out / "results.json", json.dumps(clean, indent=1))
+    atomic_write(out / "results.schema.json", json.dumps(SCHEMA, indent=1))
     csvs = _csvs(clean, out)
-    atomic_write_text(out / "summary.md", _summary_md(clean, csvs, figs))
-    atomic_write_text(out / "report.html", _html(clean, figs, out))
+    atomic_write(out / "summary.md", _summary_md(clean, csvs, figs))
+    atomic_write(out / "report.html", _html(clean, figs, out))
