@@ -39,6 +39,7 @@ from rich.progress import (
 )
 
 import blindmatch
+from blindmatch.machine import loadavg, machine_info
 
 from .cache import StageCache
 from .config import SimConfigError, config_digest
@@ -48,7 +49,6 @@ from .decide.variants import protocol_variants
 from .derive.derive import derive
 from .executor import Executor, make_executor
 from .hashing.images import corpus_fingerprint, corpus_spec, hash_originals_task, hash_perturbed_task
-from .machine import loadavg, machine_info
 from .perturb.edits import select
 from .perturb.evasion import evasion_task
 from .report.render import sanitize

@@ -116,7 +116,7 @@ def test_metered_server_counts_what_the_transport_counts(tmp_path: Path) -> None
 def test_quick_run_schema_and_content(quick_results: dict[str, Any]) -> None:
     res = quick_results
     assert validate_results(res) == []
-    assert res["seed"] == 7 and res["machine"]["cores_logical"] >= 1 and res["libraries"]["numpy"]
+    assert res["seed"] == 7 and res["machine"]["logical_cpus"] >= 1 and res["machine"]["libraries"]["numpy"]
     assert not res["errors"], res["errors"]
     rows = res["rows"]
     # every registered protocol is benchmarked (the registry is iterated, not a fixed list)
