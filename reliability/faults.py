@@ -39,7 +39,9 @@ from blindmatch.client import HttpTransport, ServerError
 from blindmatch.protocol import REGISTRY, BlindmatchError, HashSet, TransportReply
 from blindmatch.server import LiveServer, SetDir
 
-from .harness import LIVE_ENV, queries, random_set
+from blindmatch.corpus import random_set
+
+from .harness import LIVE_ENV, queries
 
 __all__ = ["SOAK_LOADS", "KillReport", "RecordingHttp", "SoakLoad", "SoakReport", "kill_cycles", "rss_mb",
            "soak", "tree_rss_mb"]
@@ -322,8 +324,10 @@ def soak(
         for t in threads:
             t.join()
 
-    def rss(servers: list[tuple[LiveServer, HashSet, SoakLoad]]) -> float:
-        return sum(tree_rss_mb(srv.proc.pid) for srv, _, _ in servers if srv.proc is not None)
+    def rss(servers: list[tuple[LiveServer, HashSet, SoakLoad]], key: str) -> float:
+        for (srv, _, _), row in zip(servers, rep.loads, strict=True):
+            row[key] = tree_rss_mb(srv.proc.pid) if srv.proc is not None else 0.0
+        return float(sum(row[key] for row in rep.loads))
 
     with contextlib.ExitStack() as stack:
         servers = []
@@ -335,10 +339,10 @@ def soak(
             servers.append((stack.enter_context(LiveServer(sd.path, env=env)), hs, ld))
         # warm-up: first downloads, caches and allocator growth are not "growth"
         run_all(servers, time.monotonic() + warmup, False)
-        rep.rss_start_mb = rss(servers)
+        rep.rss_start_mb = rss(servers, "rss_start_mb")
         run_all(servers, time.monotonic() + seconds, True)
         with contextlib.suppress(OSError):
-            rep.rss_end_mb = rss(servers)
+            rep.rss_end_mb = rss(servers, "rss_end_mb")
     every = [x for v in lat.values() for x in v]
     if every:
         overall = _percentiles(every)

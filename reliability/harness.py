@@ -54,6 +54,8 @@ from blindmatch.protocol import (
     get_algo,
 )
 
+from blindmatch.corpus import random_set
+
 __all__ = [
     "BAD_SCALARS",
     "IDENTITY",
@@ -83,7 +85,6 @@ __all__ = [
     "point_map",
     "point_mutations",
     "prepare_set_dir",
-    "random_set",
     "record_all",
     "record_protocol",
     "reencode",
@@ -315,12 +316,6 @@ class RecordingTransport(LocalTransport):
                 rep = TransportReply(rep.status, new, rep.headers)
         self.log.append(Exchange(self.protocol, method, path, bytes(body), rep.status, rep.body, dt))
         return rep
-
-
-def random_set(n: int, algo: str = "pdq", seed: int = 7) -> HashSet:
-    a = get_algo(algo)
-    rng = np.random.default_rng(seed)
-    return HashSet.from_raw(a, rng.integers(0, 256, size=n * a.nbytes, dtype=np.uint8).tobytes())
 
 
 def _floats_for(h: Any, rng: np.random.Generator) -> list[float]:

@@ -164,8 +164,11 @@ def write_report(out: Path, data: dict[str, Any]) -> Path:
     else:
         lines.append("| SIGKILL–restart cycles | tpsi not registered | skipped |")
     s = data["soak"]
-    mix = " + ".join(f"{ld['clients']} clients over {'/'.join(ld['protocols'])} (set {ld['set_size']})"
-                     for ld in s["loads"])
+    mix = " + ".join(
+        f"{ld['clients']} clients over {'/'.join(ld['protocols'])} (set {ld['set_size']}, RSS "
+        f"{ld.get('rss_start_mb', 0):.0f}→{ld.get('rss_end_mb', 0):.0f} MB)"
+        for ld in s["loads"]
+    )
     lines.append(
         f"| soak {s['seconds']:.0f} s, {s['clients']} concurrent clients: {mix} | "
         f"{s['scans']:,} scans, p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, RSS "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from blindmatch.protocol import (
     REGISTRY,
@@ -13,22 +12,15 @@ from blindmatch.protocol import (
     Learner,
     LocalTransport,
     Query,
-    get_algo,
 )
 
 PROTOCOLS = sorted(REGISTRY)
 
 
-def _set(n: int, seed: int = 7) -> HashSet:
-    a = get_algo("pdq")
-    rng = np.random.default_rng(seed)
-    return HashSet.from_raw(a, rng.integers(0, 256, size=n * a.nbytes, dtype=np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module", params=PROTOCOLS)
-def opened(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def opened(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, hash_set: HashSet):
     proto = REGISTRY[request.param]
-    hs = _set(64)
+    hs = hash_set
     srv = proto.open_server(hs, tmp_path_factory.mktemp(proto.name), {"threshold": 2})
     yield proto, hs, srv
     srv.close()

@@ -23,6 +23,8 @@ from blindmatch.reliability import harness as H
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from blindmatch.corpus import random_set
+
 DECODERS = H.discover_decoders()
 PROTOCOLS = sorted(REGISTRY)
 HYP = settings(
@@ -271,7 +273,7 @@ def test_setdir_open_mutated(tmp_path_factory: pytest.TempPathFactory, data: st.
     from blindmatch.server import SetDir
 
     base = tmp_path_factory.mktemp("sd")
-    good = SetDir.build(base / "good", get_algo("pdq"), H.random_set(8).values(), ["t"])
+    good = SetDir.build(base / "good", get_algo("pdq"), random_set(8).values(), ["t"])
     bad = base / "bad"
     shutil.copytree(good.path, bad, dirs_exist_ok=True)
     which = data.draw(st.sampled_from(["set.json", "hashes.bin"]))
@@ -329,7 +331,7 @@ def test_cli_hash_list_reader(
     from blindmatch.cli import read_hash_file
 
     p = tmp_path_factory.mktemp("hl") / "list.txt"
-    good = "\n".join(v.hex for v in H.random_set(3).values())
+    good = "\n".join(v.hex for v in random_set(3).values())
     use = data.draw(st.sampled_from(["text", "splice", "csv", "bytes"]))
     if use == "text":
         p.write_text(text)

@@ -53,14 +53,16 @@ from blindmatch.protocol.he._messages import (
     key_digest,
 )
 
-from .he_helpers import at_distance, far_from, open_server, random_set
+from blindmatch.corpus import random_set
+
+from .he_helpers import at_distance, far_from, open_server
 
 T = 65537
 
 
 @pytest.fixture(scope="module")
 def phash(tmp_path_factory: pytest.TempPathFactory):
-    hs = random_set("phash", 120, seed=31)
+    hs = random_set(120, "phash", seed=31)
     srv = open_server(tmp_path_factory, hs, "phash")
     yield hs, srv
     srv.close()
@@ -348,7 +350,7 @@ def test_worker_memory_cap_is_typed(tmp_path_factory: pytest.TempPathFactory, tm
     Python allocations raise MemoryError (→ WorkerMemoryError); SEAL may instead spin
     when malloc fails under RLIMIT_AS, which the CPU cap / wall-clock timeout end.
     """
-    hs = random_set("phash", 20, seed=2)
+    hs = random_set(20, "phash", seed=2)
     srv = open_server(
         tmp_path_factory, hs, "phash", worker_memory_mb=260, worker_timeout_s=8,
         worker_timeout_per_group_s=0,

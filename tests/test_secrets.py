@@ -37,6 +37,8 @@ from blindmatch.reliability import harness as H
 from blindmatch.server import LiveServer, SetDir
 from blindmatch.server.testing import free_port
 
+from blindmatch.corpus import random_set
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -64,7 +66,7 @@ def secret_log(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 def _run_everything(tmp: Path) -> dict[str, tuple[Path, Path]]:
     """Open every protocol on a fresh state dir and run its client (which may create secrets)."""
-    hs = H.random_set(32)
+    hs = random_set(32)
     out = {}
     for name, proto in sorted(REGISTRY.items()):
         state, cache = tmp / "state" / name, tmp / "cache" / name
@@ -90,7 +92,7 @@ def test_secret_files_are_0600_and_refused_when_readable(tmp_path: Path, secret_
         for p in [*state.rglob("*"), *cache.rglob("*")]:
             if p.is_file() and re.search(r"(key|secret|seed)", p.name, re.I) and "pub" not in p.name:
                 assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, f"{p} is {oct(p.stat().st_mode)}"
-    hs = H.random_set(32)
+    hs = random_set(32)
     refused = 0
     for p in secrets_:
         owner = next(n for n, (s, c) in dirs.items() if p.is_relative_to(s) or p.is_relative_to(c))
