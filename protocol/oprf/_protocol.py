@@ -29,7 +29,6 @@ closest to the median), all in one batch of exactly 2^k elements.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import struct
 import threading
@@ -42,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .._gcs import GCSFilter, GCSReader, build_gcs, fpr_to_m
+from .._gcs import GCSFilter, GCSReader, fpr_to_m
 from ..base import (
     ClientHalf,
     Endpoint,
@@ -73,7 +72,7 @@ from ..errors import (
 from ..files import atomic_write
 from ..hashes import HashAlgo, HashSet, HashValue
 from ..hazmat import ristretto as R
-from ..hazmat.voprf import Blinded, Mode, OPRFClient, OPRFServer, Proof, VOPRFClient, VOPRFServer
+from ..hazmat.voprf import Blinded, Mode, OPRFClient, Proof, VOPRFClient
 from ..wire import decode_fields, encode_fields
 from ._store import (
     DEFAULT_FPR,
@@ -87,10 +86,7 @@ from ._store import (
     mode_of,
     oprf_input,
     output_to_u64,
-    parse_mode,
-    prf_outputs,
     rotate_epoch,
-    set_digest,
 )
 
 __all__ = [
@@ -103,9 +99,6 @@ __all__ = [
     "OprfServer",
     "describe_state",
     "least_stable_bits",
-    "measure_client_query",
-    "measure_server_evaluation",
-    "measure_set_preparation",
     "probe_hashes",
     "rotate_epoch",
 ]
@@ -654,95 +647,4 @@ def describe_state(state_dir: Path) -> dict[str, Any]:
             }
             for e in store.epochs()
         ],
-    }
-
-
-def measure_set_preparation(
-    hashes: HashSet, fpr: float = DEFAULT_FPR, workers: int | None = None
-) -> dict[str, float]:
-    """Set preparation as the server does it (all cores): F(k, h) for each hash + GCS.
-
-    The cost is the same in both modes (Evaluate never makes a proof).
-    """
-    server = VOPRFServer.generate()
-    t0 = time.perf_counter()
-    blob, _ = set_digest(hashes)
-    n = len(blob) // hashes.algo.nbytes
-    keys = prf_outputs(server, hashes.algo, blob, workers)
-    t1 = time.perf_counter()
-    f = build_gcs(keys, n * fpr_to_m(fpr))
-    t2 = time.perf_counter()
-    wire = len(encode_fields(PROTOCOL_ID, MSG_FILTER, f.fields()))
-    return {
-        "n": n,
-        "workers": float(workers or os.cpu_count() or 1),
-        "prf_s": t1 - t0,
-        "filter_s": t2 - t1,
-        "total_s": t2 - t0,
-        "filter_bytes": wire,
-        "bits_per_element": wire * 8 / n,
-        "log2_inv_fpr": float(np.log2(fpr_to_m(fpr))),
-    }
-
-
-def measure_server_evaluation(
-    batch_sizes: Sequence[int] = (1, 16, 256), min_seconds: float = 0.5, mode: str = "voprf"
-) -> dict[str, float]:
-    """Per-element server CPU of BlindEvaluate (+ batched proof in VOPRF mode), one
-    core, in µs, next to the raw libsodium scalar multiplication measured in the same run."""
-    sk = VOPRFServer.generate().private_bytes()
-    server: OPRFServer = VOPRFServer(sk) if parse_mode(mode) is Mode.VOPRF else OPRFServer(sk)
-    client = OPRFClient()
-    out: dict[str, float] = {}
-    s, p = R.random_scalar(), R.hash_to_group(b"x", b"bench")
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < min_seconds:
-        R.scalar_mult(s, p)
-        reps += 1
-    out["raw_scalarmult_us"] = (time.perf_counter() - t0) / reps * 1e6
-    for b in batch_sizes:
-        elems = [client.blind(secrets.token_bytes(32)).blinded_element for _ in range(b)]
-        body = EvaluateRequest(1, tuple(elems)).to_bytes()
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < min_seconds:
-            r = EvaluateRequest.from_bytes(body, max(b, DEFAULT_MAX_BATCH))
-            ev, proof = server.blind_evaluate_batch(r.elements)
-            EvaluateResponse(1, tuple(ev), proof).to_bytes()
-            reps += 1
-        out[f"batch{b}_us_per_element"] = (time.perf_counter() - t0) / reps / b * 1e6
-    return out
-
-
-def measure_client_query(
-    set_size: int = 1000,
-    probe_bits: int = 0,
-    queries: int = 20,
-    workdir: Path | None = None,
-    mode: str = "voprf",
-) -> dict[str, float]:
-    """Client CPU per query (blind + verify + finalize + lookup), in-process transport."""
-    import tempfile
-
-    from ..base import LocalTransport
-    from ..hashes import get_algo
-
-    algo = get_algo("pdq")
-    rng = np.random.default_rng(0)
-    blob = rng.integers(0, 256, set_size * algo.nbytes, dtype=np.uint8).tobytes()
-    hs = HashSet.from_raw(algo, blob)
-    with tempfile.TemporaryDirectory(dir=workdir) as d:
-        srv = OPRF.open_server(hs, Path(d) / "state", {"workers": 1, "mode": mode})
-        tr = LocalTransport(srv)
-        opts = {"probe_bits": probe_bits, "allow_unverified": parse_mode(mode) is Mode.OPRF}
-        cl = OPRF.new_client(algo, Path(d) / "cache", opts)
-        fv = tuple(float(x) for x in rng.normal(size=algo.bits))
-        cl.scan(Query(hs.value(0), float_values=fv), tr)  # one-time downloads
-        tr.reset_counters()
-        res = [cl.scan(Query(hs.value(i % set_size), float_values=fv), tr) for i in range(queries)]
-    return {
-        "probe_bits": float(probe_bits),
-        "crypto_ms_mean": float(np.mean([r.crypto_ms for r in res])),
-        "crypto_ms_median": float(np.median([r.crypto_ms for r in res])),
-        "bytes_up": float(res[0].bytes_up),
-        "bytes_down": float(res[0].bytes_down),
     }

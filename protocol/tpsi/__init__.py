@@ -7,11 +7,9 @@ vouchers; then it reconstructs the account key and decrypts the associated
 data (AD) of exactly the matching vouchers. The client sees only the blinded
 table, never the hashes in it. Design, sizes and limits: docs/protocols/tpsi.md.
 
-Module map: ``_tpsi_wire`` (messages), ``_tpsi_core`` (voucher cryptography),
-``_tpsi_table`` and ``_cuckoo`` (server set-up), ``_tpsi_store`` (SQLite),
-``_tpsi_server`` / ``_tpsi_client`` (the halves), ``_tpsi_bench`` (timings for
-the benchmark suite); primitives in ``hazmat.aead``, ``hazmat.shamir``,
-``hazmat.dhf``.
+Module map: ``_wire`` (messages), ``_core`` (voucher cryptography), ``_table``
+and ``_cuckoo`` (server set-up), ``_store`` (SQLite), ``_server`` / ``_client``
+(the halves); primitives in ``hazmat.aead``, ``hazmat.shamir``, ``hazmat.dhf``.
 """
 
 from __future__ import annotations
@@ -25,15 +23,10 @@ from ..base import ClientHalf, Leakage, Learner, Matching, Protocol, ServerHalf,
 from ..errors import InputError
 from ..hashes import HashAlgo, HashSet
 from . import _cuckoo
-from ._bench import (
-    bench_reconstruction,
-    bench_table,
-    bench_vouchers,
-    table_size_bytes,
-)
 from ._client import TpsiClient, probe_hashes
 from ._server import ServerParams, TpsiServer
 from ._store import DB_NAME, Reveal, read_reveals
+from ._table import table_size_bytes
 from ._wire import PROTOCOL_ID, Manifest, TableMsg, UploadBatch, UploadReply, Voucher
 
 __all__ = [
@@ -49,9 +42,6 @@ __all__ = [
     "UploadBatch",
     "UploadReply",
     "Voucher",
-    "bench_reconstruction",
-    "bench_table",
-    "bench_vouchers",
     "detection_probability",
     "false_report_probability",
     "list_reveals",
