@@ -289,7 +289,7 @@ def _filter_rows(ctx: BenchContext) -> None:
                 "filter",
                 "approximate-membership filter build / lookup",
                 status="skipped",
-                reason="no oprf filter in this build (blindmatch.protocol._gcs not present yet)",
+                reason="no oprf filter in this build (blindmatch.protocol._gcs is missing)",
                 bound_for="oprf: server set-up (build), client 1 lookup per probe",
             )
         )

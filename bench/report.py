@@ -439,7 +439,7 @@ def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
             _goal(
                 "oprf-filter-size",
                 "oprf filter within 15% of log2(1/fpr) bits/element and no larger "
-                "than openmined-psi GCS (issue 3; the same filter in both modes)",
+                "than openmined-psi GCS (the same filter in both modes)",
                 "met" if ok_all else "missed",
                 "; ".join(parts),
                 None if ok_all else "; ".join(misses),
@@ -450,7 +450,7 @@ def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
             _goal(
                 "oprf-filter-size",
                 "oprf filter within 15% of log2(1/fpr) bits/element and no larger "
-                "than openmined-psi GCS (issue 3; the same filter in both modes)",
+                "than openmined-psi GCS (the same filter in both modes)",
                 "not measured",
                 "—",
                 reason_absent,

@@ -1,7 +1,7 @@
 """Fault and load drills against a real uvicorn server: SIGKILL cycles and a soak.
 
 Why here and not only in tests: the same drills produce the measured table of
-``python -m blindmatch.reliability`` (issue 7, "Measured result"); the tests
+``python -m blindmatch.reliability`` (RELIABILITY.md); the tests
 run them short, the command runs them long.
 
 Kill drill (tpsi). Uploaders send voucher batches continuously over HTTP; the

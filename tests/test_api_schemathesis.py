@@ -1,4 +1,4 @@
-"""schemathesis against the live OpenAPI schema on a real uvicorn server on loopback (issue 7).
+"""schemathesis against the live OpenAPI schema on a real uvicorn server on loopback.
 
 schemathesis 4.x: its lazy ``pytest.from_fixture`` loader breaks on pytest 9
 (``Function._nodeid`` is gone), so operations are driven directly: the schema is

@@ -1,4 +1,4 @@
-"""Every wire decoder, endpoint handler and client half against bad bytes (issue 7, "Bad input").
+"""Every wire decoder, endpoint handler and client half against bad bytes.
 
 Nothing here names a protocol: decoders are discovered by walking the packages
 (``harness.discover_decoders``) and valid samples are recorded from each registered

@@ -1,4 +1,4 @@
-"""Bounded atheris run of every fuzz family (issue 7). Longer: ``python fuzz/run.py --seconds 600``."""
+"""Bounded atheris run of every fuzz family. Longer: ``python fuzz/run.py --seconds 600``."""
 
 from __future__ import annotations
 

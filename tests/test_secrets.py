@@ -1,4 +1,4 @@
-"""Secrets hygiene (issue 7, "Secrets"), generic over the registry.
+"""Secrets hygiene, generic over the registry.
 
 - Every file a protocol writes through ``protocol.keyfile.write_secret`` (found by
   wrapping that function wherever a module imported it) is mode 0600, and a server
