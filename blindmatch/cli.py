@@ -422,7 +422,10 @@ def scan(
     if protocol == "tpsi" and not account:
         raise BadHashError("--account is required with --protocol tpsi")
     cache = cache_dir or Path.home() / ".cache" / "blindmatch"
-    options = {"probe_bits": probe_bits, "mode": mode, "allow_unverified": allow_unverified}
+    # only the flags the user changed: a protocol rejects options it does not take (OptionError)
+    given = {"probe_bits": (probe_bits, 0), "mode": (mode, "client-learns"),
+             "allow_unverified": (allow_unverified, False)}
+    options = {k: v for k, (v, default) in given.items() if v != default}
     failed = scan_paths(server, protocol, paths, algo, options, account, ad, cache, min_quality)
     if failed:
         raise typer.Exit(1)
