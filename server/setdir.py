@@ -83,27 +83,17 @@ class SetDir:
         raw = sorted({v.raw for v in values if v.algo == algo})
         if not raw:
             raise EmptySetError(f"no {algo.name} hashes to build a set from")
-        blob = b"".join(raw)
-        out.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256(blob).hexdigest()
-        atomic_write(out / "hashes.bin", blob)
-        meta = {
-            "format": SET_FORMAT,
-            "algo": algo.name,
-            "count": len(raw),
-            "digest": digest,
-            "created": int(time.time()),
-            "sources": sources or [],
-        }
-        atomic_write(out / "set.json", json.dumps(meta, indent=2).encode())
-        return cls(out, HashSet.from_raw(algo, blob), digest, meta)
+        return cls._write(out, algo, b"".join(raw), sources or [])
 
     @classmethod
     def build_from_words(cls, out: Path, algo: HashAlgo, words: np.ndarray, sources: list[str]) -> SetDir:
         """Fast path for large synthetic sets (simulator, benchmarks)."""
         uniq = np.unique(np.ascontiguousarray(words.astype(">u8")).view(f"V{algo.nbytes}"))
-        blob = uniq.tobytes()
-        out.mkdir(parents=True, exist_ok=True)
+        return cls._write(out, algo, uniq.tobytes(), sources)
+
+    @classmethod
+    def _write(cls, out: Path, algo: HashAlgo, blob: bytes, sources: list[str]) -> SetDir:
+        """The sorted, de-duplicated hashes, then ``set.json`` naming their digest (the commit point)."""
         digest = hashlib.sha256(blob).hexdigest()
         atomic_write(out / "hashes.bin", blob)
         meta = {
