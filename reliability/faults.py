@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import random
 import sqlite3
 import statistics
@@ -271,10 +272,11 @@ def _percentiles(v: list[float]) -> dict[str, float]:
 
 
 def soak(
-    work: Path, loads: Sequence[SoakLoad] = SOAK_LOADS, seconds: float = 20.0, warmup: float = 3.0,
-    seed: int = 3,
+    work: Path, loads: Sequence[SoakLoad] = SOAK_LOADS, seconds: float | None = 20.0, warmup: float = 3.0,
+    seed: int = 3, scans_per_client: int | None = None,
 ) -> SoakReport:
-    """Real clients scan members and non-members over HTTP for ``seconds``, every load at once.
+    """Real clients scan members and non-members over HTTP for ``seconds`` (or, given
+    ``scans_per_client``, until each has made that many measured scans), every load at once.
 
     Counts every non-2xx and every client-side error. A protocol that is not registered is
     left out; RSS is the sum over the servers' process trees, after warm-up and at the end.
@@ -291,8 +293,9 @@ def soak(
         client = REGISTRY[name].new_client(hs.algo, work / f"cache-{name}-{k}", {})
         tr = HttpTransport(url, name, client_id=f"soak-{name}-{k}", timeout=120)
         i = 0
+        limit = scans_per_client if record and scans_per_client is not None else math.inf
         try:
-            while time.monotonic() < until:
+            while time.monotonic() < until and i < limit:
                 q = queries(hs, 1, 1, seed=seed * 100000 + k * 1000 + i, account=f"soak{k}")[i % 2]
                 i += 1
                 t0 = time.perf_counter()
@@ -340,7 +343,7 @@ def soak(
         # warm-up: first downloads, caches and allocator growth are not "growth"
         run_all(servers, time.monotonic() + warmup, False)
         rep.rss_start_mb = rss(servers, "rss_start_mb")
-        run_all(servers, time.monotonic() + seconds, True)
+        run_all(servers, math.inf if seconds is None else time.monotonic() + seconds, True)
         with contextlib.suppress(OSError):
             rep.rss_end_mb = rss(servers, "rss_end_mb")
     every = [x for v in lat.values() for x in v]

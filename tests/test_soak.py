@@ -1,11 +1,12 @@
 """Load and soak: concurrent real clients against every service protocol on loopback.
 
 Pass criteria (stated, and printed with the measurements): zero 5xx, transport or client
-errors; p99 scan latency of plain/oprf/tpsi under ``P99_LIMIT_MS`` (2 shared cores, so
-generous); RSS growth of the servers' process trees after warm-up under ``RSS_LIMIT_MB``.
-The short run (plain, oprf, tpsi) is in the default suite; the one with he beside them
-and the reliability command at short budgets are marked slow. The same drill produces the
-RELIABILITY.md row (``python -m blindmatch.reliability``).
+errors; RSS growth of the servers' process trees after warm-up under ``RSS_LIMIT_MB``; in
+the slow, timed runs also p99 scan latency of plain/oprf/tpsi under ``P99_LIMIT_MS`` (2 shared
+cores, so generous). The default suite runs a fixed number of scans per client (no clock in
+its verdict); the run with he beside them, the 10-minute soak and the reliability command at
+short budgets are marked slow. The same drill produces the RELIABILITY.md row
+(``python -m blindmatch.reliability``).
 """
 
 from __future__ import annotations
@@ -25,21 +26,23 @@ RSS_LIMIT_MB = 40.0
 LIGHT = tuple(p for p in ("plain", "oprf", "tpsi") if p in REGISTRY)
 
 
-def _check(rep: faults.SoakReport, rss_limit: float) -> None:
+def _check(rep: faults.SoakReport, rss_limit: float, timed: bool = True) -> None:
     print(rep)
     assert set(rep.per_protocol) == set(rep.protocols), rep.per_protocol  # every protocol scanned
     assert rep.scans > 20 * len(LIGHT), rep
     assert rep.server_errors == 0, rep.errors
     assert not rep.errors, rep.errors  # client-side typed errors count too
-    assert all(rep.per_protocol[p]["p99_ms"] < P99_LIMIT_MS for p in LIGHT), rep.per_protocol
+    if timed:
+        assert all(rep.per_protocol[p]["p99_ms"] < P99_LIMIT_MS for p in LIGHT), rep.per_protocol
     assert rep.rss_growth_mb < rss_limit, (rep.rss_start_mb, rep.rss_end_mb)
 
 
 @pytest.mark.timeout(300)
 def test_short_soak(tmp_path: Path) -> None:
-    rep = faults.soak(tmp_path, [faults.SoakLoad(LIGHT, 6)], seconds=15)
+    rep = faults.soak(tmp_path, [faults.SoakLoad(LIGHT, 6)], seconds=None, scans_per_client=60)
     assert rep.clients == 6 and [(ld["protocols"], ld["set_size"]) for ld in rep.loads] == [(LIGHT, 256)]
-    _check(rep, RSS_LIMIT_MB)
+    assert rep.scans == 6 * 60
+    _check(rep, RSS_LIMIT_MB, timed=False)
 
 
 @pytest.mark.slow
