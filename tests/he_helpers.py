@@ -15,6 +15,8 @@ import pytest
 from blindmatch.protocol import HammingIndex, HashAlgo, HashSet, HashValue, get_protocol
 from blindmatch.protocol.he import HEServer
 
+SERVER_LEARNS = {"mode": "server-learns", "allow_server_learns": True}  # the mode is opt-in
+
 
 def at_distance(h: HashValue, d: int, rng: np.random.Generator) -> HashValue:
     """A hash exactly ``d`` bits from ``h`` (random positions)."""
