@@ -243,7 +243,7 @@ SOAK_LOADS = (SoakLoad(("plain", "oprf", "tpsi"), 64, 256), SoakLoad(("he",), 2,
 @dataclass
 class SoakReport:
     protocols: list[str]
-    seconds: float
+    seconds: float | None  # None: a fixed number of scans per client instead
     clients: int
     loads: list[dict[str, Any]] = field(default_factory=list)
     requests: int = 0
