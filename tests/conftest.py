@@ -7,7 +7,9 @@ and drills share); ``hash_set`` is the common 64-hash PDQ set for tests that onl
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from blindmatch.protocol import HashSet
@@ -37,6 +39,18 @@ def encoded_images(images: list[Image.Image]) -> list[bytes]:
 def hash_set() -> HashSet:
     """64 random PDQ hashes (seed 7); read-only: build a fresh one with ``random_set`` to mutate."""
     return random_set(64, seed=7)
+
+
+@pytest.fixture(scope="session")
+def he_phash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HashSet, Any]]:
+    """One he server over 120 random pHashes, shared by the he security and adversary tests
+    (its setup is seconds of key and worker start-up); tests that break a worker recover it."""
+    from .he_helpers import open_server
+
+    hs = random_set(120, "phash", seed=31)
+    srv = open_server(tmp_path_factory, hs, "phash")
+    yield hs, srv
+    srv.close()
 
 
 @pytest.fixture(scope="session")
