@@ -385,7 +385,9 @@ def run_simulation(
             }
             # 7. derived numbers
             with st.stage("latency, capacity, population", 1) as adv:
-                derived = derive(cfg, variants, corpus_stats, acc, verification, cost, evasion, seed)
+                derived = derive(
+                    cfg, variants, corpus_stats, acc, verification, cost, evasion, seed, proto_algos
+                )
                 adv(1)
             deterministic = {
                 "hashes": hash_digest,
@@ -455,6 +457,8 @@ def run_simulation(
                         "accounts",
                         "headline",
                         "worked_examples",
+                        "false_matches",
+                        "frontier",
                     )
                 },
                 "network_profiles": derived["profiles"],

@@ -1,1 +1,10 @@
-"""Stage 7, derive: population-level figures (false matches per day, accounts flagged) from the measured rates."""
+"""Stage 7, derive: false-match bounds, cost estimates, population figures and the frontier.
+
+Population figures start from the measured per-pair false-match bound; a tail
+model is used beside it only where it passed its calibration check.
+"""
+
+from .derive import derive, false_match_table
+from .falsematch import Calibration, calibrate, false_match_row, pairs_needed
+
+__all__ = ["Calibration", "calibrate", "derive", "false_match_row", "false_match_table", "pairs_needed"]
