@@ -207,7 +207,7 @@ def test_server_reveal_without_primers_revealed_is_unavailable(
         primers = [SimQuery(-1 - j, pool.known_rows[j].tobytes()) for j in range(3)]
         qs = [SimQuery(i, pool.raw[i].tobytes()) for i in range(6)]
         out = real_verdicts(
-            sess, v2, get_algo("pdq"), qs, primers, "acct", tmp_path / "c", 30.0, reveal_wait_s=1.0
+            sess, v2, get_algo("pdq"), qs, primers, "acct", tmp_path / "c", 30.0
         )
     assert out.source == "unavailable"
     assert all(x is None for x in out.verdicts)
