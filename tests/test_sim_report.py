@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from blindmatch.protocol import REGISTRY
 from blindmatch.sim.decide.variants import protocol_variants
-from blindmatch.sim.derive import derive
+from blindmatch.sim.derive import DERIVED_KEYS, derive
 from blindmatch.sim.derive.frontier import frontier_rows
 from blindmatch.sim.report.plots import make_figures
 from blindmatch.sim.report.render import write_outputs
@@ -45,16 +45,7 @@ def _rederive(res: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _with(res: dict[str, Any], derived: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(res)
-    for k in (
-        "latency",
-        "capacity",
-        "population",
-        "accounts",
-        "headline",
-        "worked_examples",
-        "false_matches",
-        "frontier",
-    ):
+    for k in DERIVED_KEYS:
         out[k] = derived[k]
     return out
 

@@ -82,7 +82,7 @@ def test_outputs_exist(tiny: tuple[Path, dict[str, Any], str]) -> None:
 def test_results_match_schema(tiny: tuple[Path, dict[str, Any], str]) -> None:
     _, res, _ = tiny
     assert validate(res) == []
-    assert res["schema"] == "blindmatch-sim-results" and res["schema_version"] == "1.0"
+    assert res["schema"] == "blindmatch-sim-results" and res["schema_version"] == "2.0"
     try:
         import jsonschema_rs
     except ImportError:
@@ -326,7 +326,7 @@ def test_new_protocols_are_picked_up_and_classified(tmp_path: Path) -> None:
     assert "test-reveal" in {r["variant"] for r in res["accounts"]}
     assert {r["variant"] for r in res["accounts"]} == threshold_variants
     assert all(
-        "accounts_flagged_per_year_model" in w
+        "accounts_flagged_per_year_bound" in w
         for w in res["worked_examples"]
         if w["variant"] == "test-reveal"
     )

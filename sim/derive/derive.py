@@ -25,9 +25,20 @@ from .falsematch import false_match_row
 from .frontier import FRONTIER_SET_SIZE, frontier_rows
 from .population import account_flag_probability, fmr_for_set
 
-__all__ = ["derive", "false_match_table"]
+__all__ = ["DERIVED_KEYS", "derive", "false_match_table"]
 
 PAIR_TARGETS = (1e-6, 1e-9, 1e-12)
+# The tables ``derive`` adds to results.json under their own names (besides ``profiles``).
+DERIVED_KEYS = (
+    "latency",
+    "capacity",
+    "population",
+    "accounts",
+    "headline",
+    "worked_examples",
+    "false_matches",
+    "frontier",
+)
 
 
 @dataclass
@@ -378,9 +389,7 @@ def derive(
     )
     profiles = [NetworkProfile.from_config(k, v) for k, v in cfg["network"]["profiles"].items()]
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1A7]))
-    out: dict[str, list[dict[str, Any]]] = {
-        k: [] for k in ("latency", "capacity", "population", "accounts", "headline", "worked_examples")
-    }
+    out: dict[str, list[dict[str, Any]]] = {k: [] for k in DERIVED_KEYS[:6]}
     for vs in variants.values():
         for v in vs:
             model = server_model(
