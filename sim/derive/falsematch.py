@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import optimize
+from scipy import optimize, special
 from scipy import stats as st
 
 from ..stats import BetaBinomialFit, fit_beta_binomial, rate
@@ -65,19 +65,24 @@ def pairs_needed(target: float, conf: float = CONF) -> int:
     return math.ceil(math.log((1 - conf) / 2) / math.log1p(-target))
 
 
-def _truncated_nll(
-    params: npt.NDArray[np.float64],
-    ks: npt.NDArray[np.int64],
-    counts: npt.NDArray[np.int64],
-    bits: int,
-    cut: int,
-) -> float:
+def _log_pmf(bits: int, a: float, b: float) -> npt.NDArray[np.float64]:
+    """log beta-binomial pmf over 0..bits, vectorised (the fit evaluates it thousands of times)."""
+    k = np.arange(bits + 1, dtype=np.float64)
+    log_choose = special.gammaln(bits + 1) - special.gammaln(k + 1) - special.gammaln(bits - k + 1)
+    return np.asarray(log_choose + special.betaln(k + a, bits - k + b) - special.betaln(a, b))
+
+
+def _truncated_nll(params: npt.NDArray[np.float64], counts: npt.NDArray[np.int64], cut: int) -> float:
+    """Negative log-likelihood of the counts above ``cut`` under a beta-binomial truncated there."""
     a, b = np.exp(params)
-    logp = st.betabinom.logpmf(ks, bits, a, b)
-    tail = float(st.betabinom.sf(cut, bits, a, b))
-    if not np.all(np.isfinite(logp)) or tail <= 0:
+    logp = _log_pmf(len(counts) - 1, float(a), float(b))
+    upper = logp[cut + 1 :]
+    top = float(upper.max())
+    if not np.isfinite(top):
         return 1e300
-    return float(-(counts * logp).sum() + counts.sum() * math.log(tail))
+    log_tail = top + math.log(float(np.exp(upper - top).sum()))
+    above = counts[cut + 1 :]
+    return float(-(above * logp[cut + 1 :]).sum() + above.sum() * log_tail)
 
 
 def fit_above(hist: npt.ArrayLike, cut: int) -> BetaBinomialFit:
@@ -94,9 +99,9 @@ def fit_above(hist: npt.ArrayLike, cut: int) -> BetaBinomialFit:
     res = optimize.minimize(
         _truncated_nll,
         np.log([a0, b0]),
-        args=(ks, counts, bits, cut),
-        method="Nelder-Mead",
-        options={"xatol": 1e-6, "fatol": 1e-6, "maxiter": 4000},
+        args=(h, cut),
+        method="L-BFGS-B",
+        bounds=[(-5.0, 12.0), (-5.0, 12.0)],
     )
     a, b = (float(x) for x in np.exp(res.x))
     mean = bits * a / (a + b)

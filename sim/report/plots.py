@@ -541,6 +541,6 @@ def make_figures(res: dict[str, Any], out: Path) -> tuple[list[dict[str, str]], 
             skipped.append(f"figure '{name}' ({type(e).__name__}: {str(e)[:120]})")
             continue
         if not made:
-            skipped.append(f"figure '{name}' (no data to draw)")
+            skipped.append(f"figure '{name}' (nothing to draw in this run)")
         figs.extend(made)
     return figs, skipped
