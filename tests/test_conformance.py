@@ -132,7 +132,7 @@ def test_cost_floor_is_declared_in_known_figures(opened) -> None:
 
 
 def test_server_verdicts_match_the_learner(opened, tmp_path: Path) -> None:
-    proto, hs, srv = opened
+    proto, _hs, srv = opened
     got = srv.server_verdicts("conformance-account")
     assert isinstance(got, list) and all(isinstance(v, ServerVerdict) for v in got)
     if proto.learner in (Learner.CLIENT, Learner.NOBODY):

@@ -82,7 +82,12 @@ def frontier_rows(
                 "server_cpu_note": cpu["note"],
                 "bytes_per_query": h["bytes_per_image"],
                 "learner": h["learner"],
-                "adversary": f.get("adversary", missing),
+                "adversary": f.get("adversary", missing)
+                + (
+                    "; this variant: hash hidden only from a server that follows the protocol"
+                    if h.get("server_trust") == "semi-honest"
+                    else ""
+                ),
                 "trust": f.get("trust", missing),
                 "revealed": _revealed(f["revealed"], v, algo) if "revealed" in f else missing,
             }

@@ -46,7 +46,13 @@ _WHO = {
 def _privacy(h: dict[str, Any]) -> str:
     if not h["private"]:
         return "Not private: the server sees every hash"
-    return f"Hash hidden from the server; verdict goes to {_WHO.get(h['learner'], h['learner'])}"
+    who = _WHO.get(h["learner"], h["learner"])
+    if h.get("server_trust") == "semi-honest":
+        return (
+            "Hash hidden from a server that follows the protocol (a cheating one reads bits of it); "
+            f"verdict goes to {who}"
+        )
+    return f"Hash hidden from the server; verdict goes to {who}"
 
 
 def _model_cell(rate_: Any, status: str) -> str:
