@@ -42,7 +42,7 @@ from blindmatch.server import LiveServer, SetDir
 
 from blindmatch.corpus import random_set
 
-from .harness import LIVE_ENV, queries
+from .harness import LIVE_ENV, client_options, queries
 
 __all__ = ["SOAK_LOADS", "KillReport", "RecordingHttp", "SoakLoad", "SoakReport", "kill_cycles", "rss_mb",
            "soak", "tree_rss_mb"]
@@ -140,7 +140,7 @@ def kill_cycles(
     proto = REGISTRY["tpsi"]
 
     def uploader(url: str, k: int, stop: threading.Event, cyc: int) -> None:
-        client = proto.new_client(hs.algo, work / f"cache{k}", {})
+        client = proto.new_client(hs.algo, work / f"cache{k}", client_options(proto.name))
         local: list[tuple[str, bytes, int, bytes]] = []
         tr = RecordingHttp(url, "tpsi", client_id=f"up{k}", log=local, timeout=30)
         n = 0
@@ -185,7 +185,7 @@ def kill_cycles(
             continue
         rep.batches_sent += 1
         try:
-            _account, vouchers = UploadBatch.from_bytes(body, 1 << 20)
+            vouchers = UploadBatch.from_bytes(body, 1 << 20).parsed()
         except BlindmatchError:
             continue
         vids = []
@@ -290,7 +290,7 @@ def soak(
     lock = threading.Lock()
 
     def worker(url: str, hs: HashSet, name: str, k: int, until: float, record: bool) -> None:
-        client = REGISTRY[name].new_client(hs.algo, work / f"cache-{name}-{k}", {})
+        client = REGISTRY[name].new_client(hs.algo, work / f"cache-{name}-{k}", client_options(name))
         tr = HttpTransport(url, name, client_id=f"soak-{name}-{k}", timeout=120)
         i = 0
         limit = scans_per_client if record and scans_per_client is not None else math.inf

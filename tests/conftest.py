@@ -16,6 +16,9 @@ from blindmatch.protocol import HashSet
 from PIL import Image
 
 from blindmatch.corpus import generate_image, random_set
+from tests.sim_tiny import sim_tiny
+
+__all__ = ["encode", "sim_tiny"]
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:
