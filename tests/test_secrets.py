@@ -96,9 +96,10 @@ def test_secret_files_are_0600_and_refused_when_readable(tmp_path: Path, secret_
     # any other key-looking file must be 0600 as well (a secret written around keyfile,
     # or by a protocol's own server processes, which the in-process log cannot see)
     for name, (state, cache) in dirs.items():
+        secret_name = re.compile(r"(key|secret|seed|\.sign$|\.kex$)", re.I)
         keyish = [
             p for p in [*state.rglob("*"), *cache.rglob("*")]
-            if p.is_file() and re.search(r"(key|secret|seed|\.sign$|\.kex$)", p.name, re.I) and "pub" not in p.name
+            if p.is_file() and secret_name.search(p.name) and "pub" not in p.name
         ]
         if REGISTRY[name].server_processes > 1:
             assert keyish, f"{name}: its party processes wrote no key file under {state}"
