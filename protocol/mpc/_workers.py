@@ -123,10 +123,14 @@ class ShardPool:
             there.close()
             self._conns.append(here)
             self._procs.append(proc)
-        for conn in self._conns:
-            if not conn.poll(start_timeout_s) or conn.recv()[0] != "ready":
+        for w, conn in enumerate(self._conns, start=1):
+            try:
+                ready = conn.poll(start_timeout_s) and conn.recv()[0] == "ready"
+            except (EOFError, OSError):  # it exited: e.g. its channel port is taken
+                ready = False
+            if not ready:
                 self.close()
-                raise PartyUnavailableError("an mpc shard worker did not start")
+                raise PartyUnavailableError(f"mpc shard worker {w} did not start")
 
     def wait_connected(self, wait_s: float) -> None:
         """Every worker has channels to its two peer shards (else ``PartyUnavailableError``)."""
