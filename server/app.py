@@ -91,18 +91,21 @@ async def _read_body(request: HttpRequest, cap: int, timeout: float) -> bytes:
     return bytes(buf)
 
 
-def _client_key(request: HttpRequest, proxies: frozenset[str]) -> str:
-    """The rate-limit key: the peer address, or the client header if a trusted proxy set it.
+def _client_key(request: HttpRequest, proxies: frozenset[str]) -> tuple[str, str]:
+    """The caller's identity and its rate-limit key: the peer address, or the client
+    header if a trusted proxy set it.
 
-    Any client can put any value in a header, so trusting it from everyone
-    would give each invented value a fresh token bucket.
+    Any client can put any value in a header, so trusting it from everyone would give
+    each invented value a fresh token bucket. The identity (what protocols key accounts
+    and server-learns verdicts on) is the name the proxy gave; the bucket key is marked
+    so a proxied name can never share a bucket with a direct peer address.
     """
     peer = request.client.host if request.client else "unknown"
     if peer in proxies:
         cid = request.headers.get("x-blindmatch-client")
         if cid:
-            return "via-proxy:" + cid[:128]
-    return peer
+            return cid[:128], "via-proxy:" + cid[:128]
+    return peer, peer
 
 
 def _make_route(
@@ -115,10 +118,10 @@ def _make_route(
         if ep.admin and not _admin_ok(request, settings):
             return _error(401, "unauthorized", "admin token required")
         body = await _read_body(request, cap, settings.request_timeout_s) if ep.method == "POST" else b""
-        client = _client_key(request, proxies)
+        client, bucket = _client_key(request, proxies)
         if ep.rate_limited:
             cost = ep.cost(body) if ep.cost else 1
-            buckets.take(f"{proto}:{client}", float(max(1, cost)))
+            buckets.take(f"{proto}:{bucket}", float(max(1, cost)))
         req = Request(
             body=body,
             headers={k.lower(): v for k, v in request.headers.items()},
