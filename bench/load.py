@@ -38,7 +38,7 @@ from blindmatch.protocol import (
 )
 
 from .context import BenchContext, Metric, make_row
-from .hooks import LOAD_HOOKS, LoadScenario, base_protocol, server_options, with_variants
+from .hooks import LoadScenario, base_protocol, load_scenarios, server_options, with_variants
 from .loaddriver import read_bodies, write_bodies
 from .micro import ensure_group_prims, group_ops
 from .protocols import build_set, make_queries
@@ -494,8 +494,8 @@ def run_load_suite(ctx: BenchContext, n: int | None = None) -> None:
     duration = min(2.0, ctx.load_seconds) if ctx.quick else ctx.load_seconds
     conc = 4 if ctx.quick else 8
     for name in with_variants(ctx.protocol_names()):
-        hook = LOAD_HOOKS.get(name)
-        if hook is None:
+        scenarios = load_scenarios(name)
+        if not scenarios:
             ctx.add(
                 make_row(
                     "load",
@@ -506,7 +506,6 @@ def run_load_suite(ctx: BenchContext, n: int | None = None) -> None:
                 )
             )
             continue
-        scenarios = hook()
         if ctx.quick:
             scenarios = scenarios[:2]
         try:

@@ -23,7 +23,9 @@ import numpy as np
 from blindmatch.protocol import (
     REGISTRY,
     ClientHalf,
+    CostFloor,
     Endpoint,
+    Floor,
     HashAlgo,
     HashSet,
     HashValue,
@@ -37,17 +39,15 @@ from blindmatch.protocol import (
 
 from .context import BenchContext, Metric, make_row
 from .hooks import (
-    BOUND_HOOKS,
-    BOUND_PRIMS,
+    PEER_PROTOCOLS,
     QUICK_SKIP,
-    BoundInput,
     base_protocol,
     client_options,
-    discover_params,
+    cost_floor,
     server_options,
     with_variants,
 )
-from .micro import ensure_group_prims, ensure_he_prims, ensure_seal_prims, stream_pass_seconds
+from .micro import ensure_floor_prims
 from .timing import Stat, cpu_now, stat
 
 __all__ = [
@@ -59,9 +59,6 @@ __all__ = [
     "run_protocols",
     "synthetic_words",
 ]
-
-# protocols whose last server state a cell keeps, for bench/paired.py to reopen
-KEEP_STATE = ("oprf",)
 
 METRICS = ("setup_s", "download_bytes", "client_cpu_s", "server_cpu_s", "bytes_per_query")
 
@@ -164,34 +161,29 @@ def make_queries(
     return out
 
 
-def _ensure_prims(ctx: BenchContext, name: str) -> None:
-    for kind in BOUND_PRIMS.get(name, ()):
-        if kind == "group":
-            ensure_group_prims(ctx)
-        elif kind == "he":
-            ensure_he_prims(ctx)
-
-
-def _local_prims(ctx: BenchContext, name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The bound's primitives re-measured right after this cell's queries.
+def _local_prims(ctx: BenchContext, floor: CostFloor | None) -> dict[str, Any]:
+    """The floor's primitives re-measured right after this cell's queries.
 
     The machine is shared: a scalar multiplication measured in the micro suite minutes
     earlier can be 2× faster or slower than during this cell. Re-measuring next to the
     cell keeps each ratio a comparison of like with like; the micro table still shows the
     run's main measurement.
     """
-    kinds = BOUND_PRIMS.get(name, ())
-    if not kinds:
+    if floor is None or not floor.primitives:
         return {}
     scratch = BenchContext(
         seed=ctx.seed, repeats=3, sizes=ctx.sizes, workdir=ctx.workdir, quick=True, verbose=False
     )
-    for kind in kinds:
-        if kind == "group":
-            ensure_group_prims(scratch)
-        elif kind == "he" and params.get("coeff_bits"):
-            ensure_seal_prims(scratch, params)
-    return {k: v.to_dict() for k, v in scratch.prims.items()}
+    ensure_floor_prims(scratch, floor)
+    return {k: scratch.prims[k].to_dict() for k in floor.primitives}
+
+
+def _floor_params(name: str, floor: CostFloor | None) -> dict[str, Any]:
+    """The facts the floor rests on, each with where it came from (the results' format)."""
+    if floor is None:
+        return {}
+    src = f"declared by {base_protocol(name)}.cost_floor"
+    return {k: {"value": v, "source": src} for k, v in floor.params.items()}
 
 
 def _scan_metered(
@@ -230,7 +222,6 @@ def measure_cell(
         return ctx.cells[key]
     proto = REGISTRY[base_protocol(name)]  # a VARIANTS name runs its protocol with other options
     algo = get_algo(algo_name)
-    _ensure_prims(ctx, name)
     set_dir = build_set(ctx, n, algo)
     from blindmatch.server import SetDir
 
@@ -260,7 +251,8 @@ def measure_cell(
     metered = MeteredServer(server)
     tr = LocalTransport(metered, client_id="bench")
     client = proto.new_client(algo, cell_dir / "client-cache", client_options(name))
-    params = discover_params(name, proto, server, client, n)
+    floor = cost_floor(name, len(hashes), algo)
+    ensure_floor_prims(ctx, floor)
 
     budget = 5.0 if ctx.quick else min(60.0, ctx.cell_budget_s / 3)
     q_target = max_queries or (4 if ctx.quick else max(12, 4 * ctx.repeats))
@@ -328,14 +320,14 @@ def measure_cell(
         "verdicts_checked": verdicts_checked,
         "verdict_errors": verdict_errors,
         "batched": batched,
-        "server_stats": _jsonable(getattr(server, "last_stats", None)),
-        "bound_prims": _local_prims(ctx, name, {k: v["value"] for k, v in params.to_dict().items()}),
-        "params": params.to_dict(),
+        "server_stats": _jsonable(server.stats()),
+        "bound_prims": _local_prims(ctx, floor),
+        "params": _floor_params(name, floor),
         "learner": proto.learner.value,
         "private": proto.private,
     }
     server.close()
-    if base_protocol(name) in KEEP_STATE:
+    if base_protocol(name) in PEER_PROTOCOLS:
         # the peers suite reopens this server (no second set preparation) for paired queries
         kept = ctx.workdir / f"state-{name}-{n}"
         shutil.rmtree(kept, ignore_errors=True)
@@ -347,7 +339,7 @@ def measure_cell(
 
 
 def _jsonable(v: Any) -> Any:
-    """A protocol's own per-query statistics (e.g. he's ``last_stats``), if JSON-friendly."""
+    """A protocol's own per-query statistics (``ServerHalf.stats``), if JSON-friendly."""
     if not isinstance(v, dict):
         return None
     out: dict[str, Any] = {}
@@ -360,23 +352,12 @@ def _jsonable(v: Any) -> Any:
 def _bounds_for(
     ctx: BenchContext, cell: dict[str, Any], prims: dict[str, float] | None = None
 ) -> dict[str, tuple[float, str]]:
-    """The cell's bounds; ``prims`` (median seconds) overrides the cell's own primitives."""
-    name, n = cell["protocol"], cell["n"]
-    hook = BOUND_HOOKS.get(name)
-    if hook is None:
+    """The cell's bounds from its protocol's declared floor; ``prims`` (median seconds)
+    overrides the cell's own primitives."""
+    floor = cost_floor(cell["protocol"], cell["n"], get_algo(cell["algo"]))
+    if floor is None:
         return {}
-    algo = get_algo(cell["algo"])
-    if name == "plain":
-        stream_pass_seconds(ctx, n, algo.words)
-    if name == "he" and cell["params"].get("coeff_bits", {}).get("value"):
-        # the floor at the parameter set this server actually used
-        ensure_seal_prims(ctx, {k: v["value"] for k, v in cell["params"].items()})
-    from .hooks import Params
-
-    params = Params()
-    for k, v in cell["params"].items():
-        params.set(k, v["value"], v["source"])
-    cores = _cores()
+    ensure_floor_prims(ctx, floor)
     local = cell.get("bound_prims") or {}
 
     def prim(k: str) -> float:
@@ -384,8 +365,12 @@ def _bounds_for(
             return prims[k]
         return float(local[k]["median"]) if k in local else ctx.prims[k].median
 
-    bi = BoundInput(n=n, algo=algo, prims=prim, params=params, cores=cores)
-    return {k: (b.value, b.formula) for k, b in hook(bi).items()}
+    cores = _cores()
+    return {k: (f.value(prim, cores), _formula(f, cores)) for k, f in floor.floors().items()}
+
+
+def _formula(f: Floor, cores: int) -> str:
+    return f.formula.replace("÷ cores", f"÷ {cores} cores") if f.parallel else f.formula
 
 
 def _cores() -> int:
@@ -470,8 +455,8 @@ def cell_row(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, Any]:
         note = (
             note + "; " if note else ""
         ) + f"{cell['verdict_errors']} wrong verdicts of {cell['verdicts_checked']}"
-    if BOUND_HOOKS.get(cell["protocol"]) is None:
-        note = (note + "; " if note else "") + "no bound hook for this protocol"
+    if not bounds:
+        note = (note + "; " if note else "") + "no cost floor declared by this protocol"
     params = {
         "n": cell["n"],
         "algo": cell["algo"],

@@ -32,7 +32,8 @@ def _fractal_noise(rng: np.random.Generator, h: int, w: int, octaves: int = 5) -
         total += amp
         amp *= 0.55
     out /= total
-    return (out - out.min()) / (np.ptp(out) + 1e-9)
+    scaled: np.ndarray = (out - out.min()) / (np.ptp(out) + 1e-9)
+    return scaled
 
 
 def generate_image(seed: int, size: tuple[int, int] | None = None) -> Image.Image:

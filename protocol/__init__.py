@@ -33,7 +33,7 @@ from .errors import __all__ as _errors_all
 from .hamming import HammingIndex, popcount64
 from .hashes import ALGOS, HashAlgo, HashSet, HashValue, get_algo
 from .multiprobe import MAX_PROBE_BITS
-from .options import NoOptions, OptionInfo, Options, option
+from .options import NoOptions, OptionInfo, Options, OptionsIn, option
 
 __all__ = [
     "ALGOS",
@@ -55,6 +55,7 @@ __all__ = [
     "NoOptions",
     "OptionInfo",
     "Options",
+    "OptionsIn",
     "Protocol",
     "Query",
     "Reply",

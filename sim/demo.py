@@ -40,14 +40,14 @@ def run_demo(out: Path, images: int = 24, seed: int = 1, build_only: bool = Fals
     console.print(f"set: {len(sd.hashes)} PDQ hashes, root digest {sd.digest[:16]}…")
     if build_only:
         return
-    protocols = [n for n in sorted(REGISTRY) if n in ("plain", "oprf", "tpsi", "he")]
+    protocols = sorted(REGISTRY)
     table = Table(title="blindmatch demo: JPEG q90 copies of set images vs unrelated images")
     for col in ("protocol", "image", "truth", "matched", "distance", "client ms", "bytes up", "bytes down"):
         table.add_column(col)
     with LiveServer(set_dir, env={"BLINDMATCH_TPSI_THRESHOLD": "3"}) as srv, tempfile.TemporaryDirectory() as cache:
         for name in protocols:
             proto = REGISTRY[name]
-            client = proto.new_client(sd.algo, Path(cache) / name, {"probe_bits": 0})
+            client = proto.new_client(sd.algo, Path(cache) / name)
             tr = HttpTransport(srv.url, name, client_id="demo-account")
             for label, (img_name, img), truth in [
                 *[("known", k, True) for k in known[:3]],

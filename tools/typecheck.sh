@@ -7,4 +7,4 @@ root=.typecheck/blindmatch
 rm -rf .typecheck && mkdir -p "$root"
 ln -s "$PWD/blindmatch/__init__.py" "$root/__init__.py"
 for pkg in protocol client server sim bench reliability; do ln -s "$PWD/$pkg" "$root/$pkg"; done
-MYPYPATH=.typecheck exec "${MYPY:-.venv/bin/mypy}" -p blindmatch.protocol -p blindmatch.client "$@"
+MYPYPATH=.typecheck exec "${MYPY:-.venv/bin/mypy}" -p blindmatch.protocol -p blindmatch.client -p blindmatch.server -p blindmatch.bench "$@"

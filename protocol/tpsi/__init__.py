@@ -17,15 +17,13 @@ the benchmark suite); primitives in ``hazmat.aead``, ``hazmat.shamir``,
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from ..base import ClientHalf, Leakage, Learner, Matching, Protocol, ServerHalf, register
 from ..costfloor import CostFloor, Floor, Term
 from ..errors import InputError
 from ..hashes import HashAlgo, HashSet
-from ..options import Options
+from ..options import OptionsIn
 from . import _cuckoo
 from ._bench import (
     bench_reconstruction,
@@ -178,7 +176,7 @@ class Tpsi(Protocol):
     )
 
     def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
+        self, hashes: HashSet, state_dir: Path, options: OptionsIn = None
     ) -> ServerHalf:
         return TpsiServer(hashes, state_dir, TpsiServerOptions.from_options(options))
 
@@ -186,7 +184,7 @@ class Tpsi(Protocol):
         self,
         algo: HashAlgo,
         cache_dir: Path | None = None,
-        options: Mapping[str, Any] | Options | None = None,
+        options: OptionsIn = None,
     ) -> ClientHalf:
         return TpsiClient(algo, cache_dir, TpsiClientOptions.from_options(options))
 
@@ -195,11 +193,8 @@ class Tpsi(Protocol):
         return table_size_bytes(set_size, p.eps, p.n_hash) + _manifest_bytes()
 
     def cost_floor(
-        self,
-        set_size: int,
-        algo: HashAlgo,
-        server_options: Mapping[str, Any] | Options | None = None,
-        client_options: Mapping[str, Any] | Options | None = None,
+        self, set_size: int, algo: HashAlgo,
+        server_options: OptionsIn = None, client_options: OptionsIn = None,
     ) -> CostFloor:
         """Per voucher location: the client's DH tuple and the server's α·Q (docs/protocols/tpsi.md).
 
