@@ -19,6 +19,8 @@ from typing import Any
 
 from blindmatch.protocol import REGISTRY, CostFloor, HashAlgo, Protocol
 
+from .goals import PEER_MODES, PEER_PROTOCOL
+
 __all__ = [
     "LOAD_SCENARIOS",
     "PEER_LABELS",
@@ -177,11 +179,10 @@ def load_scenarios(name: str) -> list[LoadScenario]:
 
 # ---------------------------------------------------------------------------- peers
 
-# protocols the peers suite compares with external OPRF-PSI libraries (openmined-psi),
-# with their VARIANTS; each keeps its last server state so paired rounds reopen it
-PEER_PROTOCOLS: tuple[str, ...] = ("oprf",)
-# row label and short mode name of each peer protocol (or variant) in the comparison
+# the protocol the peers suite compares with external OPRF-PSI libraries (openmined-psi), and
+# the row label and short name of each of its modes; both come from the goal table's data. Each
+# keeps its last server state so paired rounds reopen it.
+PEER_PROTOCOLS: tuple[str, ...] = (PEER_PROTOCOL,)
 PEER_LABELS: dict[str, tuple[str, str]] = {
-    "oprf": ("blindmatch oprf (VOPRF, default)", "VOPRF"),
-    "oprf-unverified": ("blindmatch oprf (OPRF mode, no proofs)", "OPRF mode"),
+    m.role: (f"blindmatch {PEER_PROTOCOL} ({m.label})", m.short) for m in PEER_MODES
 }

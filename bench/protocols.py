@@ -213,26 +213,20 @@ def _scan_metered(
     }
 
 
-def measure_cell(
-    ctx: BenchContext, name: str, n: int, algo_name: str = "pdq", max_queries: int | None = None
-) -> dict[str, Any]:
-    """Measure protocol ``name`` on a set of n hashes; returns the cell (also cached)."""
-    key = (name, n)
-    if key in ctx.cells:
-        return ctx.cells[key]
+@dataclass
+class _Setup:
+    server: ServerHalf
+    state_dir: Path
+    wall: list[float]
+    cpu: list[float]
+
+
+def _open_timed(ctx: BenchContext, name: str, hashes: HashSet, cell_dir: Path) -> _Setup:
+    """Server set-up, timed; fresh state each repeat (a second open would reuse artefacts)."""
     proto = REGISTRY[base_protocol(name)]  # a VARIANTS name runs its protocol with other options
-    algo = get_algo(algo_name)
-    set_dir = build_set(ctx, n, algo)
-    from blindmatch.server import SetDir
-
-    hashes = SetDir.open(set_dir).hashes
     sopts = server_options(name, ctx.quick)
-    cell_dir = ctx.workdir / f"cell-{name}-{n}"
-    shutil.rmtree(cell_dir, ignore_errors=True)
-
-    # server set-up: fresh state each repeat (a second open would reuse persisted artefacts)
-    setup_wall: list[float] = []
-    setup_cpu: list[float] = []
+    wall: list[float] = []
+    cpu: list[float] = []
     server: ServerHalf | None = None
     for rep in range(max(1, ctx.repeats)):
         sd = cell_dir / f"state-{rep}"
@@ -240,86 +234,128 @@ def measure_cell(
         c0 = cpu_now()
         t0 = time.perf_counter()
         s = proto.open_server(hashes, sd, sopts)
-        setup_wall.append(time.perf_counter() - t0)
-        setup_cpu.append(cpu_now() - c0)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(cpu_now() - c0)
         if server is not None:
             server.close()
         server = s
-        if sum(setup_wall) > 2.0 or ctx.quick:
+        if sum(wall) > 2.0 or ctx.quick:
             break
     assert server is not None
+    return _Setup(server, sd, wall, cpu)
+
+
+@dataclass
+class _Samples:
+    first: dict[str, Any]
+    steady: list[dict[str, Any]]
+    checked: int = 0
+    wrong: int = 0
+
+
+def _sample(
+    ctx: BenchContext,
+    client: ClientHalf,
+    tr: LocalTransport,
+    srv: MeteredServer,
+    pool: list[tuple[Query, bool]],
+) -> _Samples:
+    """The first scan (one-time downloads) and steady scans until the budget, verdicts checked."""
+    budget = 5.0 if ctx.quick else min(60.0, ctx.cell_budget_s / 3)
+    out = _Samples(_scan_metered(client, tr, srv, [pool[0][0]]), [])
+    t_start = time.perf_counter()
+    for q, member in pool[1:]:
+        r = _scan_metered(client, tr, srv, [q])
+        out.steady.append(r)
+        m = r["results"][0].matched
+        if m is not None:
+            out.checked += 1
+            out.wrong += int(bool(m) != member)
+        if time.perf_counter() - t_start > budget and len(out.steady) >= 3:
+            break
+    return out
+
+
+def _cell_metrics(setup: _Setup, s: _Samples) -> dict[str, Stat]:
+    steady, first = s.steady, s.first
+    download = max(0.0, first["down"] - float(np.median([x["down"] for x in steady])))
+    upload_once = max(0.0, first["up"] - float(np.median([x["up"] for x in steady])))
+    return {
+        "setup_s": stat(setup.wall, "s"),
+        "setup_cpu_s": stat(setup.cpu, "s"),
+        "download_bytes": Stat(download, download, download, 1, "B"),
+        "one_time_upload_bytes": Stat(upload_once, upload_once, upload_once, 1, "B"),
+        "first_scan_s": Stat(first["wall_s"], first["wall_s"], first["wall_s"], 1, "s"),
+        "client_cpu_s": stat([x["client_cpu_s"] for x in steady], "s"),
+        "client_crypto_ms_reported": stat([x["results"][0].crypto_ms for x in steady], "ms"),
+        "server_cpu_s": stat([x["server_cpu_s"] for x in steady], "s"),
+        "server_wall_s": stat([x["server_wall_s"] for x in steady], "s"),
+        "query_wall_s": stat([x["wall_s"] for x in steady], "s"),
+        "bytes_up": stat([float(x["up"]) for x in steady], "B"),
+        "bytes_down": stat([float(x["down"]) for x in steady], "B"),
+        "bytes_per_query": stat([float(x["up"] + x["down"]) for x in steady], "B"),
+    }
+
+
+def _batched(
+    ctx: BenchContext, client: ClientHalf, tr: LocalTransport, srv: MeteredServer, hashes: HashSet
+) -> dict[str, Any] | None:
+    """Per-query figures of one ``scan_many`` of 16, for clients that batch."""
+    if type(client).scan_many is ClientHalf.scan_many:
+        return None
+    b = 16
+    # one account for the whole batch, so protocols that batch per account can
+    many = [replace(q, account="bench-batch") for q, _ in make_queries(ctx.seed, hashes, b, tag=9)]
+    r = _scan_metered(client, tr, srv, many)
+    return {
+        "batch": b,
+        "client_cpu_s_per_query": r["client_cpu_s"] / b,
+        "server_cpu_s_per_query": r["server_cpu_s"] / b,
+        "bytes_per_query": (r["up"] + r["down"]) / b,
+        "requests": len(r["requests"]),
+    }
+
+
+def measure_cell(
+    ctx: BenchContext, name: str, n: int, algo_name: str = "pdq", max_queries: int | None = None
+) -> dict[str, Any]:
+    """Measure protocol ``name`` on a set of n hashes; returns the cell (also cached)."""
+    key = (name, n)
+    if key in ctx.cells:
+        return ctx.cells[key]
+    from blindmatch.server import SetDir
+
+    proto = REGISTRY[base_protocol(name)]
+    algo = get_algo(algo_name)
+    hashes = SetDir.open(build_set(ctx, n, algo)).hashes
+    cell_dir = ctx.workdir / f"cell-{name}-{n}"
+    shutil.rmtree(cell_dir, ignore_errors=True)
+    setup = _open_timed(ctx, name, hashes, cell_dir)
+    server = setup.server
     metered = MeteredServer(server)
     tr = LocalTransport(metered, client_id="bench")
     client = proto.new_client(algo, cell_dir / "client-cache", client_options(name))
     floor = cost_floor(name, len(hashes), algo)
     ensure_floor_prims(ctx, floor)
-
-    budget = 5.0 if ctx.quick else min(60.0, ctx.cell_budget_s / 3)
     q_target = max_queries or (4 if ctx.quick else max(12, 4 * ctx.repeats))
-    pool = make_queries(ctx.seed, hashes, q_target + 1)
-    first = _scan_metered(client, tr, metered, [pool[0][0]])
-    samples: list[dict[str, Any]] = []
-    verdict_errors = 0
-    verdicts_checked = 0
-    t_start = time.perf_counter()
-    for q, member in pool[1:]:
-        r = _scan_metered(client, tr, metered, [q])
-        samples.append(r)
-        m = r["results"][0].matched
-        if m is not None:
-            verdicts_checked += 1
-            verdict_errors += int(bool(m) != member)
-        if time.perf_counter() - t_start > budget and len(samples) >= 3:
-            break
-    down_steady = float(np.median([s["down"] for s in samples]))
-    download = max(0.0, first["down"] - down_steady)
-    upload_once = max(0.0, first["up"] - float(np.median([s["up"] for s in samples])))
-
-    metrics: dict[str, Stat] = {
-        "setup_s": stat(setup_wall, "s"),
-        "setup_cpu_s": stat(setup_cpu, "s"),
-        "download_bytes": Stat(download, download, download, 1, "B"),
-        "one_time_upload_bytes": Stat(upload_once, upload_once, upload_once, 1, "B"),
-        "first_scan_s": Stat(first["wall_s"], first["wall_s"], first["wall_s"], 1, "s"),
-        "client_cpu_s": stat([s["client_cpu_s"] for s in samples], "s"),
-        "client_crypto_ms_reported": stat([s["results"][0].crypto_ms for s in samples], "ms"),
-        "server_cpu_s": stat([s["server_cpu_s"] for s in samples], "s"),
-        "server_wall_s": stat([s["server_wall_s"] for s in samples], "s"),
-        "query_wall_s": stat([s["wall_s"] for s in samples], "s"),
-        "bytes_up": stat([float(s["up"]) for s in samples], "B"),
-        "bytes_down": stat([float(s["down"]) for s in samples], "B"),
-        "bytes_per_query": stat([float(s["up"] + s["down"]) for s in samples], "B"),
-    }
-    batched: dict[str, Any] | None = None
-    if type(client).scan_many is not ClientHalf.scan_many:
-        b = 16
-        # one account for the whole batch, so protocols that batch per account can
-        many = [replace(q, account="bench-batch") for q, _ in make_queries(ctx.seed, hashes, b, tag=9)]
-        r = _scan_metered(client, tr, metered, many)
-        batched = {
-            "batch": b,
-            "client_cpu_s_per_query": r["client_cpu_s"] / b,
-            "server_cpu_s_per_query": r["server_cpu_s"] / b,
-            "bytes_per_query": (r["up"] + r["down"]) / b,
-            "requests": len(r["requests"]),
-        }
+    samples = _sample(ctx, client, tr, metered, make_queries(ctx.seed, hashes, q_target + 1))
     cell = {
         "protocol": name,
         "n": len(hashes),
         "n_requested": n,
         "algo": algo.name,
         "status": "ok",
-        "metrics": {k: v.to_dict() for k, v in metrics.items()},
+        "metrics": {k: v.to_dict() for k, v in _cell_metrics(setup, samples).items()},
         "declared": {
             "setup_bytes": server.setup_bytes(),
             "download_bytes": proto.download_bytes(len(hashes), algo),
         },
-        "first_scan_requests": first["requests"],
-        "steady_requests": samples[0]["requests"],
-        "queries": len(samples),
-        "verdicts_checked": verdicts_checked,
-        "verdict_errors": verdict_errors,
-        "batched": batched,
+        "first_scan_requests": samples.first["requests"],
+        "steady_requests": samples.steady[0]["requests"],
+        "queries": len(samples.steady),
+        "verdicts_checked": samples.checked,
+        "verdict_errors": samples.wrong,
+        "batched": _batched(ctx, client, tr, metered, hashes),
         "server_stats": _jsonable(server.stats()),
         "bound_prims": _local_prims(ctx, floor),
         "params": _floor_params(name, floor),
@@ -331,7 +367,7 @@ def measure_cell(
         # the peers suite reopens this server (no second set preparation) for paired queries
         kept = ctx.workdir / f"state-{name}-{n}"
         shutil.rmtree(kept, ignore_errors=True)
-        shutil.move(str(sd), kept)
+        shutil.move(str(setup.state_dir), kept)
         cell["state_dir"] = str(kept)
     shutil.rmtree(cell_dir, ignore_errors=True)
     ctx.cells[key] = cell
