@@ -53,6 +53,7 @@ _ERROR_SCHEMA = {
         }
     }
 }
+_BINARY_BODY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
 def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -180,9 +181,8 @@ def _open_servers(settings: Settings, setdir: SetDir) -> dict[str, ServerHalf]:
     return servers
 
 
-_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 _RESPONSES = {
-    "200": {"content": _BINARY},
+    "200": {"content": _BINARY_BODY},
     "400": {"description": "Malformed request", "content": _ERROR_SCHEMA},
     "404": {"description": "Unknown resource", "content": _ERROR_SCHEMA},
     "413": {"description": "Body or batch too large", "content": _ERROR_SCHEMA},
@@ -204,7 +204,7 @@ def _mount(app: FastAPI, name: str, srv: ServerHalf, settings: Settings, buckets
     for ep in srv.endpoints():
         extra: dict[str, Any] = {"responses": dict(_RESPONSES)}
         if ep.method == "POST":
-            extra["requestBody"] = {"required": True, "content": _BINARY}
+            extra["requestBody"] = {"required": True, "content": _BINARY_BODY}
         if ep.admin:
             extra["responses"]["401"] = _UNAUTHORIZED
         app.add_api_route(

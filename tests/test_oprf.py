@@ -24,18 +24,19 @@ from blindmatch.protocol import (
     InsecureKeyFileError,
     LengthError,
     LocalTransport,
+    ProbeError,
     Query,
     Request,
     SignatureError,
     Transport,
     TransportReply,
     UnknownEpochError,
-    ProbeError,
     VerifyError,
     get_algo,
 )
 from blindmatch.protocol.hazmat import ristretto as R
 from blindmatch.protocol.hazmat.voprf import Proof, VOPRFClient
+from blindmatch.protocol.multiprobe import least_stable_bits, probe_hashes
 from blindmatch.protocol.oprf import (
     EvaluateRequest,
     EvaluateResponse,
@@ -44,7 +45,6 @@ from blindmatch.protocol.oprf import (
     describe_state,
     rotate_epoch,
 )
-from blindmatch.protocol.multiprobe import least_stable_bits, probe_hashes
 from blindmatch.protocol.wire import decode_fields, encode_fields
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings

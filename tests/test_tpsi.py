@@ -370,7 +370,9 @@ def test_client_checks_signature_digest_and_pins(hs: HashSet, tmp_path: Path) ->
     with pytest.raises(SignatureError):
         client(tmp_path / "c4", pinned_set_digest="00" * 32).scan(q, LocalTransport(srv))
     good = client(
-        tmp_path / "c5", pinned_signing_key=srv.public_key.hex(), pinned_set_digest=srv.manifest.set_digest.hex()
+        tmp_path / "c5",
+        pinned_signing_key=srv.public_key.hex(),
+        pinned_set_digest=srv.manifest.set_digest.hex(),
     )
     r = good.scan(q, LocalTransport(srv))
     assert r.matched is None and r.extra["setup_bytes"] == srv.setup_bytes()

@@ -126,7 +126,7 @@ def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
             mode_learner = "server" if mode and mode.startswith("server") else "client"
             learner = mode_learner if mode else proto.learner.value
             # only the options this protocol declares: its client rejects any other
-            opts = {"probe_bits": k} if probing else {}
+            opts: dict[str, Any] = {"probe_bits": k} if probing else {}
             if mode:
                 opts["mode"] = mode
             opts.update(pc.get("client_options", {}))
