@@ -80,7 +80,7 @@ def with_variants(names: Sequence[str]) -> list[str]:
     return [m for p in names for m in (p, *variants_of(p))]
 
 
-def server_options(name: str, quick: bool = False) -> dict[str, Any]:
+def server_options(name: str) -> dict[str, Any]:
     """Options passed to ``open_server``: the protocol's defaults, plus a variant's changes."""
     v = VARIANTS.get(name)
     return dict(v.server_options) if v is not None else {}

@@ -104,7 +104,7 @@ def record_bodies(
 
     proto = REGISTRY[sc.protocol]
     sd = SetDir.open(set_dir)
-    sopts = server_options(sc.variant or sc.protocol, ctx.quick)
+    sopts = server_options(sc.variant or sc.protocol)
     server = proto.open_server(sd.hashes, sd.state_dir(sc.protocol), sopts)
     try:
         rec = RecordingTransport(LocalTransport(server, client_id="bench-recorder"), sc.path)
@@ -166,7 +166,7 @@ def _prepare_state(ctx: BenchContext, name: str, base_set: Path) -> tuple[Path, 
     shutil.copytree(base_set, a)
     sd = SetDir.open(a)
     proto = base_protocol(name)
-    srv = REGISTRY[proto].open_server(sd.hashes, sd.state_dir(proto), server_options(name, ctx.quick))
+    srv = REGISTRY[proto].open_server(sd.hashes, sd.state_dir(proto), server_options(name))
     srv.close()
     shutil.copytree(a, b)
     return a, b

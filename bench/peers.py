@@ -186,7 +186,7 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
                     hashes,
                     Path(cell["state_dir"]),
                     ctx.workdir / f"paired-cache-{name}-{n}",
-                    server_options(name, ctx.quick),
+                    server_options(name),
                     client_options(name),
                     make_queries(ctx.seed, hashes, 65, tag=11),
                 )

@@ -224,7 +224,7 @@ class _Setup:
 def _open_timed(ctx: BenchContext, name: str, hashes: HashSet, cell_dir: Path) -> _Setup:
     """Server set-up, timed; fresh state each repeat (a second open would reuse artefacts)."""
     proto = REGISTRY[base_protocol(name)]  # a VARIANTS name runs its protocol with other options
-    sopts = server_options(name, ctx.quick)
+    sopts = server_options(name)
     wall: list[float] = []
     cpu: list[float] = []
     server: ServerHalf | None = None
