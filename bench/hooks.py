@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blindmatch.protocol import REGISTRY, CostFloor, HashAlgo, Protocol
+from blindmatch.server.settings import protocol_env
 
 from .goals import PEER_MODES, PEER_PROTOCOL
 
@@ -50,7 +51,11 @@ class Variant:
     label: str
     server_options: dict[str, Any]
     client_options: dict[str, Any]
-    server_env: dict[str, str]
+
+    @property
+    def server_env(self) -> dict[str, str]:
+        """The same server options for an HTTP server process (``BLINDMATCH_<PROTOCOL>_*``)."""
+        return protocol_env(self.protocol, self.server_options)
 
 
 # name -> variant; the suites measure these beside their protocol, under this name
@@ -60,7 +65,6 @@ VARIANTS: dict[str, Variant] = {
         "oprf, OPRF mode (no DLEQ proofs)",
         {"mode": "oprf"},
         {"allow_unverified": True},
-        {"BLINDMATCH_OPRF_MODE": "oprf"},
     ),
 }
 

@@ -48,6 +48,7 @@ from blindmatch.protocol import (
     TransportReply,
 )
 from blindmatch.server import LiveServer, SetDir
+from blindmatch.server.settings import protocol_env
 
 from ..decide.variants import Variant
 
@@ -157,6 +158,7 @@ def http_session(
         **BENCH_ENV,
         "BLINDMATCH_PROTOCOLS": proto.name,
         "BLINDMATCH_ADMIN_TOKEN": token,
+        **protocol_env(proto.name, variant.server_options),
         **variant.server_env,
     }
     live = LiveServer(set_dir.path, env=env, startup_timeout=timeout_s, log_file=log_file)
