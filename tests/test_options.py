@@ -72,3 +72,14 @@ def test_server_settings_read_tpsi_options_through_the_dataclass() -> None:
     assert opts["tpsi"] == REGISTRY["tpsi"].server_options({"threshold": 5})
     assert opts["oprf"].to_dict()["mode"] == "oprf"
     assert opts["he"] == REGISTRY["he"].server_options()  # defaults, written once, in the dataclass
+
+
+def test_protocol_env_round_trips_through_the_settings() -> None:
+    from blindmatch.server.settings import protocol_env, protocol_options_from_env
+
+    given = {"threshold": 5, "workers": None, "synthetic_rate": 0.0}
+    env = protocol_env("tpsi", given)
+    assert env["BLINDMATCH_TPSI_THRESHOLD"] == "5"
+    assert protocol_options_from_env(env)["tpsi"] == REGISTRY["tpsi"].server_options(given)
+    with pytest.raises(OptionError):
+        protocol_env("tpsi", {"treshold": 5})
