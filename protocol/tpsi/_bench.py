@@ -233,7 +233,8 @@ def bench_reconstruction(
         "interpolate_ms": (t2 - t1) * 1e3,
     }
     if through_server:
-        from ._server import ServerParams, TpsiServer
+        from ._options import TpsiServerOptions
+        from ._server import TpsiServer
         from ._wire import UploadBatch
 
         hs = _random_set(max(r, 50))
@@ -241,7 +242,7 @@ def bench_reconstruction(
             srv = TpsiServer(
                 hs,
                 Path(d),
-                ServerParams(
+                TpsiServerOptions(
                     threshold=t, dhf_dim=dhf_dim, ad_max=64, reveal_mode="manual", workers=1
                 ),
             )
