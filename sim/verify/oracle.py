@@ -30,18 +30,17 @@ import os
 import secrets
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from blindmatch.client import HttpTransport
+from blindmatch.client import HashedImage, HttpTransport, ScanItem, Scanner
 from blindmatch.protocol import (
     BlindmatchError,
     HashAlgo,
     LocalTransport,
     Protocol,
-    Query,
     ServerHalf,
     ServerVerdict,
     Transport,
@@ -74,8 +73,9 @@ class SimQuery:
     floats: tuple[float, ...] | None = None
     quality: int | None = None
 
-    def to_query(self, algo: HashAlgo, account: str, ad: bytes) -> Query:
-        return Query(algo.from_bytes(self.raw), self.floats, self.quality, account, ad)
+    def to_item(self, algo: HashAlgo, ad: bytes) -> ScanItem:
+        hashed = HashedImage(algo.from_bytes(self.raw), self.quality, self.floats)
+        return ScanItem(hashed, f"query {self.qid}", ad)
 
 
 class MeteredTransport(Transport):
@@ -101,6 +101,11 @@ class MeteredTransport(Transport):
             self.requests += 1
             self.bytes_up += self.inner.bytes_up - u0
             self.bytes_down += self.inner.bytes_down - d0
+
+    def close(self) -> None:
+        """Close the wrapped HTTP transport (an in-process one holds nothing)."""
+        if isinstance(self.inner, HttpTransport):
+            self.inner.close()
 
 
 @dataclass
@@ -128,6 +133,29 @@ class Session:
             return MeteredTransport(LocalTransport(self.server, client_id=account), time_handlers=True)
         assert self.live is not None
         return MeteredTransport(HttpTransport(self.live.url, self.proto.name, client_id=account))
+
+    def scanner(
+        self,
+        transport: Transport,
+        variant: Variant,
+        algo: HashAlgo,
+        account: str,
+        cache_dir: Path,
+        strict: bool = False,
+    ) -> Scanner:
+        """The variant's real client over ``transport``: one query per round, no quality gate
+        (the simulator's query pool has already applied it)."""
+        return Scanner(
+            transport,
+            self.proto,
+            algo=algo,
+            options=variant.client_options_for(algo),
+            account=account,
+            cache_dir=cache_dir,
+            min_quality=0,
+            batch_size=1,
+            strict=strict,
+        )
 
 
 @contextmanager
@@ -250,39 +278,32 @@ def real_verdicts(
 ) -> RealOutcome:
     """Run the real client half against ``sess`` for each query and collect verdicts."""
     t0 = time.perf_counter()
-    client = sess.proto.new_client(algo, cache_dir, variant.client_options_for(algo))
-    tr = sess.transport(account)
     nonce = account
     n_primers = max(1, variant.threshold) if variant.learner == "server" else 0
     out: list[bool | None] = []
     errors: list[str] = []
     truncated = False
-    try:
-        if n_primers:
-            for i, q in enumerate(primers[:n_primers]):
-                client.scan(q.to_query(algo, account, _token(nonce, "p", i).encode()), tr)
-        for q in queries:
-            if time.perf_counter() - t0 > budget_s and len(out) >= 2:
+    with closing(sess.transport(account)) as tr:
+        scanner = sess.scanner(tr, variant, algo, account, cache_dir)
+        try:
+            primed = enumerate(primers[:n_primers])
+            scanner.scan([q.to_item(algo, _token(nonce, "p", i).encode()) for i, q in primed], strict=True)
+        except BlindmatchError as e:
+            return RealOutcome(
+                [None] * len(queries),
+                "unavailable",
+                f"primer scan failed: {e.code}: {e.detail}",
+                seconds=time.perf_counter() - t0,
+                errors=[str(e)],
+            )
+        items = (q.to_item(algo, _token(nonce, "q", q.qid).encode()) for q in queries)
+        for q, v in zip(queries, scanner.iter_scan(items), strict=False):
+            if v.error is not None:
+                errors.append(f"query {q.qid}: {v.error.code}: {v.error.detail}")
+            out.append(v.matched)
+            if len(out) < len(queries) and time.perf_counter() - t0 > budget_s and len(out) >= 2:
                 truncated = True
                 break
-            try:
-                r = client.scan(q.to_query(algo, account, _token(nonce, "q", q.qid).encode()), tr)
-                out.append(r.matched)
-            except BlindmatchError as e:
-                errors.append(f"query {q.qid}: {e.code}: {e.detail}")
-                out.append(None)
-    except BlindmatchError as e:
-        return RealOutcome(
-            [None] * len(queries),
-            "unavailable",
-            f"primer scan failed: {e.code}: {e.detail}",
-            seconds=time.perf_counter() - t0,
-            errors=[str(e)],
-        )
-    finally:
-        inner = tr.inner
-        if isinstance(inner, HttpTransport):
-            inner.close()
     if any(m is not None for m in out):
         note = "some queries failed" if errors else ""
         return RealOutcome(out, "client", note, truncated, time.perf_counter() - t0, errors)
