@@ -24,6 +24,7 @@ from .goals import PEER_MODES, PEER_PROTOCOL
 
 __all__ = [
     "LOAD_SCENARIOS",
+    "OWN_SUITE",
     "PEER_LABELS",
     "PEER_PROTOCOLS",
     "QUICK_SKIP",
@@ -95,6 +96,12 @@ def client_options(name: str) -> dict[str, Any]:
     mode), plus a variant's changes."""
     v = VARIANTS.get(name)
     return dict(v.client_options) if v is not None else {}
+
+
+# protocols whose servers are several processes: measured by their own suite, not in-process
+OWN_SUITE: dict[str, str] = {
+    "mpc": "three party processes exchanging megabytes per query: the mpc suite measures them on loopback",
+}
 
 
 # protocols whose single query takes seconds; smoke tests (--quick) skip them and say so

@@ -29,6 +29,7 @@ from blindmatch.protocol.oprf import DEFAULT_FPR
 
 from .context import BenchContext, Metric, make_row
 from .hooks import (
+    OWN_SUITE,
     PEER_LABELS,
     PEER_PROTOCOLS,
     QUICK_SKIP,
@@ -386,7 +387,7 @@ def run_peers(ctx: BenchContext) -> None:
     try:
         ctx.log("peers: price of privacy")
         for name in ctx.protocol_names():
-            if ctx.quick and name in QUICK_SKIP and not ctx.quick_all:
+            if (ctx.quick and name in QUICK_SKIP and not ctx.quick_all) or name in OWN_SUITE:
                 continue
             try:
                 ensure_cells(ctx, name, [s for s in sorted(ctx.sizes) if s <= max(sizes)])
