@@ -139,7 +139,7 @@ def test_cost_floor_is_declared_in_known_figures(opened) -> None:
 
 def test_server_verdicts_match_the_learner(opened, tmp_path: Path) -> None:
     proto, hs, srv = opened
-    client = proto.new_client(hs.algo, tmp_path, {})
+    client = proto.new_client(hs.algo, tmp_path, H.client_options(proto.name))
     tr = LocalTransport(srv)
     for i in range(2):
         client.scan(Query(hs.value(i), account="verdicts", associated_data=b"v%d" % i), tr)
