@@ -30,7 +30,6 @@ __all__ = [
     "QUICK_SKIP",
     "VARIANTS",
     "LoadScenario",
-    "Variant",
     "base_protocol",
     "client_options",
     "cost_floor",
@@ -45,8 +44,12 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Variant:
-    """A protocol measured a second way, next to its default: other server/client options."""
+class BenchVariant:
+    """A protocol benchmarked a second way, next to its default: other server/client options.
+
+    Not the simulator's ``sim.decide.variants.Variant`` (a decision rule with its accuracy
+    model): this one only names the options a benchmark row runs with.
+    """
 
     protocol: str
     label: str
@@ -60,8 +63,8 @@ class Variant:
 
 
 # name -> variant; the suites measure these beside their protocol, under this name
-VARIANTS: dict[str, Variant] = {
-    "oprf-unverified": Variant(
+VARIANTS: dict[str, BenchVariant] = {
+    "oprf-unverified": BenchVariant(
         "oprf",
         "oprf, OPRF mode (no DLEQ proofs)",
         {"mode": "oprf"},

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from blindmatch.machine import MACHINE_KEYS
+
 __all__ = [
     "SCHEMA",
     "evaluate_goals",
@@ -67,10 +69,10 @@ def validate_results(res: dict[str, Any]) -> list[str]:
     if res.get("schema") != SCHEMA:
         p.append(f"schema is {res.get('schema')!r}, expected {SCHEMA!r}")
     m = res.get("machine", {})
-    for k in ("cpu_model", "cores_logical", "memory_bytes"):
+    for k in MACHINE_KEYS:
         if k not in m:
             p.append(f"machine.{k} missing")
-    libs = res.get("libraries", {})
+    libs = m.get("libraries") or {}
     for k in ("numpy", "rbcl", "cryptography", "tenseal", "libsodium", "python"):
         if k not in libs:
             p.append(f"libraries.{k} missing")
@@ -121,13 +123,14 @@ def validate_results(res: dict[str, Any]) -> list[str]:
 
 
 def _header(res: dict[str, Any]) -> list[str]:
-    m, libs = res["machine"], res["libraries"]
+    m = res["machine"]
+    libs = m["libraries"]
     mem = m.get("memory_bytes")
     lib_s = ", ".join(f"{k} {v}" for k, v in libs.items() if v)
     return [
-        f"- Machine: {m.get('cpu_model')}, {m.get('cores_logical')} logical cores "
-        f"({m.get('cores_usable')} usable), {mem / 2**30:.1f} GiB RAM, {m.get('os')}; "
-        f"load average at start {m.get('load_avg_at_start')}"
+        f"- Machine: {m.get('cpu_model')}, {m.get('logical_cpus')} logical cores "
+        f"({m.get('usable_cpus')} usable), {mem / 2**30:.1f} GiB RAM, {m.get('platform')}; "
+        f"load average at start {m.get('loadavg_at_start')}"
         if mem
         else f"- Machine: {m}",
         f"- Libraries: {lib_s}",

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 from blindmatch.client import get_algo
-from blindmatch.protocol import REGISTRY
+from blindmatch.protocol import REGISTRY, atomic_write
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -40,8 +40,9 @@ from rich.progress import (
 )
 
 import blindmatch
+from blindmatch.machine import loadavg, machine_info
 
-from .cache import StageCache, atomic_write_text
+from .cache import StageCache
 from .config import SimConfigError, config_digest
 from .cost.measure import cost_queries, hash_cost_12mp, measure_protocol
 from .decide.accuracy import HashData, QueryPool, analyse, build_pools, corpus_distances
@@ -49,7 +50,6 @@ from .decide.variants import Variant, protocol_variants
 from .derive import DERIVED_KEYS, derive
 from .executor import Executor, make_executor
 from .hashing.images import corpus_fingerprint, corpus_spec, hash_originals_task, hash_perturbed_task
-from .machine import loadavg, machine_info
 from .perturb.edits import select
 from .perturb.evasion import evasion_task
 from .report.render import sanitize
@@ -523,5 +523,5 @@ def run_simulation(
     results["stages"] = st.timings
     results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     clean: dict[str, Any] = sanitize(results)
-    atomic_write_text(out / "results.json", json.dumps(clean, indent=1))
+    atomic_write(out / "results.json", json.dumps(clean, indent=1))
     return clean
