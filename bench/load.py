@@ -401,7 +401,11 @@ def _run_scenario(
     """
     hc = 16 if ctx.quick else 128
     # the driver stands in for a trusted proxy that names each client in a header
-    low = {"BLINDMATCH_RATE_PER_SECOND": "20", "BLINDMATCH_RATE_BURST": "20", "BLINDMATCH_TRUSTED_PROXIES": "127.0.0.1"}
+    low = {
+        "BLINDMATCH_RATE_PER_SECOND": "20",
+        "BLINDMATCH_RATE_BURST": "20",
+        "BLINDMATCH_TRUSTED_PROXIES": "127.0.0.1",
+    }
     runs = [_Run(1, conc, HIGH_RATE, "throughput"), _Run(2, conc, HIGH_RATE, "throughput")]
     if si == 0:
         runs += [
