@@ -38,7 +38,7 @@ from blindmatch.protocol import (
 )
 
 from .context import BenchContext, Metric, make_row
-from .hooks import LOAD_HOOKS, LoadScenario, base_protocol, server_options, with_variants
+from .hooks import LoadScenario, base_protocol, load_scenarios, server_options, with_variants
 from .loaddriver import read_bodies, write_bodies
 from .micro import ensure_group_prims, group_ops
 from .protocols import build_set, make_queries
@@ -104,7 +104,7 @@ def record_bodies(
 
     proto = REGISTRY[sc.protocol]
     sd = SetDir.open(set_dir)
-    sopts = server_options(sc.variant or sc.protocol, ctx.quick)
+    sopts = server_options(sc.variant or sc.protocol)
     server = proto.open_server(sd.hashes, sd.state_dir(sc.protocol), sopts)
     try:
         rec = RecordingTransport(LocalTransport(server, client_id="bench-recorder"), sc.path)
@@ -166,7 +166,7 @@ def _prepare_state(ctx: BenchContext, name: str, base_set: Path) -> tuple[Path, 
     shutil.copytree(base_set, a)
     sd = SetDir.open(a)
     proto = base_protocol(name)
-    srv = REGISTRY[proto].open_server(sd.hashes, sd.state_dir(proto), server_options(name, ctx.quick))
+    srv = REGISTRY[proto].open_server(sd.hashes, sd.state_dir(proto), server_options(name))
     srv.close()
     shutil.copytree(a, b)
     return a, b
@@ -400,7 +400,12 @@ def _run_scenario(
     its share stops early and says so, its throughput taken over the time it ran.
     """
     hc = 16 if ctx.quick else 128
-    low = {"BLINDMATCH_RATE_PER_SECOND": "20", "BLINDMATCH_RATE_BURST": "20"}
+    # the driver stands in for a trusted proxy that names each client in a header
+    low = {
+        "BLINDMATCH_RATE_PER_SECOND": "20",
+        "BLINDMATCH_RATE_BURST": "20",
+        "BLINDMATCH_TRUSTED_PROXIES": "127.0.0.1",
+    }
     runs = [_Run(1, conc, HIGH_RATE, "throughput"), _Run(2, conc, HIGH_RATE, "throughput")]
     if si == 0:
         runs += [
@@ -494,8 +499,8 @@ def run_load_suite(ctx: BenchContext, n: int | None = None) -> None:
     duration = min(2.0, ctx.load_seconds) if ctx.quick else ctx.load_seconds
     conc = 4 if ctx.quick else 8
     for name in with_variants(ctx.protocol_names()):
-        hook = LOAD_HOOKS.get(name)
-        if hook is None:
+        scenarios = load_scenarios(name)
+        if not scenarios:
             ctx.add(
                 make_row(
                     "load",
@@ -506,7 +511,6 @@ def run_load_suite(ctx: BenchContext, n: int | None = None) -> None:
                 )
             )
             continue
-        scenarios = hook()
         if ctx.quick:
             scenarios = scenarios[:2]
         try:

@@ -9,21 +9,25 @@ its floor on *this* machine rather than to a number from elsewhere.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 import numpy as np
+from blindmatch.protocol import REGISTRY, CostFloor, get_algo
+from blindmatch.protocol.oprf import DEFAULT_FPR, GCSReader, build_gcs, fpr_to_m
 
 from .context import BenchContext, Metric, make_row
-from .hooks import FilterAdapter, discover_filter, he_params
 from .timing import Stat, measure
 
 __all__ = [
+    "declared_seal_sets",
+    "ensure_bfv_prims",
+    "ensure_floor_prims",
     "ensure_group_prims",
-    "ensure_he_prims",
     "ensure_seal_prims",
     "group_ops",
     "hamming_index_qps",
@@ -79,28 +83,50 @@ def ensure_group_prims(ctx: BenchContext) -> None:
         ctx.prim(f"aead.aesgcm128_dec_{label}", partial(_m, ctx, partial(aead.decrypt, nonce, ct, b"ad")))
 
 
-def ensure_he_prims(ctx: BenchContext) -> None:
-    """BFV primitives: TenSEAL's high-level API at N=8192, and SEAL at the ``he`` parameter set.
+def declared_seal_sets() -> dict[str, dict[str, Any]]:
+    """BFV parameter sets the registered protocols' floors count in (PDQ, default options).
 
-    The ``he`` floor uses the fastest plaintext×ciphertext product SEAL offers at the
-    protocol's own parameters (both operands already in NTT form, a dyadic product),
-    so the floor is as low as the library allows; TenSEAL's ``BFVVector`` product
-    (which encodes the plaintext on every call) is reported beside it.
+    Maps set name to its parameters plus ``protocols``, the protocols that declared it.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(REGISTRY):
+        floor = REGISTRY[name].cost_floor(1, get_algo("pdq"))
+        ps = floor.primitive_params.get("seal") if floor is not None else None
+        if ps is not None:
+            entry = out.setdefault(str(ps["name"]), {**ps, "protocols": []})
+            entry["protocols"].append(name)
+    return out
+
+
+def ensure_bfv_prims(ctx: BenchContext) -> None:
+    """BFV primitives: TenSEAL's high-level API at N=8192, and SEAL at every declared set.
+
+    A floor counts the fastest plaintext×ciphertext product SEAL offers at the
+    protocol's own parameters (both operands already in NTT form, a dyadic
+    product), so the floor is as low as the library allows; TenSEAL's
+    ``BFVVector`` product (which encodes the plaintext on every call) is
+    reported beside it.
     """
     _tenseal_prims(ctx)
-    hp = he_params()
-    ctx.prim_info["he"] = hp
-    if hp.get("coeff_bits"):
-        ensure_seal_prims(ctx, hp)
-        tag = f"seal.{hp['name']}"
-        ctx.prim_info["he_floor"] = f"SEAL NTT-form pt×ct at {hp['name']} (N={hp['poly_degree']})"
-        for k in ("ptxct_ntt", "encrypt", "decrypt"):
-            ctx.prims[f"he.floor_{k.removesuffix('_ntt')}"] = ctx.prims[f"{tag}.{k}"]
-    else:
-        ctx.prim_info["he_floor"] = "TenSEAL BFVVector pt×ct at N=8192 (he parameters not found)"
-        ctx.prims["he.floor_ptxct"] = ctx.prims["tenseal.n8192.ptxct"]
-        ctx.prims["he.floor_encrypt"] = ctx.prims["tenseal.n8192.encrypt"]
-        ctx.prims["he.floor_decrypt"] = ctx.prims["tenseal.n8192.decrypt"]
+    for ps in declared_seal_sets().values():
+        ensure_seal_prims(ctx, ps)
+
+
+def ensure_floor_prims(ctx: BenchContext, floor: CostFloor | None) -> None:
+    """Measure every primitive ``floor`` counts (see ``protocol.costfloor`` for the names)."""
+    if floor is None:
+        return
+    for prim in floor.primitives:
+        family, _, rest = prim.partition(".")
+        if family == "r255":
+            ensure_group_prims(ctx)
+        elif family == "stream_pass":
+            n, words = (int(x) for x in rest.split("x"))
+            stream_pass_seconds(ctx, n, words)
+        elif family == "seal":
+            ensure_seal_prims(ctx, floor.primitive_params["seal"])
+        else:
+            raise KeyError(f"no benchmark measures primitive {prim!r}")
 
 
 def _tenseal_prims(ctx: BenchContext) -> None:
@@ -135,7 +161,7 @@ def _tenseal_prims(ctx: BenchContext) -> None:
         raise RuntimeError("TenSEAL pt×ct self-check failed")
 
 
-def ensure_seal_prims(ctx: BenchContext, hp: dict[str, Any]) -> None:
+def ensure_seal_prims(ctx: BenchContext, hp: Mapping[str, Any]) -> None:
     """SEAL (``tenseal.sealapi``) at the discovered parameter set."""
     import tenseal.sealapi as seal
 
@@ -269,31 +295,21 @@ def _hash_rows(ctx: BenchContext) -> None:
             )
 
 
-def _cycling_lookup(f: FilterAdapter, reader: Any, probes: list[int]) -> Callable[[], bool]:
+def _cycling_lookup(reader: GCSReader, probes: list[int]) -> Callable[[], bool]:
     """One lookup per call, cycling through members and non-members."""
     state = {"i": 0}
 
     def look() -> bool:
         state["i"] = (state["i"] + 1) % len(probes)
-        return f.contains(reader, probes[state["i"]])
+        return bool(reader.contains(probes[state["i"]]))
 
     return look
 
 
 def _filter_rows(ctx: BenchContext) -> None:
-    f = discover_filter()
-    if f is None:
-        ctx.add(
-            make_row(
-                "micro",
-                "filter",
-                "approximate-membership filter build / lookup",
-                status="skipped",
-                reason="no oprf filter in this build (blindmatch.protocol._gcs is missing)",
-                bound_for="oprf: server set-up (build), client 1 lookup per probe",
-            )
-        )
-        return
+    """oprf's Golomb-compressed set at its default false-positive rate."""
+    fpr, m = DEFAULT_FPR, fpr_to_m(DEFAULT_FPR)
+    name = "Golomb-compressed set (oprf)"
     sizes = (
         [min(ctx.sizes)] if ctx.quick else sorted({10_000, 100_000} | {s for s in ctx.sizes if s >= 10_000})
     )
@@ -303,34 +319,34 @@ def _filter_rows(ctx: BenchContext) -> None:
         built: dict[str, Any] = {}
 
         def build(values: Any = values, built: dict[str, Any] = built) -> None:
-            built["f"] = f.build(values)
+            built["f"] = build_gcs(values, len(values) * m)
 
         def load(built: dict[str, Any] = built) -> None:
-            built["r"] = f.load(built["f"])
+            built["r"] = GCSReader(built["f"])
 
         st_build = measure(build, repeats=min(3, ctx.repeats), min_time=0.0, budget_s=30)
         st_load = measure(load, repeats=min(3, ctx.repeats), min_time=0.0, budget_s=30)
         reader = built["r"]
         members = [int(v) for v in values[: min(n, 64)]]
-        if not all(f.contains(reader, v) for v in members):
+        if not all(reader.contains(v) for v in members):
             raise RuntimeError("filter lost a member")
         probes = members + [int(v) for v in rng.integers(0, 2**64, size=64, dtype=np.uint64)]
-        st_look = _m(ctx, _cycling_lookup(f, reader, probes), 3)
-        bits_per = 8.0 * f.size_bytes(built["f"]) / n
+        st_look = _m(ctx, _cycling_lookup(reader, probes), 3)
+        bits_per = 8.0 * built["f"].nbytes() / n
         ctx.prims[f"filter.build_per_elem.{n}"] = st_build.per(n)
         ctx.prims["filter.lookup"] = st_look
-        params = {"n": n, "fpr": f.fpr, "fpr_source": f.fpr_source, "impl": f.impl}
+        params = {"n": n, "fpr": fpr, "fpr_source": "oprf.DEFAULT_FPR", "impl": "blindmatch.protocol._gcs"}
         ctx.add(
             make_row(
                 "micro",
                 "filter",
-                f"{f.name}: build, n={n}",
+                f"{name}: build, n={n}",
                 {
                     "build_per_element": Metric(st_build.per(n)),
                     "client_load_per_element": Metric(st_load.per(n)),
                     "bits_per_element": Metric(
                         Stat(bits_per, bits_per, bits_per, 1, "bit"),
-                        bound=f.log2_inv_fpr,
+                        bound=math.log2(1.0 / fpr),
                         bound_formula="log2(1/fpr)",
                     ),
                 },
@@ -342,7 +358,7 @@ def _filter_rows(ctx: BenchContext) -> None:
             make_row(
                 "micro",
                 "filter",
-                f"{f.name}: lookup, n={n}",
+                f"{name}: lookup, n={n}",
                 {"time": Metric(st_look)},
                 params,
                 bound_for="oprf: client, 1 lookup per probe",
@@ -428,6 +444,37 @@ _SEAL_ROWS: list[tuple[str, str, str]] = [
 ]
 
 
+def _bfv_rows(ctx: BenchContext) -> None:
+    for key, label, used in _TENSEAL_ROWS:
+        st = ctx.prims[f"tenseal.n8192.{key}"]
+        ctx.add(
+            make_row(
+                "micro",
+                "TenSEAL BFV N=8192, t=65537",
+                label,
+                {"size" if st.unit == "B" else "time": Metric(st)},
+                {"key": f"tenseal.n8192.{key}"},
+                bound_for=used,
+            )
+        )
+    for ps in declared_seal_sets().values():
+        owners = ", ".join(ps["protocols"])
+        grp = f"SEAL BFV {ps['name']} (N={ps['poly_degree']}, t={ps['plain_modulus']}, {owners}'s parameters)"
+        for key, label, used in _SEAL_ROWS:
+            k = f"seal.{ps['name']}.{key}"
+            st = ctx.prims[k]
+            ctx.add(
+                make_row(
+                    "micro",
+                    grp,
+                    label,
+                    {"size" if st.unit == "B" else "time": Metric(st)},
+                    {"key": k, "param_source": f"declared by {owners}.cost_floor"},
+                    bound_for=used,
+                )
+            )
+
+
 def run_micro(ctx: BenchContext) -> None:
     """All micro rows; primitives land in ``ctx.prims`` for the other suites."""
     ctx.log("micro: ristretto255, AEAD")
@@ -475,48 +522,11 @@ def run_micro(ctx: BenchContext) -> None:
     ctx.log("micro: filter")
     try:
         _filter_rows(ctx)
-    except Exception as e:  # a broken hook must not sink the suite; it is reported
+    except Exception as e:  # a broken filter must not sink the suite; it is reported
         ctx.add(make_row("micro", "filter", "filter build / lookup", status="failed", reason=repr(e)))
     ctx.log("micro: BFV (TenSEAL, SEAL)")
-    ensure_he_prims(ctx)
-    for key, label, used in _TENSEAL_ROWS:
-        st = ctx.prims[f"tenseal.n8192.{key}"]
-        ctx.add(
-            make_row(
-                "micro",
-                "TenSEAL BFV N=8192, t=65537",
-                label,
-                {"size" if st.unit == "B" else "time": Metric(st)},
-                {"key": f"tenseal.n8192.{key}"},
-                bound_for=used,
-            )
-        )
-    hp = ctx.prim_info["he"]
-    if hp.get("coeff_bits"):
-        grp = f"SEAL BFV {hp['name']} (N={hp['poly_degree']}, t={hp['plain_modulus']}, he's parameters)"
-        for key, label, used in _SEAL_ROWS:
-            k = f"seal.{hp['name']}.{key}"
-            st = ctx.prims[k]
-            ctx.add(
-                make_row(
-                    "micro",
-                    grp,
-                    label,
-                    {"size" if st.unit == "B" else "time": Metric(st)},
-                    {"key": k, "param_source": hp["source"]},
-                    bound_for=used,
-                )
-            )
-    else:
-        ctx.add(
-            make_row(
-                "micro",
-                "SEAL BFV at he's parameters",
-                "pt×ct floor",
-                status="skipped",
-                reason=f"{hp['source']}; the he floor falls back to TenSEAL N=8192 pt×ct",
-            )
-        )
+    ensure_bfv_prims(ctx)
+    _bfv_rows(ctx)
     ctx.log("micro: perceptual hashes")
     _hash_rows(ctx)
     ctx.log("micro: Hamming index")

@@ -25,9 +25,19 @@ from typing import Any
 
 import numpy as np
 from blindmatch.protocol import REGISTRY, HammingIndex, HashSet, get_algo
+from blindmatch.protocol.oprf import DEFAULT_FPR
 
 from .context import BenchContext, Metric, make_row
-from .hooks import OWN_SUITE, QUICK_SKIP, base_protocol, client_options, server_options, variants_of
+from .hooks import (
+    OWN_SUITE,
+    PEER_LABELS,
+    PEER_PROTOCOLS,
+    QUICK_SKIP,
+    base_protocol,
+    client_options,
+    server_options,
+    with_variants,
+)
 from .micro import hamming_index_qps
 from .paired import BlindmatchContender, Contender, FloorContender, OpenminedContender, run_rounds
 from .protocols import _bounds_for, build_set, ensure_cells, make_queries, synthetic_words
@@ -148,27 +158,20 @@ _PEER_METRICS = (
 )
 
 
-# row label and short mode name of each oprf variant measured against openmined-psi
-_IMPL = {
-    "oprf": ("blindmatch oprf (VOPRF, default)", "VOPRF"),
-    "oprf-unverified": ("blindmatch oprf (OPRF mode, no proofs)", "OPRF mode"),
-}
-
-
 def _psi_rows(ctx: BenchContext, n: int) -> None:
     from blindmatch.server import SetDir
 
-    fpr = 2.0**-40
+    fpr = DEFAULT_FPR  # the peers' false-positive rate unless a measured cell declares one
     mine: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-    if "oprf" in REGISTRY and "oprf" in ctx.protocol_names():
-        for name in ("oprf", *variants_of("oprf")):
-            sizes = [s for s in sorted(ctx.sizes) if s <= n]
-            cell = ensure_cells(ctx, name, sizes if n in sizes else [*sizes, n])[-1]
-            fpr = float(cell["params"].get("fpr", {}).get("value", fpr))
-            impl, mode = _IMPL.get(name, (f"blindmatch {name}", name))
-            view = _oprf_view(cell, impl)
-            view["mode"] = mode
-            mine.append((name, view, cell))
+    wanted = [p for p in PEER_PROTOCOLS if p in REGISTRY and p in ctx.protocol_names()]
+    for name in with_variants(wanted):
+        sizes = [s for s in sorted(ctx.sizes) if s <= n]
+        cell = ensure_cells(ctx, name, sizes if n in sizes else [*sizes, n])[-1]
+        fpr = float(cell["params"].get("fpr", {}).get("value", fpr))
+        impl, mode = PEER_LABELS.get(name, (f"blindmatch {name}", name))
+        view = _oprf_view(cell, impl)
+        view["mode"] = mode
+        mine.append((name, view, cell))
     built = _openmined(ctx, n, fpr)
     contenders: list[Contender] = [c for _, c in built]
     algo = get_algo("pdq")
@@ -184,7 +187,7 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
                     hashes,
                     Path(cell["state_dir"]),
                     ctx.workdir / f"paired-cache-{name}-{n}",
-                    server_options(name, ctx.quick),
+                    server_options(name),
                     client_options(name),
                     make_queries(ctx.seed, hashes, 65, tag=11),
                 )
@@ -271,12 +274,18 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
         )
 
 
+def _baseline() -> str | None:
+    """The registered non-private protocol every private one is priced against."""
+    return next((n for n in sorted(REGISTRY) if not REGISTRY[n].private), None)
+
+
 def _price_of_privacy(ctx: BenchContext) -> None:
     pdq = ctx.prims.get("hash.pdq.512")
+    base = _baseline()
     for (name, n), cell in sorted(ctx.cells.items()):
-        if name == "plain" or (("plain", n) not in ctx.cells):
+        if base is None or name == base or ((base, n) not in ctx.cells):
             continue
-        plain = ctx.cells[("plain", n)]
+        plain = ctx.cells[(base, n)]
         pm = {k: Stat.from_dict(v) for k, v in plain["metrics"].items()}
         cm = {k: Stat.from_dict(v) for k, v in cell["metrics"].items()}
         ratios: dict[str, float | None] = {}

@@ -23,7 +23,9 @@ import numpy as np
 from blindmatch.protocol import (
     REGISTRY,
     ClientHalf,
+    CostFloor,
     Endpoint,
+    Floor,
     HashAlgo,
     HashSet,
     HashValue,
@@ -37,18 +39,16 @@ from blindmatch.protocol import (
 
 from .context import BenchContext, Metric, make_row
 from .hooks import (
-    BOUND_HOOKS,
-    BOUND_PRIMS,
     OWN_SUITE,
+    PEER_PROTOCOLS,
     QUICK_SKIP,
-    BoundInput,
     base_protocol,
     client_options,
-    discover_params,
+    cost_floor,
     server_options,
     with_variants,
 )
-from .micro import ensure_group_prims, ensure_he_prims, ensure_seal_prims, stream_pass_seconds
+from .micro import ensure_floor_prims
 from .timing import Stat, cpu_now, stat
 
 __all__ = [
@@ -60,9 +60,6 @@ __all__ = [
     "run_protocols",
     "synthetic_words",
 ]
-
-# protocols whose last server state a cell keeps, for bench/paired.py to reopen
-KEEP_STATE = ("oprf",)
 
 METRICS = ("setup_s", "download_bytes", "client_cpu_s", "server_cpu_s", "bytes_per_query")
 
@@ -165,34 +162,29 @@ def make_queries(
     return out
 
 
-def _ensure_prims(ctx: BenchContext, name: str) -> None:
-    for kind in BOUND_PRIMS.get(name, ()):
-        if kind == "group":
-            ensure_group_prims(ctx)
-        elif kind == "he":
-            ensure_he_prims(ctx)
-
-
-def _local_prims(ctx: BenchContext, name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The bound's primitives re-measured right after this cell's queries.
+def _local_prims(ctx: BenchContext, floor: CostFloor | None) -> dict[str, Any]:
+    """The floor's primitives re-measured right after this cell's queries.
 
     The machine is shared: a scalar multiplication measured in the micro suite minutes
     earlier can be 2× faster or slower than during this cell. Re-measuring next to the
     cell keeps each ratio a comparison of like with like; the micro table still shows the
     run's main measurement.
     """
-    kinds = BOUND_PRIMS.get(name, ())
-    if not kinds:
+    if floor is None or not floor.primitives:
         return {}
     scratch = BenchContext(
         seed=ctx.seed, repeats=3, sizes=ctx.sizes, workdir=ctx.workdir, quick=True, verbose=False
     )
-    for kind in kinds:
-        if kind == "group":
-            ensure_group_prims(scratch)
-        elif kind == "he" and params.get("coeff_bits"):
-            ensure_seal_prims(scratch, params)
-    return {k: v.to_dict() for k, v in scratch.prims.items()}
+    ensure_floor_prims(scratch, floor)
+    return {k: scratch.prims[k].to_dict() for k in floor.primitives}
+
+
+def _floor_params(name: str, floor: CostFloor | None) -> dict[str, Any]:
+    """The facts the floor rests on, each with where it came from (the results' format)."""
+    if floor is None:
+        return {}
+    src = f"declared by {base_protocol(name)}.cost_floor"
+    return {k: {"value": v, "source": src} for k, v in floor.params.items()}
 
 
 def _scan_metered(
@@ -222,27 +214,20 @@ def _scan_metered(
     }
 
 
-def measure_cell(
-    ctx: BenchContext, name: str, n: int, algo_name: str = "pdq", max_queries: int | None = None
-) -> dict[str, Any]:
-    """Measure protocol ``name`` on a set of n hashes; returns the cell (also cached)."""
-    key = (name, n)
-    if key in ctx.cells:
-        return ctx.cells[key]
+@dataclass
+class _Setup:
+    server: ServerHalf
+    state_dir: Path
+    wall: list[float]
+    cpu: list[float]
+
+
+def _open_timed(ctx: BenchContext, name: str, hashes: HashSet, cell_dir: Path) -> _Setup:
+    """Server set-up, timed; fresh state each repeat (a second open would reuse artefacts)."""
     proto = REGISTRY[base_protocol(name)]  # a VARIANTS name runs its protocol with other options
-    algo = get_algo(algo_name)
-    _ensure_prims(ctx, name)
-    set_dir = build_set(ctx, n, algo)
-    from blindmatch.server import SetDir
-
-    hashes = SetDir.open(set_dir).hashes
-    sopts = server_options(name, ctx.quick)
-    cell_dir = ctx.workdir / f"cell-{name}-{n}"
-    shutil.rmtree(cell_dir, ignore_errors=True)
-
-    # server set-up: fresh state each repeat (a second open would reuse persisted artefacts)
-    setup_wall: list[float] = []
-    setup_cpu: list[float] = []
+    sopts = server_options(name)
+    wall: list[float] = []
+    cpu: list[float] = []
     server: ServerHalf | None = None
     for rep in range(max(1, ctx.repeats)):
         sd = cell_dir / f"state-{rep}"
@@ -250,97 +235,140 @@ def measure_cell(
         c0 = cpu_now()
         t0 = time.perf_counter()
         s = proto.open_server(hashes, sd, sopts)
-        setup_wall.append(time.perf_counter() - t0)
-        setup_cpu.append(cpu_now() - c0)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(cpu_now() - c0)
         if server is not None:
             server.close()
         server = s
-        if sum(setup_wall) > 2.0 or ctx.quick:
+        if sum(wall) > 2.0 or ctx.quick:
             break
     assert server is not None
-    metered = MeteredServer(server)
-    tr = LocalTransport(metered, client_id="bench")
-    client = proto.new_client(algo, cell_dir / "client-cache", client_options(name))
-    params = discover_params(name, proto, server, client, n)
+    return _Setup(server, sd, wall, cpu)
 
+
+@dataclass
+class _Samples:
+    first: dict[str, Any]
+    steady: list[dict[str, Any]]
+    checked: int = 0
+    wrong: int = 0
+
+
+def _sample(
+    ctx: BenchContext,
+    client: ClientHalf,
+    tr: LocalTransport,
+    srv: MeteredServer,
+    pool: list[tuple[Query, bool]],
+) -> _Samples:
+    """The first scan (one-time downloads) and steady scans until the budget, verdicts checked."""
     budget = 5.0 if ctx.quick else min(60.0, ctx.cell_budget_s / 3)
-    q_target = max_queries or (4 if ctx.quick else max(12, 4 * ctx.repeats))
-    pool = make_queries(ctx.seed, hashes, q_target + 1)
-    first = _scan_metered(client, tr, metered, [pool[0][0]])
-    samples: list[dict[str, Any]] = []
-    verdict_errors = 0
-    verdicts_checked = 0
+    out = _Samples(_scan_metered(client, tr, srv, [pool[0][0]]), [])
     t_start = time.perf_counter()
     for q, member in pool[1:]:
-        r = _scan_metered(client, tr, metered, [q])
-        samples.append(r)
+        r = _scan_metered(client, tr, srv, [q])
+        out.steady.append(r)
         m = r["results"][0].matched
         if m is not None:
-            verdicts_checked += 1
-            verdict_errors += int(bool(m) != member)
-        if time.perf_counter() - t_start > budget and len(samples) >= 3:
+            out.checked += 1
+            out.wrong += int(bool(m) != member)
+        if time.perf_counter() - t_start > budget and len(out.steady) >= 3:
             break
-    down_steady = float(np.median([s["down"] for s in samples]))
-    download = max(0.0, first["down"] - down_steady)
-    upload_once = max(0.0, first["up"] - float(np.median([s["up"] for s in samples])))
+    return out
 
-    metrics: dict[str, Stat] = {
-        "setup_s": stat(setup_wall, "s"),
-        "setup_cpu_s": stat(setup_cpu, "s"),
+
+def _cell_metrics(setup: _Setup, s: _Samples) -> dict[str, Stat]:
+    steady, first = s.steady, s.first
+    download = max(0.0, first["down"] - float(np.median([x["down"] for x in steady])))
+    upload_once = max(0.0, first["up"] - float(np.median([x["up"] for x in steady])))
+    return {
+        "setup_s": stat(setup.wall, "s"),
+        "setup_cpu_s": stat(setup.cpu, "s"),
         "download_bytes": Stat(download, download, download, 1, "B"),
         "one_time_upload_bytes": Stat(upload_once, upload_once, upload_once, 1, "B"),
         "first_scan_s": Stat(first["wall_s"], first["wall_s"], first["wall_s"], 1, "s"),
-        "client_cpu_s": stat([s["client_cpu_s"] for s in samples], "s"),
-        "client_crypto_ms_reported": stat([s["results"][0].crypto_ms for s in samples], "ms"),
-        "server_cpu_s": stat([s["server_cpu_s"] for s in samples], "s"),
-        "server_wall_s": stat([s["server_wall_s"] for s in samples], "s"),
-        "query_wall_s": stat([s["wall_s"] for s in samples], "s"),
-        "bytes_up": stat([float(s["up"]) for s in samples], "B"),
-        "bytes_down": stat([float(s["down"]) for s in samples], "B"),
-        "bytes_per_query": stat([float(s["up"] + s["down"]) for s in samples], "B"),
+        "client_cpu_s": stat([x["client_cpu_s"] for x in steady], "s"),
+        "client_crypto_ms_reported": stat([x["results"][0].crypto_ms for x in steady], "ms"),
+        "server_cpu_s": stat([x["server_cpu_s"] for x in steady], "s"),
+        "server_wall_s": stat([x["server_wall_s"] for x in steady], "s"),
+        "query_wall_s": stat([x["wall_s"] for x in steady], "s"),
+        "bytes_up": stat([float(x["up"]) for x in steady], "B"),
+        "bytes_down": stat([float(x["down"]) for x in steady], "B"),
+        "bytes_per_query": stat([float(x["up"] + x["down"]) for x in steady], "B"),
     }
-    batched: dict[str, Any] | None = None
-    if type(client).scan_many is not ClientHalf.scan_many:
-        b = 16
-        # one account for the whole batch, so protocols that batch per account can
-        many = [replace(q, account="bench-batch") for q, _ in make_queries(ctx.seed, hashes, b, tag=9)]
-        r = _scan_metered(client, tr, metered, many)
-        batched = {
-            "batch": b,
-            "client_cpu_s_per_query": r["client_cpu_s"] / b,
-            "server_cpu_s_per_query": r["server_cpu_s"] / b,
-            "bytes_per_query": (r["up"] + r["down"]) / b,
-            "requests": len(r["requests"]),
-        }
+
+
+def _batched(
+    ctx: BenchContext, client: ClientHalf, tr: LocalTransport, srv: MeteredServer, hashes: HashSet
+) -> dict[str, Any] | None:
+    """Per-query figures of one ``scan_many`` of 16, for clients that batch."""
+    if type(client).scan_many is ClientHalf.scan_many:
+        return None
+    b = 16
+    # one account for the whole batch, so protocols that batch per account can
+    many = [replace(q, account="bench-batch") for q, _ in make_queries(ctx.seed, hashes, b, tag=9)]
+    r = _scan_metered(client, tr, srv, many)
+    return {
+        "batch": b,
+        "client_cpu_s_per_query": r["client_cpu_s"] / b,
+        "server_cpu_s_per_query": r["server_cpu_s"] / b,
+        "bytes_per_query": (r["up"] + r["down"]) / b,
+        "requests": len(r["requests"]),
+    }
+
+
+def measure_cell(
+    ctx: BenchContext, name: str, n: int, algo_name: str = "pdq", max_queries: int | None = None
+) -> dict[str, Any]:
+    """Measure protocol ``name`` on a set of n hashes; returns the cell (also cached)."""
+    key = (name, n)
+    if key in ctx.cells:
+        return ctx.cells[key]
+    from blindmatch.server import SetDir
+
+    proto = REGISTRY[base_protocol(name)]
+    algo = get_algo(algo_name)
+    hashes = SetDir.open(build_set(ctx, n, algo)).hashes
+    cell_dir = ctx.workdir / f"cell-{name}-{n}"
+    shutil.rmtree(cell_dir, ignore_errors=True)
+    setup = _open_timed(ctx, name, hashes, cell_dir)
+    server = setup.server
+    metered = MeteredServer(server)
+    tr = LocalTransport(metered, client_id="bench")
+    client = proto.new_client(algo, cell_dir / "client-cache", client_options(name))
+    floor = cost_floor(name, len(hashes), algo)
+    ensure_floor_prims(ctx, floor)
+    q_target = max_queries or (4 if ctx.quick else max(12, 4 * ctx.repeats))
+    samples = _sample(ctx, client, tr, metered, make_queries(ctx.seed, hashes, q_target + 1))
     cell = {
         "protocol": name,
         "n": len(hashes),
         "n_requested": n,
         "algo": algo.name,
         "status": "ok",
-        "metrics": {k: v.to_dict() for k, v in metrics.items()},
+        "metrics": {k: v.to_dict() for k, v in _cell_metrics(setup, samples).items()},
         "declared": {
             "setup_bytes": server.setup_bytes(),
             "download_bytes": proto.download_bytes(len(hashes), algo),
         },
-        "first_scan_requests": first["requests"],
-        "steady_requests": samples[0]["requests"],
-        "queries": len(samples),
-        "verdicts_checked": verdicts_checked,
-        "verdict_errors": verdict_errors,
-        "batched": batched,
-        "server_stats": _jsonable(getattr(server, "last_stats", None)),
-        "bound_prims": _local_prims(ctx, name, {k: v["value"] for k, v in params.to_dict().items()}),
-        "params": params.to_dict(),
+        "first_scan_requests": samples.first["requests"],
+        "steady_requests": samples.steady[0]["requests"],
+        "queries": len(samples.steady),
+        "verdicts_checked": samples.checked,
+        "verdict_errors": samples.wrong,
+        "batched": _batched(ctx, client, tr, metered, hashes),
+        "server_stats": _jsonable(server.stats()),
+        "bound_prims": _local_prims(ctx, floor),
+        "params": _floor_params(name, floor),
         "learner": proto.learner.value,
         "private": proto.private,
     }
     server.close()
-    if base_protocol(name) in KEEP_STATE:
+    if base_protocol(name) in PEER_PROTOCOLS:
         # the peers suite reopens this server (no second set preparation) for paired queries
         kept = ctx.workdir / f"state-{name}-{n}"
         shutil.rmtree(kept, ignore_errors=True)
-        shutil.move(str(sd), kept)
+        shutil.move(str(setup.state_dir), kept)
         cell["state_dir"] = str(kept)
     shutil.rmtree(cell_dir, ignore_errors=True)
     ctx.cells[key] = cell
@@ -348,7 +376,7 @@ def measure_cell(
 
 
 def _jsonable(v: Any) -> Any:
-    """A protocol's own per-query statistics (e.g. he's ``last_stats``), if JSON-friendly."""
+    """A protocol's own per-query statistics (``ServerHalf.stats``), if JSON-friendly."""
     if not isinstance(v, dict):
         return None
     out: dict[str, Any] = {}
@@ -361,23 +389,12 @@ def _jsonable(v: Any) -> Any:
 def _bounds_for(
     ctx: BenchContext, cell: dict[str, Any], prims: dict[str, float] | None = None
 ) -> dict[str, tuple[float, str]]:
-    """The cell's bounds; ``prims`` (median seconds) overrides the cell's own primitives."""
-    name, n = cell["protocol"], cell["n"]
-    hook = BOUND_HOOKS.get(name)
-    if hook is None:
+    """The cell's bounds from its protocol's declared floor; ``prims`` (median seconds)
+    overrides the cell's own primitives."""
+    floor = cost_floor(cell["protocol"], cell["n"], get_algo(cell["algo"]))
+    if floor is None:
         return {}
-    algo = get_algo(cell["algo"])
-    if name == "plain":
-        stream_pass_seconds(ctx, n, algo.words)
-    if name == "he" and cell["params"].get("coeff_bits", {}).get("value"):
-        # the floor at the parameter set this server actually used
-        ensure_seal_prims(ctx, {k: v["value"] for k, v in cell["params"].items()})
-    from .hooks import Params
-
-    params = Params()
-    for k, v in cell["params"].items():
-        params.set(k, v["value"], v["source"])
-    cores = _cores()
+    ensure_floor_prims(ctx, floor)
     local = cell.get("bound_prims") or {}
 
     def prim(k: str) -> float:
@@ -385,8 +402,12 @@ def _bounds_for(
             return prims[k]
         return float(local[k]["median"]) if k in local else ctx.prims[k].median
 
-    bi = BoundInput(n=n, algo=algo, prims=prim, params=params, cores=cores)
-    return {k: (b.value, b.formula) for k, b in hook(bi).items()}
+    cores = _cores()
+    return {k: (f.value(prim, cores), _formula(f, cores)) for k, f in floor.floors().items()}
+
+
+def _formula(f: Floor, cores: int) -> str:
+    return f.formula.replace("÷ cores", f"÷ {cores} cores") if f.parallel else f.formula
 
 
 def _cores() -> int:
@@ -471,8 +492,8 @@ def cell_row(ctx: BenchContext, cell: dict[str, Any]) -> dict[str, Any]:
         note = (
             note + "; " if note else ""
         ) + f"{cell['verdict_errors']} wrong verdicts of {cell['verdicts_checked']}"
-    if BOUND_HOOKS.get(cell["protocol"]) is None:
-        note = (note + "; " if note else "") + "no bound hook for this protocol"
+    if not bounds:
+        note = (note + "; " if note else "") + "no cost floor declared by this protocol"
     params = {
         "n": cell["n"],
         "algo": cell["algo"],

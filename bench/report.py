@@ -9,8 +9,6 @@ benchmark after merging and regenerate BENCHMARKS.md with one command.
 from __future__ import annotations
 
 import json
-import math
-import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -27,46 +25,14 @@ __all__ = [
     "write_results",
 ]
 
+from .goals import PEER_PROTOCOL, evaluate_goals
+from .units import fmt_value
+
 SCHEMA = "blindmatch-bench/1"
 ROW_STATUSES = ("ok", "skipped", "failed", "extrapolated")
 
 
 # ---------------------------------------------------------------------------- formatting
-
-
-def fmt_value(v: float | None, unit: str) -> str:
-    """Human units: seconds as µs/ms/s, bytes as B/KB/MB (decimal), rates with k/M."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    if unit == "s":
-        a = abs(v)
-        if a == 0:
-            return "0 s"
-        if a < 1e-3:
-            return f"{v * 1e6:.3g} µs"
-        if a < 1:
-            return f"{v * 1e3:.3g} ms"
-        return f"{v:.3g} s"
-    if unit == "ms":
-        return fmt_value(v / 1000, "s")
-    if unit == "B":
-        a = abs(v)
-        if a >= 1e6:
-            return f"{v / 1e6:.3g} MB"
-        if a >= 1e3:
-            return f"{v / 1e3:.3g} KB"
-        return f"{v:.3g} B"
-    if unit in ("ops/s", "queries/s", "req/s", "items/s"):
-        if abs(v) >= 1e6:
-            return f"{v / 1e6:.3g} M{unit}"
-        if abs(v) >= 1e3:
-            return f"{v / 1e3:.3g} k{unit}"
-        return f"{v:.3g} {unit}"
-    if unit == "×":
-        return f"{v:.3g}×"
-    if unit == "count":
-        return f"{int(v)}"
-    return f"{v:.4g} {unit}"
 
 
 def fmt_stat(st: dict[str, Any] | None, spread: bool = True) -> str:
@@ -151,406 +117,6 @@ def validate_results(res: dict[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- goals
-
-
-def _rows(res: dict[str, Any], suite: str, **params: Any) -> list[dict[str, Any]]:
-    out = []
-    for r in res.get("rows", []):
-        if r["suite"] != suite:
-            continue
-        if all(r.get("params", {}).get(k) == v or r.get(k) == v for k, v in params.items()):
-            out.append(r)
-    return out
-
-
-def _goal(gid: str, text: str, status: str, measured: str, reason: str | None) -> dict[str, Any]:
-    return {"id": gid, "goal": text, "status": status, "measured": measured, "reason": reason}
-
-
-def _prim(res: dict[str, Any], key: str) -> dict[str, Any] | None:
-    p: dict[str, Any] | None = res.get("primitives", {}).get(key)
-    return p
-
-
-# the two oprf modes measured side by side: (row role / load variant, label)
-_MODES = (("oprf", "VOPRF, default"), ("oprf-unverified", "OPRF mode, no proofs"))
-_MODE_SHORT = {"oprf": "VOPRF", "oprf-unverified": "OPRF mode"}
-
-_PEER_GOALS = (
-    (
-        "client-cpu",
-        "client_api_cpu_s",
-        "per-query client CPU (blind + finalize + lookup, paired rounds) no slower than openmined-psi "
-        "(GCS and Bloom)",
-    ),
-    (
-        "set-prep",
-        "setup_s",
-        "set preparation no slower than openmined-psi (wall time, all cores; the same work in both "
-        "modes, so a gap between them is noise)",
-    ),
-)
-
-
-def _row_metric(r: dict[str, Any], metric: str) -> str:
-    """``metric``, or the whole-scan client CPU in results from before the split."""
-    return metric if metric in r["params"]["ratio_oprf_over_peer"] else "client_cpu_s"
-
-
-# the bound each peers metric is compared with
-_BOUND_KEY = {"client_api_cpu_s": "client_cpu_s"}
-
-
-def _peer_figures(r: dict[str, Any], metric: str) -> dict[str, float]:
-    """openmined-psi's own figures for ``metric``, recovered from an oprf row's ratios."""
-    metric = _row_metric(r, metric)
-    measured = r["metrics"][metric]["stat"]["median"]
-    return {
-        peer: measured / ratio for peer, ratio in r["params"]["ratio_oprf_over_peer"][metric].items() if ratio
-    }
-
-
-def _floor_text(
-    r: dict[str, Any], metric: str, unit: str = "s", formula: bool = True
-) -> tuple[str, float | None]:
-    """'n=…: floor F (formula) vs openmined-psi GCS G, Bloom B; measured ×m of the floor',
-    and the largest floor ÷ peer ratio (> 1: the floor alone is slower than some peer, so
-    "no slower than every peer" cannot be met at this size)."""
-    b = (r["params"].get("oprf_bounds") or {}).get(_BOUND_KEY.get(metric, metric))
-    peers = _peer_figures(r, metric)
-    if not b or not b.get("value") or not peers:
-        return "", None
-    measured = r["metrics"][_row_metric(r, metric)]["stat"]["median"]
-    vs = ", ".join(
-        f"{p.removeprefix('openmined-psi ')} {fmt_value(v, unit)}" for p, v in sorted(peers.items())
-    )
-    highest = max(b["value"] / v for v in peers.values())
-    text = (
-        f"n={r['params']['n']}: floor {fmt_value(b['value'], unit)}"
-        + (f" ({b['formula']})" if formula else "")
-        + " vs openmined-psi "
-        f"{vs} (floor ÷ the fastest peer ×{highest:.2f}); measured {fmt_value(measured, unit)} "
-        f"= ×{measured / b['value']:.2f} of the floor"
-    )
-    return text, highest
-
-
-def _cross_mode(by_mode: dict[str, dict[str, Any]]) -> None:
-    """Say in each mode's missed goal whether the other mode meets it."""
-    for role, other in (("oprf", "oprf-unverified"), ("oprf-unverified", "oprf")):
-        g, o = by_mode.get(role), by_mode.get(other)
-        if g is None or o is None or g["status"] != "missed":
-            continue
-        name = _MODE_SHORT[other]
-        note = {
-            "met": f"met in {name}"
-            + (" (no proofs: the client cannot verify the server)" if other != "oprf" else ""),
-            "missed": f"missed in {name} too",
-            "not measured": f"{name} not measured",
-        }[o["status"]]
-        g["reason"] = f"{g['reason']}. {note[0].upper()}{note[1:]}."
-    met_in = [_MODE_SHORT[k] for k, v in by_mode.items() if v["status"] == "met"]
-    for g in by_mode.values():
-        g["met_in"] = met_in
-
-
-def _peer_goals(res: dict[str, Any], goals: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Client CPU and set preparation against openmined-psi, judged per oprf mode on measured
-    (not extrapolated) rows; returns the VOPRF rows (the filter is the same in both modes)."""
-    reason_absent = (
-        "no oprf-vs-openmined-psi rows in these results (oprf not registered, or the peers suite not run)"
-    )
-    rows_of = {
-        role: [r for r in _rows(res, "peers", role=role) if r["status"] in ("ok", "extrapolated")]
-        for role, _ in _MODES
-    }
-    for gid, metric, label in _PEER_GOALS:
-        by_mode: dict[str, dict[str, Any]] = {}
-        for role, mode in _MODES:
-            rows = rows_of[role]
-            g_id, g_label = f"{role}-{gid}", f"oprf ({mode}) {label}"
-            judged = [r for r in rows if r["status"] == "ok"]
-            if not judged:
-                why = (
-                    reason_absent if not rows else "only extrapolated rows; goals are judged on measured ones"
-                )
-                by_mode[role] = _goal(g_id, g_label, "not measured", "—", why)
-                continue
-            parts, worst = [], 0.0
-            for r in rows:
-                all_ratios = r["params"]["ratio_oprf_over_peer"]
-                m = metric if metric in all_ratios else "client_cpu_s"  # results before the split
-                for peer, ratio in all_ratios[m].items():
-                    if ratio is None:
-                        continue
-                    if r["status"] == "ok":
-                        worst = max(worst, ratio)
-                    ext = " (extrapolated, not judged)" if r["status"] == "extrapolated" else ""
-                    whole = all_ratios["client_cpu_s"].get(peer) if m == "client_api_cpu_s" else None
-                    scan = f" (whole scan incl. in-process transport ×{whole:.3g})" if whole else ""
-                    parts.append(f"n={r['params']['n']} vs {peer}: ×{ratio:.3g}{scan}{ext}")
-            ok = worst <= 1.0
-            measured = "; ".join(parts)
-            vo_client = role == "oprf" and gid == "client-cpu"
-            floors = [_floor_text(r, metric, formula=not vo_client) for r in judged]
-            why = f"oprf ({mode}) is up to ×{worst:.3g} openmined-psi's figure"
-            if vo_client:
-                # the floor is printed whether or not the goal is met: proof checking is not free
-                bkey = _BOUND_KEY.get(metric, metric)
-                formula = (judged[-1]["params"].get("oprf_bounds") or {}).get(bkey, {}).get("formula")
-                measured += f". VOPRF client floor per query = {formula}: " + "; ".join(
-                    t for t, _ in floors if t
-                )
-                beyond = [
-                    str(r["params"]["n"])
-                    for r, (_, x) in zip(judged, floors, strict=True)
-                    if x is not None and x > 1.0
-                ]
-                if beyond:
-                    why += (
-                        f"; at n={', '.join(beyond)} the VOPRF floor alone (libsodium operation "
-                        "counts, no multi-scalar multiplication) is slower than an openmined-psi "
-                        "figure, and openmined-psi verifies nothing, so VOPRF cannot meet this goal "
-                        "there on libsodium"
-                    )
-            elif not ok:
-                why += "; " + "; ".join(t for t, _ in floors if t)
-            by_mode[role] = _goal(g_id, g_label, "met" if ok else "missed", measured, None if ok else why)
-        _cross_mode(by_mode)
-        goals.extend(by_mode.values())
-    return rows_of["oprf"]
-
-
-def _median(xs: Any) -> float | None:
-    return float(statistics.median(xs)) if xs else None
-
-
-def _http_goal(res: dict[str, Any], goals: list[dict[str, Any]]) -> None:
-    """Batched HTTP evaluation against the raw scalar-mult rate, per mode; VOPRF also against
-    its own ceiling 1 ÷ (2·mult + add) = raw × mult ÷ (2·mult + add), from primitives measured
-    next to each load run (the micro table's when a row lacks them)."""
-    sm_p, add_p = _prim(res, "r255.scalar_mult"), _prim(res, "r255.add")
-    by_mode: dict[str, dict[str, Any]] = {}
-    for role, mode in _MODES:
-        variant = "" if role == "oprf" else role
-        ev = [
-            r
-            for r in _rows(res, "load", protocol="oprf", kind="throughput", workers=1)
-            if r["status"] == "ok" and (r["params"].get("variant") or "") == variant
-        ]
-        gid = f"{role}-http-eval"
-        label = (
-            f"oprf ({mode}) batched server evaluation over HTTP ≥ 50% of the raw scalar-mult rate "
-            "(evaluations per server-core second, 1 uvicorn worker)"
-        )
-        if not ev or sm_p is None:
-            why = (
-                f"no {role} load rows (oprf not registered, or the load suite not run)"
-                if not ev
-                else "raw scalar-mult time missing"
-            )
-            by_mode[role] = _goal(gid, label, "not measured", "—", why)
-            continue
-        parts = []
-        best, best_ceil, best_of_ceil = 0.0, None, None
-        for r in sorted(ev, key=lambda r: r["params"]["batch"]):
-            ips = r["metrics"]["items_per_s"]["stat"]["median"]
-            cap_m = r["metrics"].get("items_per_server_core_s")
-            cap = cap_m["stat"]["median"] if cap_m else None
-            sm = _median(r["params"].get("raw_scalar_mult_s")) or sm_p["median"]
-            add = _median(r["params"].get("raw_point_add_s")) or (add_p["median"] if add_p else None)
-            raw = 1.0 / sm
-            batch = r["params"]["batch"]
-            if not cap:
-                parts.append(f"batch {batch}: wall {ips:.0f}/s")
-                continue
-            text = (
-                f"batch {batch}: {cap:.0f} evals per server-core second = "
-                f"{100 * cap / raw:.0f}% of {raw:.0f} raw/s"
-            )
-            # the ceiling counts the per-element terms only, so it is quoted for batches > 1
-            ceil_frac = sm / (2 * sm + add) if role == "oprf" and add and batch > 1 else None
-            if ceil_frac is not None:
-                text += (
-                    f", {100 * cap / (raw * ceil_frac):.0f}% of the VOPRF ceiling {raw * ceil_frac:.0f}/s "
-                    f"({100 * ceil_frac:.0f}% of raw)"
-                )
-            parts.append(text + f" (wall {ips:.0f}/s)")
-            if batch > 1 and cap / raw > best:
-                best = cap / raw
-                best_ceil = ceil_frac
-                best_of_ceil = best / ceil_frac if ceil_frac else None
-        ok = best >= 0.5
-        measured = "raw scalar mults/s (and additions) measured next to each run; " + "; ".join(parts)
-        if role == "oprf":
-            why = f"best batched capacity is {100 * best:.0f}% of the raw rate"
-            if best_ceil is not None and best_of_ceil is not None:
-                why += (
-                    ". A VOPRF evaluation with RFC 9497's batched DLEQ proof needs, per element, 2 "
-                    "variable-base scalar mults (k·Cᵢ and dᵢ·Cᵢ for the composite M) and 1 point "
-                    "addition into M; libsodium has no multi-scalar multiplication, so the ceiling is "
-                    f"raw × mult ÷ (2·mult + add) = {100 * best_ceil:.0f}% of the raw rate with this "
-                    f"run's primitives (hash-to-scalar for dᵢ not counted), and the server reaches "
-                    f"{100 * best_of_ceil:.0f}% of that ceiling"
-                )
-                if best_ceil < 0.5:
-                    why += "; the 50% goal is out of reach in VOPRF mode"
-        else:
-            why = (
-                f"best batched capacity is {100 * best:.0f}% of the raw rate "
-                "(ceiling: 1 scalar mult per element = 100%)"
-            )
-        by_mode[role] = _goal(gid, label, "met" if ok else "missed", measured, None if ok else why)
-    _cross_mode(by_mode)
-    goals.extend(by_mode.values())
-
-
-def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """Check the issue's goals against the rows; never hides a miss."""
-    goals: list[dict[str, Any]] = []
-    reason_absent = (
-        "no oprf-vs-openmined-psi rows in these results (oprf not registered, or the peers suite not run)"
-    )
-    oprf_rows = _peer_goals(res, goals)
-    size_rows = oprf_rows
-    if size_rows:
-        parts, ok_all, misses = [], True, []
-        for r in size_rows:
-            fpr = r["params"]["fpr"]
-            bound_bits = math.log2(1 / fpr)
-            bpe = r["metrics"]["filter_bytes_per_element"]["stat"]["median"] * 8
-            gcs_ratio = r["params"]["ratio_oprf_over_peer"]["filter_bytes_per_element"].get(
-                "openmined-psi GCS"
-            )
-            parts.append(
-                f"n={r['params']['n']}: {bpe:.1f} bits/elt vs bound {bound_bits:.1f} "
-                f"(×{bpe / bound_bits:.3f}),"
-                f" ×{gcs_ratio:.4g} of openmined GCS"
-                if gcs_ratio
-                else f"n={r['params']['n']}: {bpe:.1f} bits/elt"
-            )
-            if bpe > 1.15 * bound_bits:
-                ok_all = False
-                misses.append(f"n={r['params']['n']}: {bpe / bound_bits:.3f}× log2(1/fpr) > 1.15")
-            if gcs_ratio is not None and gcs_ratio > 1.0:
-                ok_all = False
-                misses.append(f"n={r['params']['n']}: larger than openmined GCS (×{gcs_ratio:.4g})")
-        goals.append(
-            _goal(
-                "oprf-filter-size",
-                "oprf filter within 15% of log2(1/fpr) bits/element and no larger "
-                "than openmined-psi GCS (the same filter in both modes)",
-                "met" if ok_all else "missed",
-                "; ".join(parts),
-                None if ok_all else "; ".join(misses),
-            )
-        )
-    else:
-        goals.append(
-            _goal(
-                "oprf-filter-size",
-                "oprf filter within 15% of log2(1/fpr) bits/element and no larger "
-                "than openmined-psi GCS (the same filter in both modes)",
-                "not measured",
-                "—",
-                reason_absent,
-            )
-        )
-
-    # batched HTTP evaluation vs raw scalar multiplications
-    _http_goal(res, goals)
-
-    # he floor
-    he = [
-        r
-        for r in _rows(res, "protocols", group="he")
-        if r["status"] in ("ok", "extrapolated") and r["metrics"]
-    ]
-    label = "he server time within 2× of its pt×ct floor"
-    if not he:
-        goals.append(
-            _goal(
-                "he-floor",
-                label,
-                "not measured",
-                "—",
-                "no he rows (he not registered, or the protocols suite not run)",
-            )
-        )
-    else:
-        parts = []
-        for r in he:
-            m = r["metrics"]["server_cpu_s"]
-            if m.get("ratio") is None:
-                continue
-            tag = " (extrapolated)" if r["status"] == "extrapolated" else ""
-            wall = r["metrics"].get("server_wall_s", {}).get("stat", {}).get("median")
-            parts.append(
-                f"n={r['params']['n']}: CPU ×{m['ratio']:.3g}"
-                + (f", wall ×{wall / m['bound']['value']:.3g}" if wall and m.get("bound") else "")
-                + tag
-            )
-        measured = [r for r in he if r["status"] == "ok" and r["metrics"]["server_cpu_s"].get("ratio")]
-
-        def slots(r: dict[str, Any]) -> int:
-            v = (r["params"].get("protocol_params") or {}).get("useful_slots", {}).get("value")
-            return int(v) if v else 0
-
-        full = [r for r in measured if r["params"]["n"] >= slots(r) > 0]
-        judged = full or measured
-        worst_row = max(judged, key=lambda r: r["metrics"]["server_cpu_s"]["ratio"], default=None)
-        worst = worst_row["metrics"]["server_cpu_s"]["ratio"] if worst_row else 0.0
-        ok = bool(judged) and worst <= 2.0
-        he_why: str | None = None
-        if not judged:
-            he_why = "no measured he cell carries a floor"
-        elif not ok:
-            assert worst_row is not None
-            scope = (
-                "sets of at least one ciphertext of slots"
-                if full
-                else "all measured sizes (none fills a ciphertext)"
-            )
-            n_worst = worst_row["params"]["n"]
-            he_why = f"server CPU is {worst:.3g}× the floor at n={n_worst} (judged on {scope})"
-            st = worst_row["params"].get("server_stats")
-            if st:
-                he_why += "; the server's own breakdown: " + ", ".join(
-                    f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in st.items()
-                )
-        goals.append(_goal("he-floor", label, "met" if ok else "missed", "; ".join(parts) or "—", he_why))
-
-    # zero errors under load
-    lr = [r for r in res.get("rows", []) if r["suite"] == "load" and r["status"] != "skipped"]
-    label = "zero errors under load (and no crash past saturation)"
-    if not lr:
-        goals.append(_goal("load-errors", label, "not measured", "—", "the load suite was not run"))
-    else:
-        bad = []
-        for r in lr:
-            if r["status"] == "failed":
-                bad.append(f"{r['name']}: {r.get('reason')}")
-                continue
-            e = r["metrics"].get("errors", {}).get("stat", {}).get("median", 0)
-            if e:
-                bad.append(f"{r['name']}: {int(e)} errors {r['params'].get('status_counts')}")
-        total = sum(r["params"].get("requests", 0) for r in lr if r["status"] == "ok")
-        refused = sum(
-            r["params"].get("refused_429_503", 0)
-            for r in lr
-            if r["status"] == "ok" and r["params"].get("kind", "").startswith("saturation")
-        )
-        goals.append(
-            _goal(
-                "load-errors",
-                label,
-                "met" if not bad else "missed",
-                f"{len(lr)} runs, {total} requests, {refused} refused with 429/503 + Retry-After past "
-                "saturation",
-                "; ".join(bad) if bad else None,
-            )
-        )
-    return goals
 
 
 # ---------------------------------------------------------------------------- markdown
@@ -711,52 +277,51 @@ def _load_md(rows: list[dict[str, Any]]) -> list[str]:
     )
 
 
+_PSI_COLS = [
+    ("setup_s", "set prep (wall)"),
+    ("setup_cpu_s", "set prep CPU"),
+    ("setup_bytes_per_element", "one-time download / element"),
+    ("filter_bytes_per_element", "filter / element"),
+    ("client_cpu_s", "client CPU / query"),
+    ("client_api_cpu_s", "of which blind + finalize + lookup"),
+    ("server_cpu_per_element_s", "server CPU / queried element"),
+    ("server_setup_cpu_per_element_s", "server set-up CPU / element"),
+    ("bytes_per_query", "bytes / query"),
+]
+
+
+def _psi_md(psi: list[dict[str, Any]]) -> list[str]:
+    """The peer comparison table: each implementation, then each mode's ratio to each peer."""
+    cols = _PSI_COLS
+    body = []
+    for r in psi:
+        if r["status"] in ("skipped", "failed"):
+            body.append([r["name"], f"{r['status']}: {r['reason']}", *[""] * (len(cols) - 1)])
+            continue
+        body.append([r["name"], *[fmt_metric(r["metrics"].get(k)) for k, _ in cols]])
+        ratios = r["params"].get("ratio_oprf_over_peer") or {}
+        mode = r["params"].get("mode") or PEER_PROTOCOL
+        for peer in sorted({p for v in ratios.values() for p in v}):
+            cells = ["—" if ratios[k].get(peer) is None else f"×{ratios[k][peer]:.3g}" for k, _ in cols]
+            body.append([f"↳ {mode} ÷ {peer}", *cells])
+    return [
+        "### oprf vs openmined-psi 2.0.6 (same set, same per-lookup fpr)",
+        "",
+        "Both oprf modes, measured in the same run: VOPRF (default; every response carries a "
+        "batched DLEQ proof that the client verifies) and OPRF mode (no proofs; the client opts in "
+        "with `allow_unverified`). openmined-psi verifies nothing, so OPRF mode is the like-for-like "
+        "row. Ratios < 1 mean oprf is cheaper or smaller.",
+        "",
+        *_table(["implementation", *[c for _, c in cols]], body),
+        "",
+    ]
+
+
 def _peers_md(rows: list[dict[str, Any]]) -> list[str]:
     out: list[str] = []
     psi = [r for r in rows if r["group"] in ("openmined-psi", "oprf vs openmined-psi")]
     if psi:
-        cols = [
-            ("setup_s", "set prep (wall)"),
-            ("setup_cpu_s", "set prep CPU"),
-            ("setup_bytes_per_element", "one-time download / element"),
-            ("filter_bytes_per_element", "filter / element"),
-            ("client_cpu_s", "client CPU / query"),
-            ("client_api_cpu_s", "of which blind + finalize + lookup"),
-            ("server_cpu_per_element_s", "server CPU / queried element"),
-            ("server_setup_cpu_per_element_s", "server set-up CPU / element"),
-            ("bytes_per_query", "bytes / query"),
-        ]
-        body = []
-        for r in psi:
-            if r["status"] in ("skipped", "failed"):
-                body.append([r["name"], f"{r['status']}: {r['reason']}", *[""] * (len(cols) - 1)])
-                continue
-            body.append([r["name"], *[fmt_metric(r["metrics"].get(k)) for k, _ in cols]])
-            ratios = r["params"].get("ratio_oprf_over_peer")
-            if ratios:
-                peers = sorted({p for v in ratios.values() for p in v})
-                mode = r["params"].get("mode") or "oprf"
-                for peer in peers:
-                    body.append(
-                        [
-                            f"↳ {mode} ÷ {peer}",
-                            *[
-                                "—" if ratios[k].get(peer) is None else f"×{ratios[k][peer]:.3g}"
-                                for k, _ in cols
-                            ],
-                        ]
-                    )
-        out += [
-            "### oprf vs openmined-psi 2.0.6 (same set, same per-lookup fpr)",
-            "",
-            "Both oprf modes, measured in the same run: VOPRF (default; every response carries a "
-            "batched DLEQ proof that the client verifies) and OPRF mode (no proofs; the client opts in "
-            "with `allow_unverified`). openmined-psi verifies nothing, so OPRF mode is the like-for-like "
-            "row. Ratios < 1 mean oprf is cheaper or smaller.",
-            "",
-            *_table(["implementation", *[c for _, c in cols]], body),
-            "",
-        ]
+        out += _psi_md(psi)
     pp = [r for r in rows if r["group"] == "price of privacy (vs plain)"]
     if pp:
         keys = [
@@ -894,9 +459,10 @@ METHOD = """## How to read these numbers
   hash-to-scalars (libsodium has no multi-scalar multiplication);
   `tpsi` client ≥ hash-to-group + d × (3 scalar mults + 1 base mult + 2 adds) for d cuckoo
   locations; `he` server ≥ ⌈n × bits ÷ slots⌉ plaintext×ciphertext products in NTT form at the
-  protocol's own BFV parameters; `plain` server ≥ one pass over the n × 32-byte matrix. The
-  formulas are listed under the protocols table; parameters the protocol does not expose are
-  marked "assumed" in results.json.
+  protocol's own BFV parameters; `plain` server ≥ one pass over the n × 32-byte matrix. Each
+  protocol declares its floor (`Protocol.cost_floor`: which primitives, how many); the formulas
+  are listed under the protocols table and the parameters each floor rests on are in
+  results.json under `protocol_params`.
 - **CPU.** `protocols` runs both halves in one process through a metering wrapper around
   `LocalTransport`: server CPU is the handlers' CPU (plus live pool workers), client CPU is the
   scan's CPU minus the handlers'. Bytes are message bodies as the transports count them; HTTP

@@ -34,7 +34,7 @@ from .files import atomic_write, atomic_writer
 from .hamming import HammingIndex, popcount64
 from .hashes import ALGOS, HashAlgo, HashSet, HashValue, get_algo
 from .multiprobe import MAX_PROBE_BITS
-from .options import NoOptions, OptionInfo, Options, option
+from .options import NoOptions, OptionInfo, Options, OptionsIn, option
 
 __all__ = [
     "ALGOS",
@@ -56,6 +56,7 @@ __all__ = [
     "NoOptions",
     "OptionInfo",
     "Options",
+    "OptionsIn",
     "Protocol",
     "Query",
     "Reply",

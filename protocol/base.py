@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from .costfloor import CostFloor
 from .errors import BodyTooLargeError, UnknownProtocolError
 from .hashes import HashAlgo, HashSet, HashValue
-from .options import NoOptions, Options
+from .options import NoOptions, Options, OptionsIn
 
 __all__ = [
     "REGISTRY",
@@ -224,6 +224,11 @@ class ServerHalf(ABC):
     def close(self) -> None:  # noqa: B027 — optional hook, most servers hold nothing
         """Release resources (worker pools, database handles)."""
 
+    def stats(self) -> dict[str, Any]:
+        """Statistics of the last query this server answered (JSON values; benchmarks show
+        them beside the timings). Empty by default."""
+        return {}
+
     def settle(self, account: str) -> None:  # noqa: B027 — optional hook
         """Finish verdict work already owed for ``account`` (e.g. queued reveals), then return.
 
@@ -269,20 +274,17 @@ class Protocol(ABC):
     server_options_type: ClassVar[type[Options]] = NoOptions
     client_options_type: ClassVar[type[Options]] = NoOptions
 
-    def server_options(self, options: Mapping[str, Any] | Options | None = None) -> Options:
+    def server_options(self, options: OptionsIn = None) -> Options:
         """Validated server options (``OptionError`` for unknown keys or bad values)."""
         return self.server_options_type.from_options(options)
 
-    def client_options(self, options: Mapping[str, Any] | Options | None = None) -> Options:
+    def client_options(self, options: OptionsIn = None) -> Options:
         """Validated client options (``OptionError`` for unknown keys or bad values)."""
         return self.client_options_type.from_options(options)
 
     def cost_floor(
-        self,
-        set_size: int,
-        algo: HashAlgo,
-        server_options: Mapping[str, Any] | Options | None = None,
-        client_options: Mapping[str, Any] | Options | None = None,
+        self, set_size: int, algo: HashAlgo,
+        server_options: OptionsIn = None, client_options: OptionsIn = None,
     ) -> CostFloor | None:
         """The protocol's physical bound for one set and one query (None: none claimed).
 
@@ -294,7 +296,7 @@ class Protocol(ABC):
 
     @abstractmethod
     def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
+        self, hashes: HashSet, state_dir: Path, options: OptionsIn = None
     ) -> ServerHalf:
         """Load or create keys and artefacts under ``state_dir`` and serve ``hashes``.
 
@@ -306,7 +308,7 @@ class Protocol(ABC):
         self,
         algo: HashAlgo,
         cache_dir: Path | None = None,
-        options: Mapping[str, Any] | Options | None = None,
+        options: OptionsIn = None,
     ) -> ClientHalf:
         """A client for sets of ``algo`` hashes; ``cache_dir`` keeps one-time downloads.
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 from .errors import OptionError, OptionTypeError
 
-__all__ = ["NoOptions", "OptionInfo", "Options", "option"]
+__all__ = ["NoOptions", "OptionInfo", "Options", "OptionsIn", "option"]
 
 _O = TypeVar("_O", bound="Options")
 _TRUE = {"1", "true", "yes", "on"}
@@ -202,3 +202,7 @@ def _parse(cls: type[Options], name: str, tp: Any, text: str) -> Any:
         if alt is str or (get_origin(alt) is Literal and s in get_args(alt)):
             return s
     raise OptionTypeError(f"{cls._label()} option {name!r} must be {_type_name(tp)}, not {text!r}")
+
+
+# what a protocol accepts wherever it takes options: a mapping, the typed object, or None
+OptionsIn = Mapping[str, Any] | Options | None

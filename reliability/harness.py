@@ -151,7 +151,8 @@ def client_options(name: str, options: Mapping[str, Any] | None = None) -> dict[
     return {**CLIENT_OPTIONS.get(name, {}), **(options or {})}
 
 
-# Client option variants tried in turn; a variant a protocol rejects is skipped.
+# Client option variants tried in turn; a variant with an option the protocol does not declare
+# is skipped, one it rejects is recorded as an error.
 CLIENT_VARIANTS: tuple[dict[str, Any], ...] = (
     {},
     {"probe_bits": 2},
@@ -420,6 +421,8 @@ def record_protocol(
     srv = proto.open_server(hs, server_dir or state_dir / "server", dict(SERVER_OPTIONS.get(proto.name, {})))
     rec = Recording(proto, srv, hs, state_dir, eps=list(srv.endpoints()))
     for vi, copts in enumerate(CLIENT_VARIANTS):
+        if not set(copts) <= proto.client_options_type.names():
+            continue  # an option this protocol does not declare
         try:
             client = proto.new_client(hs.algo, state_dir / f"cache{vi}", client_options(proto.name, copts))
         except (BlindmatchError, TypeError, ValueError) as e:

@@ -91,18 +91,21 @@ async def _read_body(request: HttpRequest, cap: int, timeout: float) -> bytes:
     return bytes(buf)
 
 
-def _client_key(request: HttpRequest, proxies: frozenset[str]) -> str:
-    """The rate-limit key: the peer address, or the client header if a trusted proxy set it.
+def _client_key(request: HttpRequest, proxies: frozenset[str]) -> tuple[str, str]:
+    """The caller's identity and its rate-limit key: the peer address, or the client
+    header if a trusted proxy set it.
 
-    Any client can put any value in a header, so trusting it from everyone
-    would give each invented value a fresh token bucket.
+    Any client can put any value in a header, so trusting it from everyone would give
+    each invented value a fresh token bucket. The identity (what protocols key accounts
+    and server-learns verdicts on) is the name the proxy gave; the bucket key is marked
+    so a proxied name can never share a bucket with a direct peer address.
     """
     peer = request.client.host if request.client else "unknown"
     if peer in proxies:
         cid = request.headers.get("x-blindmatch-client")
         if cid:
-            return "via-proxy:" + cid[:128]
-    return peer
+            return cid[:128], "via-proxy:" + cid[:128]
+    return peer, peer
 
 
 def _make_route(
@@ -115,10 +118,10 @@ def _make_route(
         if ep.admin and not _admin_ok(request, settings):
             return _error(401, "unauthorized", "admin token required")
         body = await _read_body(request, cap, settings.request_timeout_s) if ep.method == "POST" else b""
-        client = _client_key(request, proxies)
+        client, bucket = _client_key(request, proxies)
         if ep.rate_limited:
             cost = ep.cost(body) if ep.cost else 1
-            buckets.take(f"{proto}:{client}", float(max(1, cost)))
+            buckets.take(f"{proto}:{bucket}", float(max(1, cost)))
         req = Request(
             body=body,
             headers={k.lower(): v for k, v in request.headers.items()},
@@ -168,10 +171,8 @@ def _verdicts_route(
     return route
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app for one set directory; opens (and prepares) each protocol."""
-    settings = settings or get_settings()
-    setdir = SetDir.open(settings.db)
+def _open_servers(settings: Settings, setdir: SetDir) -> dict[str, ServerHalf]:
+    """Each wanted protocol's server half, with its typed options from the settings."""
     wanted = (
         sorted(REGISTRY)
         if settings.protocols.strip() == "*"
@@ -187,6 +188,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             continue
         options = proto.server_options(settings.protocol_options.get(name))
         servers[name] = proto.open_server(setdir.hashes, setdir.state_dir(name), options)
+    return servers
+
+
+_RESPONSES = {
+    "200": {"content": _BINARY_BODY},
+    "400": {"description": "Malformed request", "content": _ERROR_SCHEMA},
+    "404": {"description": "Unknown resource", "content": _ERROR_SCHEMA},
+    "413": {"description": "Body or batch too large", "content": _ERROR_SCHEMA},
+    "429": {"description": "Rate limited", "content": _ERROR_SCHEMA},
+    "503": {"description": "Storage unavailable", "content": _ERROR_SCHEMA},
+}
+_UNAUTHORIZED = {"description": "Admin token required", "content": _ERROR_SCHEMA}
+
+
+def _mount(app: FastAPI, name: str, srv: ServerHalf, settings: Settings, buckets: TokenBuckets) -> None:
+    """The protocol's endpoints under ``/v1/<name>/``, and its admin verdicts route."""
+    app.add_api_route(
+        f"/v1/{name}/admin/verdicts",
+        _verdicts_route(srv, settings),
+        methods=["GET"],
+        summary=f"{name}: what the server learned about an account (admin; X-Blindmatch-Account)",
+        openapi_extra={"responses": {"401": _UNAUTHORIZED}},
+    )
+    for ep in srv.endpoints():
+        extra: dict[str, Any] = {"responses": dict(_RESPONSES)}
+        if ep.method == "POST":
+            extra["requestBody"] = {"required": True, "content": _BINARY_BODY}
+        if ep.admin:
+            extra["responses"]["401"] = _UNAUTHORIZED
+        app.add_api_route(
+            f"/v1/{name}/{ep.path}",
+            _make_route(name, ep, settings, buckets),
+            methods=[ep.method],
+            summary=ep.summary or f"{name} {ep.path}",
+            openapi_extra=extra,
+            response_class=Response,
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for one set directory; opens (and prepares) each protocol."""
+    settings = settings or get_settings()
+    setdir = SetDir.open(settings.db)
+    servers = _open_servers(settings, setdir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -255,41 +300,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return out
 
     for name, srv in servers.items():
-        app.add_api_route(
-            f"/v1/{name}/admin/verdicts",
-            _verdicts_route(srv, settings),
-            methods=["GET"],
-            summary=f"{name}: what the server learned about an account (admin; X-Blindmatch-Account)",
-            openapi_extra={
-                "responses": {"401": {"description": "Admin token required", "content": _ERROR_SCHEMA}}
-            },
-        )
-        for ep in srv.endpoints():
-            extra: dict[str, Any] = {
-                "responses": {
-                    "200": {"content": _BINARY_BODY},
-                    "400": {"description": "Malformed request", "content": _ERROR_SCHEMA},
-                    "404": {"description": "Unknown resource", "content": _ERROR_SCHEMA},
-                    "413": {"description": "Body or batch too large", "content": _ERROR_SCHEMA},
-                    "429": {"description": "Rate limited", "content": _ERROR_SCHEMA},
-                    "503": {"description": "Storage unavailable", "content": _ERROR_SCHEMA},
-                }
-            }
-            if ep.method == "POST":
-                extra["requestBody"] = {
-                    "required": True,
-                    "content": _BINARY_BODY,
-                }
-            if ep.admin:
-                extra["responses"]["401"] = {"description": "Admin token required", "content": _ERROR_SCHEMA}
-            app.add_api_route(
-                f"/v1/{name}/{ep.path}",
-                _make_route(name, ep, settings, buckets),
-                methods=[ep.method],
-                summary=ep.summary or f"{name} {ep.path}",
-                openapi_extra=extra,
-                response_class=Response,
-            )
+        _mount(app, name, srv, settings, buckets)
     return app
 
 

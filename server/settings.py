@@ -23,12 +23,26 @@ from blindmatch.protocol import REGISTRY, Options
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "env_prefix", "get_settings", "protocol_options_from_env"]
+__all__ = ["Settings", "env_prefix", "get_settings", "protocol_env", "protocol_options_from_env"]
 
 
 def env_prefix(protocol: str) -> str:
     """``BLINDMATCH_<NAME>_`` with the name in capitals and ``-`` as ``_``."""
     return f"BLINDMATCH_{protocol.upper().replace('-', '_')}_"
+
+
+def protocol_env(protocol: str, options: Mapping[str, Any]) -> dict[str, str]:
+    """The ``BLINDMATCH_<PROTOCOL>_*`` variables that give a server these options (validated).
+
+    The inverse of ``protocol_options_from_env`` for the keys given: what a caller that
+    starts a server process (simulator, benchmarks) passes instead of spelling variables.
+    """
+    REGISTRY[protocol].server_options(options)  # unknown keys and wrong types fail here
+
+    def text(v: Any) -> str:
+        return "none" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+    return {env_prefix(protocol) + k.upper(): text(v) for k, v in options.items()}
 
 
 def protocol_options_from_env(environ: Mapping[str, str]) -> dict[str, Options]:

@@ -21,13 +21,16 @@ import numpy as np
 from blindmatch.protocol import (
     REGISTRY,
     ClientHalf,
+    CostFloor,
     Endpoint,
+    Floor,
     HashAlgo,
     HashSet,
     Leakage,
     Learner,
     Matching,
     Options,
+    OptionsIn,
     Protocol,
     Query,
     Reply,
@@ -35,6 +38,7 @@ from blindmatch.protocol import (
     ScanResult,
     ServerHalf,
     ServerVerdict,
+    Term,
     Transport,
     option,
 )
@@ -48,6 +52,12 @@ __all__ = ["ExactPlain", "LogPlain", "RevealPlain", "registered"]
 class RevealOptions(Options):
     protocol = "test-reveal"
     threshold: int = option(2, "matches before the server reveals")
+    radius: int | None = option(None, "Hamming radius (None: the algorithm's default)")
+
+
+@dataclass(frozen=True)
+class LogOptions(Options):
+    protocol = "test-log"
     radius: int | None = option(None, "Hamming radius (None: the algorithm's default)")
 
 
@@ -116,6 +126,17 @@ class RevealPlain(Protocol):
         o = RevealOptions.from_options(options)
         radius = hashes.algo.default_threshold if o.radius is None else o.radius
         return _RevealServer(hashes, radius, o.threshold)
+
+    def cost_floor(
+        self, set_size: int, algo: HashAlgo,
+        server_options: OptionsIn = None, client_options: OptionsIn = None,
+    ) -> CostFloor:
+        """A plaintext scan of the set per query, and the hash plus its framing on the wire."""
+        return CostFloor(
+            server_cpu_s=Floor((Term(1, f"stream_pass.{set_size}x{algo.words}"),), "one pass over the set"),
+            bytes_per_query=Floor.constant(float(algo.nbytes), "the hash itself"),
+            params={"threshold": RevealOptions.from_options(server_options).threshold},
+        )
 
     def new_client(
         self,
@@ -194,6 +215,17 @@ class ExactPlain(Protocol):
     ) -> ClientHalf:
         return _ExactClient(ExactOptions.from_options(options).probe_bits)
 
+    def cost_floor(
+        self, set_size: int, algo: HashAlgo,
+        server_options: OptionsIn = None, client_options: OptionsIn = None,
+    ) -> CostFloor:
+        """2^k probes up, one byte back per probe."""
+        e = 1 << ExactOptions.from_options(client_options).probe_bits
+        return CostFloor(
+            bytes_per_query=Floor.constant(float(e * (algo.nbytes + 1)), f"{e} probes × (hash + 1 B)"),
+            params={"probes": e},
+        )
+
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
         return 0
 
@@ -210,11 +242,12 @@ class _LogServer(_RevealServer):
 class LogPlain(RevealPlain):
     name = "test-log"
     protocol_id = 252
+    server_options_type = LogOptions
 
     def open_server(
         self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
     ) -> ServerHalf:
-        o = RevealOptions.from_options(options)
+        o = LogOptions.from_options(options)
         return _LogServer(hashes, hashes.algo.default_threshold if o.radius is None else o.radius)
 
 

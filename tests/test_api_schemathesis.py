@@ -15,6 +15,7 @@ import pytest
 import schemathesis
 from blindmatch.protocol import REGISTRY
 from blindmatch.server import LiveServer, SetDir
+from blindmatch.server.testing import LiveParties
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -39,19 +40,37 @@ MAX_EXAMPLES = 50
 GROUPS = ["_core", *sorted(REGISTRY)]
 
 
+_ENV = {"BLINDMATCH_RATE_PER_SECOND": "100000", "BLINDMATCH_RATE_BURST": "100000",
+        "BLINDMATCH_ADMIN_TOKEN": "schemathesis-admin", "BLINDMATCH_TPSI_THRESHOLD": "2"}
+
+
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory):
+def set_dir(tmp_path_factory: pytest.TempPathFactory):
     d = tmp_path_factory.mktemp("schema-set")
     hs = random_set(64)
     SetDir.build(d, hs.algo, hs.values(), ["schemathesis"])
-    env = {"BLINDMATCH_RATE_PER_SECOND": "100000", "BLINDMATCH_RATE_BURST": "100000",
-           "BLINDMATCH_ADMIN_TOKEN": "schemathesis-admin", "BLINDMATCH_TPSI_THRESHOLD": "2"}
-    with LiveServer(d, env=env) as srv:
+    return d
+
+
+@pytest.fixture(scope="module")
+def single(set_dir):
+    with LiveServer(set_dir, env=_ENV) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
-def api(live: LiveServer):
+def live(request: pytest.FixtureRequest, set_dir, single: LiveServer):
+    """The server a group is really served by: a multi-process protocol's own parties (party 0)."""
+    group = request.param if hasattr(request, "param") else "_core"
+    if group in REGISTRY and REGISTRY[group].server_processes > 1:
+        with LiveParties(set_dir, env=_ENV) as parties:
+            yield parties
+    else:
+        yield single
+
+
+@pytest.fixture(scope="module")
+def api(live):
     return schemathesis.openapi.from_url(live.url + "/openapi.json")
 
 
@@ -63,8 +82,9 @@ def _operations(api, group: str) -> list:
 
 
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("group", GROUPS)
-def test_api_conforms(api, live: LiveServer, group: str) -> None:
+@pytest.mark.parametrize("live", GROUPS, indirect=True, ids=GROUPS)
+def test_api_conforms(api, live, request: pytest.FixtureRequest) -> None:
+    group = request.node.callspec.params["live"]
     ops = _operations(api, group)
     if group != "_core" and not ops:
         pytest.skip(f"{group} is not served for a PDQ set")

@@ -345,7 +345,9 @@ def test_load_driver_against_live_server(tmp_path: Path) -> None:
     bodies = tmp_path / "bodies.bin"
     write_bodies(bodies, [PlainQuery(sd.hashes.value(i)).to_bytes() for i in range(10)])
     ctx = BenchContext(seed=5, repeats=1, sizes=[100], workdir=tmp_path, quick=True, verbose=False)
-    env = {"BLINDMATCH_PROTOCOLS": "plain", "BLINDMATCH_RATE_PER_SECOND": "5", "BLINDMATCH_RATE_BURST": "5"}
+    # the driver plays a trusted proxy on loopback that names each worker in a header
+    env = {"BLINDMATCH_PROTOCOLS": "plain", "BLINDMATCH_RATE_PER_SECOND": "5", "BLINDMATCH_RATE_BURST": "5",
+           "BLINDMATCH_TRUSTED_PROXIES": "127.0.0.1"}
     with LiveServer(tmp_path / "set", env=env) as srv:
         spec = {
             "url": srv.url,

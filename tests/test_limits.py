@@ -16,6 +16,7 @@ import pytest
 from blindmatch.protocol import REGISTRY
 from blindmatch.reliability import harness as H
 from blindmatch.server import LiveServer
+from blindmatch.server.testing import LiveParties
 
 ADMIN = "limits-admin-token-0123456789"
 
@@ -28,14 +29,28 @@ def prepared() -> tuple[Path, dict[str, H.Recording]]:
     return base() / "set", recordings()
 
 
+# the test plays a trusted reverse proxy on loopback that names each client in a header
+_ENV = {**H.LIVE_ENV, "BLINDMATCH_RATE_PER_SECOND": "0.01", "BLINDMATCH_RATE_BURST": "1",
+        "BLINDMATCH_ADMIN_TOKEN": ADMIN, "BLINDMATCH_TRUSTED_PROXIES": "127.0.0.1"}
+
+
 @pytest.fixture(scope="module")
 def live(prepared):
     set_dir, _ = prepared
-    # the test plays a trusted reverse proxy on loopback that names each client in a header
-    env = {**H.LIVE_ENV, "BLINDMATCH_RATE_PER_SECOND": "0.01", "BLINDMATCH_RATE_BURST": "1",
-           "BLINDMATCH_ADMIN_TOKEN": ADMIN, "BLINDMATCH_TRUSTED_PROXIES": "127.0.0.1"}
-    with LiveServer(set_dir, env=env) as srv:
+    with LiveServer(set_dir, env=_ENV) as srv:
         yield srv
+
+
+@pytest.fixture(scope="module")
+def base(prepared, live: LiveServer):
+    """Where each protocol is really served: multi-process protocols by their own parties."""
+    set_dir, recs = prepared
+    multi = [n for n in recs if REGISTRY[n].server_processes > 1]
+    if not multi:
+        yield lambda name: live.url
+        return
+    with LiveParties(set_dir, env=_ENV) as parties:
+        yield lambda name: parties.url if name in multi else live.url
 
 
 def _all(prepared, pred) -> list[tuple[str, object]]:
@@ -49,11 +64,11 @@ def test_every_protocol_is_served(prepared, live: LiveServer) -> None:
     assert sorted(recs) == sorted(served) == sorted(REGISTRY)
 
 
-def test_post_body_caps_413(prepared, live: LiveServer) -> None:
+def test_post_body_caps_413(prepared, base) -> None:
     eps = _all(prepared, lambda e: e.method == "POST")
     assert eps
     for i, (name, ep) in enumerate(eps):
-        url = f"{live.url}/v1/{name}/{ep.path}"
+        url = f"{base(name)}/v1/{name}/{ep.path}"
         hdrs = {"x-blindmatch-client": f"cap-{i}", "authorization": f"Bearer {ADMIN}"}
         r = httpx.post(url, content=b"\x01" * (ep.max_body + 1), headers=hdrs, timeout=60)
         assert r.status_code == 413 and r.json()["error"] == "body_too_large", (name, ep.path, r.text)
@@ -74,20 +89,20 @@ def test_post_body_caps_413(prepared, live: LiveServer) -> None:
         assert r.status_code < 500
 
 
-def test_get_endpoints_never_buffer_a_body(prepared, live: LiveServer) -> None:
+def test_get_endpoints_never_buffer_a_body(prepared, base) -> None:
     """GET routes do not read a body at all: a large one is ignored, never buffered or a 5xx."""
     for name, ep in _all(prepared, lambda e: e.method == "GET" and not e.admin):
-        r = httpx.request("GET", f"{live.url}/v1/{name}/{ep.path}", content=b"x" * 2_000_000, timeout=60)
+        r = httpx.request("GET", f"{base(name)}/v1/{name}/{ep.path}", content=b"x" * 2_000_000, timeout=60)
         assert r.status_code < 500, (name, ep.path)
 
 
-def test_rate_limited_endpoints_429_with_retry_after(prepared, live: LiveServer) -> None:
+def test_rate_limited_endpoints_429_with_retry_after(prepared, base) -> None:
     _, recs = prepared
     eps = _all(prepared, lambda e: e.rate_limited)
     assert eps, "no rate-limited endpoint registered"
     for name, ep in eps:
         body = (recs[name].requests(ep.method, ep.path) or [b""])[0]
-        url = f"{live.url}/v1/{name}/{ep.path}"
+        url = f"{base(name)}/v1/{name}/{ep.path}"
         codes = []
         for _ in range(5):
             r = httpx.request(ep.method, url, content=body if ep.method == "POST" else None,

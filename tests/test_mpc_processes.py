@@ -67,7 +67,7 @@ class Trio:
         return f"http://127.0.0.1:{self.base + i}"
 
     def start(self, i: int) -> None:
-        # the scanner names its account in X-Blindmatch-Client, honoured only from a trusted proxy
+        # the test client stands behind a trusted front end that names the account
         env = {
             **os.environ,
             "BLINDMATCH_ADMIN_TOKEN": TOKEN,
@@ -182,10 +182,10 @@ def test_server_learns_verdict_reaches_party_0_only(
     assert [json.loads(r)["matched"] for r in out.stdout.splitlines()] == [None, None]
     r = httpx.get(
         trio.url(0) + "/v1/mpc/admin/verdicts",
-        headers={"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": "via-proxy:acct-7"},
+        headers={"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": "acct-7"},
     )
     assert [v["matched"] for v in r.json()["verdicts"]] == [True, False]
-    assert r.json()["account"] == "via-proxy:acct-7"
+    assert r.json()["account"] == "acct-7"
     assert httpx.get(trio.url(0) + "/v1/mpc/admin/verdicts").status_code == 401
 
 

@@ -42,8 +42,7 @@ def test_one_limit_one_error(name: str, tmp_path: Path) -> None:
 def test_query_without_float_values_is_refused_before_sending(name: str, tmp_path: Path) -> None:
     proto = REGISTRY[name]
     hs = random_set(32, seed=5)
-    opts = {"threshold": 2} if "threshold" in proto.server_options_type.names() else {}
-    srv = proto.open_server(hs, tmp_path / "s", opts)
+    srv = proto.open_server(hs, tmp_path / "s")
     try:
         client = proto.new_client(PDQ, tmp_path / "c", {"probe_bits": 2})
         tr = LocalTransport(srv)

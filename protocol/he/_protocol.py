@@ -32,7 +32,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ from ..hashes import ALGO_IDS, HashAlgo, HashSet
 from ..hazmat import ristretto
 from ..hazmat.bfv import Bfv, KeyMaterial, ParamSet, check_seal_blob, get_param_set, param_set_by_id
 from ..keyfile import read_secret, write_secret
-from ..options import Options
+from ..options import OptionsIn
 from ._circuit import CircuitSpec, NoiseReport, check_noise, default_baby_step
 from ._errors import (
     KeysRejectedError,
@@ -483,6 +483,10 @@ class HEServer(ServerHalf):
         with self._lock:
             return list(self._verdicts)
 
+    def stats(self) -> dict[str, Any]:
+        """The last query's candidate count, groups, timings (``last_stats``)."""
+        return dict(self.last_stats)
+
     def server_verdicts(self, account: str) -> list[ServerVerdict]:
         """Server-learns verdicts of queries from client id ``account`` (the last 10,000 kept)."""
         return [ServerVerdict(v.matched, None, v.at) for v in self.verdicts() if v.client_id == account]
@@ -731,7 +735,7 @@ class HE(Protocol):
     )
 
     def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
+        self, hashes: HashSet, state_dir: Path, options: OptionsIn = None
     ) -> ServerHalf:
         return HEServer(hashes, state_dir, HEServerOptions.from_options(options))
 
@@ -739,16 +743,13 @@ class HE(Protocol):
         self,
         algo: HashAlgo,
         cache_dir: Path | None = None,
-        options: Mapping[str, Any] | Options | None = None,
+        options: OptionsIn = None,
     ) -> ClientHalf:
         return HEClient(algo, cache_dir, HEClientOptions.from_options(options))
 
     def cost_floor(
-        self,
-        set_size: int,
-        algo: HashAlgo,
-        server_options: Mapping[str, Any] | Options | None = None,
-        client_options: Mapping[str, Any] | Options | None = None,
+        self, set_size: int, algo: HashAlgo,
+        server_options: OptionsIn = None, client_options: OptionsIn = None,
     ) -> CostFloor:
         """The densest packing: ⌈n·bits ÷ slots⌉ pt×ct multiplies (NTT form) per query,
         one encryption and one decryption on the client, and a seeded query

@@ -35,14 +35,14 @@ import math
 import struct
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._gcs import GCSFilter, GCSReader, fpr_to_m
+from .._gcs import GCSFilter, GCSReader, build_gcs, fpr_to_m
 from ..base import (
     ClientHalf,
     Endpoint,
@@ -76,7 +76,7 @@ from ..hashes import HashAlgo, HashSet
 from ..hazmat import ristretto as R
 from ..hazmat.voprf import Blinded, Mode, OPRFClient, Proof, VOPRFClient
 from ..multiprobe import probe_count, probe_hashes
-from ..options import Options
+from ..options import OptionsIn
 from ..wire import decode_fields, encode_fields
 from ._options import DEFAULT_MAX_BATCH, OprfClientOptions, OprfServerOptions, pin_bytes
 from ._store import (
@@ -98,12 +98,15 @@ __all__ = [
     "OPRF",
     "EvaluateRequest",
     "EvaluateResponse",
+    "GCSReader",
     "Manifest",
     "OprfClient",
     "OprfClientOptions",
     "OprfServer",
     "OprfServerOptions",
+    "build_gcs",
     "describe_state",
+    "fpr_to_m",
     "rotate_epoch",
 ]
 
@@ -563,7 +566,7 @@ class Oprf(Protocol):
     client_options_type = OprfClientOptions
 
     def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
+        self, hashes: HashSet, state_dir: Path, options: OptionsIn = None
     ) -> ServerHalf:
         o = OprfServerOptions.from_options(options)
         store = EpochStore.open(
@@ -575,16 +578,13 @@ class Oprf(Protocol):
         self,
         algo: HashAlgo,
         cache_dir: Path | None = None,
-        options: Mapping[str, Any] | Options | None = None,
+        options: OptionsIn = None,
     ) -> ClientHalf:
         return OprfClient(algo, cache_dir, OprfClientOptions.from_options(options))
 
     def cost_floor(
-        self,
-        set_size: int,
-        algo: HashAlgo,
-        server_options: Mapping[str, Any] | Options | None = None,
-        client_options: Mapping[str, Any] | Options | None = None,
+        self, set_size: int, algo: HashAlgo,
+        server_options: OptionsIn = None, client_options: OptionsIn = None,
     ) -> CostFloor:
         """RFC 9497 operation counts (docs/protocols/oprf.md); libsodium has no
         multi-scalar multiplication, so each term is one call. ``e`` = 2^probe_bits

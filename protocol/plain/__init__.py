@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..base import (
     ClientHalf,
@@ -34,7 +33,7 @@ from ..costfloor import CostFloor, Floor, Term
 from ..errors import BadHashError, DecodeError, LengthError, OptionError
 from ..hamming import HammingIndex
 from ..hashes import ALGO_IDS, HashAlgo, HashSet, HashValue, get_algo
-from ..options import NoOptions, Options, option
+from ..options import NoOptions, Options, OptionsIn, option
 from ..wire import decode_fields, encode_fields
 
 __all__ = ["PLAIN", "PlainQuery", "PlainReply", "PlainServerOptions"]
@@ -163,7 +162,7 @@ class Plain(Protocol):
     )
 
     def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
+        self, hashes: HashSet, state_dir: Path, options: OptionsIn = None
     ) -> ServerHalf:
         radius = PlainServerOptions.from_options(options).radius
         return PlainServer(hashes, hashes.algo.default_threshold if radius is None else radius)
@@ -172,7 +171,7 @@ class Plain(Protocol):
         self,
         algo: HashAlgo,
         cache_dir: Path | None = None,
-        options: Mapping[str, Any] | Options | None = None,
+        options: OptionsIn = None,
     ) -> ClientHalf:
         NoOptions.from_options(options)
         return PlainClient()
@@ -181,11 +180,8 @@ class Plain(Protocol):
         return 0
 
     def cost_floor(
-        self,
-        set_size: int,
-        algo: HashAlgo,
-        server_options: Mapping[str, Any] | Options | None = None,
-        client_options: Mapping[str, Any] | Options | None = None,
+        self, set_size: int, algo: HashAlgo,
+        server_options: OptionsIn = None, client_options: OptionsIn = None,
     ) -> CostFloor:
         """A plaintext scan must read every set entry once: one XOR pass over the set."""
         return CostFloor(

@@ -16,7 +16,6 @@ and ``_cuckoo`` (server set-up), ``_store`` (SQLite), ``_options`` (typed option
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from ..base import ClientHalf, Leakage, Learner, Matching, Protocol, ServerHalf,
 from ..costfloor import CostFloor, Floor, Term
 from ..errors import InputError
 from ..hashes import HashAlgo, HashSet
-from ..options import Options
+from ..options import OptionsIn
 from . import _cuckoo
 from ._client import TpsiClient
 from ._options import TpsiClientOptions, TpsiServerOptions
@@ -211,7 +210,7 @@ class Tpsi(Protocol):
     )
 
     def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
+        self, hashes: HashSet, state_dir: Path, options: OptionsIn = None
     ) -> ServerHalf:
         return TpsiServer(hashes, state_dir, TpsiServerOptions.from_options(options))
 
@@ -219,7 +218,7 @@ class Tpsi(Protocol):
         self,
         algo: HashAlgo,
         cache_dir: Path | None = None,
-        options: Mapping[str, Any] | Options | None = None,
+        options: OptionsIn = None,
     ) -> ClientHalf:
         return TpsiClient(algo, cache_dir, TpsiClientOptions.from_options(options))
 
@@ -228,11 +227,8 @@ class Tpsi(Protocol):
         return table_size_bytes(set_size, p.eps, p.n_hash) + _manifest_bytes()
 
     def cost_floor(
-        self,
-        set_size: int,
-        algo: HashAlgo,
-        server_options: Mapping[str, Any] | Options | None = None,
-        client_options: Mapping[str, Any] | Options | None = None,
+        self, set_size: int, algo: HashAlgo,
+        server_options: OptionsIn = None, client_options: OptionsIn = None,
     ) -> CostFloor:
         """Per voucher location: the client's DH tuple and the server's α·Q (docs/protocols/tpsi.md).
 

@@ -99,7 +99,10 @@ def _cost_model(pc: dict[str, Any]) -> str:
 def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
     pc = _pconf(cfg, proto.name)
     exact = proto.matching == Matching.EXACT
-    probes = [int(k) for k in pc.get("probe_bits", cfg["variants"]["probe_bits"])] if exact else [0]
+    declared = proto.client_options_type.names()
+    # multi-probe variants only for an exact protocol whose client takes probe_bits
+    probing = exact and "probe_bits" in declared
+    probes = [int(k) for k in pc.get("probe_bits", cfg["variants"]["probe_bits"])] if probing else [0]
     if proto.learner == Learner.CLIENT_OR_SERVER:
         modes: list[str | None] = [str(m) for m in pc.get("modes", cfg["variants"]["modes"])]
     else:
@@ -109,12 +112,13 @@ def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
     radius = pc.get("radius")
     if radius is not None:
         server_options.setdefault("radius", int(radius))
-    threshold = int(server_options.get("threshold", 0) or 0)
+    # a threshold protocol declares ``threshold`` among its server options (default included)
+    threshold = int(proto.server_options(server_options).to_dict().get("threshold", 0) or 0)
     out = []
     for k in probes:
         for mode in modes:
             label = proto.name
-            if exact and len(probes) > 1:
+            if probing and len(probes) > 1:
                 label += f" k={k}"
             if mode:
                 label += f" {mode}"
@@ -122,8 +126,7 @@ def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
             mode_learner = "server" if mode and mode.startswith("server") else "client"
             learner = mode_learner if mode else proto.learner.value
             # only the options this protocol declares: its client rejects any other
-            declared = proto.client_options_type.names()
-            opts: dict[str, Any] = {"probe_bits": k} if "probe_bits" in declared else {}
+            opts: dict[str, Any] = {"probe_bits": k} if probing else {}
             if mode:
                 opts["mode"] = mode
             if mode_learner == "server" and "allow_server_learns" in declared:

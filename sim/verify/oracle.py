@@ -47,6 +47,7 @@ from blindmatch.protocol import (
     TransportReply,
 )
 from blindmatch.server import LiveServer, SetDir
+from blindmatch.server.settings import protocol_env
 from blindmatch.server.testing import LiveParties
 
 from ..decide.variants import Variant
@@ -192,6 +193,7 @@ def http_session(
         **BENCH_ENV,
         "BLINDMATCH_PROTOCOLS": proto.name,
         "BLINDMATCH_ADMIN_TOKEN": token,
+        **protocol_env(proto.name, variant.server_options),
         **variant.server_env,
     }
     live: LiveServer | LiveParties = (
