@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,11 +44,12 @@ import blindmatch
 from .cache import StageCache, atomic_write_text
 from .config import SimConfigError, config_digest
 from .cost.measure import cost_queries, hash_cost_12mp, measure_protocol
-from .decide.accuracy import HashData, analyse, build_pools, corpus_distances
+from .decide.accuracy import HashData, PairHashes, analyse, build_pools, corpus_distances, real_copy_cells
 from .decide.variants import protocol_variants
 from .derive.derive import derive
 from .executor import Executor, make_executor
 from .hashing.images import corpus_fingerprint, corpus_spec, hash_originals_task, hash_perturbed_task
+from .hashing.pairs import CopyPair, hash_pair_files, pairs_fingerprint, read_pairs
 from .machine import loadavg, machine_info
 from .perturb.edits import select
 from .perturb.evasion import evasion_task
@@ -140,6 +142,34 @@ def _digest_arrays(d: dict[str, npt.NDArray[Any]]) -> str:
     return h.hexdigest()
 
 
+def _hash_pairs(
+    st: _Stages, cache: StageCache, pairs: list[CopyPair], algos: list[str], csv_path: Path | None
+) -> PairHashes | None:
+    """Hash the real copy pairs' files (in this process: a few hundred files at most)."""
+    if not pairs or csv_path is None:
+        return None
+    with st.stage("hash real copy pairs", 1) as adv:
+        key = config_digest("pairs", pairs_fingerprint(pairs), algos)
+        hit = cache.load_arrays("pairs", key)
+        if hit is None:
+            q, r, ref_of = hash_pair_files(pairs, algos, csv_path)
+            hit = {
+                **{f"q_{k}": v for k, v in q.items()},
+                **{f"r_{k}": v for k, v in r.items()},
+                "ref_of": ref_of,
+            }
+            cache.save_arrays("pairs", key, hit)
+            adv(1)
+        else:
+            adv(1, cached=True)
+    return PairHashes(
+        [p.label for p in pairs],
+        hit["ref_of"].astype(np.int64),
+        {k[2:]: v for k, v in hit.items() if k.startswith("q_")},
+        {k[2:]: v for k, v in hit.items() if k.startswith("r_")},
+    )
+
+
 def _protocol_info(name: str) -> dict[str, Any]:
     p = REGISTRY[name]
     return {
@@ -168,6 +198,7 @@ def run_simulation(
     fresh: bool = False,
     console: Console | None = None,
     command: str = "",
+    pairs_csv: Path | None = None,
 ) -> dict[str, Any]:
     """Run every stage; write results.json, CSVs, plots, summary.md and report.html into ``out``."""
     from .report.render import write_outputs
@@ -184,7 +215,12 @@ def run_simulation(
     algos = [get_algo(a).name for a in cfg["hashes"]["algos"]]
     perts = select(list(cfg["perturb"]["names"]))
     pert_names = [p.name for p in perts]
+    pipeline = {
+        "resolution": str(cfg["perturb"]["resolution"]),
+        "max_side": int(cfg["perturb"]["max_side"]),
+    }
     chunk = int(cfg["run"]["chunk_images"])
+    pairs = read_pairs(Path(pairs_csv)) if pairs_csv is not None else []
     machine = machine_info()
     ex = make_executor(int(cfg["run"]["workers"]), dask)
     wanted = [str(p) for p in cfg["run"]["protocols"]]
@@ -242,13 +278,25 @@ def run_simulation(
                         "algos": algos,
                         "perturbations": pert_names,
                         "seed": seed,
+                        "resolution": pipeline["resolution"],
+                        "max_side": pipeline["max_side"],
                     }
                     for c in kc
                 ]
-                keys = [config_digest("pert", fingerprint, algos, pert_names, seed, c) for c in kc]
+                keys = [config_digest("pert", fingerprint, algos, pert_names, seed, pipeline, c) for c in kc]
                 pert = _concat(_cached_map(ex, cache, "pert", tasks, keys, hash_perturbed_task, adv, True))
-            data = HashData(algos, perts, [], known_idx, unrelated_idx, orig, pert)
-            hash_digest = hashlib.sha256((_digest_arrays(orig) + _digest_arrays(pert)).encode()).hexdigest()
+            pair_hashes = _hash_pairs(st, cache, pairs, algos, Path(pairs_csv) if pairs_csv else None)
+            n_set = len(known_idx) + (len(pair_hashes.ref[f"hash_{algos[0]}"]) if pair_hashes else 0)
+            if n_set > int(cfg["database"]["sizes"][0]):
+                raise SimConfigError(
+                    f"{n_set} known images and pair references do not fit the smallest set "
+                    f"(database.sizes[0] = {cfg['database']['sizes'][0]})"
+                )
+            data = HashData(algos, perts, [], known_idx, unrelated_idx, orig, pert, pair_hashes)
+            digests = [_digest_arrays(orig), _digest_arrays(pert)]
+            if pair_hashes:
+                digests += [_digest_arrays(pair_hashes.query), _digest_arrays(pair_hashes.ref)]
+            hash_digest = hashlib.sha256("".join(digests).encode()).hexdigest()
             # 3. evasion
             ev_cfg = cfg["evasion"]
             ev_algos = [a for a in ev_cfg["algos"] if a in algos and get_algo(a).name != "sha256"]
@@ -276,8 +324,20 @@ def run_simulation(
             ex.close()
             # 4. accuracy
             with st.stage("accuracy (decision functions)", len(algos)) as adv:
-                pools = build_pools(data, cfg, seed)
+                dihedral = any(v.dihedral for vs in variants.values() for v in vs) and "pdq" in algos
+                pools = build_pools(data, cfg, seed, dihedral=dihedral)
                 acc = analyse(data, pools, variants, proto_algos)
+                real_copies = (
+                    {
+                        "file": str(pairs_csv),
+                        "pairs": len(pairs),
+                        "references": n_set - len(known_idx),
+                        "labels": dict(sorted(Counter(p.label for p in pairs).items())),
+                        "cells": real_copy_cells(pools, variants, proto_algos),
+                    }
+                    if pair_hashes
+                    else None
+                )
                 rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0]))
                 corpus_stats = {
                     a: corpus_distances(orig[f"hash_{a}"][usable], a, int(cfg["corpus"]["pair_sample"]), rng)
@@ -391,16 +451,14 @@ def run_simulation(
                 "hashes": hash_digest,
                 "corpus": corpus_stats,
                 "accuracy": acc,
+                # only each sample's fixed prefix: how far a time budget let a check run
+                # depends on the machine's load, so budget-cut verdicts stay out of the digest
                 "verification": [
-                    (
-                        r["variant"],
-                        r["algo"],
-                        r["verified"],
-                        [(r[k]["agree"], r[k]["disagree"]) if r[k] else None for k in ("local", "http")],
-                    )
+                    (r["variant"], r["algo"], [r[k]["fixed"] if r[k] else None for k in ("local", "http")])
                     for r in verification
                 ],
                 "evasion": evasion,
+                "real_copies": real_copies["cells"] if real_copies else None,
             }
             results: dict[str, Any] = {
                 "schema": "blindmatch-sim-results",
@@ -429,6 +487,10 @@ def run_simulation(
                     "distances": corpus_stats,
                 },
                 "perturbations": [p.describe() for p in perts],
+                "perturbation_pipeline": {
+                    **pipeline,
+                    "set_hashed_from": "original files, decoded and hashed as `blindmatch db build` does",
+                },
                 "protocols": [
                     {
                         **_protocol_info(n),
@@ -443,6 +505,7 @@ def run_simulation(
                     "filler": "uniform random hashes (see docs/simulation-report.md)",
                 },
                 "accuracy": acc,
+                "real_copies": real_copies,
                 "verification": verification,
                 "cost": cost,
                 "evasion": {"attempts": evasion, "config": ev_cfg},

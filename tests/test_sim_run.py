@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from blindmatch.protocol import REGISTRY
 from blindmatch.sim.config import SimConfigError, load_config
-from blindmatch.sim.report.schema import SCHEMA, validate
+from blindmatch.sim.report.schema import SCHEMA, SCHEMA_VERSION, validate
 from blindmatch.sim.runner import run_simulation
 from typer.testing import CliRunner
 
@@ -128,7 +128,7 @@ def test_outputs_exist(tiny: tuple[Path, dict[str, Any], str]) -> None:
 def test_results_match_schema(tiny: tuple[Path, dict[str, Any], str]) -> None:
     _, res, _ = tiny
     assert validate(res) == []
-    assert res["schema"] == "blindmatch-sim-results" and res["schema_version"] == "1.0"
+    assert res["schema"] == "blindmatch-sim-results" and res["schema_version"] == SCHEMA_VERSION
     try:
         import jsonschema_rs
     except ImportError:

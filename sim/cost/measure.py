@@ -25,12 +25,13 @@ import re
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from blindmatch.client import get_algo, hash_bytes
-from blindmatch.protocol import BlindmatchError, HashAlgo, Protocol
+from blindmatch.protocol import BlindmatchError, ClientHalf, HashAlgo, Protocol, ScanResult, Transport
 from PIL import Image
 
 from blindmatch.corpus import generate_image
@@ -40,6 +41,7 @@ from ..decide.database import build_set_dir
 from ..decide.variants import Variant
 from ..machine import tree_cpu_seconds
 from ..stats import percentiles
+from ..verify.checks import sim_queries
 from ..verify.oracle import Session, SimQuery, http_session, local_session
 
 __all__ = ["cost_queries", "hash_cost_12mp", "measure_protocol", "measure_variant"]
@@ -52,6 +54,22 @@ def _summary(values: list[float]) -> dict[str, float]:
     if a.size == 0:
         return {"mean": float("nan"), "p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
     return {"mean": float(a.mean()), **percentiles(a)}
+
+
+def _scan_image(
+    client: ClientHalf,
+    q: SimQuery,
+    variant: Variant,
+    algo: HashAlgo,
+    account: str,
+    ad: bytes,
+    tr: Transport,
+) -> ScanResult:
+    """One image as the variant sends it (8 scans for a dihedral variant); crypto time summed."""
+    results = [client.scan(s.to_query(algo, account, ad), tr) for s in q.scans(variant)]
+    if len(results) == 1:
+        return results[0]
+    return replace(results[0], crypto_ms=sum(r.crypto_ms for r in results))
 
 
 def measure_variant(
@@ -82,7 +100,7 @@ def measure_variant(
         # cold: the first query pays the one-time download
         q0 = queries[0]
         t0, c0 = time.perf_counter(), time.process_time()
-        r0 = client.scan(q0.to_query(algo, account, b"bmsim-cost-cold"), tr)
+        r0 = _scan_image(client, q0, variant, algo, account, b"bmsim-cost-cold", tr)
         out["cold"] = {
             "wall_ms": (time.perf_counter() - t0) * 1000,
             "client_cpu_ms": (time.process_time() - c0) * 1000,
@@ -101,7 +119,7 @@ def measure_variant(
             q = queries[(i + 1) % len(queries)]
             u0, d0, n0, h0 = tr.bytes_up, tr.bytes_down, tr.requests, tr.handler_cpu_s
             t0, c0 = time.perf_counter(), time.process_time()
-            r = client.scan(q.to_query(algo, account, f"bmsim-cost-{i}".encode()), tr)
+            r = _scan_image(client, q, variant, algo, account, f"bmsim-cost-{i}".encode(), tr)
             c1, t1 = time.process_time(), time.perf_counter()
             h = tr.handler_cpu_s - h0
             wall.append((t1 - t0) * 1000)
@@ -177,17 +195,9 @@ def cost_queries(pool: QueryPool, pert_names: list[str], n: int = 40) -> list[Si
     """A fixed mix for cost runs: JPEG-70 copies of known images and unrelated ones, alternating."""
     pi = pert_names.index("jpeg-70") if "jpeg-70" in pert_names else 0
     pos = [int(i) for i in np.flatnonzero(pool.is_pos & (pool.pert_of == pi) & ~pool.gated)][: n // 2]
-    neg = [int(i) for i in np.flatnonzero(~pool.is_pos & ~pool.gated)][: n - len(pos)]
+    neg = [int(i) for i in pool.negatives if not pool.gated[i]][: n - len(pos)]
     order = [x for pair in itertools.zip_longest(pos, neg) for x in pair if x is not None]
-    return [
-        SimQuery(
-            i,
-            pool.raw[i].tobytes(),
-            pool.floats_of(i),
-            None if pool.quality[i] < 0 else int(pool.quality[i]),
-        )
-        for i in order
-    ]
+    return sim_queries(pool, order, dihedral=pool.dih_raw is not None)
 
 
 def _predict(hist: list[tuple[int, float, float]], size: int) -> tuple[float, float]:
@@ -215,6 +225,9 @@ def measure_protocol(
     """Cost cells for every variant, set size and transport; slow protocols stop early."""
     c = cfg["cost"]
     algo = get_algo(c["algo"])
+    variants = [v for v in variants if v.runs_on(algo.name)]
+    if not variants or not queries:
+        return []
     sizes = sorted({int(s) for s in c["sizes"]} | {int(s) for s in c["http_sizes"]})
     cells: list[dict[str, Any]] = []
     history: dict[str, list[tuple[int, float, float]]] = {}  # transport -> [(size, setup s, worst query s)]

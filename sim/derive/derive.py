@@ -209,7 +209,9 @@ def derive(
                 )
             else:
                 p_pair = float("nan")
-            lookups = 2**spec.probe_bits if spec.kind == "exact" else 1
+            if math.isfinite(p_pair) and v.scans_per_image > 1:  # dihedral: 8 hashes, 8× the pairs
+                p_pair = fmr_for_set(p_pair, v.scans_per_image)
+            lookups = (2**spec.probe_bits if spec.kind == "exact" else 1) * v.scans_per_image
             filter_fp = min(1.0, lookups * v.lookup_fpr)
 
             def model_fmr(n: float, p_pair: float = p_pair, filter_fp: float = filter_fp) -> float:

@@ -29,6 +29,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "corpus_fingerprint",
     "corpus_spec",
+    "edit_source",
     "hash_originals_task",
     "hash_perturbed_task",
     "load_original",
@@ -138,10 +139,27 @@ def hash_perturbed_task(task: dict[str, Any]) -> dict[str, npt.NDArray[Any]]:
     res = _empty(len(idx), algos, (len(idx), len(perts)))
     for j, i in enumerate(idx):
         _, img, data = load_original(task["spec"], i)
+        src = edit_source(img, task.get("resolution", "full"), int(task.get("max_side", 0)))
         for k, p in enumerate(perts):
             rng = np.random.default_rng(
                 np.random.SeedSequence([task["seed"], i, zlib.crc32(p.name.encode())])
             )
-            out, file_bytes = p.apply(img, rng, data)
+            # the unchanged file is the original, whatever resolution the edits start from
+            out, file_bytes = p.apply(img if p.kind == "identity" else src, rng, data)
             _store(res, (j, k), _hash_all(out, file_bytes, algos))
     return res
+
+
+def edit_source(img: Image.Image, resolution: str, max_side: int) -> Image.Image:
+    """The image the edits start from: the decoded original, or a copy no larger than ``max_side``.
+
+    The known set is always hashed from the original file (as ``blindmatch db build``
+    does); only the edited copies depend on this choice.
+    """
+    if resolution == "full" or max(img.size) <= max_side:
+        return img
+    if resolution != "downscaled":
+        raise SimConfigError(f"perturb.resolution must be 'full' or 'downscaled', not {resolution!r}")
+    small = img.copy()
+    small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return small

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import atomic_write_text
+from .copies import pipeline_sentence, real_copy_rows, real_copy_sentence
 from .plots import make_figures
 from .schema import SCHEMA, validate
 
@@ -314,6 +315,7 @@ def _csvs(res: dict[str, Any], out: Path) -> list[str]:
         "population.csv": [{k: v for k, v in r.items() if k != "fmr_measured"} for r in res["population"]],
         "accounts.csv": res["accounts"],
         "evasion.csv": res["evasion"]["attempts"],
+        "real_copies.csv": [_flat_rate(c) for c in (res.get("real_copies") or {}).get("cells", [])],
         "corpus_distances.csv": [
             {k: v for k, v in d.items() if k not in ("histogram",)}
             for d in res["corpus"]["distances"].values()
@@ -586,7 +588,8 @@ def _details(res: dict[str, Any], figs: dict[str, dict[str, str]], out: Path) ->
             "False-match rate (FMR): share of unrelated images it matches. Intervals are 95% Wilson; "
             "fnmr.csv/fmr.csv add Clopper–Pearson. Perturbations: "
             + "; ".join(f"{p['name']} = {p['label']}" for p in res["perturbations"])
-            + "."
+            + ". "
+            + pipeline_sentence(res)
         )
         + _table_html(rows)
         + "".join(fig(f"fnmr_{a}") for a in c["distances"])
@@ -892,6 +895,7 @@ def _html(res: dict[str, Any], figs: list[dict[str, str]], out: Path) -> str:
 Protocols: {html.escape(", ".join(p["name"] for p in res["protocols"]))}.</p>
 {_sec("What this means", f'<ul class="meaning">{meaning}</ul>', "meaning")}
 {_sec("Headline: protocols side by side", _p("Accuracy on " + res["cost"]["algo"] + " hashes (95% Wilson intervals in brackets); latency from the network model; server CPU measured on this machine. * = extrapolated beyond the measured set sizes; — = not estimated (beyond capacity.max_extrapolation × the largest measured size, or only one size measured).") + _table_html(headline_rows(res), "headline") + _table_html(prot_rows), "headline")}
+{_sec("Real copies", _p(real_copy_sentence(res)) + _table_html(real_copy_rows(res), "copies"), "copies") if res.get("real_copies") else ""}
 {_sec("Worked examples: deploying protocol X at volume V with set size N", _p("Each row answers: what would it cost, and how many innocent images would it flag? The model count assumes independent hashes (a floor; see Population extrapolation); the upper bound comes from this run’s direct measurement and is loose when the sample is small. * = server cost extrapolated.") + _table_html(_worked_rows(res), "worked"), "worked")}
 {_details(res, byid, out)}
 <script>{_JS_TAIL}</script>
@@ -917,6 +921,11 @@ def _summary_md(res: dict[str, Any], csvs: list[str], figs: list[dict[str, str]]
         "## Headline",
         "",
         _table_md(headline_rows(res)),
+        *(
+            ["## Real copies", "", real_copy_sentence(res), "", _table_md(real_copy_rows(res))]
+            if res.get("real_copies")
+            else []
+        ),
         "## Worked examples",
         "",
         _table_md(_worked_rows(res)),

@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "validate"]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 _NUM = {"type": ["number", "null"]}
 _RATE: dict[str, Any] = {
@@ -301,6 +301,35 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "evasion": {"type": "object", "required": ["attempts", "config"]},
+        "perturbation_pipeline": {
+            "type": "object",
+            "required": ["resolution", "max_side", "set_hashed_from"],
+            "properties": {"resolution": {"enum": ["full", "downscaled"]}, "max_side": {"type": "integer"}},
+        },
+        "real_copies": {
+            "type": ["object", "null"],
+            "required": ["file", "pairs", "references", "labels", "cells"],
+            "properties": {
+                "pairs": {"type": "integer", "minimum": 1},
+                "references": {"type": "integer", "minimum": 1},
+                "labels": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+                "cells": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": [
+                            *_CELL_KEYS,
+                            "label",
+                            "gated",
+                            "median_distance_to_reference",
+                            "recall",
+                            *_RATE["required"],
+                        ],
+                        "properties": {**_CELL_KEYS, **_RATE["properties"], "label": {"type": "string"}},
+                    },
+                },
+            },
+        },
         "stages": {"type": "object"},
     },
 }

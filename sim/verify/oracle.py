@@ -78,6 +78,15 @@ class SimQuery:
     raw: bytes
     floats: tuple[float, ...] | None = None
     quality: int | None = None
+    dihedral: tuple[SimQuery, ...] = ()  # the 8 rotations/flips, for dihedral variants
+
+    def scans(self, variant: Variant) -> tuple[SimQuery, ...]:
+        """What the client sends for one image: itself, or all 8 transforms (matched if any is)."""
+        if not variant.dihedral:
+            return (self,)
+        if len(self.dihedral) != 8:
+            raise ValueError(f"{variant.label}: query {self.qid} carries no dihedral hashes")
+        return self.dihedral
 
     def to_query(self, algo: HashAlgo, account: str, ad: bytes) -> Query:
         return Query(algo.from_bytes(self.raw), self.floats, self.quality, account, ad)
@@ -318,13 +327,27 @@ def real_verdicts(
     cache_dir: Path,
     budget_s: float,
     reveal_wait_s: float = 10.0,
+    min_queries: int = 2,
 ) -> RealOutcome:
-    """Run the real client half against ``sess`` for each query and collect verdicts."""
+    """Run the real client half against ``sess`` for each query and collect verdicts.
+
+    The first ``min_queries`` always run; the time budget may cut only the rest
+    (those extra verdicts are reported but kept out of the deterministic digest).
+    """
     t0 = time.perf_counter()
+    n_primers = max(1, variant.threshold) if variant.learner == "server" else 0
+    if not queries:
+        return RealOutcome([], "unavailable", "no query to check (every candidate was quality-gated)")
+    if n_primers > len(primers):
+        return RealOutcome(
+            [None] * len(queries),
+            "unavailable",
+            f"the server-side read-out needs {n_primers} exact set members to prime it; "
+            f"the set holds {len(primers)} from images",
+        )
     client = sess.proto.new_client(algo, cache_dir, variant.client_options_for(algo))
     tr = sess.transport(account)
     nonce = account
-    n_primers = max(1, variant.threshold) if variant.learner == "server" else 0
     out: list[bool | None] = []
     errors: list[str] = []
     truncated = False
@@ -333,12 +356,13 @@ def real_verdicts(
             for i, q in enumerate(primers[:n_primers]):
                 client.scan(q.to_query(algo, account, _token(nonce, "p", i).encode()), tr)
         for q in queries:
-            if time.perf_counter() - t0 > budget_s and len(out) >= 2:
+            if time.perf_counter() - t0 > budget_s and len(out) >= max(1, min_queries):
                 truncated = True
                 break
             try:
-                r = client.scan(q.to_query(algo, account, _token(nonce, "q", q.qid).encode()), tr)
-                out.append(r.matched)
+                ad = _token(nonce, "q", q.qid).encode()
+                got = [client.scan(s.to_query(algo, account, ad), tr).matched for s in q.scans(variant)]
+                out.append(None if any(g is None for g in got) else any(got))
             except BlindmatchError as e:
                 errors.append(f"query {q.qid}: {e.code}: {e.detail}")
                 out.append(None)
@@ -360,8 +384,12 @@ def real_verdicts(
     # server-learns, first way: an ordered log of the server's verdicts for this client
     sent = min(n_primers, len(primers))
     log, log_notes = _verdict_log(sess, account)
-    if log is not None and not errors and len(log) == sent + len(out) and all(log[:sent]):
-        return RealOutcome(list(log[sent:]), "server-log", "", truncated, time.perf_counter() - t0, errors)
+    per = variant.scans_per_image
+    if log is not None and not errors and len(log) == sent + per * len(out) and all(log[:sent]):
+        grouped: list[bool | None] = [
+            any(log[sent + per * j : sent + per * (j + 1)]) for j in range(len(out))
+        ]
+        return RealOutcome(grouped, "server-log", "", truncated, time.perf_counter() - t0, errors)
     # second way: read what the server revealed for this account (associated data)
     need = [_token(nonce, "p", i) for i in range(sent)]
     deadline = time.perf_counter() + reveal_wait_s
