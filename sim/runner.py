@@ -44,11 +44,18 @@ import blindmatch
 from .cache import StageCache, atomic_write_text
 from .config import SimConfigError, config_digest
 from .cost.measure import cost_queries, hash_cost_12mp, measure_protocol
+from .coverage import corpus_skips, split_corpus, stage_skips
 from .decide.accuracy import HashData, PairHashes, analyse, build_pools, corpus_distances, real_copy_cells
 from .decide.variants import protocol_variants
 from .derive.derive import derive
 from .executor import Executor, make_executor
-from .hashing.images import corpus_fingerprint, corpus_spec, hash_originals_task, hash_perturbed_task
+from .hashing.images import (
+    corpus_fingerprint,
+    corpus_spec,
+    empty_hashes,
+    hash_originals_task,
+    hash_perturbed_task,
+)
 from .hashing.pairs import CopyPair, hash_pair_files, pairs_fingerprint, read_pairs
 from .machine import loadavg, machine_info
 from .perturb.edits import select
@@ -128,7 +135,14 @@ def _cached_map(
     return out
 
 
-def _concat(parts: list[dict[str, npt.NDArray[Any]]]) -> dict[str, npt.NDArray[Any]]:
+def _concat(
+    parts: list[dict[str, npt.NDArray[Any]]], empty: dict[str, npt.NDArray[Any]] | None = None
+) -> dict[str, npt.NDArray[Any]]:
+    """Task results joined in task order; ``empty`` (the right shapes, no rows) when there were none."""
+    if not parts:
+        if empty is None:
+            raise ValueError("no task results to join")
+        return empty
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -263,11 +277,8 @@ def run_simulation(
             min_q = int(cfg["corpus"]["min_quality"])
             usable = [i for i in range(n_images) if orig["ok"][i]]
             eligible = [i for i in usable if "pdq" not in algos or orig["quality"][i] >= min_q]
-            k = min(int(cfg["corpus"]["known"]), max(2, len(eligible) - 2))
-            known_idx = np.array(eligible[:k], dtype=np.int64)
-            unrelated_idx = np.array(sorted(set(usable) - set(known_idx.tolist())), dtype=np.int64)
-            if len(unrelated_idx) < 2:
-                raise SimConfigError(f"only {len(usable)} usable images: too few for known and unrelated")
+            known_idx, unrelated_idx = split_corpus(usable, eligible, int(cfg["corpus"]["known"]))
+            skipped = corpus_skips(n_images, usable, eligible, known_idx, unrelated_idx, min_q, algos)
             # 2. perturbed copies of known images
             kc = _chunks(known_idx.tolist(), max(1, chunk // 2))
             with st.stage("perturb + hash known images", len(kc)) as adv:
@@ -284,7 +295,10 @@ def run_simulation(
                     for c in kc
                 ]
                 keys = [config_digest("pert", fingerprint, algos, pert_names, seed, pipeline, c) for c in kc]
-                pert = _concat(_cached_map(ex, cache, "pert", tasks, keys, hash_perturbed_task, adv, True))
+                pert = _concat(
+                    _cached_map(ex, cache, "pert", tasks, keys, hash_perturbed_task, adv, True),
+                    empty=empty_hashes(0, algos, (0, len(perts))),
+                )
             pair_hashes = _hash_pairs(st, cache, pairs, algos, Path(pairs_csv) if pairs_csv else None)
             n_set = len(known_idx) + (len(pair_hashes.ref[f"hash_{algos[0]}"]) if pair_hashes else 0)
             if n_set > int(cfg["database"]["sizes"][0]):
@@ -521,6 +535,7 @@ def run_simulation(
                     )
                 },
                 "network_profiles": derived["profiles"],
+                "skipped": skipped + stage_skips(acc, verification, cost_cells, real_copies),
             }
             with st.stage("report", 1) as adv:
                 results["stages"] = st.timings

@@ -279,3 +279,64 @@ def test_digest_does_not_depend_on_the_verification_budget(photos: dict[str, Pat
     assert nb < na  # the budget did cut the sample
     assert all(r["local"]["fixed"]["n"] == 3 for r in a["verification"] + b["verification"])
     assert a["deterministic_digest"] == b["deterministic_digest"]
+
+
+# ------------------------------------------------------------------ any corpus
+
+
+def _corpus(kind: str, folder: Path) -> Path:
+    """The matrix of awkward corpora a researcher may point --corpus at."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    if kind == "tiny":
+        write_photos(folder, ["camera", "coffee"])
+    elif kind == "below-quality-gate":  # flat images: PDQ quality far below 50
+        for i, colour in enumerate([(0, 0, 0), (255, 255, 255), (128, 64, 32), (10, 200, 90)]):
+            Image.new("RGB", (200 + 10 * i, 150), colour).save(folder / f"flat{i}.png")
+        grad = np.tile(np.linspace(0, 255, 256, dtype=np.uint8), (120, 1))
+        Image.fromarray(grad).convert("RGB").save(folder / "gradient.png")
+    elif kind == "one-image":
+        write_photos(folder, ["rocket"])
+    elif kind == "duplicates":
+        (src,) = write_photos(folder, ["coins"])
+        for i in range(4):
+            (folder / f"copy{i}.jpg").write_bytes(src.read_bytes())
+    return folder
+
+
+MATRIX = ("tiny", "below-quality-gate", "one-image", "duplicates")
+
+
+@pytest.mark.parametrize("kind", MATRIX)
+def test_any_corpus_gives_a_report(kind: str, tmp_path: Path, photos: dict[str, Path]) -> None:
+    """Every stage copes with the corpus; the outputs exist and say what was skipped."""
+    from tests.sim_test_protocols import ExactPlain, RevealPlain, registered
+
+    text = SMALL.replace('protocols = ["plain"]', 'protocols = ["plain", "test-exact", "test-reveal"]')
+    text += "\n[protocols.test-reveal]\nserver_options = { threshold = 2 }\n"
+    cfg = config(tmp_path, text)
+    folder = _corpus(kind, tmp_path / kind)
+    out = tmp_path / "out"
+    with registered(ExactPlain(), RevealPlain()):
+        res = run_simulation(cfg, out, corpus_dir=folder, console=quiet(), pairs_csv=photos["pairs"])
+    for f in ("report.html", "results.json", "summary.md"):
+        assert (out / f).stat().st_size > 0, f
+    assert validate(json.loads((out / "results.json").read_text())) == []
+    whats = " | ".join(s["what"] for s in res["skipped"])
+    if kind == "below-quality-gate":
+        assert res["corpus"]["known"] == 0 and "FNMR" in whats
+        assert "Skipped on this corpus" in (out / "summary.md").read_text()
+    if kind == "one-image":
+        assert res["corpus"]["unrelated"] == 0 and "FMR" in whats and "distance distribution" in whats
+    if kind == "duplicates":
+        assert res["corpus"]["distances"]["pdq"]["min_distance"] == 0
+    assert res["real_copies"]["pairs"] == 24  # real copies are measured whatever the corpus
+
+
+def test_empty_corpus_folder_is_a_typed_error(tmp_path: Path) -> None:
+    from blindmatch.sim.config import SimConfigError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SimConfigError, match="found no JPEG/PNG/WebP"):
+        run_simulation(config(tmp_path), tmp_path / "out", corpus_dir=tmp_path / "empty", console=quiet())

@@ -148,14 +148,14 @@ def build_pools(
         known_rows = np.concatenate([data.orig[f"hash_{a}"][data.known_idx], refs])
         n_set = len(known_rows)
         filler = filler_hashes(algo, sizes[-1] - n_set, seed)
-        pos = data.pert[f"hash_{a}"].reshape(k * p, -1)
+        pos = data.pert[f"hash_{a}"].reshape(k * p, algo.nbytes)
         neg = data.orig[f"hash_{a}"][data.unrelated_idx]
         raw = np.concatenate([pos, neg, pq_raw])
         n_pair = len(pq_raw)
         if a == "pdq":
             floats = np.concatenate(
                 [
-                    data.pert["floats"].reshape(k * p, -1),
+                    data.pert["floats"].reshape(k * p, 256),
                     data.orig["floats"][data.unrelated_idx],
                     np.asarray(pq_floats, dtype=np.float32).reshape(n_pair, 256),
                 ]
@@ -339,16 +339,16 @@ def analyse(
         for fam in sorted({p.family for p in data.perts} - {"control"}):
             members = [i for i, p in enumerate(data.perts) if p.family == fam]
             dd = pos_d[np.isin(pool.pert_of[pos], members)]
-            fam_curves[fam] = [float((dd > t).mean()) for t in taus]
+            fam_curves[fam] = [_share(dd > t) for t in taus]
         dd_all = pos_d[pool.pert_of[pos] != 0]
-        fam_curves["all edits"] = [float((dd_all > t).mean()) for t in taus]
+        fam_curves["all edits"] = [_share(dd_all > t) for t in taus]
         neg_d = np.where(pool.gated[neg][:, None], np.iinfo(np.uint16).max, pool.neg_nearest)
         det[a] = {
             "thresholds": taus,
             "default_threshold": algo.default_threshold,
             "fnmr": fam_curves,
             "fmr": {
-                str(s): [float((neg_d[:, si] <= t).mean()) for t in taus] for si, s in enumerate(pool.sizes)
+                str(s): [_share(neg_d[:, si] <= t) for t in taus] for si, s in enumerate(pool.sizes)
             },
             "n_positive": len(dd_all),
             "n_negative": len(neg),
@@ -405,6 +405,36 @@ def real_copy_cells(
     return out
 
 
+def _no_pairs(algo_name: str, images: int) -> dict[str, Any]:
+    """The distance record of a corpus with fewer than two unrelated pairs: nothing to fit."""
+    algo = get_algo(algo_name)
+    none = dict.fromkeys(
+        ("mean", "sd", "even_fraction", "total_variation_vs_binomial", "min_distance", "beta_binomial"),
+    )
+    return {
+        "algo": algo_name,
+        "bits": algo.bits,
+        "pairs": 0,
+        "images": images,
+        **none,
+        "binomial_mean": algo.bits / 2,
+        "binomial_sd": float(np.sqrt(algo.bits) / 2),
+        "histogram": [0] * (algo.bits + 1),
+        "threshold": algo.default_threshold,
+        "pairs_within_threshold": 0,
+        "pair_rate_empirical": rate(0, 0),
+        "pair_rate_binomial": None,
+        "pair_rate_beta_binomial": None,
+        "pair_rate_cp_upper": None,
+        "skipped": f"{images} usable image(s): no pair of images to measure",
+    }
+
+
+def _share(mask: npt.NDArray[np.bool_]) -> float | None:
+    """Mean of a boolean array; None when it is empty (no data, not a rate of 0)."""
+    return float(mask.mean()) if mask.size else None
+
+
 def _pairs(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     q = np.append(p, 0.0) if len(p) % 2 else p
     return np.asarray(q.reshape(-1, 2).sum(axis=1), dtype=np.float64)
@@ -430,7 +460,9 @@ def corpus_distances(
         i, j = i[keep][:pair_sample], j[keep][:pair_sample]
     w = to_words(hashes)
     d = np.bitwise_count(w[i] ^ w[j]).sum(axis=1).astype(np.int64)
-    fit = fit_beta_binomial(d, algo.bits)
+    if d.size == 0:
+        return _no_pairs(algo_name, int(n))
+    fit = fit_beta_binomial(d, algo.bits) if d.size >= 2 else None  # one pair: counted, not fitted
     ks = np.arange(algo.bits + 1)
     counts = np.bincount(d, minlength=algo.bits + 1)
     binom = st.binom.pmf(ks, algo.bits, 0.5)
@@ -443,7 +475,7 @@ def corpus_distances(
         "pairs": int(d.size),
         "images": int(n),
         "mean": float(d.mean()),
-        "sd": float(d.std(ddof=1)),
+        "sd": float(d.std(ddof=1)) if d.size >= 2 else None,
         "binomial_mean": algo.bits / 2,
         "binomial_sd": float(np.sqrt(algo.bits) / 2),
         # PDQ thresholds at the median: every hash has 128 ones, so distances are even.
@@ -452,11 +484,11 @@ def corpus_distances(
         "total_variation_vs_binomial": float(0.5 * np.abs(_pairs(emp) - _pairs(binom)).sum()),
         "min_distance": int(d.min()),
         "histogram": counts.tolist(),
-        "beta_binomial": fit.to_dict(),
+        "beta_binomial": fit.to_dict() if fit else None,
         "threshold": r,
         "pairs_within_threshold": within,
         "pair_rate_empirical": rate(within, int(d.size)),
         "pair_rate_binomial": float(st.binom.cdf(r, algo.bits, 0.5)),
-        "pair_rate_beta_binomial": fit.cdf(r),
+        "pair_rate_beta_binomial": fit.cdf(r) if fit else None,
         "pair_rate_cp_upper": clopper_pearson(within, int(d.size))[1],
     }

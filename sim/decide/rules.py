@@ -110,6 +110,8 @@ class ExactIndex:
         self._sorted = np.unique(keys)
 
     def contains(self, raw: U8) -> npt.NDArray[np.bool_]:
+        if len(self._sorted) == 0 or len(raw) == 0:
+            return np.zeros(len(raw), dtype=np.bool_)
         q = np.ascontiguousarray(raw, dtype=np.uint8).view(f"V{self._nbytes}").reshape(-1)
         pos = np.searchsorted(self._sorted, q)
         pos = np.minimum(pos, len(self._sorted) - 1)

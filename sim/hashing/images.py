@@ -30,6 +30,7 @@ __all__ = [
     "corpus_fingerprint",
     "corpus_spec",
     "edit_source",
+    "empty_hashes",
     "hash_originals_task",
     "hash_perturbed_task",
     "load_original",
@@ -52,8 +53,8 @@ def corpus_spec(seed: int, count: int, directory: Path | None) -> dict[str, Any]
     if not d.is_dir():
         raise SimConfigError(f"--corpus {d}: not a folder")
     paths = sorted(str(p) for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if len(paths) < 4:
-        raise SimConfigError(f"--corpus {d}: found {len(paths)} JPEG/PNG/WebP images, need at least 4")
+    if not paths:
+        raise SimConfigError(f"--corpus {d}: found no JPEG/PNG/WebP images")
     return {"kind": "dir", "root": str(d), "paths": paths}
 
 
@@ -91,7 +92,8 @@ def _hash_all(
     return out
 
 
-def _empty(n: int, algos: list[str], shape: tuple[int, ...]) -> dict[str, npt.NDArray[Any]]:
+def empty_hashes(n: int, algos: list[str], shape: tuple[int, ...]) -> dict[str, npt.NDArray[Any]]:
+    """Zeroed hash arrays for ``shape`` images (quality -1: not hashed)."""
     res: dict[str, npt.NDArray[Any]] = {}
     for a in algos:
         res[f"hash_{a}"] = np.zeros((*shape, get_algo(a).nbytes), dtype=np.uint8)
@@ -116,7 +118,7 @@ def hash_originals_task(task: dict[str, Any]) -> dict[str, npt.NDArray[Any]]:
     """Hash the unmodified images ``task['indices']`` with every algorithm."""
     idx: list[int] = task["indices"]
     algos: list[str] = task["algos"]
-    res = _empty(len(idx), algos, (len(idx),))
+    res = empty_hashes(len(idx), algos, (len(idx),))
     res["ok"] = np.ones(len(idx), dtype=np.bool_)
     for j, i in enumerate(idx):
         try:
@@ -136,7 +138,7 @@ def hash_perturbed_task(task: dict[str, Any]) -> dict[str, npt.NDArray[Any]]:
     idx: list[int] = task["indices"]
     algos: list[str] = task["algos"]
     perts = [PERTURBATIONS[n] for n in task["perturbations"]]
-    res = _empty(len(idx), algos, (len(idx), len(perts)))
+    res = empty_hashes(len(idx), algos, (len(idx), len(perts)))
     for j, i in enumerate(idx):
         _, img, data = load_original(task["spec"], i)
         src = edit_source(img, task.get("resolution", "full"), int(task.get("max_side", 0)))

@@ -25,7 +25,7 @@ from blindmatch.client import decode_image
 from blindmatch.protocol import ImageError
 
 from ..config import SimConfigError
-from .images import _empty, _hash_all, _store
+from .images import _hash_all, _store, empty_hashes
 
 __all__ = ["CopyPair", "PairsFileError", "hash_pair_files", "pairs_fingerprint", "read_pairs"]
 
@@ -121,8 +121,8 @@ def hash_pair_files(
     refs: dict[Path, int] = {}
     for p in pairs:
         refs.setdefault(p.reference, len(refs))
-    q = _empty(len(pairs), algos, (len(pairs),))
-    r = _empty(len(refs), algos, (len(refs),))
+    q = empty_hashes(len(pairs), algos, (len(pairs),))
+    r = empty_hashes(len(refs), algos, (len(refs),))
     for arrays, files in ((q, [(p.line, p.query) for p in pairs]), (r, _first_lines(pairs, refs))):
         for j, (line, f) in enumerate(files):
             data = f.read_bytes()

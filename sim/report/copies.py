@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["pipeline_sentence", "real_copy_rows", "real_copy_sentence"]
+__all__ = ["pipeline_sentence", "real_copy_rows", "real_copy_sentence", "skipped_lines"]
+
+
+def skipped_lines(res: dict[str, Any]) -> list[str]:
+    """What this run could not measure on its corpus, and why (empty when nothing was skipped)."""
+    return [f"{s['what']}: {s['why']}" for s in res.get("skipped") or []]
 
 
 def _recall(c: dict[str, Any]) -> str:

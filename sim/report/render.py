@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import atomic_write_text
-from .copies import pipeline_sentence, real_copy_rows, real_copy_sentence
+from .copies import pipeline_sentence, real_copy_rows, real_copy_sentence, skipped_lines
 from .plots import make_figures
 from .schema import SCHEMA, validate
 
@@ -348,8 +348,9 @@ def _meaning(res: dict[str, Any]) -> list[str]:
     algo = res["cost"]["algo"]
     hl = res["headline"]
     out: list[str] = []
-    fuzzy = [h for h in hl if h["matching"] == "fuzzy" and h["fnmr_jpeg70"]]
-    exact = [h for h in hl if h["matching"] == "exact" and h["fnmr_jpeg70"]]
+    measured = [h for h in hl if h["fnmr_jpeg70"] and h["fnmr_jpeg70"]["rate"] is not None]
+    fuzzy = [h for h in measured if h["matching"] == "fuzzy"]
+    exact = [h for h in measured if h["matching"] == "exact"]
     if fuzzy:
         f = min(fuzzy, key=lambda h: h["fnmr_jpeg70"]["rate"])
         out.append(
@@ -365,7 +366,7 @@ def _meaning(res: dict[str, Any]) -> list[str]:
             )
     if exact:
         e = max(exact, key=lambda h: h["fnmr_jpeg70"]["rate"])
-        best = min(exact, key=lambda h: h["fnmr_everyday"]["rate"] if h["fnmr_everyday"] else 1)
+        best = min(exact, key=lambda h: ((h["fnmr_everyday"] or {}).get("rate") or 1.0))
         out.append(
             f"Exact private matching ({', '.join(sorted({h['protocol'] for h in exact}))}) only finds copies "
             f"whose hash is unchanged: {e['variant']} missed {fmt_rate(e['fnmr_jpeg70'], False)} of "
@@ -518,6 +519,11 @@ def _p(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
 
 
+def _fmt(x: Any, spec: str, unit: str = "") -> str:
+    """``x`` formatted, or "—" where the corpus gave nothing to measure."""
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:{spec}}{unit}"
+
+
 def _details(res: dict[str, Any], figs: dict[str, dict[str, str]], out: Path) -> str:
     def fig(i: str) -> str:
         return _figure_html(figs[i], out) if i in figs else ""
@@ -528,13 +534,13 @@ def _details(res: dict[str, Any], figs: dict[str, dict[str, str]], out: Path) ->
         {
             "hash": d["algo"],
             "pairs": f"{d['pairs']:,}",
-            "mean": f"{d['mean']:.1f}",
+            "mean": _fmt(d["mean"], ".1f"),
             "binomial mean": f"{d['binomial_mean']:.0f}",
-            "sd": f"{d['sd']:.2f}",
+            "sd": _fmt(d["sd"], ".2f"),
             "binomial sd": f"{d['binomial_sd']:.2f}",
-            "over-dispersion ρ": f"{d['beta_binomial']['rho']:.4f}",
-            "total variation vs binomial (2-bit bins)": f"{d['total_variation_vs_binomial']:.3f}",
-            "even distances": f"{100 * d['even_fraction']:.0f}%",
+            "over-dispersion ρ": _fmt((d["beta_binomial"] or {}).get("rho"), ".4f"),
+            "total variation vs binomial (2-bit bins)": _fmt(d["total_variation_vs_binomial"], ".3f"),
+            "even distances": _fmt(None if d["even_fraction"] is None else 100 * d["even_fraction"], ".0f", "%"),
             "closest pair": str(d["min_distance"]),
             "pairs within threshold": f"{d['pairs_within_threshold']} (model {fmt_sci(d['pair_rate_beta_binomial'])}"
             f" per pair; binomial {fmt_sci(d['pair_rate_binomial'])})",
@@ -894,6 +900,7 @@ def _html(res: dict[str, Any], figs: list[dict[str, str]], out: Path) -> str:
 <p class="note">blindmatch simulation, {html.escape(res["generated_utc"])}, seed {res["seed"]}{" — QUICK RUN" if res.get("quick") else ""}.
 Protocols: {html.escape(", ".join(p["name"] for p in res["protocols"]))}.</p>
 {_sec("What this means", f'<ul class="meaning">{meaning}</ul>', "meaning")}
+{_sec("Skipped on this corpus", "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in skipped_lines(res)) + "</ul>", "skipped") if skipped_lines(res) else ""}
 {_sec("Headline: protocols side by side", _p("Accuracy on " + res["cost"]["algo"] + " hashes (95% Wilson intervals in brackets); latency from the network model; server CPU measured on this machine. * = extrapolated beyond the measured set sizes; — = not estimated (beyond capacity.max_extrapolation × the largest measured size, or only one size measured).") + _table_html(headline_rows(res), "headline") + _table_html(prot_rows), "headline")}
 {_sec("Real copies", _p(real_copy_sentence(res)) + _table_html(real_copy_rows(res), "copies"), "copies") if res.get("real_copies") else ""}
 {_sec("Worked examples: deploying protocol X at volume V with set size N", _p("Each row answers: what would it cost, and how many innocent images would it flag? The model count assumes independent hashes (a floor; see Population extrapolation); the upper bound comes from this run’s direct measurement and is loose when the sample is small. * = server cost extrapolated.") + _table_html(_worked_rows(res), "worked"), "worked")}
@@ -916,6 +923,8 @@ def _summary_md(res: dict[str, Any], csvs: list[str], figs: list[dict[str, str]]
         "",
     ]
     lines += [f"- {s}" for s in _meaning(res)]
+    if skipped_lines(res):
+        lines += ["", "## Skipped on this corpus", ""] + [f"- {s}" for s in skipped_lines(res)]
     lines += [
         "",
         "## Headline",

@@ -301,6 +301,14 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "evasion": {"type": "object", "required": ["attempts", "config"]},
+        "skipped": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["what", "why"],
+                "properties": {"what": {"type": "string"}, "why": {"type": "string"}},
+            },
+        },
         "perturbation_pipeline": {
             "type": "object",
             "required": ["resolution", "max_side", "set_hashed_from"],
