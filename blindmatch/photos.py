@@ -52,12 +52,13 @@ def load_photo(name: str) -> Image.Image:
     if name == "grace_hopper":
         import matplotlib.cbook
 
-        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-            return Image.open(f).convert("RGB")
+        path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+        with Image.open(str(path)) as f:
+            return f.convert("RGB")
     import skimage.data
 
     if name.startswith("motorcycle_"):
-        left, right, _ = skimage.data.stereo_motorcycle()
+        left, right, _ = skimage.data.stereo_motorcycle()  # type: ignore[no-untyped-call]
         arr = left if name.endswith("left") else right
     elif name in PHOTO_NAMES:
         arr = getattr(skimage.data, name)()

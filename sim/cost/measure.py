@@ -213,6 +213,26 @@ def _predict(hist: list[tuple[int, float, float]], size: int) -> tuple[float, fl
     return setup, q1 * size / s1
 
 
+def _skip_reason(
+    c: dict[str, Any], hist: list[tuple[int, float, float]], size: int, scans: int, room: int
+) -> str | None:
+    """Why a cell is not measured: predicted set-up or per-image time too long, or no such set."""
+    if size > room:
+        return "skipped: set size larger than the generated database"
+    if not hist:
+        return None
+    setup_pred, scan_pred = _predict(hist, size)
+    if setup_pred > float(c["setup_timeout_s"]):
+        return f"skipped: predicted set-up {setup_pred:.0f} s > {c['setup_timeout_s']} s"
+    if scan_pred * scans > float(c["max_query_s"]):
+        return f"skipped: predicted {scan_pred * scans:.1f} s per image > {c['max_query_s']} s"
+    return None
+
+
+def _cell_stub(proto: Protocol, v: Variant, kind: str, size: int, status: str) -> dict[str, Any]:
+    return {"protocol": proto.name, "variant": v.label, "transport": kind, "set_size": size, "status": status}
+
+
 def measure_protocol(
     proto: Protocol,
     variants: list[Variant],
@@ -222,7 +242,8 @@ def measure_protocol(
     workdir: Path,
     done: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Cost cells for every variant, set size and transport; slow protocols stop early."""
+    """Cost cells for every variant, set size and transport; slow protocols (and the slow
+    variants of a protocol, such as its 8-scan dihedral one) stop early."""
     c = cfg["cost"]
     algo = get_algo(c["algo"])
     variants = [v for v in variants if v.runs_on(algo.name)]
@@ -230,75 +251,67 @@ def measure_protocol(
         return []
     sizes = sorted({int(s) for s in c["sizes"]} | {int(s) for s in c["http_sizes"]})
     cells: list[dict[str, Any]] = []
-    history: dict[str, list[tuple[int, float, float]]] = {}  # transport -> [(size, setup s, worst query s)]
+    history: dict[str, list[tuple[int, float, float]]] = {}  # transport -> [(size, setup s, worst scan s)]
+    room = len(pool.known_rows) + len(pool.filler)
     for size in sizes:
         for kind in ("local", "http"):
             if size not in [int(s) for s in (c["sizes"] if kind == "local" else c["http_sizes"])]:
                 continue
-            skip = None
-            if history.get(kind):
-                setup_pred, query_pred = _predict(history[kind], size)
-                if setup_pred > float(c["setup_timeout_s"]):
-                    limit = c["setup_timeout_s"]
-                    skip = f"skipped: predicted set-up {setup_pred:.0f} s > {limit} s"
-                elif query_pred > float(c["max_query_s"]):
-                    skip = f"skipped: predicted {query_pred:.1f} s per query > {c['max_query_s']} s"
-            if skip is None and size > len(pool.known_rows) + len(pool.filler):
-                skip = "skipped: set size larger than the generated database"
-            if skip:
-                cells.extend(
-                    {
-                        "protocol": proto.name,
-                        "variant": v.label,
-                        "transport": kind,
-                        "set_size": size,
-                        "status": skip,
-                    }
-                    for v in variants
-                )
-                if done:
-                    done()
-                continue
-            base = workdir / re.sub(r"[^a-z0-9]+", "-", proto.name.lower()) / f"{size}" / kind
-            shutil.rmtree(base, ignore_errors=True)
-            try:
-                sd = build_set_dir(base / "set", algo, pool.rows(size), f"simulator cost set ({kind})")
-                ctx = (
-                    local_session(proto, sd, variants[0])
-                    if kind == "local"
-                    else http_session(
-                        proto, sd, variants[0], float(c["setup_timeout_s"]), base / "server.log"
-                    )
-                )
-                with ctx as sess:
-                    worst = 0.0
-                    for v in variants:
-                        cell = measure_variant(
-                            sess,
-                            v,
-                            algo,
-                            queries,
-                            f"bmsim-cost-{v.label}-{kind}".replace(" ", "-"),
-                            base / "client" / re.sub(r"[^a-z0-9]+", "-", v.label.lower()),
-                            int(c["min_queries"]),
-                            int(c["max_queries"]),
-                            float(c["budget_s"]),
-                        )
-                        cells.append(cell)
-                        if cell.get("status") == "ok":
-                            worst = max(worst, cell["wall_ms"]["mean"] / 1000)
-                    history.setdefault(kind, []).append((size, sess.setup_s, worst))
-            except (BlindmatchError, RuntimeError, OSError, ValueError) as e:
-                cells.extend(
-                    {
-                        "protocol": proto.name,
-                        "variant": v.label,
-                        "transport": kind,
-                        "set_size": size,
-                        "status": f"error: {type(e).__name__}: {e}"[:500],
-                    }
-                    for v in variants
-                )
+            hist = history.get(kind, [])
+            why = {v.label: _skip_reason(c, hist, size, v.scans_per_image, room) for v in variants}
+            cells.extend(
+                _cell_stub(proto, v, kind, size, why[v.label] or "") for v in variants if why[v.label]
+            )
+            run = [v for v in variants if why[v.label] is None]
+            if run:
+                cells.extend(_measure_size(proto, run, algo, pool, queries, c, workdir, size, kind, history))
             if done:
                 done()
+    return cells
+
+
+def _measure_size(
+    proto: Protocol,
+    variants: list[Variant],
+    algo: HashAlgo,
+    pool: QueryPool,
+    queries: list[SimQuery],
+    c: dict[str, Any],
+    workdir: Path,
+    size: int,
+    kind: str,
+    history: dict[str, list[tuple[int, float, float]]],
+) -> list[dict[str, Any]]:
+    """One server (in process or on loopback) at one set size, every variant measured against it."""
+    base = workdir / re.sub(r"[^a-z0-9]+", "-", proto.name.lower()) / f"{size}" / kind
+    shutil.rmtree(base, ignore_errors=True)
+    cells: list[dict[str, Any]] = []
+    try:
+        sd = build_set_dir(base / "set", algo, pool.rows(size), f"simulator cost set ({kind})")
+        ctx = (
+            local_session(proto, sd, variants[0])
+            if kind == "local"
+            else http_session(proto, sd, variants[0], float(c["setup_timeout_s"]), base / "server.log")
+        )
+        with ctx as sess:
+            worst = 0.0
+            for v in variants:
+                cell = measure_variant(
+                    sess,
+                    v,
+                    algo,
+                    queries,
+                    f"bmsim-cost-{v.label}-{kind}".replace(" ", "-"),
+                    base / "client" / re.sub(r"[^a-z0-9]+", "-", v.label.lower()),
+                    int(c["min_queries"]),
+                    int(c["max_queries"]),
+                    float(c["budget_s"]),
+                )
+                cells.append(cell)
+                if cell.get("status") == "ok":
+                    worst = max(worst, cell["wall_ms"]["mean"] / 1000 / v.scans_per_image)
+            history.setdefault(kind, []).append((size, sess.setup_s, worst))
+    except (BlindmatchError, RuntimeError, OSError, ValueError) as e:
+        status = f"error: {type(e).__name__}: {e}"[:500]
+        cells = [_cell_stub(proto, v, kind, size, status) for v in variants]
     return cells
