@@ -2,6 +2,8 @@
 
 Stage order and why:
 
+0. hash the real copy pairs given with ``--pairs`` (a bad row stops the run before
+   any long stage);
 1. hash originals, 2. hash perturbed copies, 3. adversarial evasion — image work
    fanned out over the executor (local process pool or Dask), cached per chunk;
 4. accuracy from the decision functions (this process, numpy);
@@ -11,7 +13,8 @@ Stage order and why:
 7. derived numbers (latency, capacity, population), 8. the report.
 
 Every stage's key digests the seed, its configuration and its inputs; a rerun
-with the same ``--out`` reuses whatever is still valid.
+with the same ``--out`` reuses whatever is still valid. A corpus too small for a
+measurement does not stop the run: ``coverage`` lists what was skipped and why.
 """
 
 from __future__ import annotations
@@ -266,6 +269,8 @@ def run_simulation(
     )
     try:
         with progress:
+            # real copy pairs first: a bad row stops the run before the long stages
+            pair_hashes = _hash_pairs(st, cache, pairs, algos, Path(pairs_csv) if pairs_csv else None)
             # 1. originals
             idx_chunks = _chunks(list(range(n_images)), chunk)
             with st.stage("hash corpus images", len(idx_chunks)) as adv:
@@ -299,7 +304,6 @@ def run_simulation(
                     _cached_map(ex, cache, "pert", tasks, keys, hash_perturbed_task, adv, True),
                     empty=empty_hashes(0, algos, (0, len(perts))),
                 )
-            pair_hashes = _hash_pairs(st, cache, pairs, algos, Path(pairs_csv) if pairs_csv else None)
             n_set = len(known_idx) + (len(pair_hashes.ref[f"hash_{algos[0]}"]) if pair_hashes else 0)
             if n_set > int(cfg["database"]["sizes"][0]):
                 raise SimConfigError(

@@ -382,8 +382,7 @@ def real_copy_cells(
         labels = np.asarray(pool.pair_labels)
         own = pool.pair_d_own if pool.pair_d_own is not None else np.zeros(len(rows), np.uint16)
         groups = [(lab, labels == lab) for lab in sorted(set(pool.pair_labels))]
-        if len(groups) > 1:
-            groups.append(("all real copies", np.ones(len(rows), dtype=np.bool_)))
+        groups.append(("all real copies", np.ones(len(rows), dtype=np.bool_)))  # always: one place to look
         for proto, vs in variants.items():
             for v in vs:
                 if a not in proto_algos[proto] or not v.runs_on(a) or v.label not in pool.verdicts:
