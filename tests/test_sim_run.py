@@ -68,6 +68,9 @@ reference_set_size = 200
 images = 2
 max_queries = 30
 algos = ["pdq", "phash"]
+
+[protocols.he]
+dihedral = false    # he takes seconds per scan; dihedral variants are exercised on the others
 """
 
 # Runs that check determinism or special inputs: no HTTP, no figures, plain only.
