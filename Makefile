@@ -28,8 +28,11 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/blindmatch bench --suite all --out runs/bench
 
+# Every package: ruff, then mypy --strict (tools/typecheck.sh maps the folders onto blindmatch.*).
+LINT_DIRS := protocol client server sim bench reliability blindmatch tests fuzz
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check protocol client
+	$(VENV)/bin/ruff check $(LINT_DIRS)
 	MYPY=$(VENV)/bin/mypy tools/typecheck.sh
 
 reliability: $(STAMP)

@@ -124,10 +124,10 @@ def server_options(name: str, quick: bool = False) -> dict[str, Any]:
 
 
 def client_options(name: str) -> dict[str, Any]:
-    """Options passed to ``new_client`` for a single-probe, default-mode query."""
+    """Options passed to ``new_client``: the protocol's defaults (single probe, default
+    mode), plus a variant's changes."""
     v = VARIANTS.get(name)
-    extra = v.client_options if v is not None else {}
-    return {"probe_bits": 0, "mode": "client-learns", **extra}
+    return dict(v.client_options) if v is not None else {}
 
 
 # protocols whose single query takes seconds; smoke tests (--quick) skip them and say so

@@ -165,8 +165,8 @@ def db_build(
                 vals, errs = read_hash_file(src, algo, skip_bad)
             except UnicodeDecodeError:
                 raise BadHashError(f"{src}: not a UTF-8 text/CSV hash list") from None
-            for e in errs:
-                _err(f"skipped: {e}")
+            for skipped in errs:
+                _err(f"skipped: {skipped}")
             bad += len(errs)
             values.extend(vals)
         else:
@@ -191,7 +191,9 @@ def _read_trusted(path: Path) -> dict[str, bytes]:
         d = json.loads(path.read_text())
         return {str(k): base64.b64decode(v, validate=True) for k, v in d.items()}
     except (OSError, ValueError, AttributeError) as e:
-        raise BadHashError(f"{path}: not a JSON object of curator -> base64 key ({type(e).__name__})") from None
+        raise BadHashError(
+            f"{path}: not a JSON object of curator -> base64 key ({type(e).__name__})"
+        ) from None
 
 
 @curator_app.command("keygen")
@@ -267,7 +269,7 @@ def curator_verify(
         from blindmatch.server import SetDir
 
         sd = SetDir.open(set_dir)
-        info = {"digest": sd.digest, "count": len(sd.hashes), "algo": sd.algo.name,
+        info: dict[str, Any] = {"digest": sd.digest, "count": len(sd.hashes), "algo": sd.algo.name,
                 "attestations": sd.attestations()}
     else:
         import httpx
@@ -403,12 +405,16 @@ def scan(
     server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000")],
     protocol: Annotated[str, typer.Option(help="plain | oprf | tpsi | he")] = "plain",
     algo: Annotated[str, typer.Option(help="Hash algorithm; must match the server's set")] = "pdq",
-    probe_bits: Annotated[int, typer.Option(help="oprf/tpsi: also probe 2^k flips of the least-stable bits")] = 0,
+    probe_bits: Annotated[
+        int, typer.Option(help="oprf/tpsi: also probe 2^k flips of the least-stable bits")
+    ] = 0,
     mode: Annotated[str, typer.Option(help="he: client-learns | server-learns")] = "client-learns",
     account: Annotated[str | None, typer.Option(help="tpsi: account id")] = None,
     ad: Annotated[str | None, typer.Option(help="tpsi: associated data (default: the path)")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where one-time downloads are cached")] = None,
-    min_quality: Annotated[int, typer.Option(help="Do not match PDQ hashes below this quality")] = PDQ_MIN_QUALITY,
+    min_quality: Annotated[
+        int, typer.Option(help="Do not match PDQ hashes below this quality")
+    ] = PDQ_MIN_QUALITY,
     allow_unverified: Annotated[bool, typer.Option(
         help="oprf: accept a server in unverifiable OPRF mode (no DLEQ proofs)")] = False,
 ) -> None:
@@ -416,7 +422,10 @@ def scan(
     if protocol == "tpsi" and not account:
         raise BadHashError("--account is required with --protocol tpsi")
     cache = cache_dir or Path.home() / ".cache" / "blindmatch"
-    options = {"probe_bits": probe_bits, "mode": mode, "allow_unverified": allow_unverified}
+    # only the flags the user changed: a protocol rejects options it does not take (OptionError)
+    given = {"probe_bits": (probe_bits, 0), "mode": (mode, "client-learns"),
+             "allow_unverified": (allow_unverified, False)}
+    options = {k: v for k, (v, default) in given.items() if v != default}
     failed = scan_paths(server, protocol, paths, algo, options, account, ad, cache, min_quality)
     if failed:
         raise typer.Exit(1)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFilter
 
 __all__ = ["generate_image", "iter_corpus", "write_corpus"]
@@ -32,7 +33,8 @@ def _fractal_noise(rng: np.random.Generator, h: int, w: int, octaves: int = 5) -
         total += amp
         amp *= 0.55
     out /= total
-    return (out - out.min()) / (np.ptp(out) + 1e-9)
+    scaled: npt.NDArray[np.float64] = (out - out.min()) / (np.ptp(out) + 1e-9)
+    return scaled
 
 
 def generate_image(seed: int, size: tuple[int, int] | None = None) -> Image.Image:
@@ -66,7 +68,10 @@ def generate_image(seed: int, size: tuple[int, int] | None = None) -> Image.Imag
         elif kind == 1:
             draw.rectangle([x0, y0, x0 + sw, y0 + sh], fill=col)
         else:
-            pts = [(int(x0 + rng.integers(0, sw + 1)), int(y0 + rng.integers(0, sh + 1))) for _ in range(int(rng.integers(3, 7)))]
+            pts = [
+                (int(x0 + rng.integers(0, sw + 1)), int(y0 + rng.integers(0, sh + 1)))
+                for _ in range(int(rng.integers(3, 7)))
+            ]
             draw.polygon(pts, fill=col)
     img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.5))))
     arr = np.asarray(img, dtype=np.float64)

@@ -140,6 +140,7 @@ def _wire() -> Target:
 def _image() -> Target:
     from blindmatch.client import decode_image, hash_image
     from blindmatch.protocol import BlindmatchError
+
     from blindmatch.corpus import generate_image
 
     def one(payload: bytes) -> None:
@@ -165,8 +166,8 @@ def _image() -> Target:
 
 def _setdir(work: Path) -> Target:
     from blindmatch.protocol import BlindmatchError, get_algo
-    from blindmatch.server import SetDir
     from blindmatch.reliability.harness import random_set
+    from blindmatch.server import SetDir
 
     good = SetDir.build(work / "good", get_algo("pdq"), random_set(6).values(), ["fuzz"])
     files = {n: (good.path / n).read_bytes() for n in ("set.json", "hashes.bin")}

@@ -8,6 +8,13 @@ and a ``ClientHalf`` (which talks to those endpoints through a ``Transport``).
 The same halves run in-process (``LocalTransport``) or over real HTTP
 (``blindmatch.client.HttpTransport``), and byte counts come from the transport,
 so reported bandwidth is what actually crossed the wire.
+
+What a caller needs to know about a protocol it asks the protocol, never by
+guessing attribute names: its option types (``server_options_type``,
+``client_options_type``, validated dataclasses from ``options``), its cost
+floor (``cost_floor``, counted primitives from ``costfloor``) and, for a
+protocol whose server learns verdicts, what it learned about an account
+(``ServerHalf.server_verdicts``).
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .costfloor import CostFloor
 from .errors import BodyTooLargeError, UnknownProtocolError
 from .hashes import HashAlgo, HashSet, HashValue
+from .options import NoOptions, Options
 
 __all__ = [
     "REGISTRY",
@@ -37,6 +46,7 @@ __all__ = [
     "Request",
     "ScanResult",
     "ServerHalf",
+    "ServerVerdict",
     "Transport",
     "TransportReply",
     "get_protocol",
@@ -182,6 +192,24 @@ class ScanResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ServerVerdict:
+    """One verdict a server learned about an account.
+
+    ``associated_data`` is the query's associated data when the server learns
+    it with the verdict (a threshold protocol's reveal), else None; ``at`` is
+    the Unix time the server learned it.
+    """
+
+    matched: bool
+    associated_data: bytes | None = None
+    at: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        ad = self.associated_data
+        return {"matched": self.matched, "associated_data": None if ad is None else ad.hex(), "at": self.at}
+
+
 class ServerHalf(ABC):
     """A protocol's server: owns keys and prepared artefacts, exposes endpoints."""
 
@@ -195,6 +223,22 @@ class ServerHalf(ABC):
 
     def close(self) -> None:  # noqa: B027 — optional hook, most servers hold nothing
         """Release resources (worker pools, database handles)."""
+
+    def settle(self, account: str) -> None:  # noqa: B027 — optional hook
+        """Finish verdict work already owed for ``account`` (e.g. queued reveals), then return.
+
+        An operator's "process now"; ``server_verdicts`` afterwards is complete
+        for everything received so far. Servers that decide inline need nothing.
+        """
+
+    def server_verdicts(self, account: str) -> list[ServerVerdict]:
+        """What this server has learned about ``account``'s queries, in arrival order.
+
+        Empty for protocols whose server learns nothing (the default). A server
+        that learns every verdict lists one per query; one that learns only
+        matches past a threshold lists only those, each with its associated data.
+        """
+        return []
 
 
 class ClientHalf(ABC):
@@ -219,18 +263,52 @@ class Protocol(ABC):
     leakage: ClassVar[Leakage]
     private: ClassVar[bool] = True
     supported_algos: ClassVar[tuple[str, ...]] = ("pdq", "phash", "dhash", "sha256")
+    server_options_type: ClassVar[type[Options]] = NoOptions
+    client_options_type: ClassVar[type[Options]] = NoOptions
+
+    def server_options(self, options: Mapping[str, Any] | Options | None = None) -> Options:
+        """Validated server options (``OptionError`` for unknown keys or bad values)."""
+        return self.server_options_type.from_options(options)
+
+    def client_options(self, options: Mapping[str, Any] | Options | None = None) -> Options:
+        """Validated client options (``OptionError`` for unknown keys or bad values)."""
+        return self.client_options_type.from_options(options)
+
+    def cost_floor(
+        self,
+        set_size: int,
+        algo: HashAlgo,
+        server_options: Mapping[str, Any] | Options | None = None,
+        client_options: Mapping[str, Any] | Options | None = None,
+    ) -> CostFloor | None:
+        """The protocol's physical bound for one set and one query (None: none claimed).
+
+        Counts of primitive operations and bytes that any implementation of
+        this protocol must spend, at these options; the benchmark measures the
+        primitives and reports each figure against the floor.
+        """
+        return None
 
     @abstractmethod
     def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
+        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
     ) -> ServerHalf:
-        """Load or create keys and artefacts under ``state_dir`` and serve ``hashes``."""
+        """Load or create keys and artefacts under ``state_dir`` and serve ``hashes``.
+
+        ``options`` is parsed by ``server_options`` (a mapping or the typed object).
+        """
 
     @abstractmethod
     def new_client(
-        self, algo: HashAlgo, cache_dir: Path | None = None, options: Mapping[str, Any] | None = None
+        self,
+        algo: HashAlgo,
+        cache_dir: Path | None = None,
+        options: Mapping[str, Any] | Options | None = None,
     ) -> ClientHalf:
-        """A client for sets of ``algo`` hashes; ``cache_dir`` keeps one-time downloads."""
+        """A client for sets of ``algo`` hashes; ``cache_dir`` keeps one-time downloads.
+
+        ``options`` is parsed by ``client_options`` (a mapping or the typed object).
+        """
 
     @abstractmethod
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:

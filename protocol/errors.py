@@ -17,7 +17,10 @@ no detail that would help an attacker (no "which byte", no "which proof").
      │    ├── EmptySetError                  a set with no hashes
      │    ├── UnknownEpochError              key epoch not (or no longer) served
      │    ├── UnknownProtocolError           name not in the registry
-     │    └── BadHashError                   hex hash of the wrong length/alphabet
+     │    ├── BadHashError                   hex hash of the wrong length/alphabet
+     │    └── OptionError (+ParameterError)  unknown protocol option or a value outside its range
+     │         ├── OptionTypeError (TypeError)  an option of the wrong type
+     │         └── ProbeError                multi-probe: probe_bits out of range, float values missing
      ├── ImageError (ValueError)             an image file we refuse to hash
      │    ├── UnreadableImageError           corrupt, truncated, zero-byte, not an image
      │    └── ImageTooLargeError             decompression-bomb guard
@@ -61,7 +64,10 @@ __all__ = [
     "InverseError",
     "LengthError",
     "LimitError",
+    "OptionError",
+    "OptionTypeError",
     "ParameterError",
+    "ProbeError",
     "RateLimitedError",
     "SignatureError",
     "StorageUnavailableError",
@@ -213,3 +219,27 @@ class StorageUnavailableError(StoreError):
 
 class ParameterError(BlindmatchError):
     code = "bad_parameters"
+
+
+class OptionError(InputError, ParameterError):
+    """A protocol option that is unknown or out of range (server or client options).
+
+    Both an ``InputError`` (the caller asked for something unusable) and a
+    ``ParameterError`` (protocol parameters), so code that caught either before
+    the options became typed keeps working.
+    """
+
+    code = "bad_option"
+
+
+class OptionTypeError(OptionError, TypeError):
+    """A protocol option of the wrong type (e.g. a string where an integer belongs)."""
+
+    code = "bad_option_type"
+
+
+class ProbeError(OptionError):
+    """Multi-probe cannot run as asked: ``probe_bits`` outside 0..MAX_PROBE_BITS, or a
+    query with ``probe_bits`` > 0 but without its hash's float values."""
+
+    code = "bad_probe"

@@ -184,7 +184,7 @@ INT_CANDIDATES = (256, 1024, 4096, 8192, 16384, 32768, 1 << 20)
 
 
 def _walk(pkg_name: str) -> list[Any]:
-    mods = []
+    mods: list[Any] = []
     try:
         pkg = importlib.import_module(pkg_name)
     except ImportError:

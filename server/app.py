@@ -22,6 +22,7 @@ from blindmatch.protocol import (
     BlindmatchError,
     BodyTooLargeError,
     Endpoint,
+    InputError,
     RateLimitedError,
     Request,
     ServerHalf,
@@ -52,6 +53,7 @@ _ERROR_SCHEMA = {
         }
     }
 }
+_BINARY_BODY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
 def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -101,13 +103,10 @@ def _make_route(
     proto: str, ep: Endpoint, settings: Settings, buckets: TokenBuckets
 ) -> Callable[[HttpRequest], Coroutine[Any, Any, Response]]:
     cap = min(ep.max_body, settings.max_body_bytes)
-    admin_token = settings.admin_token.get_secret_value().encode() if settings.admin_token else None
 
     async def route(request: HttpRequest) -> Response:
-        if ep.admin:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
-            if admin_token is None or not hmac.compare_digest(given, admin_token):
-                return _error(401, "unauthorized", "admin token required")
+        if ep.admin and not _admin_ok(request, settings):
+            return _error(401, "unauthorized", "admin token required")
         body = await _read_body(request, cap, settings.request_timeout_s) if ep.method == "POST" else b""
         client = _client_key(request, settings)
         if ep.rate_limited:
@@ -134,6 +133,34 @@ def _make_route(
     return route
 
 
+def _admin_ok(request: HttpRequest, settings: Settings) -> bool:
+    token = settings.admin_token.get_secret_value().encode() if settings.admin_token else None
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
+    return token is not None and hmac.compare_digest(given, token)
+
+
+def _verdicts_route(
+    srv: ServerHalf, settings: Settings
+) -> Callable[[HttpRequest], Coroutine[Any, Any, Response]]:
+    """``ServerHalf.settle`` then ``server_verdicts`` for one account, as JSON (admin only)."""
+
+    async def route(request: HttpRequest) -> Response:
+        if not _admin_ok(request, settings):
+            return _error(401, "unauthorized", "admin token required")
+        account = request.headers.get("x-blindmatch-account", "")
+        if not account:
+            raise InputError("X-Blindmatch-Account header required")
+
+        def read() -> list[dict[str, Any]]:
+            srv.settle(account)
+            return [v.as_json() for v in srv.server_verdicts(account)]
+
+        verdicts = await run_in_threadpool(read)
+        return JSONResponse({"account": account, "verdicts": verdicts})
+
+    return route
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for one set directory; opens (and prepares) each protocol."""
     settings = settings or get_settings()
@@ -144,11 +171,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else [p.strip() for p in settings.protocols.split(",") if p.strip()]
     )
     servers: dict[str, ServerHalf] = {}
-    options: dict[str, dict[str, Any]] = {
-        "oprf": {"grace_seconds": settings.oprf_grace_seconds, "mode": settings.oprf_mode},
-        "he": {"worker_memory_mb": settings.he_worker_memory_mb},
-        "tpsi": {"threshold": settings.tpsi_threshold, "synthetic_rate": settings.tpsi_synthetic_rate},
-    }
     for name in wanted:
         proto = REGISTRY.get(name)
         if proto is None:
@@ -156,7 +178,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if setdir.algo.name not in proto.supported_algos:
             log.info("protocol %s does not support %s sets; not served", name, setdir.algo.name)
             continue
-        servers[name] = proto.open_server(setdir.hashes, setdir.state_dir(name), options.get(name, {}))
+        options = proto.server_options(settings.protocol_options.get(name))
+        servers[name] = proto.open_server(setdir.hashes, setdir.state_dir(name), options)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -225,10 +248,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return out
 
     for name, srv in servers.items():
+        app.add_api_route(
+            f"/v1/{name}/admin/verdicts",
+            _verdicts_route(srv, settings),
+            methods=["GET"],
+            summary=f"{name}: what the server learned about an account (admin; X-Blindmatch-Account)",
+            openapi_extra={
+                "responses": {"401": {"description": "Admin token required", "content": _ERROR_SCHEMA}}
+            },
+        )
         for ep in srv.endpoints():
             extra: dict[str, Any] = {
                 "responses": {
-                    "200": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    "200": {"content": _BINARY_BODY},
                     "400": {"description": "Malformed request", "content": _ERROR_SCHEMA},
                     "404": {"description": "Unknown resource", "content": _ERROR_SCHEMA},
                     "413": {"description": "Body or batch too large", "content": _ERROR_SCHEMA},
@@ -239,7 +271,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if ep.method == "POST":
                 extra["requestBody"] = {
                     "required": True,
-                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                    "content": _BINARY_BODY,
                 }
             if ep.admin:
                 extra["responses"]["401"] = {"description": "Admin token required", "content": _ERROR_SCHEMA}

@@ -130,7 +130,8 @@ class SetDir:
         except (ValueError, UnicodeDecodeError):
             raise CorruptStoreError(f"{meta_p}: not valid JSON") from None
         if not isinstance(meta, dict) or meta.get("format") != SET_FORMAT:
-            raise CorruptStoreError(f"{meta_p}: unknown set format {meta.get('format') if isinstance(meta, dict) else None!r}")
+            fmt = meta.get("format") if isinstance(meta, dict) else None
+            raise CorruptStoreError(f"{meta_p}: unknown set format {fmt!r}")
         try:
             algo = get_algo(str(meta["algo"]))
             count = int(meta["count"])

@@ -61,7 +61,8 @@ class LiveServer:
             "--workers", str(self.workers),
         ]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if self.log_file else subprocess.PIPE)  # noqa: S603
+        errout = subprocess.STDOUT if self.log_file else subprocess.PIPE
+        self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=errout)  # noqa: S603
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

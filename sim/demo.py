@@ -44,7 +44,10 @@ def run_demo(out: Path, images: int = 24, seed: int = 1, build_only: bool = Fals
     table = Table(title="blindmatch demo: JPEG q90 copies of set images vs unrelated images")
     for col in ("protocol", "image", "truth", "matched", "distance", "client ms", "bytes up", "bytes down"):
         table.add_column(col)
-    with LiveServer(set_dir, env={"BLINDMATCH_TPSI_THRESHOLD": "3"}) as srv, tempfile.TemporaryDirectory() as cache:
+    with (
+        LiveServer(set_dir, env={"BLINDMATCH_TPSI_THRESHOLD": "3"}) as srv,
+        tempfile.TemporaryDirectory() as cache,
+    ):
         for name in protocols:
             proto = REGISTRY[name]
             client = proto.new_client(sd.algo, Path(cache) / name, {"probe_bits": 0})
@@ -54,7 +57,8 @@ def run_demo(out: Path, images: int = 24, seed: int = 1, build_only: bool = Fals
                 *[("unknown", u, False) for u in unknown[:3]],
             ]:
                 h = hash_bytes(_jpeg(img, 90))
-                r = client.scan(Query(h.hash, h.float_values, h.quality, "demo-account", img_name.encode()), tr)
+                q = Query(h.hash, h.float_values, h.quality, "demo-account", img_name.encode())
+                r = client.scan(q, tr)
                 table.add_row(
                     name, f"{img_name} ({label})", str(truth),
                     "—" if r.matched is None else str(r.matched),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +27,34 @@ from blindmatch.protocol import (
     Leakage,
     Learner,
     Matching,
+    Options,
     Protocol,
     Query,
     Reply,
     Request,
     ScanResult,
     ServerHalf,
+    ServerVerdict,
     Transport,
+    option,
 )
 from blindmatch.protocol.hamming import HammingIndex
-from blindmatch.sim.decide.rules import probe_hashes
+from blindmatch.protocol.multiprobe import probe_rows
 
 __all__ = ["ExactPlain", "LogPlain", "RevealPlain", "registered"]
+
+
+@dataclass(frozen=True)
+class RevealOptions(Options):
+    protocol = "test-reveal"
+    threshold: int = option(2, "matches before the server reveals")
+    radius: int | None = option(None, "Hamming radius (None: the algorithm's default)")
+
+
+@dataclass(frozen=True)
+class ExactOptions(Options):
+    protocol = "test-exact"
+    probe_bits: int = option(0, "multi-probe bits")
 
 
 class _RevealServer(ServerHalf):
@@ -56,11 +73,11 @@ class _RevealServer(ServerHalf):
         self.seen.setdefault(account, []).append((ad, d <= self.radius))
         return Reply(b"ok")
 
-    def revealed(self, account: str) -> list[bytes]:
+    def server_verdicts(self, account: str) -> list[ServerVerdict]:
         items = self.seen.get(account, [])
         if sum(m for _, m in items) < self.threshold:
             return []
-        return [ad for ad, m in items if m]
+        return [ServerVerdict(True, ad) for ad, m in items if m]
 
     def endpoints(self) -> Sequence[Endpoint]:
         return [Endpoint("POST", "submit", self._submit, max_body=4096)]
@@ -84,6 +101,7 @@ class RevealPlain(Protocol):
     learner = Learner.SERVER
     matching = Matching.FUZZY
     private = False
+    server_options_type = RevealOptions
     leakage = Leakage(
         client=("nothing",),
         server=("everything",),
@@ -95,8 +113,9 @@ class RevealPlain(Protocol):
     def open_server(
         self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
     ) -> ServerHalf:
-        o = dict(options or {})
-        return _RevealServer(hashes, int(o.get("radius", hashes.algo.default_threshold)), int(o["threshold"]))
+        o = RevealOptions.from_options(options)
+        radius = hashes.algo.default_threshold if o.radius is None else o.radius
+        return _RevealServer(hashes, radius, o.threshold)
 
     def new_client(
         self,
@@ -133,11 +152,11 @@ class _ExactServer(ServerHalf):
 
 class _ExactClient(ClientHalf):
     def __init__(self, probe_bits: int) -> None:
-        self.k = probe_bits
+        self.probe_bits = probe_bits
 
     def scan(self, query: Query, transport: Transport) -> ScanResult:
         fl = None if query.float_values is None else np.asarray(query.float_values, dtype=np.float32)
-        probes = probe_hashes(np.frombuffer(query.hash.raw, dtype=np.uint8), fl, self.k)
+        probes = probe_rows(np.frombuffer(query.hash.raw, dtype=np.uint8), fl, self.probe_bits)
         up0, down0 = transport.bytes_up, transport.bytes_down
         rep = transport.post("lookup", probes.tobytes())
         return ScanResult(
@@ -153,6 +172,7 @@ class ExactPlain(Protocol):
     learner = Learner.CLIENT
     matching = Matching.EXACT
     private = False
+    client_options_type = ExactOptions
     leakage = Leakage(
         client=("verdict",),
         server=("every probe",),
@@ -172,7 +192,7 @@ class ExactPlain(Protocol):
         cache_dir: Path | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> ClientHalf:
-        return _ExactClient(int(dict(options or {}).get("probe_bits", 0)))
+        return _ExactClient(ExactOptions.from_options(options).probe_bits)
 
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
         return 0
@@ -183,17 +203,8 @@ class _LogServer(_RevealServer):
 
     def __init__(self, hashes: HashSet, radius: int) -> None:
         super().__init__(hashes, radius, threshold=10**9)
-        self.log: list[dict[str, Any]] = []
-
-    def _submit(self, req: Request) -> Reply:
-        rep = super()._submit(req)
-        (alen,) = struct.unpack(">H", req.body[:2])
-        account = req.body[2 : 2 + alen].decode()
-        self.log.append({"client_id": account, "matched": self.seen[account][-1][1]})
-        return rep
-
-    def verdicts(self) -> list[dict[str, Any]]:
-        return list(self.log)
+    def server_verdicts(self, account: str) -> list[ServerVerdict]:
+        return [ServerVerdict(m) for _, m in self.seen.get(account, [])]
 
 
 class LogPlain(RevealPlain):
@@ -203,8 +214,8 @@ class LogPlain(RevealPlain):
     def open_server(
         self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
     ) -> ServerHalf:
-        o = dict(options or {})
-        return _LogServer(hashes, int(o.get("radius", hashes.algo.default_threshold)))
+        o = RevealOptions.from_options(options)
+        return _LogServer(hashes, hashes.algo.default_threshold if o.radius is None else o.radius)
 
 
 @contextmanager

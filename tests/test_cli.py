@@ -60,7 +60,8 @@ def test_db_build_from_hash_lists(tmp_path: Path) -> None:
     good = "a" * 64
     (tmp_path / "list.txt").write_text(f"{good}\n# comment\n\n{'b' * 64}\nnot-a-hash\n")
     (tmp_path / "list.csv").write_text(f"id,hash\n1,{'c' * 64}\n2,{'d' * 63}\n")
-    r = run("db", "build", "--algo", "pdq", "--from", str(tmp_path / "list.txt"), "--out", str(tmp_path / "s1"))
+    r = run("db", "build", "--algo", "pdq", "--from", str(tmp_path / "list.txt"),
+            "--out", str(tmp_path / "s1"))
     assert r.returncode == 2 and "list.txt:5" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "s1" / "set.json").exists()
     r = run("db", "build", "--algo", "pdq", "--skip-bad", "--from", str(tmp_path / "list.txt"),
@@ -96,12 +97,14 @@ def test_build_serve_scan_plain(image_dir: Path, images: list[Image.Image], tmp_
     (q / "other.png").write_bytes(encode(images[7]))
     (q / "broken.png").write_bytes(b"\x89PNG broken")
     with LiveServer(tmp_path / "set") as srv:
-        r = run("scan", "--server", srv.url, "--protocol", "plain", "--cache-dir", str(tmp_path / "c"), str(q))
+        r = run("scan", "--server", srv.url, "--protocol", "plain",
+                "--cache-dir", str(tmp_path / "c"), str(q))
     assert r.returncode == 1
     recs = {Path(x["path"]).name: x for x in lines(r.stdout)}
     assert recs["copy.jpg"]["matched"] is True and recs["other.png"]["matched"] is False
     for rec in recs.values():
-        assert {"path", "protocol", "algo", "matched", "distance", "client_ms", "bytes_up", "bytes_down"} <= set(rec)
+        fields = {"path", "protocol", "algo", "matched", "distance", "client_ms", "bytes_up", "bytes_down"}
+        assert fields <= set(rec)
     assert "broken.png" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 

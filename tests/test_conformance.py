@@ -7,12 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from blindmatch.protocol import (
+    FLOOR_METRICS,
     REGISTRY,
     BlindmatchError,
+    CostFloor,
     HashSet,
     Learner,
     LocalTransport,
+    OptionError,
+    Options,
     Query,
+    ServerVerdict,
     get_algo,
 )
 
@@ -29,7 +34,9 @@ def _set(n: int, seed: int = 7) -> HashSet:
 def opened(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     proto = REGISTRY[request.param]
     hs = _set(64)
-    srv = proto.open_server(hs, tmp_path_factory.mktemp(proto.name), {"threshold": 2})
+    # a threshold protocol reveals after two matches here (options come from its declared type)
+    opts = {"threshold": 2} if "threshold" in proto.server_options_type.names() else {}
+    srv = proto.open_server(hs, tmp_path_factory.mktemp(proto.name), opts)
     yield proto, hs, srv
     srv.close()
 
@@ -97,3 +104,36 @@ def test_download_prediction(opened) -> None:
     actual = srv.setup_bytes()
     assert actual >= 0 and predicted >= 0
     assert abs(predicted - actual) <= max(1024, 0.25 * actual)
+
+
+def test_options_are_typed_and_strict(opened) -> None:
+    proto, _, _ = opened
+    for kind in (proto.server_options_type, proto.client_options_type):
+        assert issubclass(kind, Options)
+        defaults = kind()
+        assert kind.from_options(defaults.to_dict()) == defaults
+        assert all(o.doc for o in kind.describe()), f"{kind.__name__}: undocumented option"
+        with pytest.raises(OptionError):
+            kind.from_options({"no_such_option_anywhere": 1})
+    assert isinstance(proto.server_options(None), proto.server_options_type)
+    assert isinstance(proto.client_options({}), proto.client_options_type)
+
+
+def test_cost_floor_is_declared_in_known_figures(opened) -> None:
+    proto, hs, _ = opened
+    floor = proto.cost_floor(len(hs), hs.algo)
+    if floor is None:
+        return
+    assert isinstance(floor, CostFloor)
+    assert set(floor.floors()) <= set(FLOOR_METRICS)
+    for f in floor.floors().values():
+        assert f.formula and all(t.count >= 0 for t in f.terms)
+        assert f.value(lambda _p: 1e-6, cores=2) >= 0
+
+
+def test_server_verdicts_match_the_learner(opened, tmp_path: Path) -> None:
+    proto, _hs, srv = opened
+    got = srv.server_verdicts("conformance-account")
+    assert isinstance(got, list) and all(isinstance(v, ServerVerdict) for v in got)
+    if proto.learner in (Learner.CLIENT, Learner.NOBODY):
+        assert got == []

@@ -92,7 +92,8 @@ def test_cli_curation_flow_and_served_attestations(tmp_path: Path) -> None:
         assert os.stat(tmp_path / f"{name}.key").st_mode & 0o077 == 0
         pins[name] = json.loads(r.stdout)["public_key"]
         (tmp_path / f"{name}.txt").write_text("\n".join(v.hex for v in hs))
-        r = _cli("curator", "sign-list", str(tmp_path / f"{name}.txt"), "--key", str(tmp_path / f"{name}.key"),
+        r = _cli("curator", "sign-list", str(tmp_path / f"{name}.txt"),
+                 "--key", str(tmp_path / f"{name}.key"),
                  "--name", name, "--jurisdiction", jur, "--out", str(tmp_path / f"{name}.signed.json"))
         assert r.returncode == 0, r.stderr
     (tmp_path / "trusted.json").write_text(json.dumps(pins))
@@ -101,7 +102,8 @@ def test_cli_curation_flow_and_served_attestations(tmp_path: Path) -> None:
              "--out", str(tmp_path / "set"))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["count"] == 2
-    r = _cli("db", "build", "--min-sources", "2", "--from", str(tmp_path / "ncmec.txt"), "--out", str(tmp_path / "x"))
+    r = _cli("db", "build", "--min-sources", "2", "--from", str(tmp_path / "ncmec.txt"),
+             "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "signed" in r.stderr
     verify = ["curator", "verify", "--trusted", str(tmp_path / "trusted.json"), "--threshold", "2"]
     assert _cli(*verify, "--set-dir", str(tmp_path / "set")).returncode == 2

@@ -19,6 +19,7 @@ from blindmatch.protocol import REGISTRY, BlindmatchError
 from blindmatch.reliability import faults
 from blindmatch.reliability import harness as H
 from blindmatch.server import LiveServer, SetDir, Settings, create_app
+from blindmatch.server.settings import protocol_options_from_env
 
 needs_tpsi = pytest.mark.skipif("tpsi" not in REGISTRY, reason="tpsi is not registered (not merged yet)")
 
@@ -75,8 +76,7 @@ def _open_all(set_dir: Path, only: str | None = None) -> None:
 
 
 def _settings_extra() -> dict[str, object]:
-    return {"tpsi_threshold": int(H.LIVE_ENV["BLINDMATCH_TPSI_THRESHOLD"]),
-            "tpsi_synthetic_rate": float(H.LIVE_ENV["BLINDMATCH_TPSI_SYNTHETIC_RATE"])}
+    return {"protocol_options": protocol_options_from_env(H.LIVE_ENV)}
 
 
 DAMAGE_FAST = ("flipped",)

@@ -24,6 +24,7 @@ from blindmatch.protocol import (
     InsecureKeyFileError,
     LengthError,
     LocalTransport,
+    ProbeError,
     Query,
     Request,
     SignatureError,
@@ -35,14 +36,13 @@ from blindmatch.protocol import (
 )
 from blindmatch.protocol.hazmat import ristretto as R
 from blindmatch.protocol.hazmat.voprf import Proof, VOPRFClient
+from blindmatch.protocol.multiprobe import least_stable_bits, probe_hashes
 from blindmatch.protocol.oprf import (
     EvaluateRequest,
     EvaluateResponse,
     Manifest,
     OprfServer,
     describe_state,
-    least_stable_bits,
-    probe_hashes,
     rotate_epoch,
 )
 from blindmatch.protocol.wire import decode_fields, encode_fields
@@ -162,18 +162,19 @@ def test_multi_probe_finds_near_duplicates(tmp_path: Path) -> None:
         assert r.extra["elements"] == 2**k and r.extra["probes"] == 2**k
         if want:
             assert r.distance == 2
-    assert len(probe_hashes(q, 8)) == 256
-    assert len({p.raw for p, _ in probe_hashes(q, 8)}) == 256
+    assert len(probe_hashes(q.hash, q.float_values, 8)) == 256
+    assert len({p.raw for p, _ in probe_hashes(q.hash, q.float_values, 8)}) == 256
 
 
-def test_probe_bits_without_float_values_pad_to_same_size(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_probe_bits_without_float_values_refused_before_sending(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """protocol.multiprobe's rule: no float values with probe_bits > 0 is a ProbeError, and
+    nothing reaches the server (so nothing about the query leaks either)."""
     hs, srv, _ = served
     tap = Tap(LocalTransport(srv))
     client = _client(tmp_path, probe_bits=3)
-    r = client.scan(Query(hs.value(2)), tap)
-    assert r.matched is True and r.extra == {"probes": 1, "elements": 8, "epoch": r.extra["epoch"]}
-    body = tap.log[-1][2]
-    assert len(EvaluateRequest.from_bytes(body).elements) == 8
+    with pytest.raises(ProbeError):
+        client.scan(Query(hs.value(2)), tap)
+    assert not [e for e in tap.log if e[1] == "evaluate"]
 
 
 def test_probe_bits_bounds() -> None:
@@ -184,9 +185,11 @@ def test_probe_bits_bounds() -> None:
     _client(None, probe_bits=10)
     for bad in ("zz" * 32, "00" * 31, b"\x00" * 5):
         with pytest.raises(ValueError):
-            _client(None, signing_key=bad)
+            _client(None, pinned_signing_key=bad)
         with pytest.raises(ValueError):
-            _client(None, root_digest=bad)
+            _client(None, pinned_root_digest=bad)
+        with pytest.raises(ValueError):
+            _client(None, pinned_set_digest=bad)
 
 
 # --------------------------------------------------------------------------- privacy
@@ -377,9 +380,10 @@ def test_identity_or_swapped_evaluation_rejected(served, tmp_path: Path) -> None
             rep.status, encode_fields(2, 2, [f[0], b"".join(els[::-1]), f[2]]), rep.headers
         )
 
+    fv = tuple(float(x) for x in np.random.default_rng(2).normal(size=256))
     with pytest.raises(VerifyError):
         _client(tmp_path / "b", probe_bits=2).scan(
-            Query(hs.value(1)), Tap(LocalTransport(srv), swap)
+            Query(hs.value(1), float_values=fv), Tap(LocalTransport(srv), swap)
         )
 
 
@@ -446,14 +450,21 @@ def test_manifest_from_another_signer_rejected_after_first_use(served, tmp_path:
         _client(cache).scan(Query(hs.value(1)), Tap(LocalTransport(srv), fresh))
     # a pinned key overrides first use, and a pinned root digest is checked too
     good = Manifest.verify(LocalTransport(srv).get("manifest").body)
-    ok = _client(None, signing_key=good.signing_key.hex(), root_digest=good.root_digest())
+    ok = _client(
+        None,
+        pinned_signing_key=good.signing_key.hex(),
+        pinned_root_digest=good.root_digest(),
+        pinned_set_digest=good.set_digest.hex(),
+    )
     assert ok.scan(Query(hs.value(1)), LocalTransport(srv)).matched
     with pytest.raises(SignatureError):
-        _client(None, signing_key=mallory.public_key().public_bytes_raw().hex()).scan(
+        _client(None, pinned_signing_key=mallory.public_key().public_bytes_raw().hex()).scan(
             Query(hs.value(1)), LocalTransport(srv)
         )
     with pytest.raises(SignatureError):
-        _client(None, root_digest="00" * 32).scan(Query(hs.value(1)), LocalTransport(srv))
+        _client(None, pinned_root_digest="00" * 32).scan(Query(hs.value(1)), LocalTransport(srv))
+    with pytest.raises(SignatureError):
+        _client(None, pinned_set_digest="00" * 32).scan(Query(hs.value(1)), LocalTransport(srv))
 
 
 def test_filter_digest_mismatch_rejected(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

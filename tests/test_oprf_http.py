@@ -37,11 +37,12 @@ def test_scan_over_http(live) -> None:  # type: ignore[no-untyped-def]
     tr = HttpTransport(srv.url, "oprf")
     try:
         client = OPRF.new_client(PDQ, d / "cache", {"probe_bits": 2})
-        m = client.scan(Query(sd.hashes.value(7)), tr)
-        n = client.scan(Query(sd.hashes.value(7).flip(range(40))), tr)
+        fv = tuple(float(i % 7) for i in range(256))
+        m = client.scan(Query(sd.hashes.value(7), float_values=fv), tr)
+        n = client.scan(Query(sd.hashes.value(7).flip(range(40)), float_values=fv), tr)
         assert m.matched is True and n.matched is False
         assert m.bytes_down > 1000 and n.bytes_down == 84 + 32 * 4 and n.bytes_up == 16 + 32 * 4
-        many = client.scan_many([Query(sd.hashes.value(i)) for i in range(20)], tr)
+        many = client.scan_many([Query(sd.hashes.value(i), float_values=fv) for i in range(20)], tr)
         assert all(r.matched for r in many)
     finally:
         tr.close()

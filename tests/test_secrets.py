@@ -262,11 +262,11 @@ _PUBLICISH = re.compile(
     r"(public|pub$|^pub|pinned|_id$|name|path|file|count|size|type|kind|mode|algo|etag)", re.I)
 # Reviewed comparisons of *public* values whose names look secret (file, source text, why).
 _REVIEWED = {
-    ("protocol/_oprf_store.py", "manifest.signing_key != signing_pub"):
+    ("protocol/oprf/_store.py", "manifest.signing_key != signing_pub"):
         "Manifest.signing_key is the public Ed25519 verification key",
-    ("protocol/oprf.py", "pin.read_bytes() != m.signing_key"):
+    ("protocol/oprf/_protocol.py", "pin.read_bytes() != m.signing_key"):
         "pinned public verification key (trust on first use)",
-    ("protocol/oprf.py", "self._tofu_key != m.signing_key"):
+    ("protocol/oprf/_protocol.py", "self._tofu_key != m.signing_key"):
         "pinned public verification key (trust on first use)",
 }
 

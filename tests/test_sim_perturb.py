@@ -8,13 +8,13 @@ import itertools
 import numpy as np
 import pytest
 from blindmatch.client import decode_image, get_algo, hash_bytes, hash_image
+from blindmatch.protocol import ProbeError
+from blindmatch.protocol.multiprobe import least_stable_bits, probe_rows
 from blindmatch.sim.decide.rules import (
     DecisionSpec,
     ExactIndex,
-    least_stable_bits,
     nearest_distances,
     prefix_nearest,
-    probe_hashes,
     to_words,
 )
 from blindmatch.sim.perturb.edits import PERTURBATIONS, encode_ppm, select
@@ -122,14 +122,16 @@ def test_probes_flip_the_least_stable_bits() -> None:
     floats[[5, 77, 200]] = [0.0001, -0.0002, 0.0003]
     med = float(np.median(floats))
     order = least_stable_bits(floats, 3)
-    assert set(order.tolist()) == set(np.argsort(np.abs(floats - med))[:3].tolist())
+    assert set(order) == set(np.argsort(np.abs(floats - med))[:3].tolist())
     raw = np.zeros(32, dtype=np.uint8)
-    probes = probe_hashes(raw, floats, 3)
+    probes = probe_rows(raw, floats, 3)
     assert len(probes) == 8 and len({p.tobytes() for p in probes}) == 8
     flipped = {tuple(np.flatnonzero(np.unpackbits(p))) for p in probes}
-    expected = {tuple(sorted(c)) for r in range(4) for c in itertools.combinations(order.tolist(), r)}
+    expected = {tuple(sorted(c)) for r in range(4) for c in itertools.combinations(order, r)}
     assert flipped == expected
-    assert np.array_equal(probe_hashes(raw, None, 3), raw[None, :])
+    assert np.array_equal(probe_rows(raw, None, 0), raw[None, :])
+    with pytest.raises(ProbeError):  # protocol.multiprobe's one rule: no float values, no probes
+        probe_rows(raw, None, 3)
 
 
 def test_decision_specs() -> None:

@@ -366,11 +366,13 @@ def test_client_checks_signature_digest_and_pins(hs: HashSet, tmp_path: Path) ->
     with pytest.raises((SignatureError, DecodeError)):
         client(tmp_path / "c2").scan(q, Tamper(LocalTransport(srv), "manifest"))
     with pytest.raises(SignatureError):
-        client(tmp_path / "c3", manifest_key="00" * 32).scan(q, LocalTransport(srv))
+        client(tmp_path / "c3", pinned_signing_key="00" * 32).scan(q, LocalTransport(srv))
     with pytest.raises(SignatureError):
-        client(tmp_path / "c4", set_digest="00" * 32).scan(q, LocalTransport(srv))
+        client(tmp_path / "c4", pinned_set_digest="00" * 32).scan(q, LocalTransport(srv))
     good = client(
-        tmp_path / "c5", manifest_key=srv.public_key.hex(), set_digest=srv.manifest.set_digest.hex()
+        tmp_path / "c5",
+        pinned_signing_key=srv.public_key.hex(),
+        pinned_set_digest=srv.manifest.set_digest.hex(),
     )
     r = good.scan(q, LocalTransport(srv))
     assert r.matched is None and r.extra["setup_bytes"] == srv.setup_bytes()
@@ -509,7 +511,7 @@ def test_options_are_validated(hs: HashSet, tmp_path: Path) -> None:
         with pytest.raises(ParameterError):
             TPSI.open_server(hs, tmp_path / "s", bad)
     with pytest.raises(ParameterError):
-        TPSI.new_client(PDQ, tmp_path, {"probe_bits": 9})
+        TPSI.new_client(PDQ, tmp_path, {"probe_bits": 11})
 
 
 def test_false_report_probability_matches_scipy() -> None:

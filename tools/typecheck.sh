@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=.typecheck/blindmatch
 rm -rf .typecheck && mkdir -p "$root"
-ln -s "$PWD/blindmatch/__init__.py" "$root/__init__.py"
+for f in blindmatch/*.py; do ln -s "$PWD/$f" "$root/$(basename "$f")"; done
 for pkg in protocol client server sim bench reliability; do ln -s "$PWD/$pkg" "$root/$pkg"; done
-MYPYPATH=.typecheck exec "${MYPY:-.venv/bin/mypy}" -p blindmatch.protocol -p blindmatch.client "$@"
+MYPYPATH=.typecheck exec "${MYPY:-.venv/bin/mypy}" -p blindmatch "$@"

@@ -52,22 +52,26 @@ from ..base import (
     Request,
     ScanResult,
     ServerHalf,
+    ServerVerdict,
     Transport,
     elapsed_ms,
     register,
 )
+from ..costfloor import CostFloor, Floor, Term
 from ..errors import (
     BadHashError,
     BlindmatchError,
     DecodeError,
     InputError,
     LengthError,
+    OptionError,
     ParameterError,
 )
 from ..hashes import ALGO_IDS, HashAlgo, HashSet
 from ..hazmat import ristretto
 from ..hazmat.bfv import Bfv, KeyMaterial, ParamSet, check_seal_blob, get_param_set, param_set_by_id
 from ..keyfile import read_secret, write_secret
+from ..options import Options
 from ._circuit import CircuitSpec, NoiseReport, check_noise, default_baby_step
 from ._errors import (
     KeysRejectedError,
@@ -95,13 +99,16 @@ from ._messages import (
     ResultMessage,
     key_digest,
 )
+from ._options import HEClientOptions, HEServerOptions
 from ._worker import PSI_DST, GroupTask, Job, JobResult, WorkerPool, psi_message
 
 __all__ = [
     "HE",
     "MODES",
     "HEClient",
+    "HEClientOptions",
     "HEServer",
+    "HEServerOptions",
     "KeysRejectedError",
     "ModeNotAllowedError",
     "NoiseBudgetError",
@@ -173,55 +180,55 @@ class _Session:
     created: float
 
 
-def _opt_int(opts: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> int:
-    try:
-        v = int(opts.get(key, default))
-    except (TypeError, ValueError):
-        raise ParameterError(f"he option {key!r} must be an integer") from None
-    if not lo <= v <= hi:
-        raise ParameterError(f"he option {key!r}={v} outside [{lo}, {hi}]")
+def _ranged(name: str, value: int | None, default: int, hi: int) -> int:
+    """An option whose upper bound depends on the hash size (None: ``default``)."""
+    v = default if value is None else value
+    if not 0 <= v <= hi:
+        raise OptionError(f"he option {name!r}={v} outside [0, {hi}]")
     return v
+
+
+def _default_lsh(algo: HashAlgo) -> tuple[int, int]:
+    """(sampled bits per table, tables) for the algorithm's hash size and radius."""
+    return _DEFAULT_LSH.get(algo.bits, (16, 1)) if algo.default_threshold else (16, 1)
 
 
 class HEServer(ServerHalf):
     """Holds the set, the worker pool, the key cache and the server-learns sessions."""
 
-    def __init__(self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None) -> None:
-        opts = dict(options or {})
+    def __init__(self, hashes: HashSet, state_dir: Path, options: HEServerOptions) -> None:
+        o = options
         algo = hashes.algo
         self.algo = algo
         self.hashes = hashes
-        self.params: ParamSet = get_param_set(str(opts.get("param_set", _default_param_set(algo))))
-        radius = _opt_int(opts, "radius", algo.default_threshold, 0, algo.bits - 1)
-        baby = _opt_int(opts, "baby_step", default_baby_step(algo.bits), 1, algo.bits)
+        self.params: ParamSet = get_param_set(o.param_set or _default_param_set(algo))
+        radius = _ranged("radius", o.radius, algo.default_threshold, algo.bits - 1)
+        baby = _ranged("baby_step", o.baby_step, default_baby_step(algo.bits), algo.bits)
         self.spec = CircuitSpec(algo.bits, radius, baby)
         self.bfv = Bfv.create(self.params)
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.noise = self._noise_check(bool(opts.get("recheck_noise", False)))
-        modes = str(opts.get("modes", "client-learns,server-learns"))
+        self.noise = self._noise_check(o.recheck_noise)
         try:
-            self.modes = {MODES[m.strip()] for m in modes.split(",") if m.strip()}
+            self.modes = {MODES[m.strip()] for m in o.modes.split(",") if m.strip()}
         except KeyError:
-            raise ParameterError(f"he option modes={modes!r}: choose from {sorted(MODES)}") from None
+            raise OptionError(f"he option modes={o.modes!r}: choose from {sorted(MODES)}") from None
         if not self.modes:
-            raise ParameterError("he needs at least one mode")
-        self.psi_max_slots = _opt_int(opts, "psi_max_slots", 1 << 16, 1, 1 << 20)
-        self.psi_pad = _opt_int(opts, "psi_pad", 256, 1, 1 << 16)
-        self.timeout_base = float(opts.get("worker_timeout_s", 120.0))
-        self.timeout_per_group = float(opts.get("worker_timeout_per_group_s", 30.0))
-        self.session_ttl = float(opts.get("session_ttl_s", 600.0))
-        self.key_cache_bytes = _opt_int(opts, "key_cache_mb", 512, 1, 1 << 16) << 20
+            raise OptionError("he needs at least one mode")
+        self.psi_max_slots = o.psi_max_slots
+        self.psi_pad = o.psi_pad
+        self.timeout_base = o.worker_timeout_s
+        self.timeout_per_group = o.worker_timeout_per_group_s
+        self.session_ttl = o.session_ttl_s
+        self.key_cache_bytes = o.key_cache_mb << 20
         set_bits = np.unpackbits(np.frombuffer(hashes.raw(), dtype=np.uint8).reshape(len(hashes), -1), axis=1)
         self.lsh: LshIndex | None = None
-        if bool(opts.get("lsh", True)):
-            k, tables = _DEFAULT_LSH.get(algo.bits, (16, 1)) if algo.default_threshold else (16, 1)
-            k = _opt_int(opts, "lsh_k", k, 1, 24)
-            tables = _opt_int(opts, "lsh_tables", tables, 1, 64)
-            self.lsh = LshIndex(self._lsh_params(k, tables), set_bits)
+        if o.lsh:
+            k, tables = _default_lsh(algo)
+            self.lsh = LshIndex(self._lsh_params(o.lsh_k or k, o.lsh_tables or tables), set_bits)
         self.groups = max(1, math.ceil(len(hashes) / self.params.slots))
-        workers = _opt_int(opts, "workers", os.cpu_count() or 1, 1, 256)
-        memory_mb = _opt_int(opts, "worker_memory_mb", 4096, 0, 1 << 20)
+        workers = o.workers or os.cpu_count() or 1
+        memory_mb = o.worker_memory_mb
         self.pool = WorkerPool(str(self._write_set()), workers, memory_mb)
         self._params_bytes = self._build_params().to_bytes()
         self._etag = '"' + hashlib.sha256(self._params_bytes).hexdigest()[:32] + '"'
@@ -468,6 +475,10 @@ class HEServer(ServerHalf):
         with self._lock:
             return list(self._verdicts)
 
+    def server_verdicts(self, account: str) -> list[ServerVerdict]:
+        """Server-learns verdicts of queries from client id ``account`` (the last 10,000 kept)."""
+        return [ServerVerdict(v.matched, None, v.at) for v in self.verdicts() if v.client_id == account]
+
     def _get_verdicts(self, req: Request) -> Reply:
         body = json.dumps([asdict(v) for v in self.verdicts()]).encode()
         return Reply(body, media_type="application/json")
@@ -482,15 +493,11 @@ class HEServer(ServerHalf):
 class HEClient(ClientHalf):
     """Encrypts under its own BFV key; decrypts the zero test (or runs the DH-PSI)."""
 
-    def __init__(self, algo: HashAlgo, cache_dir: Path | None, options: Mapping[str, Any] | None) -> None:
-        opts = dict(options or {})
+    def __init__(self, algo: HashAlgo, cache_dir: Path | None, options: HEClientOptions) -> None:
         self.algo = algo
-        mode = str(opts.get("mode", "client-learns"))
-        if mode not in MODES:
-            raise InputError(f"he mode must be one of {sorted(MODES)}")
-        self.mode = MODES[mode]
-        self.bucketed = bool(opts.get("bucketed", False))
-        self.max_groups = int(opts.get("max_groups", 4096))
+        self.mode = MODES[options.mode]
+        self.bucketed = options.bucketed
+        self.max_groups = options.max_groups
         self.cache_dir = Path(cache_dir) / "he" if cache_dir is not None else None
         self._params: ParamsMessage | None = None
         self._etag: str | None = None
@@ -666,6 +673,8 @@ class HE(Protocol):
     learner = Learner.CLIENT_OR_SERVER
     matching = Matching.FUZZY
     supported_algos = ("pdq", "phash", "dhash", "sha256")
+    server_options_type = HEServerOptions
+    client_options_type = HEClientOptions
     leakage = Leakage(
         client=(
             "client-learns: the number of set entries within distance r of its hash (0 = no match)",
@@ -687,19 +696,68 @@ class HE(Protocol):
     )
 
     def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
+        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
     ) -> ServerHalf:
-        return HEServer(hashes, state_dir, options)
+        return HEServer(hashes, state_dir, HEServerOptions.from_options(options))
 
     def new_client(
-        self, algo: HashAlgo, cache_dir: Path | None = None, options: Mapping[str, Any] | None = None
+        self,
+        algo: HashAlgo,
+        cache_dir: Path | None = None,
+        options: Mapping[str, Any] | Options | None = None,
     ) -> ClientHalf:
-        return HEClient(algo, cache_dir, options)
+        return HEClient(algo, cache_dir, HEClientOptions.from_options(options))
+
+    def cost_floor(
+        self,
+        set_size: int,
+        algo: HashAlgo,
+        server_options: Mapping[str, Any] | Options | None = None,
+        client_options: Mapping[str, Any] | Options | None = None,
+    ) -> CostFloor:
+        """The densest packing: ⌈n·bits ÷ slots⌉ pt×ct multiplies (NTT form) per query,
+        one encryption and one decryption on the client, and a seeded query
+        ciphertext up plus a result at the output primes down."""
+        o = HEServerOptions.from_options(server_options)
+        ps = get_param_set(o.param_set or _default_param_set(algo))
+        tag = f"seal.{ps.name}"
+        mults = math.ceil(set_size * algo.bits / ps.slots)
+        note = ""
+        if set_size < ps.slots:
+            note = (
+                f"; below one ciphertext of slots, one-distance-per-slot packing needs "
+                f"⌈n/N⌉×{algo.bits} = {math.ceil(set_size / ps.slots) * algo.bits}"
+            )
+        n_poly, data, outp = ps.poly_degree, ps.data_primes, ps.output_primes
+        up, down = data * n_poly * 8, 2 * outp * n_poly * 8
+        return CostFloor(
+            server_cpu_s=Floor(
+                (Term(mults, f"{tag}.ptxct_ntt"),),
+                f"⌈n × {algo.bits} bits ÷ {ps.slots} slots⌉ = {mults} pt×ct (NTT form) multiplies{note}",
+            ),
+            client_cpu_s=Floor(
+                (Term(1, f"{tag}.encrypt"), Term(1, f"{tag}.decrypt")), "1 encrypt + 1 decrypt"
+            ),
+            bytes_per_query=Floor.constant(
+                float(up + down),
+                f"seeded query ciphertext ({data} primes × N × 8 B) + result at {outp} primes "
+                f"(2 × {outp} × N × 8 B)",
+            ),
+            params={"param_set": ps.name, "poly_degree": n_poly, "useful_slots": ps.slots},
+            primitive_params={
+                "seal": {
+                    "name": ps.name,
+                    "poly_degree": n_poly,
+                    "coeff_bits": list(ps.coeff_bits),
+                    "plain_modulus": ps.plain_modulus,
+                }
+            },
+        )
 
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
         """The params message (a few hundred bytes); results are per-query, not one-time."""
         ps = get_param_set(_default_param_set(algo))
-        k, tables = _DEFAULT_LSH.get(algo.bits, (16, 1)) if algo.default_threshold else (16, 1)
+        k, tables = _default_lsh(algo)
         msg = ParamsMessage(
             ps.set_id, ALGO_IDS[algo.name], algo.default_threshold, algo.bits,
             default_baby_step(algo.bits), 3, True, ps.poly_degree, ps.plain_modulus,

@@ -21,14 +21,17 @@ Security properties (see docs/protocols/oprf.md):
   different manifest for one user; the printable root digest is what users
   compare out of band to detect that.
 
-Robust multi-probe (``options={"probe_bits": k}``): the client also probes the
-2^k hashes obtained by flipping its k least-stable PDQ bits (float values
-closest to the median), all in one batch of exactly 2^k elements.
+Robust multi-probe (``options={"probe_bits": k}``, ``protocol.multiprobe``): the
+client also probes the 2^k hashes obtained by flipping its k least-stable PDQ
+bits (float values closest to the median), all in one batch of exactly 2^k
+elements. Options are typed: ``OprfServerOptions`` and ``OprfClientOptions``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
 import os
 import secrets
 import struct
@@ -36,7 +39,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -58,25 +60,27 @@ from ..base import (
     Transport,
     register,
 )
+from ..costfloor import CostFloor, Floor, Term
 from ..errors import (
     BadHashError,
     BatchTooLargeError,
     BlindmatchError,
     DecodeError,
     DigestMismatchError,
-    InputError,
     LengthError,
     SignatureError,
     VerifyError,
     WrongProtocolError,
 )
-from ..hashes import HashAlgo, HashSet, HashValue
+from ..hashes import HashAlgo, HashSet
 from ..hazmat import ristretto as R
 from ..hazmat.voprf import Blinded, Mode, OPRFClient, OPRFServer, Proof, VOPRFClient, VOPRFServer
+from ..multiprobe import probe_count, probe_hashes
+from ..options import Options
 from ..wire import decode_fields, encode_fields
+from ._options import DEFAULT_MAX_BATCH, OprfClientOptions, OprfServerOptions, pin_bytes
 from ._store import (
     DEFAULT_FPR,
-    DEFAULT_GRACE_SECONDS,
     MSG_FILTER,
     PROTOCOL_ID,
     PROTOCOL_LABEL,
@@ -99,20 +103,18 @@ __all__ = [
     "EvaluateResponse",
     "Manifest",
     "OprfClient",
+    "OprfClientOptions",
     "OprfServer",
+    "OprfServerOptions",
     "describe_state",
-    "least_stable_bits",
     "measure_client_query",
     "measure_server_evaluation",
     "measure_set_preparation",
-    "probe_hashes",
     "rotate_epoch",
 ]
 
 MSG_EVAL_REQUEST = 1
 MSG_EVAL_RESPONSE = 2
-DEFAULT_MAX_BATCH = 1024
-MAX_PROBE_BITS = 10
 _NE = R.ELEMENT_BYTES
 _U32 = struct.Struct(">I")
 _MAX_FILTER_FIELD = 1 << 28
@@ -270,32 +272,6 @@ class OprfServer(ServerHalf):
 # --------------------------------------------------------------------------- client
 
 
-def least_stable_bits(float_values: Sequence[float], k: int) -> list[int]:
-    """The ``k`` bit positions whose PDQ float value lies closest to the median."""
-    fv = np.asarray(float_values, dtype=np.float64)
-    med = float(np.median(fv))
-    return [int(i) for i in np.argsort(np.abs(fv - med), kind="stable")[:k]]
-
-
-def probe_hashes(query: Query, k: int) -> list[tuple[HashValue, int]]:
-    """The 2^k probes (hash, number of flipped bits), original first.
-
-    Without float values there is nothing to rank bits by: only the hash itself
-    is returned, and the caller pads the batch to 2^k with dummy elements so the
-    request size does not depend on it.
-    """
-    h = query.hash
-    if k == 0 or query.float_values is None:
-        return [(h, 0)]
-    if len(query.float_values) != h.algo.bits:
-        raise BadHashError(f"{len(query.float_values)} float values for a {h.algo.bits}-bit hash")
-    bits = least_stable_bits(query.float_values, k)
-    out = [(h, 0)]
-    for r in range(1, k + 1):
-        out += [(h.flip(c), r) for c in combinations(bits, r)]
-    return out
-
-
 @dataclass
 class _Session:
     manifest: Manifest
@@ -308,7 +284,7 @@ class _Session:
 @dataclass
 class _Item:
     query: int
-    flips: int  # -1 for a dummy element
+    flips: int
     state: Blinded
 
 
@@ -322,19 +298,15 @@ class _Tally:
 class OprfClient(ClientHalf):
     """Blinds, verifies (signature, filter digest, every proof), unblinds, looks up."""
 
-    def __init__(self, algo: HashAlgo, cache_dir: Path | None, options: Mapping[str, Any]) -> None:
+    def __init__(self, algo: HashAlgo, cache_dir: Path | None, options: OprfClientOptions) -> None:
         self.algo = algo
-        k = int(options.get("probe_bits", 0) or 0)
-        if not 0 <= k <= MAX_PROBE_BITS:
-            raise InputError(f"probe_bits must be between 0 and {MAX_PROBE_BITS}")
-        self.k = k
-        self.max_batch = int(options.get("max_batch", DEFAULT_MAX_BATCH))
-        if self.max_batch < 1 << k:
-            raise InputError("max_batch must hold all 2^k probes of one query")
-        self.manifest_ttl = float(options.get("manifest_ttl", 300.0))
-        self.allow_unverified = bool(options.get("allow_unverified", False))
-        self.pinned_key = _hex_option(options, "signing_key")
-        root = _hex_option(options, "root_digest")
+        self.probe_bits = options.probe_bits
+        self.max_batch = options.max_batch
+        self.manifest_ttl = options.manifest_ttl
+        self.allow_unverified = options.allow_unverified
+        self.pinned_key = pin_bytes("pinned_signing_key", options.pinned_signing_key)
+        self.pinned_set = pin_bytes("pinned_set_digest", options.pinned_set_digest)
+        root = pin_bytes("pinned_root_digest", options.pinned_root_digest)
         self.pinned_root = root.hex() if root is not None else None
         self.cache = Path(cache_dir) / "oprf" if cache_dir is not None else None
         self._session: _Session | None = None
@@ -376,6 +348,8 @@ class OprfClient(ClientHalf):
             raise BadHashError(f"server holds {m.algo} hashes, client hashes with {self.algo.name}")
         if self.pinned_root is not None and m.root_digest() != self.pinned_root:
             raise SignatureError("manifest root digest differs from the pinned one")
+        if self.pinned_set is not None and not R.ct_equal(m.set_digest, self.pinned_set):
+            raise SignatureError("manifest commits to a different hash set than the pinned digest")
         self._check_signer(m, transport)
         if m.set_size == 0 or m.fpr_inverse < 4:
             raise DecodeError("manifest parameters out of range")
@@ -447,13 +421,9 @@ class OprfClient(ClientHalf):
         for qi, q in enumerate(queries):
             if q.hash.algo != self.algo:
                 raise BadHashError(f"query is {q.hash.algo.name}, client is {self.algo.name}")
-            probes = probe_hashes(q, self.k)
-            for h, flips in probes:
+            for h, flips in probe_hashes(q.hash, q.float_values, self.probe_bits):
                 owners.append((qi, flips))
                 inputs.append(oprf_input(self.algo, h.raw))
-            for _ in range((1 << self.k) - len(probes)):
-                owners.append((qi, -1))
-                inputs.append(PROTOCOL_LABEL + b"|dummy|" + secrets.token_bytes(32))
         states = session.client.blind_many(inputs)
         return [_Item(qi, flips, st) for (qi, flips), st in zip(owners, states, strict=True)]
 
@@ -498,7 +468,7 @@ class OprfClient(ClientHalf):
         items = self._blind_items(session, queries)
         cpu = time.perf_counter() - t0
         tallies = [_Tally() for _ in queries]
-        per = 1 << self.k
+        per = probe_count(self.probe_bits)
         step = max(per, self.max_batch // per * per)
         answered: list[tuple[GCSReader, list[_Item], list[bytes]]] = []
         for s in range(0, len(items), step):
@@ -512,8 +482,6 @@ class OprfClient(ClientHalf):
         for reader, chunk, outputs in answered:
             for it, out in zip(chunk, outputs, strict=True):
                 tally = tallies[it.query]
-                if it.flips < 0:
-                    continue
                 tally.probes += 1
                 if reader.contains(output_to_u64(out)):
                     tally.matched = True
@@ -554,20 +522,6 @@ def _finalize(client: OPRFClient, states: list[Blinded], resp: EvaluateResponse)
     return client.finalize_batch(states, resp.elements)
 
 
-def _hex_option(options: Mapping[str, Any], name: str) -> bytes | None:
-    """A pinned 32-byte value given as hex (or bytes) in the client options."""
-    value = options.get(name)
-    if value is None:
-        return None
-    try:
-        raw = bytes.fromhex(value) if isinstance(value, str) else bytes(value)
-    except (ValueError, TypeError):
-        raise InputError(f"option {name} must be 32 bytes of hex") from None
-    if len(raw) != 32:
-        raise InputError(f"option {name} must be 32 bytes of hex")
-    return raw
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -600,29 +554,70 @@ class Oprf(Protocol):
         server_sees_hash=False,
         client_sees_set=False,
     )
+    server_options_type = OprfServerOptions
+    client_options_type = OprfClientOptions
 
     def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
+        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
     ) -> ServerHalf:
-        opts = dict(options or {})
-        fpr = opts.get("fpr")
+        o = OprfServerOptions.from_options(options)
         store = EpochStore.open(
-            Path(state_dir),
-            hashes,
-            fpr=float(fpr) if fpr is not None else None,
-            grace_seconds=float(opts.get("grace_seconds", DEFAULT_GRACE_SECONDS)),
-            workers=opts.get("workers"),
-            mode=opts.get("mode"),
+            Path(state_dir), hashes, fpr=o.fpr, grace_seconds=o.grace_seconds, workers=o.workers, mode=o.mode
         )
-        return OprfServer(store, int(opts.get("max_batch", DEFAULT_MAX_BATCH)))
+        return OprfServer(store, o.max_batch)
 
     def new_client(
         self,
         algo: HashAlgo,
         cache_dir: Path | None = None,
-        options: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | Options | None = None,
     ) -> ClientHalf:
-        return OprfClient(algo, cache_dir, dict(options or {}))
+        return OprfClient(algo, cache_dir, OprfClientOptions.from_options(options))
+
+    def cost_floor(
+        self,
+        set_size: int,
+        algo: HashAlgo,
+        server_options: Mapping[str, Any] | Options | None = None,
+        client_options: Mapping[str, Any] | Options | None = None,
+    ) -> CostFloor:
+        """RFC 9497 operation counts (docs/protocols/oprf.md); libsodium has no
+        multi-scalar multiplication, so each term is one call. ``e`` = 2^probe_bits
+        elements per query. OPRF mode: no proof, blind inverses batched; VOPRF adds
+        the batched DLEQ proof on both sides."""
+        so = OprfServerOptions.from_options(server_options)
+        e = probe_count(OprfClientOptions.from_options(client_options).probe_bits)
+        fpr = so.effective_fpr
+        h2g, sm = "r255.hash_to_group", "r255.scalar_mult"
+        base, add, h2s = "r255.base_mult", "r255.add", "r255.hash_to_scalar"
+        floor = CostFloor(
+            setup_s=Floor(
+                (Term(set_size, h2g), Term(set_size, sm)),
+                "n × (hash-to-group + scalar mult) ÷ cores",
+                parallel=True,
+            ),
+            download_bytes=Floor.constant(set_size * math.log2(1 / fpr) / 8, "n × log2(1/fpr) bits"),
+            client_cpu_s=Floor((Term(e, h2g), Term(2 * e, sm)), f"{e} × (hash-to-group + 2 scalar mults)"),
+            server_cpu_s=Floor((Term(e, sm),), f"{e} scalar mult(s) per query"),
+            bytes_per_query=Floor.constant(
+                64.0 * e, f"{e} × (32 B blinded element up + 32 B evaluated down)"
+            ),
+            params={"fpr": fpr, "mode": so.mode, "elements_per_query": e},
+        )
+        if so.mode == "oprf":
+            return floor
+        client = Floor(
+            (Term(e, h2g), Term(4 * e + 3, sm), Term(e + 1, h2s), Term(1, base), Term(2 * e, add)),
+            f"{e} hash-to-group + {4 * e + 3} scalar mults + 1 base mult + {2 * e} adds + {e + 1} "
+            "hash-to-scalars (blind, unblind; proof check: composites M and Z, t2 = s·G + c·pkS, "
+            "t3 = s·M + c·Z, challenge)",
+        )
+        server = Floor(
+            (Term(2 * e + 2, sm), Term(e + 1, h2s), Term(1, base), Term(e - 1, add)),
+            f"{2 * e + 2} scalar mults + 1 base mult + {e - 1} adds + {e + 1} hash-to-scalars "
+            "(evaluation; proof: composite M, Z = k·M, t2 = r·G, t3 = r·M, challenge)",
+        )
+        return dataclasses.replace(floor, client_cpu_s=client, server_cpu_s=server)
 
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
         bits = float(np.log2(fpr_to_m(DEFAULT_FPR))) + 1.4715

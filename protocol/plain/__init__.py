@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,14 @@ from ..base import (
     elapsed_ms,
     register,
 )
-from ..errors import BadHashError, DecodeError, LengthError
+from ..costfloor import CostFloor, Floor, Term
+from ..errors import BadHashError, DecodeError, LengthError, OptionError
 from ..hamming import HammingIndex
 from ..hashes import ALGO_IDS, HashAlgo, HashSet, HashValue, get_algo
+from ..options import NoOptions, Options, option
 from ..wire import decode_fields, encode_fields
 
-__all__ = ["PLAIN", "PlainQuery", "PlainReply"]
+__all__ = ["PLAIN", "PlainQuery", "PlainReply", "PlainServerOptions"]
 
 PROTOCOL_ID = 1
 _MSG_QUERY = 1
@@ -87,6 +90,19 @@ class PlainReply:
         return cls(bool(m[0]), None if dist == 0xFFFF else dist)
 
 
+@dataclass(frozen=True)
+class PlainServerOptions(Options):
+    """Server options (``BLINDMATCH_PLAIN_*``)."""
+
+    protocol = "plain"
+
+    radius: int | None = option(None, "Hamming radius of a match (None: the algorithm's default)")
+
+    def check(self) -> None:
+        if self.radius is not None and self.radius < 0:
+            raise OptionError("plain option radius must be >= 0")
+
+
 class PlainServer(ServerHalf):
     def __init__(self, hashes: HashSet, radius: int) -> None:
         self.index = HammingIndex(hashes)
@@ -136,6 +152,8 @@ class Plain(Protocol):
     learner = Learner.BOTH
     matching = Matching.FUZZY
     private = False
+    server_options_type = PlainServerOptions
+    client_options_type = NoOptions
     leakage = Leakage(
         client=("whether its hash matched, and the distance to the nearest set entry",),
         server=("the client's hash in full", "the verdict", "query timing and volume"),
@@ -145,19 +163,40 @@ class Plain(Protocol):
     )
 
     def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
+        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
     ) -> ServerHalf:
-        opts = dict(options or {})
-        radius = int(opts.get("radius", hashes.algo.default_threshold))
-        return PlainServer(hashes, radius)
+        radius = PlainServerOptions.from_options(options).radius
+        return PlainServer(hashes, hashes.algo.default_threshold if radius is None else radius)
 
     def new_client(
-        self, algo: HashAlgo, cache_dir: Path | None = None, options: Mapping[str, Any] | None = None
+        self,
+        algo: HashAlgo,
+        cache_dir: Path | None = None,
+        options: Mapping[str, Any] | Options | None = None,
     ) -> ClientHalf:
+        NoOptions.from_options(options)
         return PlainClient()
 
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
         return 0
+
+    def cost_floor(
+        self,
+        set_size: int,
+        algo: HashAlgo,
+        server_options: Mapping[str, Any] | Options | None = None,
+        client_options: Mapping[str, Any] | Options | None = None,
+    ) -> CostFloor:
+        """A plaintext scan must read every set entry once: one XOR pass over the set."""
+        return CostFloor(
+            server_cpu_s=Floor(
+                (Term(1, f"stream_pass.{set_size}x{algo.words}"),),
+                f"one XOR pass over n×{algo.nbytes} B (measured memory floor)",
+            ),
+            bytes_per_query=Floor.constant(
+                float(algo.nbytes + 1), f"{algo.nbytes} B hash up + 1 B verdict down"
+            ),
+        )
 
 
 PLAIN = register(Plain())

@@ -7,9 +7,9 @@ vouchers; then it reconstructs the account key and decrypts the associated
 data (AD) of exactly the matching vouchers. The client sees only the blinded
 table, never the hashes in it. Design, sizes and limits: docs/protocols/tpsi.md.
 
-Module map: ``_tpsi_wire`` (messages), ``_tpsi_core`` (voucher cryptography),
-``_tpsi_table`` and ``_cuckoo`` (server set-up), ``_tpsi_store`` (SQLite),
-``_tpsi_server`` / ``_tpsi_client`` (the halves), ``_tpsi_bench`` (timings for
+Module map: ``_wire`` (messages), ``_core`` (voucher cryptography),
+``_table`` and ``_cuckoo`` (server set-up), ``_store`` (SQLite), ``_options``
+(typed options), ``_server`` / ``_client`` (the halves), ``_bench`` (timings for
 the benchmark suite); primitives in ``hazmat.aead``, ``hazmat.shamir``,
 ``hazmat.dhf``.
 """
@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ..base import ClientHalf, Leakage, Learner, Matching, Protocol, ServerHalf, register
+from ..costfloor import CostFloor, Floor, Term
 from ..errors import InputError
 from ..hashes import HashAlgo, HashSet
+from ..options import Options
 from . import _cuckoo
 from ._bench import (
     bench_reconstruction,
@@ -31,7 +33,8 @@ from ._bench import (
     bench_vouchers,
     table_size_bytes,
 )
-from ._client import TpsiClient, probe_hashes
+from ._client import TpsiClient
+from ._options import TpsiClientOptions, TpsiServerOptions
 from ._server import ServerParams, TpsiServer
 from ._store import DB_NAME, Reveal, read_reveals
 from ._wire import PROTOCOL_ID, Manifest, TableMsg, UploadBatch, UploadReply, Voucher
@@ -45,7 +48,9 @@ __all__ = [
     "TableMsg",
     "Tpsi",
     "TpsiClient",
+    "TpsiClientOptions",
     "TpsiServer",
+    "TpsiServerOptions",
     "UploadBatch",
     "UploadReply",
     "Voucher",
@@ -55,7 +60,6 @@ __all__ = [
     "detection_probability",
     "false_report_probability",
     "list_reveals",
-    "probe_hashes",
     "table_size_bytes",
 ]
 
@@ -149,6 +153,8 @@ class Tpsi(Protocol):
     learner = Learner.SERVER
     matching = Matching.EXACT
     supported_algos = ("pdq", "phash", "dhash", "sha256")
+    server_options_type = TpsiServerOptions
+    client_options_type = TpsiClientOptions
     leakage = Leakage(
         client=(
             "nothing about matches: the reply only acknowledges stored voucher ids",
@@ -172,21 +178,60 @@ class Tpsi(Protocol):
     )
 
     def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
+        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
     ) -> ServerHalf:
-        return TpsiServer(hashes, state_dir, ServerParams.from_options(options))
+        return TpsiServer(hashes, state_dir, TpsiServerOptions.from_options(options))
 
     def new_client(
         self,
         algo: HashAlgo,
         cache_dir: Path | None = None,
-        options: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | Options | None = None,
     ) -> ClientHalf:
-        return TpsiClient(algo, cache_dir, dict(options or {}))
+        return TpsiClient(algo, cache_dir, TpsiClientOptions.from_options(options))
 
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
-        p = ServerParams()
+        p = TpsiServerOptions()
         return table_size_bytes(set_size, p.eps, p.n_hash) + _manifest_bytes()
+
+    def cost_floor(
+        self,
+        set_size: int,
+        algo: HashAlgo,
+        server_options: Mapping[str, Any] | Options | None = None,
+        client_options: Mapping[str, Any] | Options | None = None,
+    ) -> CostFloor:
+        """Per voucher location: the client's DH tuple and the server's α·Q (docs/protocols/tpsi.md).
+
+        Per probe; ``probe_bits`` multiplies every per-query term by 2^k.
+        """
+        k = TpsiServerOptions.from_options(server_options).n_hash
+        e = 1 << TpsiClientOptions.from_options(client_options).probe_bits
+        h2g, sm, base, add = "r255.hash_to_group", "r255.scalar_mult", "r255.base_mult", "r255.add"
+
+        def per(text: str) -> str:
+            return f"{e} probes × ({text})" if e > 1 else text
+
+        return CostFloor(
+            setup_s=Floor(
+                (Term(set_size, h2g), Term(set_size, sm)),
+                "n × (hash-to-group + scalar mult) ÷ cores",
+                parallel=True,
+            ),
+            download_bytes=Floor.constant(32.0 * set_size, "n × 32 B points (a table with no empty slots)"),
+            client_cpu_s=Floor(
+                (Term(e, h2g), Term(e * 3 * k, sm), Term(e * k, base), Term(e * 2 * k, add)),
+                per(f"hash-to-group + {k} locations × (3 scalar mults + 1 base mult + 2 adds)"),
+            ),
+            server_cpu_s=Floor((Term(e * k, sm),), per(f"{k} scalar mults (α·Q per location)")),
+            bytes_per_query=Floor.constant(
+                e * k * (32.0 + 16.0), per(f"{k} × (32 B point + 16 B AEAD tag)")
+            ),
+            params={"cuckoo_hashes": k, "probes": e},
+        )
+
+
+_DEFAULTS = TpsiServerOptions()
 
 
 def _manifest_bytes() -> int:
@@ -194,12 +239,12 @@ def _manifest_bytes() -> int:
         epoch=1,
         algo_id=1,
         set_size=1,
-        n_slots=_cuckoo.table_slots(1, 0.3, 3),
-        n_hash=3,
+        n_slots=_cuckoo.table_slots(1, _DEFAULTS.eps, _DEFAULTS.n_hash),
+        n_hash=_DEFAULTS.n_hash,
         cuckoo_seed=bytes(16),
         table_digest=bytes(32),
         big_l=bytes(32),
-        threshold=30,
+        threshold=_DEFAULTS.threshold,
         synthetic_ppm=0,
         dhf_dim=1,
         ad_max=0,

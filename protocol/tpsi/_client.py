@@ -10,24 +10,20 @@ mode 0600, so successive scans of one account share one polynomial. Without a
 ``cache_dir`` they live in memory for the client object's lifetime only —
 shares from a later process would then never combine with earlier ones.
 
-Trust: the manifest is Ed25519-signed. Pass ``options["manifest_key"]`` (hex)
-to pin the server key, and ``options["set_digest"]`` to pin the published root
-digest of the hash set; without pins the signature only protects against
-corruption, not against a server that equivocates.
+Trust: the manifest is Ed25519-signed. Pass ``pinned_signing_key`` (hex) to
+pin the server key, and ``pinned_set_digest`` to pin the published root digest
+of the hash set (``TpsiClientOptions``); without pins the signature only
+protects against corruption, not against a server that equivocates.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from ..base import ClientHalf, Query, ScanResult, Transport, elapsed_ms
 from ..errors import (
@@ -35,18 +31,17 @@ from ..errors import (
     BlindmatchError,
     DigestMismatchError,
     InputError,
-    ParameterError,
     SignatureError,
     StorageUnavailableError,
 )
 from ..hashes import ALGO_IDS, HashAlgo, HashValue
 from ..keyfile import read_secret, write_secret
+from ..multiprobe import probe_hashes
 from ._core import AccountSecrets, cuckoo_item, make_voucher
+from ._options import TpsiClientOptions
 from ._wire import Manifest, TableMsg, UploadBatch, UploadReply, Voucher, account_bytes
 
-__all__ = ["TpsiClient", "probe_hashes"]
-
-MAX_PROBE_BITS = 8
+__all__ = ["TpsiClient"]
 
 
 def _sha256(data: bytes) -> bytes:
@@ -57,45 +52,16 @@ def _sha256(data: bytes) -> bytes:
     return h.finalize()
 
 
-def probe_hashes(q: Query, k: int) -> list[HashValue]:
-    """The exact hash followed by its 2^k - 1 flips of the k least-stable bits.
-
-    Least stable = the bits whose pre-quantisation value (PDQ ``float_values``)
-    is closest to the median, i.e. the threshold that sets the bit. Needs
-    ``float_values`` for k > 0.
-    """
-    if not 0 <= k <= MAX_PROBE_BITS:
-        raise InputError(f"probe_bits must be in 0..{MAX_PROBE_BITS}")
-    if k == 0:
-        return [q.hash]
-    if q.float_values is None or len(q.float_values) != q.hash.algo.bits:
-        raise InputError(
-            f"probe_bits={k} needs the {q.hash.algo.bits} pre-quantisation values "
-            "(Query.float_values; PDQ only)"
-        )
-    vals = np.asarray(q.float_values, dtype=np.float64)
-    med = float(np.median(vals))
-    order = np.argsort(np.abs(vals - med), kind="stable")[:k]
-    out = [q.hash]
-    for r in range(1, k + 1):
-        for combo in itertools.combinations(sorted(int(i) for i in order), r):
-            out.append(q.hash.flip(combo))
-    return out
-
-
 class TpsiClient(ClientHalf):
-    def __init__(self, algo: HashAlgo, cache_dir: Path | None, options: Mapping[str, Any]) -> None:
+    def __init__(self, algo: HashAlgo, cache_dir: Path | None, options: TpsiClientOptions) -> None:
         self.algo = algo
         self.algo_id = ALGO_IDS[algo.name]
         self.cache = Path(cache_dir) / "tpsi" if cache_dir is not None else None
-        self.probe_bits = int(options.get("probe_bits", 0) or 0)
-        if not 0 <= self.probe_bits <= MAX_PROBE_BITS:
-            raise ParameterError(f"probe_bits must be in 0..{MAX_PROBE_BITS}")
-        key = options.get("manifest_key")
+        self.probe_bits = options.probe_bits
+        key, digest = options.pinned_signing_key, options.pinned_set_digest
         self.pinned_key = bytes.fromhex(key) if key else None
-        digest = options.get("set_digest")
         self.pinned_set = bytes.fromhex(digest) if digest else None
-        self.max_batch = int(options.get("max_batch", 256))
+        self.max_batch = options.max_batch
         self.manifest: Manifest | None = None
         self.table: TableMsg | None = None
         self._accounts: dict[str, AccountSecrets] = {}
@@ -185,7 +151,7 @@ class TpsiClient(ClientHalf):
         acc = account_bytes(q.account)
         acct = self.account_secrets(q.account)
         out = []
-        for h in probe_hashes(q, self.probe_bits):
+        for h, _ in probe_hashes(q.hash, q.float_values, self.probe_bits):
             v, _ = make_voucher(
                 self.manifest,
                 self.table,

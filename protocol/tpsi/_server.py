@@ -25,8 +25,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +33,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from ..base import Endpoint, Reply, Request, ServerHalf
+from ..base import Endpoint, Reply, Request, ServerHalf, ServerVerdict
 from ..errors import (
     BlindmatchError,
     CorruptStoreError,
     DecodeError,
     InputError,
     LengthError,
-    ParameterError,
     UnknownEpochError,
 )
 from ..hashes import ALGO_IDS, HashSet
@@ -49,11 +47,12 @@ from ..hazmat import dhf, shamir
 from ..hazmat.ristretto import base_mult, random_scalar
 from ..keyfile import read_secret, write_secret
 from ._core import Opened, cuckoo_item, open_outer, parse_inner, reveal_ad
+from ._options import TpsiServerOptions
 from ._store import DB_NAME, Reveal, TpsiStore
 from ._table import build_table
 from ._wire import Manifest, TableMsg, UploadBatch, UploadReply, account_bytes
 
-__all__ = ["ServerParams", "TpsiServer"]
+__all__ = ["ServerParams", "TpsiServer", "TpsiServerOptions"]
 
 log = logging.getLogger("blindmatch.tpsi")
 
@@ -66,54 +65,13 @@ def sha256(data: bytes) -> bytes:
     return h.finalize()
 
 
-@dataclass(frozen=True)
-class ServerParams:
-    """Server options (``open_server(..., options)``); all have safe defaults."""
-
-    threshold: int = 30
-    synthetic_rate: float = 0.05
-    dhf_dim: int = 128
-    ad_max: int = 256
-    n_hash: int = 3
-    eps: float = 0.3
-    workers: int | None = None
-    reveal_mode: str = "background"
-    max_batch: int = 256
-    max_pages: int | None = None
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any] | None) -> ServerParams:
-        opts = dict(options or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(opts) - known
-        if unknown:
-            raise ParameterError(f"unknown tpsi server options {sorted(unknown)}")
-        p = cls(**opts)
-        if not 2 <= p.threshold <= 1000:
-            raise ParameterError("threshold must be in 2..1000")
-        if not 0.0 <= p.synthetic_rate <= 1.0:
-            raise ParameterError("synthetic_rate must be in [0, 1]")
-        if not 1 <= p.dhf_dim <= 2000:
-            raise ParameterError("dhf_dim must be in 1..2000")
-        if not 0 <= p.ad_max <= 60000:
-            raise ParameterError("ad_max must be in 0..60000")
-        if p.reveal_mode not in ("background", "inline", "manual"):
-            raise ParameterError("reveal_mode must be background, inline or manual")
-        if not 1 <= p.max_batch <= 10000:
-            raise ParameterError("max_batch must be in 1..10000")
-        if p.n_hash not in (2, 3, 4):
-            raise ParameterError("n_hash must be 2, 3 or 4")
-        return p
-
-    @property
-    def synthetic_ppm(self) -> int:
-        return round(self.synthetic_rate * 1_000_000)
+ServerParams = TpsiServerOptions  # the name earlier releases exported
 
 
 class TpsiServer(ServerHalf):
     """Owns α, the signing key, the table and the SQLite store under ``state_dir``."""
 
-    def __init__(self, hashes: HashSet, state_dir: Path, params: ServerParams) -> None:
+    def __init__(self, hashes: HashSet, state_dir: Path, params: TpsiServerOptions) -> None:
         self.params = params
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -332,6 +290,14 @@ class TpsiServer(ServerHalf):
     # --- reveals ----------------------------------------------------------
     def reveals(self, account: str) -> list[Reveal]:
         return self.store.reveals(account)
+
+    def settle(self, account: str) -> None:
+        """Run the reveal work owed for ``account`` now (the operator's admin POST)."""
+        self.process_reveals(account)
+
+    def server_verdicts(self, account: str) -> list[ServerVerdict]:
+        """Revealed vouchers only: below the threshold the server knows no verdict."""
+        return [ServerVerdict(True, r.ad, float(r.revealed_at)) for r in self.reveals(account)]
 
     def _after_upload(self, account: str) -> None:
         mode = self.params.reveal_mode

@@ -1,1 +1,4 @@
-"""Stage 4, decide: each protocol variant's decision rule over hash distances (exact, multi-probe, Hamming ≤ r), the simulated set, accuracy tables."""
+"""Stage 4, decide: each protocol variant's decision rule over hash distances.
+
+Exact, multi-probe or Hamming ≤ r; the simulated set; accuracy tables.
+"""

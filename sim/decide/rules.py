@@ -12,25 +12,25 @@ Two families cover the registry, chosen from the declared ``Protocol.matching``:
 * fuzzy: matched ⇔ some set entry lies within Hamming radius r of the query;
 * exact: matched ⇔ the query hash, or one of its 2^k multi-probe variants
   (the k PDQ bits whose float value lies closest to the median, flipped in every
-  combination), is a set member.
+  combination), is a set member. The probes come from ``protocol.multiprobe``,
+  the module the real clients use, so the rule and the protocols cannot drift
+  apart (same limit, same error, same refusal of a query without float values).
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from blindmatch.protocol import HashAlgo
+from blindmatch.protocol.multiprobe import probe_rows
 
 __all__ = [
     "DecisionSpec",
     "ExactIndex",
-    "least_stable_bits",
     "nearest_distances",
-    "probe_hashes",
     "to_words",
 ]
 
@@ -76,29 +76,6 @@ def prefix_nearest(db: U64, queries: U64, bounds: list[int], chunk: int = 1 << 1
         start = max(start, b)
         out[:, bi] = running
     return out
-
-
-def least_stable_bits(floats: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:
-    """Indices of the k bits whose PDQ float lies closest to the median (most likely to flip)."""
-    f = np.asarray(floats, dtype=np.float64)
-    med = float(np.median(f))
-    return np.argsort(np.abs(f - med), kind="stable")[:k]
-
-
-def probe_hashes(raw: U8, floats: npt.NDArray[np.float32] | None, k: int) -> U8:
-    """The 2^k multi-probe variants of one hash (row 0 is the hash itself)."""
-    base = np.asarray(raw, dtype=np.uint8)
-    if k <= 0 or floats is None:
-        return base[None, :].copy()
-    bits = least_stable_bits(floats, k)
-    rows = []
-    for r in range(k + 1):
-        for combo in itertools.combinations(bits.tolist(), r):
-            h = base.copy()
-            for p in combo:
-                h[p // 8] ^= np.uint8(0x80 >> (p % 8))
-            rows.append(h)
-    return np.stack(rows)
 
 
 class ExactIndex:
@@ -158,11 +135,12 @@ class DecisionSpec:
         """Verdicts for query rows ``raw`` given their precomputed nearest distances."""
         if self.kind == "fuzzy":
             return np.asarray(nearest <= self.radius, dtype=np.bool_)
-        if self.probe_bits <= 0 or floats is None:
+        if self.probe_bits <= 0:
             return index.contains(raw)
         out = np.zeros(raw.shape[0], dtype=np.bool_)
         for i in range(raw.shape[0]):
+            probes = probe_rows(raw[i], None if floats is None else floats[i], self.probe_bits)
             if nearest[i] > self.probe_bits:  # probes reach at most k bits away
                 continue
-            out[i] = bool(index.contains(probe_hashes(raw[i], floats[i], self.probe_bits)).any())
+            out[i] = bool(index.contains(probes).any())
         return out

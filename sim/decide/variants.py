@@ -134,11 +134,12 @@ def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
             # a per-query mode names who learns; otherwise the protocol's declaration does
             mode_learner = "server" if mode and mode.startswith("server") else "client"
             learner = mode_learner if mode else proto.learner.value
-            opts = {
-                "probe_bits": k,
-                "mode": mode or "client-learns",
-                **pc.get("client_options", {}),
-            }
+            # only the options this protocol declares: its client rejects any other
+            declared = proto.client_options_type.names()
+            opts: dict[str, Any] = {"probe_bits": k} if "probe_bits" in declared else {}
+            if mode:
+                opts["mode"] = mode
+            opts.update(pc.get("client_options", {}))
             out.append(
                 Variant(
                     proto.name,

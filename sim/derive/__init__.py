@@ -1,1 +1,4 @@
-"""Stage 7, derive: population-level figures (false matches per day, accounts flagged) from the measured rates."""
+"""Stage 7, derive: population-level figures from the measured rates.
+
+False matches per day and accounts flagged.
+"""

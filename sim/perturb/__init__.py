@@ -1,1 +1,4 @@
-"""Stage 2, perturb: the everyday edits (JPEG, resize, blur, crop, …) applied to corpus images, and the black-box evasion search."""
+"""Stage 2, perturb: the everyday edits applied to corpus images, and the black-box evasion search.
+
+Edits: JPEG, resize, blur, crop, ….
+"""

@@ -10,18 +10,17 @@ Where the verdict lives:
 
 * client-learns protocols (and ``plain``): ``ScanResult.matched``;
 * server-learns protocols: the client sees ``None``. The simulator then acts as
-  the operator. It first sends, under a fresh account, ``threshold`` exact set
-  members as *primers* (at least one; so a threshold protocol reaches its
-  threshold and the read-out is known to work), then the sample, each with a
-  unique associated-data token. It asks the server to finish its reveal work
-  (in process: a ``process_reveals(account)`` or ``wait_idle()`` method; over
-  HTTP: the admin ``POST reveals`` endpoint with a throwaway operator token),
-  then reads what was revealed — a ``revealed``/``reveals`` method, the admin
-  endpoint's reply, or the documented operator command ``blindmatch admin
-  reveals --db SET_DIR --account ID``. Without a way to finish the work, it
-  reads until two reads agree. A query counts as matched iff its token was
-  revealed. If the primers are not revealed, the verdicts are marked
-  unavailable rather than guessed.
+  the operator, through the interface every server half has: ``settle(account)``
+  (finish owed work, e.g. queued reveals) and ``server_verdicts(account)``; over
+  HTTP the server's generic admin route ``GET /v1/<protocol>/admin/verdicts``
+  calls the same two with a throwaway operator token. It first sends, under a
+  fresh account, ``threshold`` exact set members as *primers* (at least one; so
+  a threshold protocol reaches its threshold and the read-out is known to
+  work), then the sample, each with a unique associated-data token. Verdicts
+  that carry associated data (a threshold protocol's reveals) count a query as
+  matched iff its token was revealed; verdicts without it form a log of one
+  verdict per query in arrival order. If the primers are not found, the
+  verdicts are marked unavailable rather than guessed.
 """
 
 from __future__ import annotations
@@ -29,14 +28,11 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 from blindmatch.client import HttpTransport
@@ -47,6 +43,7 @@ from blindmatch.protocol import (
     Protocol,
     Query,
     ServerHalf,
+    ServerVerdict,
     Transport,
     TransportReply,
 )
@@ -64,9 +61,6 @@ __all__ = [
     "real_verdicts",
 ]
 
-_REVEAL_HOOKS = ("revealed", "reveals", "revealed_ads", "reveal", "server_verdicts")
-_TRIGGER_HOOKS = ("process_reveals",)  # "reveal now", as an operator would ask for it
-_IDLE_HOOKS = ("wait_idle",)  # wait for background reveal work already queued
 BENCH_ENV = {"BLINDMATCH_RATE_PER_SECOND": "1e9", "BLINDMATCH_RATE_BURST": "1e9"}
 
 
@@ -205,116 +199,58 @@ def _found(token: str, text: str) -> bool:
     return token in text or b.hex() in text or base64.b64encode(b).decode() in text
 
 
-def _call_hooks(obj: Any, names: tuple[str, ...], *args: Any) -> tuple[list[Any], list[str]]:
-    out, notes = [], []
-    for name in names:
-        fn = getattr(obj, name, None)
-        if callable(fn):
-            try:
-                out.append(fn(*args))
-            except Exception as e:
-                notes.append(f"{name}(): {type(e).__name__}: {e}")
-    return out, notes
-
-
-def _field(item: Any, name: str) -> Any:
-    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
-
-
-def _verdict_log(sess: Session, account: str) -> tuple[list[bool] | None, list[str]]:
-    """The server's verdicts for ``account`` in arrival order, if it keeps such a log.
-
-    In process: a ``verdicts()`` method of the server half; over HTTP: the admin
-    ``GET verdicts`` endpoint. Items carry ``client_id`` and ``matched``.
-    """
-    items: list[Any] | None = None
-    notes: list[str] = []
+def _server_verdicts(sess: Session, account: str) -> tuple[list[ServerVerdict] | None, str]:
+    """What the server learned about ``account`` after settling, or (None, why not)."""
     if sess.server is not None:
-        got, notes = _call_hooks(sess.server, ("verdicts",))
-        items = list(got[0]) if got else None
-    elif sess.live is not None and sess.admin_token:
-        try:
-            r = httpx.get(
-                f"{sess.live.url}/v1/{sess.proto.name}/verdicts",
-                headers={"authorization": f"Bearer {sess.admin_token}"},
-                timeout=120,
-            )
-            if r.status_code == 200:
-                body = r.json()
-                items = body if isinstance(body, list) else body.get("verdicts")
-            else:
-                notes.append(f"GET verdicts: HTTP {r.status_code}")
-        except (httpx.HTTPError, ValueError, AttributeError) as e:
-            notes.append(f"GET verdicts: {type(e).__name__}")
-    if items is None:
-        return None, notes
-    mine = [it for it in items if _field(it, "client_id") == account]
-    if not all(isinstance(_field(it, "matched"), bool) for it in mine):
-        return None, [*notes, "verdict log without boolean 'matched'"]
-    return [bool(_field(it, "matched")) for it in mine], notes
-
-
-def _reveal_text(sess: Session, account: str, need: list[str]) -> tuple[str, list[str], bool, bool]:
-    """What the operator can read about ``account``.
-
-    Returns (text, notes, ok, complete): ``ok`` is False if no interface
-    answered; ``complete`` is True if the server was asked to finish its reveal
-    work first (so one read suffices).
-    """
-    texts: list[str] = []
-    notes: list[str] = []
-    ok = complete = False
-    if sess.server is not None:
-        done, n1 = _call_hooks(sess.server, _TRIGGER_HOOKS, account)
-        if not done:
-            done, n2 = _call_hooks(sess.server, _IDLE_HOOKS)
-            n1 += n2
-        complete = bool(done)
-        got, n3 = _call_hooks(sess.server, _REVEAL_HOOKS, account)
-        texts.extend(repr(list(g)) for g in got)
-        notes += n1 + n3
-        ok = bool(got)
-    elif sess.live is not None and sess.admin_token:
-        try:  # the operator's "reveal now and list" endpoint, if the protocol has one
-            r = httpx.post(
-                f"{sess.live.url}/v1/{sess.proto.name}/reveals",
-                content=account.encode(),
-                headers={"authorization": f"Bearer {sess.admin_token}"},
-                timeout=120,
-            )
-            if r.status_code == 200:
-                texts.append(r.text)
-                ok = complete = True
-            else:
-                notes.append(f"POST reveals: HTTP {r.status_code}")
-        except httpx.HTTPError as e:
-            notes.append(f"POST reveals: {type(e).__name__}")
-    if ok and need and all(_found(t, "\n".join(texts)) for t in need):
-        return "\n".join(texts), notes, ok, complete
-    cmd = [
-        sys.executable,
-        "-m",
-        "blindmatch.cli",
-        "admin",
-        "reveals",
-        "--db",
-        str(sess.set_dir.path),
-        "--account",
-        account,
-    ]
+        sess.server.settle(account)
+        return sess.server.server_verdicts(account), ""
+    if sess.live is None or not sess.admin_token:
+        return None, "no admin access to the server"
     try:
-        p = subprocess.run(cmd, capture_output=True, timeout=120, check=False)  # noqa: S603
-        texts.append(p.stdout.decode(errors="replace"))
-        if p.returncode == 0:
-            ok = True
-        else:
-            notes.append(
-                f"`blindmatch admin reveals` exit {p.returncode}: "
-                f"{p.stderr.decode(errors='replace').strip()[-300:]}"
-            )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        notes.append(f"`blindmatch admin reveals` failed: {e}")
-    return "\n".join(texts), notes, ok, complete
+        r = httpx.get(
+            f"{sess.live.url}/v1/{sess.proto.name}/admin/verdicts",
+            headers={"authorization": f"Bearer {sess.admin_token}", "x-blindmatch-account": account},
+            timeout=120,
+        )
+    except httpx.HTTPError as e:
+        return None, f"GET admin/verdicts: {type(e).__name__}"
+    if r.status_code != 200:
+        return None, f"GET admin/verdicts: HTTP {r.status_code}"
+    items = r.json()["verdicts"]
+    return [
+        ServerVerdict(
+            bool(v["matched"]),
+            None if v["associated_data"] is None else bytes.fromhex(v["associated_data"]),
+            v["at"],
+        )
+        for v in items
+    ], ""
+
+
+def _from_server(
+    verdicts: list[ServerVerdict],
+    nonce: str,
+    sent: int,
+    queries: list[SimQuery],
+    n_out: int,
+    clean: bool,
+    per: int = 1,
+) -> tuple[list[bool | None] | None, str]:
+    """Per-query verdicts from the server's list, or (None, why not).
+
+    A log (verdicts without associated data) lines up with the queries only if
+    every scan went through (``clean``); ``per`` scans make one image (8 for a
+    dihedral variant), matched if any of them is."""
+    revealed = b"\n".join(v.associated_data for v in verdicts if v.associated_data is not None)
+    if revealed:
+        text = revealed.decode("utf-8", errors="replace")
+        if not all(_found(_token(nonce, "p", i), text) for i in range(sent)):
+            return None, "the primers were not revealed"
+        return [_found(_token(nonce, "q", q.qid), text) for q in queries[:n_out]], "server-reveal"
+    if clean and len(verdicts) == sent + per * n_out and all(v.matched for v in verdicts[:sent]):
+        log = [v.matched for v in verdicts[sent:]]
+        return [any(log[per * j : per * (j + 1)]) for j in range(n_out)], "server-log"
+    return None, f"{len(verdicts)} server verdicts for {sent} primers and {n_out} × {per} scans"
 
 
 def real_verdicts(
@@ -326,7 +262,6 @@ def real_verdicts(
     account: str,
     cache_dir: Path,
     budget_s: float,
-    reveal_wait_s: float = 10.0,
     min_queries: int = 2,
 ) -> RealOutcome:
     """Run the real client half against ``sess`` for each query and collect verdicts.
@@ -361,8 +296,8 @@ def real_verdicts(
                 break
             try:
                 ad = _token(nonce, "q", q.qid).encode()
-                got = [client.scan(s.to_query(algo, account, ad), tr).matched for s in q.scans(variant)]
-                out.append(None if any(g is None for g in got) else any(got))
+                seen = [client.scan(s.to_query(algo, account, ad), tr).matched for s in q.scans(variant)]
+                out.append(None if any(g is None for g in seen) else any(seen))
             except BlindmatchError as e:
                 errors.append(f"query {q.qid}: {e.code}: {e.detail}")
                 out.append(None)
@@ -381,40 +316,24 @@ def real_verdicts(
     if any(m is not None for m in out):
         note = "some queries failed" if errors else ""
         return RealOutcome(out, "client", note, truncated, time.perf_counter() - t0, errors)
-    # server-learns, first way: an ordered log of the server's verdicts for this client
     sent = min(n_primers, len(primers))
-    log, log_notes = _verdict_log(sess, account)
-    per = variant.scans_per_image
-    if log is not None and not errors and len(log) == sent + per * len(out) and all(log[:sent]):
-        grouped: list[bool | None] = [
-            any(log[sent + per * j : sent + per * (j + 1)]) for j in range(len(out))
-        ]
-        return RealOutcome(grouped, "server-log", "", truncated, time.perf_counter() - t0, errors)
-    # second way: read what the server revealed for this account (associated data)
-    need = [_token(nonce, "p", i) for i in range(sent)]
-    deadline = time.perf_counter() + reveal_wait_s
-    previous = None
-    while True:
-        text, notes, ok, complete = _reveal_text(sess, account, need)
-        if ok and need and all(_found(t, text) for t in need) and (complete or text == previous):
-            break  # background reveal work may still be running: wait until two reads agree
-        previous = text
-        if not ok or time.perf_counter() > deadline:
-            why = "; ".join(log_notes + notes) or "the primers were not revealed"
-            return RealOutcome(
-                [None] * len(out),
-                "unavailable",
-                f"the client cannot know and no server-side verdict was readable: {why}",
-                truncated,
-                time.perf_counter() - t0,
-                errors,
-            )
-        time.sleep(1.0)
+    verdicts, why = _server_verdicts(sess, account)
+    got: list[bool | None] | None = None
+    if verdicts is not None:
+        got, why = _from_server(
+            verdicts, nonce, sent, queries, len(out), not errors, variant.scans_per_image
+        )
+    if got is None:
+        return RealOutcome(
+            [None] * len(out),
+            "unavailable",
+            f"the client cannot know and no server-side verdict was readable: {why}",
+            truncated,
+            time.perf_counter() - t0,
+            errors,
+        )
     failed = {e.split(":", 1)[0] for e in errors}
-    verdicts: list[bool | None] = [
-        None if f"query {q.qid}" in failed else _found(_token(nonce, "q", q.qid), text)
-        for q in queries[: len(out)]
+    final: list[bool | None] = [
+        None if f"query {q.qid}" in failed else v for q, v in zip(queries, got, strict=False)
     ]
-    return RealOutcome(
-        verdicts, "server-reveal", "; ".join(notes), truncated, time.perf_counter() - t0, errors
-    )
+    return RealOutcome(final, why, "", truncated, time.perf_counter() - t0, errors)

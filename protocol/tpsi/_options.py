@@ -1,0 +1,87 @@
+"""tpsi's typed options: the server's (threshold, synthetic rate, table shape) and the client's.
+
+The threshold default is written here and nowhere else: the server settings,
+the benchmarks and the simulator read it from ``TpsiServerOptions``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import OptionError
+from ..multiprobe import check_probe_bits
+from ..options import Options, option
+
+__all__ = ["TpsiClientOptions", "TpsiServerOptions"]
+
+
+def _within(name: str, value: float, lo: float, hi: float) -> None:
+    if not lo <= value <= hi:
+        raise OptionError(f"tpsi option {name} must be in {lo}..{hi}, not {value}")
+
+
+def _pin(name: str, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise OptionError(f"tpsi option {name} must be 32 bytes of hex") from None
+    if len(raw) != 32:
+        raise OptionError(f"tpsi option {name} must be 32 bytes of hex")
+
+
+@dataclass(frozen=True)
+class TpsiServerOptions(Options):
+    """Server options (``open_server(..., options)``, ``BLINDMATCH_TPSI_*``); safe defaults."""
+
+    protocol = "tpsi"
+
+    threshold: int = option(30, "real matches an account needs before the server may decrypt")
+    synthetic_rate: float = option(0.05, "probability that a client's voucher is synthetic")
+    dhf_dim: int = option(128, "detection-polynomial dimension (bounds vouchers per reveal round)")
+    ad_max: int = option(256, "maximum associated-data bytes per voucher (padded to this)")
+    n_hash: int = option(3, "cuckoo hash functions (locations per voucher): 2, 3 or 4")
+    eps: float = option(0.3, "cuckoo table slack: slots = (1 + eps) × set size")
+    workers: int | None = option(None, "processes for the table build (None = all cores)")
+    reveal_mode: Literal["background", "inline", "manual"] = option(
+        "background", "when reveals run: a background thread, inline in the upload, or on demand"
+    )
+    max_batch: int = option(256, "vouchers per upload request")
+    max_pages: int | None = option(None, "SQLite page cap of the voucher store (None = unbounded)")
+
+    def check(self) -> None:
+        _within("threshold", self.threshold, 2, 1000)
+        _within("synthetic_rate", self.synthetic_rate, 0.0, 1.0)
+        _within("dhf_dim", self.dhf_dim, 1, 2000)
+        _within("ad_max", self.ad_max, 0, 60000)
+        _within("max_batch", self.max_batch, 1, 10000)
+        if self.n_hash not in (2, 3, 4):
+            raise OptionError("tpsi option n_hash must be 2, 3 or 4")
+
+    @property
+    def synthetic_ppm(self) -> int:
+        return round(self.synthetic_rate * 1_000_000)
+
+
+@dataclass(frozen=True)
+class TpsiClientOptions(Options):
+    """Client options (``new_client(..., options)``)."""
+
+    protocol = "tpsi"
+
+    probe_bits: int = option(0, "multi-probe: also upload vouchers for 2^k flips (PDQ)")
+    pinned_signing_key: str | None = option(
+        None, "hex Ed25519 key the manifest must be signed with (pin out of band)"
+    )
+    pinned_set_digest: str | None = option(
+        None, "hex SHA-256 root digest of the hash set the manifest must commit to"
+    )
+    max_batch: int = option(256, "vouchers per upload request")
+
+    def check(self) -> None:
+        check_probe_bits(self.probe_bits)
+        _pin("pinned_signing_key", self.pinned_signing_key)
+        _pin("pinned_set_digest", self.pinned_set_digest)
+        _within("max_batch", self.max_batch, 1, 10000)
