@@ -433,10 +433,10 @@ def test_corpus_folder_of_real_files(tmp_path: Path) -> None:
         if x["variant"] == "plain" and x["algo"] == "sha256" and x["perturbation"] == "identity"
     )
     assert ident["k"] == 0  # the unchanged file's SHA-256 is in the set
-    few = tmp_path / "few"
-    few.mkdir()
-    generate_image(1).save(few / "a.png")
-    with pytest.raises(SimConfigError, match="need at least 4"):
-        run_simulation(cfg, tmp_path / "out2", corpus_dir=few, console=_quiet())
+    none = tmp_path / "none"  # a folder without images (small corpora run: tests/test_sim_truth.py)
+    none.mkdir()
+    (none / "notes.txt").write_text("no images here")
+    with pytest.raises(SimConfigError, match="found no JPEG/PNG/WebP images"):
+        run_simulation(cfg, tmp_path / "out2", corpus_dir=none, console=_quiet())
     with pytest.raises(SimConfigError, match="not a folder"):
-        run_simulation(cfg, tmp_path / "out3", corpus_dir=few / "a.png", console=_quiet())
+        run_simulation(cfg, tmp_path / "out3", corpus_dir=none / "notes.txt", console=_quiet())
