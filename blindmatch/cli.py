@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,8 +19,8 @@ import typer
 
 from blindmatch.client import (
     PDQ_MIN_QUALITY,
-    HashedImage,
-    HttpTransport,
+    Scanner,
+    Verdict,
     get_algo,
     hash_file,
 )
@@ -29,8 +28,7 @@ from blindmatch.protocol import (
     BadHashError,
     BlindmatchError,
     HashValue,
-    Query,
-    get_protocol,
+    ImageError,
 )
 from blindmatch.sim.cli import sim_app
 
@@ -354,49 +352,47 @@ def scan_paths(
     ad: str | None,
     cache_dir: Path | None,
     min_quality: int,
+    batch_size: int = 1,
 ) -> int:
-    """Scan every path; returns the number of failed inputs."""
-    proto = get_protocol(protocol)
-    a = get_algo(algo)
-    client = proto.new_client(a, cache_dir, options)
-    transport = HttpTransport(server, protocol, client_id=account)
+    """Scan every path, one JSON line per scanned image; returns the number of failed inputs."""
     failed = 0
-    try:
-        for p in iter_inputs(paths):
-            t0 = time.perf_counter()
-            try:
-                h: HashedImage = hash_file(p, algo)
-            except BlindmatchError as e:
-                _err(f"error: {e.code}: {e.detail}")
+    with Scanner(
+        server,
+        protocol,
+        algo=algo,
+        options=options,
+        account=account,
+        associated_data=ad.encode() if ad is not None else None,
+        cache_dir=cache_dir,
+        min_quality=min_quality,
+        batch_size=batch_size,
+    ) as scanner:
+        for v in scanner.iter_scan(iter_inputs(paths)):
+            if v.error is not None:
+                where = "" if isinstance(v.error, ImageError) else f"{v.name}: "
+                _err(f"error: {where}{v.error.code}: {v.error.detail}")
                 failed += 1
-                continue
-            hash_ms = (time.perf_counter() - t0) * 1000
-            if not h.matchable(min_quality):
-                _emit({"path": str(p), "protocol": protocol, "algo": algo, "matched": False,
-                       "skipped": f"quality {h.quality} < {min_quality}", "client_ms": round(hash_ms, 3),
-                       "bytes_up": 0, "bytes_down": 0})
-                continue
-            q = Query(h.hash, h.float_values, h.quality, account, (ad if ad is not None else str(p)).encode())
-            try:
-                r = client.scan(q, transport)
-            except BlindmatchError as e:
-                _err(f"error: {p}: {e.code}: {e.detail}")
-                failed += 1
-                continue
-            rec: dict[str, Any] = {"path": str(p), "protocol": protocol, "algo": algo, "matched": r.matched}
-            if r.distance is not None:
-                rec["distance"] = r.distance
-            rec.update({
-                "client_ms": round(hash_ms + r.crypto_ms, 3),
-                "hash_ms": round(hash_ms, 3),
-                "crypto_ms": round(r.crypto_ms, 3),
-                "bytes_up": r.bytes_up,
-                "bytes_down": r.bytes_down,
-            })
-            _emit(rec)
-    finally:
-        transport.close()
+            else:
+                _emit(_scan_record(v, protocol, algo))
     return failed
+
+
+def _scan_record(v: Verdict, protocol: str, algo: str) -> dict[str, Any]:
+    rec: dict[str, Any] = {"path": v.name, "protocol": protocol, "algo": algo, "matched": v.matched}
+    if v.skipped is not None:
+        rec.update({"matched": False, "skipped": v.skipped, "client_ms": round(v.hash_ms, 3),
+                    "bytes_up": 0, "bytes_down": 0})
+        return rec
+    if v.distance is not None:
+        rec["distance"] = v.distance
+    rec.update({
+        "client_ms": round(v.hash_ms + v.crypto_ms, 3),
+        "hash_ms": round(v.hash_ms, 3),
+        "crypto_ms": round(v.crypto_ms, 3),
+        "bytes_up": v.bytes_up,
+        "bytes_down": v.bytes_down,
+    })
+    return rec
 
 
 @app.command("scan")
@@ -415,8 +411,13 @@ def scan(
     min_quality: Annotated[
         int, typer.Option(help="Do not match PDQ hashes below this quality")
     ] = PDQ_MIN_QUALITY,
+    batch_size: Annotated[
+        int, typer.Option(help="Images per protocol round (one request where the protocol batches)")
+    ] = 1,
     allow_unverified: Annotated[bool, typer.Option(
         help="oprf: accept a server in unverifiable OPRF mode (no DLEQ proofs)")] = False,
+    allow_server_learns: Annotated[bool, typer.Option(
+        help="he: accept server-learns, which protects the hash against a semi-honest server only")] = False,
 ) -> None:
     """Scan images against a server; one JSON line per image."""
     if protocol == "tpsi" and not account:
@@ -424,9 +425,10 @@ def scan(
     cache = cache_dir or Path.home() / ".cache" / "blindmatch"
     # only the flags the user changed: a protocol rejects options it does not take (OptionError)
     given = {"probe_bits": (probe_bits, 0), "mode": (mode, "client-learns"),
-             "allow_unverified": (allow_unverified, False)}
+             "allow_unverified": (allow_unverified, False),
+             "allow_server_learns": (allow_server_learns, False)}
     options = {k: v for k, (v, default) in given.items() if v != default}
-    failed = scan_paths(server, protocol, paths, algo, options, account, ad, cache, min_quality)
+    failed = scan_paths(server, protocol, paths, algo, options, account, ad, cache, min_quality, batch_size)
     if failed:
         raise typer.Exit(1)
 

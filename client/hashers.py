@@ -26,6 +26,7 @@ __all__ = [
     "PDQ_MIN_QUALITY",
     "HashedImage",
     "hash_bytes",
+    "hash_dihedral",
     "hash_file",
     "hash_image",
 ]
@@ -74,14 +75,19 @@ def hash_image(img: Image.Image, algo: str = "pdq", dihedral: bool = False) -> H
     if a.name in ("phash", "dhash"):
         fn = imagehash.phash if a.name == "phash" else imagehash.dhash
         hv = a.from_bits(fn(img).hash.reshape(-1).astype(np.uint8))
-        dih = None
-        if dihedral:
-            dih = tuple(
-                a.from_bits(fn(_dihedral(img, k)).hash.reshape(-1).astype(np.uint8))
-                for k in range(8)
-            )
+        dih = tuple(h.hash for h in hash_dihedral(img, a.name)) if dihedral else None
         return HashedImage(hv, None, None, dih)
     raise ValueError("sha256 hashes file bytes; use hash_bytes or hash_file")
+
+
+def hash_dihedral(img: Image.Image, algo: str = "pdq") -> tuple[HashedImage, ...]:
+    """The 8 rotations/flips of ``img``, identity first, each hashed on its own.
+
+    Unlike ``HashedImage.dihedral`` (PDQ's one-pass dihedral hashes), every
+    entry carries its own quality and float values, so multi-probe can run on
+    each orientation.
+    """
+    return tuple(hash_image(_dihedral(img, k), algo) for k in range(8))
 
 
 def _dihedral(img: Image.Image, k: int) -> Image.Image:

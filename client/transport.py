@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import httpx
 from blindmatch.protocol import BlindmatchError, Transport, TransportReply
 
-__all__ = ["HttpTransport", "ServerError"]
+__all__ = ["HttpTransport", "ServerError", "ServerUnreachableError"]
 
 
 class ServerError(BlindmatchError):
@@ -23,6 +23,13 @@ class ServerError(BlindmatchError):
         self.code = code
         self.http_status = status
         self.retry_after: str | None = None
+
+
+class ServerUnreachableError(ServerError):
+    """No HTTP answer at all: refused, reset, timed out, or not HTTP (status 0)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(0, "transport_error", detail)
 
 
 class HttpTransport(Transport):
@@ -52,7 +59,7 @@ class HttpTransport(Transport):
         try:
             r = self._client.request(method, self._prefix + path, content=body, headers=hdrs)
         except httpx.HTTPError as e:
-            raise ServerError(0, "transport_error", f"{type(e).__name__}: {e}") from None
+            raise ServerUnreachableError(f"{type(e).__name__}: {e}") from None
         self.bytes_up += len(body)
         self.bytes_down += len(r.content)
         if r.status_code >= 400:

@@ -143,7 +143,7 @@ SERVER_OPTIONS: dict[str, dict[str, Any]] = {
 CLIENT_VARIANTS: tuple[dict[str, Any], ...] = (
     {},
     {"probe_bits": 2},
-    {"mode": "server-learns"},
+    {"mode": "server-learns", "allow_server_learns": True},
 )
 
 

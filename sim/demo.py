@@ -10,8 +10,8 @@ import io
 import tempfile
 from pathlib import Path
 
-from blindmatch.client import HttpTransport, hash_bytes
-from blindmatch.protocol import REGISTRY, Query
+from blindmatch.client import ScanItem, Scanner, hash_bytes
+from blindmatch.protocol import REGISTRY
 from blindmatch.server import LiveServer, SetDir
 from PIL import Image
 from rich.console import Console
@@ -48,24 +48,21 @@ def run_demo(out: Path, images: int = 24, seed: int = 1, build_only: bool = Fals
         LiveServer(set_dir, env={"BLINDMATCH_TPSI_THRESHOLD": "3"}) as srv,
         tempfile.TemporaryDirectory() as cache,
     ):
+        samples = [
+            *[("known", k, True) for k in known[:3]],
+            *[("unknown", u, False) for u in unknown[:3]],
+        ]
+        items = [ScanItem(_jpeg(img, 90), img_name, img_name.encode()) for _, (img_name, img), _ in samples]
         for name in protocols:
-            proto = REGISTRY[name]
-            client = proto.new_client(sd.algo, Path(cache) / name, {"probe_bits": 0})
-            tr = HttpTransport(srv.url, name, client_id="demo-account")
-            for label, (img_name, img), truth in [
-                *[("known", k, True) for k in known[:3]],
-                *[("unknown", u, False) for u in unknown[:3]],
-            ]:
-                h = hash_bytes(_jpeg(img, 90))
-                q = Query(h.hash, h.float_values, h.quality, "demo-account", img_name.encode())
-                r = client.scan(q, tr)
-                table.add_row(
-                    name, f"{img_name} ({label})", str(truth),
-                    "—" if r.matched is None else str(r.matched),
-                    "" if r.distance is None else str(r.distance),
-                    f"{r.crypto_ms:.2f}", str(r.bytes_up), str(r.bytes_down),
-                )
-            tr.close()
+            with Scanner(srv.url, name, algo=sd.algo, account="demo-account", cache_dir=Path(cache) / name,
+                         min_quality=0, batch_size=1, strict=True) as scanner:
+                for (label, _, truth), v in zip(samples, scanner.iter_scan(items), strict=True):
+                    table.add_row(
+                        name, f"{v.name} ({label})", str(truth),
+                        "—" if v.matched is None else str(v.matched),
+                        "" if v.distance is None else str(v.distance),
+                        f"{v.crypto_ms:.2f}", str(v.bytes_up), str(v.bytes_down),
+                    )
     console.print(table)
     console.print("'—' means the client cannot know (server-learns protocols).")
 

@@ -15,6 +15,8 @@ import pytest
 from blindmatch.protocol import HammingIndex, HashAlgo, HashSet, HashValue, get_algo, get_protocol
 from blindmatch.protocol.he import HEServer
 
+SERVER_LEARNS = {"mode": "server-learns", "allow_server_learns": True}  # the mode is opt-in
+
 
 def random_set(algo: str, n: int, seed: int) -> HashSet:
     a = get_algo(algo)

@@ -53,7 +53,7 @@ from blindmatch.protocol.he._messages import (
     key_digest,
 )
 
-from .he_helpers import at_distance, far_from, open_server, random_set
+from .he_helpers import SERVER_LEARNS, at_distance, far_from, open_server, random_set
 
 T = 65537
 
@@ -164,7 +164,7 @@ def test_server_learns_client_view_is_uniform(phash, tmp_path: Path) -> None:
     """v_j = ρ_j·P + m_j: the client's decryptions look the same for member and non-member."""
     hs, srv = phash
     rng = np.random.default_rng(9)
-    client = get_protocol("he").new_client(hs.algo, tmp_path, {"mode": "server-learns"})
+    client = get_protocol("he").new_client(hs.algo, tmp_path, SERVER_LEARNS)
     tr = Spy(srv)
     views = []
     for q in (hs.value(1), far_from(hs, rng, 16)):
@@ -263,7 +263,7 @@ def test_bad_psi_messages(phash, tmp_path: Path) -> None:
         tr.post("psi", PsiMessage(bytes(16), bytes(32), bytes(32)).to_bytes())
     with pytest.raises(LengthError):
         tr.post("psi", PsiMessage(bytes(15), bytes(32), bytes(32)).to_bytes())
-    client = get_protocol("he").new_client(hs.algo, tmp_path, {"mode": "server-learns"})
+    client = get_protocol("he").new_client(hs.algo, tmp_path, SERVER_LEARNS)
     spy = Spy(srv)
     client.scan(Query(hs.value(0)), spy)  # consumes its own session
     res = ResultMessage.from_bytes(spy.last, 16384, 64)
@@ -373,3 +373,22 @@ def test_params_etag(phash) -> None:
     assert first.status == 200 and again.status == 304 and again.body == b""
     assert ParamsMessage.from_bytes(first.body).radius == 10
     assert get_algo("phash").default_threshold == 10
+
+
+def test_params_golden_bytes() -> None:
+    """he params, type 7 (psi_slots added); the type-1 encoding before it fails closed."""
+    m = ParamsMessage(1, 3, 10, 64, 8, 3, True, 16384, 65537, (2, 3), 1, ((0, 1), (2, 3)), 256)
+    core = (
+        "0000000a0103000a00400008030100"  # param set, algo, r, bits, baby, modes, LSH flag
+        "00001d00004000000000000001000102000000000000000200000000000000030000000400000001"
+        "000000060202000102030000000400000100"
+    )
+    assert m.to_bytes().hex() == "01040705" + core
+    assert ParamsMessage.from_bytes(m.to_bytes()) == m
+    # type 1 (until the server-learns slot cap): same first four fields, no psi_slots
+    v1 = bytes.fromhex(
+        "010401040000000a0103000a0040000803010000001d0000400000000000000100010200000000000000"
+        "020000000000000003000000040000000100000006020200010203"
+    )
+    with pytest.raises(DecodeError):
+        ParamsMessage.from_bytes(v1)

@@ -204,7 +204,7 @@ def test_debug_logs_contain_no_key_material(tmp_path: Path, secret_log: list[Pat
     proc, url = _start_debug_server(set_dir, log, env)
     try:
         for name, proto in sorted(REGISTRY.items()):
-            for opts in ({}, {"mode": "server-learns"}):
+            for opts in ({}, {"mode": "server-learns", "allow_server_learns": True}):
                 try:
                     client = proto.new_client(hs.algo, tmp_path / "cache" / name, opts)
                 except BlindmatchError:

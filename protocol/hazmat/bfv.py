@@ -59,7 +59,9 @@ __all__ = [
     "check_seal_blob",
     "galois_elt",
     "get_param_set",
+    "new_ciphertext",
     "param_set_by_id",
+    "public_encryptor",
 ]
 
 FLOOD_STAT_BITS = 40  # statistical security of noise flooding, in bits
@@ -463,3 +465,13 @@ class KeyMaterial:
         pt = seal.Plaintext()
         dec.decrypt(ct, pt)
         return self.bfv.decode(pt), budget
+
+
+def new_ciphertext() -> Any:
+    """An empty SEAL ciphertext for an evaluator to write into (SEAL's out-parameter style)."""
+    return seal.Ciphertext()
+
+
+def public_encryptor(bfv: Bfv, public_key: Any) -> Any:
+    """An encryptor under a client's public key: the server's masks and noise flooding."""
+    return seal.Encryptor(bfv.context, public_key)

@@ -48,10 +48,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import tenseal.sealapi as seal
 
 from ..errors import ParameterError
-from ..hazmat.bfv import Bfv, EvalKeys
+from ..hazmat.bfv import Bfv, EvalKeys, new_ciphertext, public_encryptor
 
 __all__ = [
     "NOISE_MARGIN_BITS",
@@ -148,6 +147,7 @@ class Timings:
     diag_mult_s: float = 0.0
     giant_s: float = 0.0
     poly_s: float = 0.0
+    binarity_s: float = 0.0
     finish_s: float = 0.0
     products: int = 0
     rotations: int = 0
@@ -166,8 +166,10 @@ class QueryEvaluator:
     keys: EvalKeys
     query: Any
     probe: Probe | None = None
+    check_binary: bool = True
     timings: Timings = field(default_factory=Timings)
     _baby: list[Any] = field(default_factory=list, repr=False)
+    _binarity: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.spec.check_fits(self.bfv)
@@ -177,30 +179,72 @@ class QueryEvaluator:
         rows: list[Any] = []
         for j in range(self.spec.baby):
             if j:
-                nxt = seal.Ciphertext()
+                nxt = new_ciphertext()
                 ev.rotate_rows(cur, 1, self.keys.galois, nxt)
                 cur = nxt
                 self.timings.rotations += 1
-            ntt = seal.Ciphertext()
+            ntt = new_ciphertext()
             ev.transform_to_ntt(cur, ntt)
             rows.append(ntt)
         self._baby = rows
-        self._encryptor = seal.Encryptor(self.bfv.context, self.keys.public)
+        self._encryptor = public_encryptor(self.bfv, self.keys.public)
         self.timings.baby_s += time.perf_counter() - t0
+        if self.check_binary:
+            self._binarity = self.binarity()
+
+    # -- stage 0: B = Σ_i σ_i·x_i(x_i − 1) in every slot, once per query ---------------
+    def binarity(self) -> Any:
+        """Encrypted B, 0 for a 0/1 query and, otherwise, 0 only with probability 1/t.
+
+        σ is fresh and uniform per query and repeats with period ``bits``, so the sum
+        over any ``bits`` consecutive slots of σ ⊙ (X² − X) is B in every slot of a
+        replicated query (baby steps of 1, giant steps of b: the circuit's own keys).
+        """
+        t0 = time.perf_counter()
+        spec, bfv, ev = self.spec, self.bfv, self.bfv.evaluator
+        y = new_ciphertext()
+        ev.square(self.query, y)
+        ev.relinearize_inplace(y, self.keys.relin)
+        ev.sub_inplace(y, self.query)
+        sigma = uniform_mod(spec.bits, bfv.params.plain_modulus)
+        ev.multiply_plain_inplace(y, bfv.encode(np.tile(sigma, bfv.params.slots // spec.bits)))
+        acc = y
+        for step, count in ((1, spec.baby), (spec.baby, spec.giant)):
+            cur, total = acc, acc
+            for _ in range(count - 1):
+                nxt, out = new_ciphertext(), new_ciphertext()
+                ev.rotate_rows(cur, step, self.keys.galois, nxt)
+                ev.add(total, nxt, out)
+                cur, total = nxt, out
+                self.timings.rotations += 1
+            acc = total
+        self.timings.ct_mults += 1
+        self.timings.binarity_s += time.perf_counter() - t0
+        self._probe("binarity", acc)
+        return acc
 
     # -- stage 1: w = 2·HD − r in every slot ---------------------------------
     def distances(self, bits_rows: npt.NDArray[np.uint8], real: npt.NDArray[np.bool_]) -> Any:
         """Encrypted w for N slots; ``bits_rows`` is (N, bits) 0/1, ``real`` marks set entries."""
-        spec, bfv, ev = self.spec, self.bfv, self.bfv.evaluator
-        n, row = bfv.params.slots, bfv.params.row
+        spec, n = self.spec, self.bfv.params.slots
         if bits_rows.shape != (n, spec.bits) or real.shape != (n,):
             raise ValueError("group input has the wrong shape")
-        t0 = time.perf_counter()
         a = (2 - 4 * bits_rows.astype(np.int64)) * real[:, None]
+        const = np.where(real, 2 * bits_rows.sum(axis=1, dtype=np.int64) - spec.radius, spec.pad_w)
+        acc = self.linear(a, const)
+        self._probe("distance", acc)
+        return acc
+
+    def linear(self, a: npt.NDArray[np.int64], const: npt.NDArray[np.int64]) -> Any:
+        """Encrypted ``a @ x + const`` in every slot, for an (N, bits) plaintext matrix ``a``."""
+        spec, bfv, ev = self.spec, self.bfv, self.bfv.evaluator
+        n, row = bfv.params.slots, bfv.params.row
+        if a.shape != (n, spec.bits) or const.shape != (n,):
+            raise ValueError("linear form has the wrong shape")
+        t0 = time.perf_counter()
         s = np.arange(n)
         cols = (s[None, :] + np.arange(spec.bits)[:, None]) % spec.bits
         diag = a[s[None, :], cols]  # (bits, N): diag[k, s] = A[s, (s+k) mod bits]
-        const = np.where(real, 2 * bits_rows.sum(axis=1, dtype=np.int64) - spec.radius, spec.pad_w)
         self.timings.diag_encode_s += time.perf_counter() - t0
         parms = self._baby[0].parms_id()
         acc: Any = None
@@ -212,7 +256,7 @@ class QueryEvaluator:
                 d = np.roll(diag[k].reshape(2, row), g * spec.baby, axis=1).reshape(-1)
                 pt = bfv.encode_ntt(d, parms)
                 t2 = time.perf_counter()
-                prod = seal.Ciphertext()
+                prod = new_ciphertext()
                 ev.multiply_plain(self._baby[j], pt, prod)
                 if inner is None:
                     inner = prod
@@ -223,19 +267,18 @@ class QueryEvaluator:
                 self.timings.diag_mult_s += t3 - t2
                 self.timings.products += 1
             t4 = time.perf_counter()
-            part = seal.Ciphertext()
+            part = new_ciphertext()
             ev.transform_from_ntt(inner, part)
             if acc is None:
                 acc = part
             else:
-                rot = seal.Ciphertext()
+                rot = new_ciphertext()
                 ev.rotate_rows(acc, spec.baby, self.keys.galois, rot)
                 ev.add_inplace(rot, part)
                 acc = rot
                 self.timings.rotations += 1
             self.timings.giant_s += time.perf_counter() - t4
         ev.add_plain_inplace(acc, bfv.encode(const))
-        self._probe("distance", acc)
         return acc
 
     # -- stage 2: P(w), zero iff d ≤ r ----------------------------------------
@@ -245,12 +288,12 @@ class QueryEvaluator:
         leaves: list[tuple[int, int, Any]] = []
         roots = self.spec.roots_squared()
         if roots:
-            v = seal.Ciphertext()
+            v = new_ciphertext()
             ev.square(w, v)
             ev.relinearize_inplace(v, rk)
             self.timings.ct_mults += 1
             for j2 in roots:
-                f = seal.Ciphertext()
+                f = new_ciphertext()
                 ev.sub_plain(v, self.bfv.constant(j2), f)
                 leaves.append((1, len(leaves), f))
         if self.spec.radius % 2 == 0:
@@ -260,7 +303,7 @@ class QueryEvaluator:
         while len(leaves) > 1:
             da, _, a = heapq.heappop(leaves)
             db, _, b = heapq.heappop(leaves)
-            out = seal.Ciphertext()
+            out = new_ciphertext()
             ev.multiply(a, b, out)
             ev.relinearize_inplace(out, rk)
             self.timings.ct_mults += 1
@@ -280,13 +323,19 @@ class QueryEvaluator:
         bfv, ev = self.bfv, self.bfv.evaluator
         if np.any(rho % bfv.params.plain_modulus == 0):
             raise ValueError("rho must be invertible mod t")
-        z = seal.Ciphertext()
+        z = new_ciphertext()
         ev.multiply_plain(p, bfv.encode(rho), z)
+        if self._binarity is not None:
+            # + τ ⊙ B, τ uniform per slot: uniform slots unless the query is 0/1 (then B = 0)
+            tau = uniform_mod(bfv.params.slots, bfv.params.plain_modulus)
+            noise = new_ciphertext()
+            ev.multiply_plain(self._binarity, bfv.encode(tau), noise)
+            ev.add_inplace(z, noise)
         self._probe("masked", z)
         if add_mask is not None:
             ev.add_plain_inplace(z, bfv.encode(add_mask))
         ev.mod_switch_to_inplace(z, bfv.output_parms_id)
-        zero = seal.Ciphertext()
+        zero = new_ciphertext()
         self._encryptor.encrypt_zero(bfv.output_parms_id, zero)
         ev.add_inplace(z, zero)
         self._probe("before_flood", z)

@@ -5,6 +5,7 @@ editing a file other helpers also touch; each class subclasses the shared branch
 it belongs to, so the HTTP and CLI edges map them without knowing they exist::
 
     DecodeError   ── KeysRejectedError       SEAL refused the evaluation keys
+                  ── PsiSlotsError           a server-learns reply claims more PSI slots than allowed
     InputError    ── UnknownKeysError (409), WrongParametersError, ModeNotAllowedError,
                      UnknownSessionError
     CryptoError   ── NoiseBudgetError        a result ciphertext is past its noise budget
@@ -20,6 +21,7 @@ __all__ = [
     "KeysRejectedError",
     "ModeNotAllowedError",
     "NoiseBudgetError",
+    "PsiSlotsError",
     "UnknownKeysError",
     "UnknownSessionError",
     "WorkerCrashedError",
@@ -41,6 +43,16 @@ class KeysRejectedError(DecodeError):
     """SEAL refused the uploaded evaluation keys (the server forgets them)."""
 
     code = "bad_keys"
+
+
+class PsiSlotsError(DecodeError):
+    """A server-learns reply claims more PSI slots than the server's parameters allow.
+
+    Each slot the client serves can carry a bit of its hash to a malicious server, so
+    the client refuses before any group operation.
+    """
+
+    code = "psi_slots_exceeded"
 
 
 class WrongParametersError(InputError):

@@ -33,7 +33,10 @@ __all__ = [
 ]
 
 PROTOCOL_ID = 4
-MSG_PARAMS, MSG_QUERY, MSG_RESULT, MSG_PSI, MSG_PSI_ACK, MSG_KEYS = 1, 2, 3, 4, 5, 6
+MSG_QUERY, MSG_RESULT, MSG_PSI, MSG_PSI_ACK, MSG_KEYS = 2, 3, 4, 5, 6
+# Params gained ``psi_slots`` (the client's cap on server-learns slots): type 7.
+# Type 1, the params message without it, is retired and fails closed.
+MSG_PARAMS_V1, MSG_PARAMS = 1, 7
 MODE_CLIENT, MODE_SERVER = 1, 2
 DOMAIN = b"blindmatch-he-v1"
 SID_BYTES = 16
@@ -66,6 +69,7 @@ class ParamsMessage:
     primes: tuple[int, ...]
     groups: int  # ⌈set size / N⌉: the number of result ciphertexts of a full scan
     lsh_positions: tuple[tuple[int, ...], ...]
+    psi_slots: int = 0  # server-learns: the most PSI slots any query is answered with (0: not offered)
 
     def to_bytes(self) -> bytes:
         core = _CORE.pack(
@@ -79,13 +83,14 @@ class ParamsMessage:
             k, n = len(self.lsh_positions[0]), len(self.lsh_positions)
             lsh = bytes([k, n]) + bytes(p for row in self.lsh_positions for p in row)
         return encode_fields(
-            PROTOCOL_ID, MSG_PARAMS, [core, bfv, struct.pack(">I", self.groups), lsh]
+            PROTOCOL_ID, MSG_PARAMS,
+            [core, bfv, struct.pack(">I", self.groups), lsh, struct.pack(">I", self.psi_slots)],
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ParamsMessage:
-        core, bfv, groups, lsh = decode_fields(data, PROTOCOL_ID, MSG_PARAMS, 4, max_field=4096)
-        if len(core) != _CORE.size or len(groups) != 4 or len(bfv) < 13:
+        core, bfv, groups, lsh, psi = decode_fields(data, PROTOCOL_ID, MSG_PARAMS, 5, max_field=4096)
+        if len(core) != _CORE.size or len(groups) != 4 or len(bfv) < 13 or len(psi) != 4:
             raise LengthError("malformed he params")
         ps, algo, radius, bits, baby, modes, lsh_flag = _CORE.unpack(core)
         n, t, count = struct.unpack_from(">IQB", bfv, 0)
@@ -102,7 +107,7 @@ class ParamsMessage:
             raise DecodeError("malformed he params: LSH flag")
         return cls(
             ps, algo, radius, bits, baby, modes, bool(lsh_flag), n, t, primes,
-            struct.unpack(">I", groups)[0], positions,
+            struct.unpack(">I", groups)[0], positions, struct.unpack(">I", psi)[0],
         )
 
 

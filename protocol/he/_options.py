@@ -68,8 +68,13 @@ class HEClientOptions(Options):
     mode: Literal["client-learns", "server-learns"] = option(
         "client-learns", "who learns the verdict: the client, or the server (DH-PSI step)"
     )
+    allow_server_learns: bool = option(
+        False, "accept server-learns, which hides the hash from a semi-honest server only"
+    )
+    max_psi_slots: int = option(1 << 16, "refuse server-learns over more PSI slots (each can leak a bit)")
     bucketed: bool = option(False, "query only the LSH candidates (reveals the sampled bits)")
     max_groups: int = option(4096, "refuse a server whose set needs more result ciphertexts")
 
     def check(self) -> None:
         _at_least("max_groups", self.max_groups, 1)
+        _at_least("max_psi_slots", self.max_psi_slots, 1)

@@ -77,6 +77,7 @@ from ._errors import (
     KeysRejectedError,
     ModeNotAllowedError,
     NoiseBudgetError,
+    PsiSlotsError,
     UnknownKeysError,
     UnknownSessionError,
     WorkerCrashedError,
@@ -112,6 +113,7 @@ __all__ = [
     "KeysRejectedError",
     "ModeNotAllowedError",
     "NoiseBudgetError",
+    "PsiSlotsError",
     "UnknownKeysError",
     "UnknownSessionError",
     "Verdict",
@@ -227,6 +229,9 @@ class HEServer(ServerHalf):
             k, tables = _default_lsh(algo)
             self.lsh = LshIndex(self._lsh_params(o.lsh_k or k, o.lsh_tables or tables), set_bits)
         self.groups = max(1, math.ceil(len(hashes) / self.params.slots))
+        self.psi_slots = 0  # the cap a server-learns client enforces; every honest reply is within it
+        if MODE_SERVER in self.modes:
+            self.psi_slots = min(self._psi_used(len(hashes)), self.psi_max_slots)
         workers = o.workers or os.cpu_count() or 1
         memory_mb = o.worker_memory_mb
         self.pool = WorkerPool(str(self._write_set()), workers, memory_mb)
@@ -241,7 +246,8 @@ class HEServer(ServerHalf):
     # -- set-up --------------------------------------------------------------------
     def _noise_check(self, force: bool) -> NoiseReport:
         """Run the full circuit once per (parameters, circuit shape); cache the report."""
-        fp = f"{self.params.name}|{self.spec.bits}|{self.spec.radius}|{self.spec.baby}"
+        # "binarity": the circuit with the binarity check; reports cached before it are re-run
+        fp = f"{self.params.name}|{self.spec.bits}|{self.spec.radius}|{self.spec.baby}|binarity"
         path = self.state_dir / "noise-check.json"
         cached: dict[str, Any] = {}
         if path.exists() and not force:
@@ -304,7 +310,13 @@ class HEServer(ServerHalf):
             primes=self.bfv.primes,
             groups=self.groups,
             lsh_positions=self.lsh.params.positions if self.lsh else (),
+            psi_slots=self.psi_slots,
         )
+
+    def _psi_used(self, candidates: int) -> int:
+        """PSI slots of a server-learns scan: candidates rounded up to ``psi_pad``, within the groups."""
+        groups = max(1, math.ceil(candidates / self.params.slots))
+        return min(groups * self.params.slots, max(1, math.ceil(candidates / self.psi_pad)) * self.psi_pad)
 
     # -- endpoints -------------------------------------------------------------------
     def endpoints(self) -> Sequence[Endpoint]:
@@ -395,7 +407,7 @@ class HEServer(ServerHalf):
         used = 0
         sid, scalar = b"", b""
         if server_learns:
-            used = min(groups * n, max(1, math.ceil(candidates.size / self.psi_pad)) * self.psi_pad)
+            used = self._psi_used(int(candidates.size))
             if used > self.psi_max_slots:
                 raise InputError(
                     f"server-learns over {candidates.size} entries exceeds the DH-PSI cap "
@@ -434,8 +446,8 @@ class HEServer(ServerHalf):
     def _stats(
         self, results: list[JobResult], candidates: int, groups: int, eval_s: float, t0: float, bucketed: bool
     ) -> dict[str, Any]:
-        keys = ("baby_s", "diag_encode_s", "diag_mult_s", "giant_s", "poly_s", "finish_s", "load_s",
-                "psi_s", "cpu_s", "products", "rotations", "ct_mults")
+        keys = ("baby_s", "binarity_s", "diag_encode_s", "diag_mult_s", "giant_s", "poly_s", "finish_s",
+                "load_s", "psi_s", "cpu_s", "products", "rotations", "ct_mults")
         total = {k: sum(r.timings.get(k, 0.0) for r in results) for k in keys}
         return {
             "candidates": int(candidates), "groups": groups, "jobs": len(results), "bucketed": bucketed,
@@ -491,13 +503,28 @@ class HEServer(ServerHalf):
 
 
 class HEClient(ClientHalf):
-    """Encrypts under its own BFV key; decrypts the zero test (or runs the DH-PSI)."""
+    """Encrypts under its own BFV key; decrypts the zero test (or runs the DH-PSI).
+
+    Keys are separated by mode. Client-learns keys persist in the cache directory;
+    server-learns keys live in memory for this client object only, so nothing ever
+    encrypted under a client-learns key (or in an earlier session) is decrypted and
+    fed to the PSI on a server's behalf. Server-learns is opt-in
+    (``allow_server_learns``): a malicious server can make each PSI slot answer one
+    question about the hash, so the client caps the slots at the ``psi_slots`` the
+    server's parameters announce (and ``max_psi_slots``).
+    """
 
     def __init__(self, algo: HashAlgo, cache_dir: Path | None, options: HEClientOptions) -> None:
         self.algo = algo
         self.mode = MODES[options.mode]
+        if self.mode == MODE_SERVER and not options.allow_server_learns:
+            raise ModeNotAllowedError(
+                "he server-learns protects the hash against a semi-honest server only (a malicious "
+                "one reads up to one bit per PSI slot per query); pass allow_server_learns to opt in"
+            )
         self.bucketed = options.bucketed
         self.max_groups = options.max_groups
+        self.max_psi_slots = options.max_psi_slots
         self.cache_dir = Path(cache_dir) / "he" if cache_dir is not None else None
         self._params: ParamsMessage | None = None
         self._etag: str | None = None
@@ -537,6 +564,12 @@ class HEClient(ClientHalf):
             raise ParameterError(f"server set needs {p.groups} result ciphertexts (cap {self.max_groups})")
         if not p.modes & (1 << (self.mode - 1)):
             raise ModeNotAllowedError("the server does not offer this mode")
+        if p.psi_slots > p.groups * p.poly_degree or (p.modes & 2) != (2 if p.psi_slots else 0):
+            raise ParameterError("server's PSI slot count does not fit its parameters")
+        if self.mode == MODE_SERVER and p.psi_slots > self.max_psi_slots:
+            raise ParameterError(
+                f"server-learns over {p.psi_slots} PSI slots exceeds this client's cap ({self.max_psi_slots})"
+            )
         if self.bucketed and not p.lsh_offered:
             raise ModeNotAllowedError("the server does not offer bucketed queries")
         if p.lsh_positions:
@@ -548,8 +581,10 @@ class HEClient(ClientHalf):
             return self._keys
         assert self._bfv is not None
         bfv = self._bfv
-        tag = f"{bfv.params.name}-steps{'-'.join(map(str, steps)) or '0'}"
-        d = self.cache_dir / tag if self.cache_dir else None
+        # client-learns keys only (the tag names the mode, so keys cached before modes were
+        # separated, which may have served server-learns, are never picked up again)
+        tag = f"client-learns-{bfv.params.name}-steps{'-'.join(map(str, steps)) or '0'}"
+        d = self.cache_dir / tag if self.cache_dir and self.mode == MODE_CLIENT else None
         keys: KeyMaterial | None = None
         if d is not None and (d / "secret.key").exists():
             try:
@@ -609,6 +644,8 @@ class HEClient(ClientHalf):
         res = ResultMessage.from_bytes(rep.body, bfv.params.poly_degree, p.groups)
         if res.mode != self.mode or res.primes != bfv.params.output_primes:
             raise DecodeError("result does not answer this query")
+        if res.used_slots > p.psi_slots:
+            raise PsiSlotsError(f"reply claims {res.used_slots} PSI slots; parameters allow {p.psi_slots}")
         cts = res.ciphertexts(bfv.params.poly_degree)
         slots: list[npt.NDArray[np.int64]] = []
         for g in range(res.groups):
@@ -677,16 +714,18 @@ class HE(Protocol):
     client_options_type = HEClientOptions
     leakage = Leakage(
         client=(
-            "client-learns: the number of set entries within distance r of its hash (0 = no match)",
+            "client-learns: the number of set entries within distance r of its hash (0 = no match); "
+            "a client sending non-binary bits gets uniform noise (binarity check, fails w.p. 1/t)",
             "the number of result ciphertexts, ⌈set size / 16384⌉ (⌈candidates / 16384⌉ if bucketed)",
-            "server-learns: nothing about the verdict; the PSI slot count (set or candidate count "
-            "rounded up to psi_pad)",
+            "server-learns: nothing about the verdict; the PSI slot cap (set size rounded up to "
+            "psi_pad, announced in the parameters)",
         ),
         server=(
-            "client-learns: nothing about the hash or the verdict (BFV IND-CPA); which evaluation "
-            "keys (a per-client pseudonym) and when",
-            "server-learns: the number of set entries within distance r (the verdict), nothing more "
-            "against a semi-honest server",
+            "client-learns: nothing about the hash or the verdict (BFV IND-CPA), even if malicious; "
+            "which evaluation keys (a per-client pseudonym) and when",
+            "server-learns (opt-in): the number of set entries within distance r (the verdict), "
+            "nothing more if semi-honest; a malicious server reads up to one bit of the hash per "
+            "PSI slot per query (the slot cap U = set size rounded up to 256), plus one",
             "bucketed queries: the client's bits at the LSH-sampled positions (k·L bits, e.g. 48 of 256)",
         ),
         network=("with TLS: sizes (query ~0.8 MB, ~19 MB on first use with keys; ~0.5 MB per "
@@ -762,7 +801,7 @@ class HE(Protocol):
             ps.set_id, ALGO_IDS[algo.name], algo.default_threshold, algo.bits,
             default_baby_step(algo.bits), 3, True, ps.poly_degree, ps.plain_modulus,
             tuple([0] * len(ps.coeff_bits)), max(1, math.ceil(set_size / ps.slots)),
-            tuple(tuple(range(k)) for _ in range(tables)),
+            tuple(tuple(range(k)) for _ in range(tables)), 1,
         )
         return len(msg.to_bytes())
 

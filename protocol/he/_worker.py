@@ -136,6 +136,23 @@ def _rows(entries: npt.NDArray[np.int64], bits: int) -> tuple[npt.NDArray[np.uin
     return rows, real
 
 
+def _near_memory_cap(headroom: int) -> bool:
+    """True when this worker's address space peaked within ``headroom`` bytes of RLIMIT_AS.
+
+    SEAL's loaders turn a failed allocation inside their stream into "I/O error",
+    the same words as for a corrupt blob; a peak at the cap tells the two apart.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return False
+    try:
+        with open("/proc/self/status") as f:
+            peak = next((int(line.split()[1]) * 1024 for line in f if line.startswith("VmPeak:")), 0)
+    except OSError:
+        return False
+    return peak + headroom >= soft
+
+
 def _evaluate(job: Job) -> JobResult:
     t_cpu, t_wall = time.process_time(), time.perf_counter()
     bfv = _bfv(job.param_set)
@@ -144,6 +161,8 @@ def _evaluate(job: Job) -> JobResult:
     try:
         keys = _keys(bfv, job, spec)
     except DecodeError as e:
+        if _near_memory_cap(2 * len(job.keys) + (16 << 20)):
+            return JobResult(error=("memory", "worker memory limit reached while loading keys"))
         return JobResult(error=("keys", e.detail))
     query = bfv.load_ciphertext(job.ciphertext)
     load_s = time.perf_counter() - t0

@@ -25,13 +25,13 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from blindmatch.client import get_algo, hash_bytes
-from blindmatch.protocol import BlindmatchError, ClientHalf, HashAlgo, Protocol, ScanResult, Transport
+from blindmatch.client import Scanner, get_algo, hash_bytes
+from blindmatch.protocol import BlindmatchError, HashAlgo, Protocol
 from PIL import Image
 
 from blindmatch.corpus import generate_image
@@ -42,7 +42,7 @@ from ..decide.variants import Variant
 from ..machine import tree_cpu_seconds
 from ..stats import percentiles
 from ..verify.checks import sim_queries
-from ..verify.oracle import Session, SimQuery, http_session, local_session
+from ..verify.oracle import MeteredTransport, Session, SimQuery, http_session, local_session
 
 __all__ = ["cost_queries", "hash_cost_12mp", "measure_protocol", "measure_variant"]
 
@@ -56,20 +56,9 @@ def _summary(values: list[float]) -> dict[str, float]:
     return {"mean": float(a.mean()), **percentiles(a)}
 
 
-def _scan_image(
-    client: ClientHalf,
-    q: SimQuery,
-    variant: Variant,
-    algo: HashAlgo,
-    account: str,
-    ad: bytes,
-    tr: Transport,
-) -> ScanResult:
-    """One image as the variant sends it (8 scans for a dihedral variant); crypto time summed."""
-    results = [client.scan(s.to_query(algo, account, ad), tr) for s in q.scans(variant)]
-    if len(results) == 1:
-        return results[0]
-    return replace(results[0], crypto_ms=sum(r.crypto_ms for r in results))
+def _scan_image(scanner: Scanner, q: SimQuery, variant: Variant, algo: HashAlgo, ad: bytes) -> float:
+    """One image as the variant sends it (8 scans for a dihedral variant); its crypto time."""
+    return sum(scanner.scan_one(s.to_item(algo, ad)).crypto_ms for s in q.scans(variant))
 
 
 def measure_variant(
@@ -95,46 +84,32 @@ def measure_variant(
         "predicted_download_bytes": int(sess.proto.download_bytes(len(sess.set_dir.hashes), algo)),
     }
     try:
-        client = sess.proto.new_client(algo, cache_dir, variant.client_options_for(algo))
-        tr = sess.transport(account)
-        # cold: the first query pays the one-time download
-        q0 = queries[0]
-        t0, c0 = time.perf_counter(), time.process_time()
-        r0 = _scan_image(client, q0, variant, algo, account, b"bmsim-cost-cold", tr)
-        out["cold"] = {
-            "wall_ms": (time.perf_counter() - t0) * 1000,
-            "client_cpu_ms": (time.process_time() - c0) * 1000,
-            "bytes_up": tr.bytes_up,
-            "bytes_down": tr.bytes_down,
-            "requests": tr.requests,
-            "crypto_ms": r0.crypto_ms,
-        }
-        wall, crypto, client_cpu, server_ms, up, down, reqs = [], [], [], [], [], [], []
-        pid = sess.pid
-        me = os.getpid()
-        srv0 = tree_cpu_seconds(pid) if pid else tree_cpu_seconds(me, include_root=False)
-        start = time.perf_counter()
-        i = 0
-        while i < max_queries and (i < min_queries or time.perf_counter() - start < budget_s):
-            q = queries[(i + 1) % len(queries)]
-            u0, d0, n0, h0 = tr.bytes_up, tr.bytes_down, tr.requests, tr.handler_cpu_s
-            t0, c0 = time.perf_counter(), time.process_time()
-            r = _scan_image(client, q, variant, algo, account, f"bmsim-cost-{i}".encode(), tr)
-            c1, t1 = time.process_time(), time.perf_counter()
-            h = tr.handler_cpu_s - h0
-            wall.append((t1 - t0) * 1000)
-            crypto.append(r.crypto_ms)
-            client_cpu.append((c1 - c0 - h) * 1000)
-            server_ms.append(h * 1000)
-            up.append(tr.bytes_up - u0)
-            down.append(tr.bytes_down - d0)
-            reqs.append(tr.requests - n0)
-            i += 1
-        elapsed = time.perf_counter() - start
-        srv1 = tree_cpu_seconds(pid) if pid else tree_cpu_seconds(me, include_root=False)
-        inner_close = getattr(tr.inner, "close", None)
-        if callable(inner_close):
-            inner_close()
+        with closing(sess.transport(account)) as tr:
+            scanner = sess.scanner(tr, variant, algo, account, cache_dir, strict=True)
+            out["cold"] = _cold_query(scanner, tr, queries[0], variant, algo)
+            wall, crypto, client_cpu, server_ms, up, down, reqs = [], [], [], [], [], [], []
+            pid = sess.pid
+            me = os.getpid()
+            srv0 = tree_cpu_seconds(pid) if pid else tree_cpu_seconds(me, include_root=False)
+            start = time.perf_counter()
+            i = 0
+            while i < max_queries and (i < min_queries or time.perf_counter() - start < budget_s):
+                q = queries[(i + 1) % len(queries)]
+                u0, d0, n0, h0 = tr.bytes_up, tr.bytes_down, tr.requests, tr.handler_cpu_s
+                t0, c0 = time.perf_counter(), time.process_time()
+                crypto_ms = _scan_image(scanner, q, variant, algo, f"bmsim-cost-{i}".encode())
+                c1, t1 = time.process_time(), time.perf_counter()
+                h = tr.handler_cpu_s - h0
+                wall.append((t1 - t0) * 1000)
+                crypto.append(crypto_ms)
+                client_cpu.append((c1 - c0 - h) * 1000)
+                server_ms.append(h * 1000)
+                up.append(tr.bytes_up - u0)
+                down.append(tr.bytes_down - d0)
+                reqs.append(tr.requests - n0)
+                i += 1
+            elapsed = time.perf_counter() - start
+            srv1 = tree_cpu_seconds(pid) if pid else tree_cpu_seconds(me, include_root=False)
         n = len(wall)
         if sess.kind == "local":
             server_cpu = (sum(server_ms) + (srv1 - srv0) * 1000) / n  # handler + spawned workers
@@ -167,6 +142,22 @@ def measure_variant(
     except BlindmatchError as e:
         out.update({"status": f"error: {e.code}: {e.detail}"})
     return out
+
+
+def _cold_query(
+    scanner: Scanner, tr: MeteredTransport, q: SimQuery, variant: Variant, algo: HashAlgo
+) -> dict[str, Any]:
+    """The first image, which pays the one-time download."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    crypto_ms = _scan_image(scanner, q, variant, algo, b"bmsim-cost-cold")
+    return {
+        "wall_ms": (time.perf_counter() - t0) * 1000,
+        "client_cpu_ms": (time.process_time() - c0) * 1000,
+        "bytes_up": tr.bytes_up,
+        "bytes_down": tr.bytes_down,
+        "requests": tr.requests,
+        "crypto_ms": crypto_ms,
+    }
 
 
 def hash_cost_12mp(algos: list[str], reps: int, seed: int) -> dict[str, dict[str, Any]]:

@@ -139,6 +139,9 @@ def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
             opts: dict[str, Any] = {"probe_bits": k} if "probe_bits" in declared else {}
             if mode:
                 opts["mode"] = mode
+            if mode_learner == "server" and "allow_server_learns" in declared:
+                # he server-learns is opt-in: it protects the hash against a semi-honest server only
+                opts["allow_server_learns"] = True
             opts.update(pc.get("client_options", {}))
             out.append(
                 Variant(

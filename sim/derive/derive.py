@@ -317,6 +317,10 @@ def derive(
                     "matching": v.matching,
                     "server_sees_hash": bool(p.leakage.server_sees_hash) if p else None,
                     "client_sees_set": bool(p.leakage.client_sees_set) if p else None,
+                    # he server-learns hides the hash from a semi-honest server only (opt-in)
+                    "server_trust": (
+                        "semi-honest" if v.client_options.get("allow_server_learns") else "malicious"
+                    ),
                     "fnmr_jpeg70": _fnmr_cell(acc, v.label, calgo, "jpeg-70"),
                     "fnmr_everyday": _fnmr_cell(acc, v.label, calgo, "everyday edits"),
                     "fnmr_all": _fnmr_cell(acc, v.label, calgo, "all edits"),

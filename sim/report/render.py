@@ -142,6 +142,9 @@ def _privacy(h: dict[str, Any]) -> str:
         "nobody": "nobody",
         "client-or-server": "client or provider",
     }.get(h["learner"], h["learner"])
+    if h.get("server_trust") == "semi-honest":
+        return (f"Hash hidden from a server that follows the protocol (a cheating one reads "
+                f"bits of it); verdict goes to {who}")
     return f"Hash hidden from the server; verdict goes to {who}"
 
 

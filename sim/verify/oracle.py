@@ -30,18 +30,17 @@ import os
 import secrets
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from blindmatch.client import HttpTransport
+from blindmatch.client import HashedImage, HttpTransport, ScanItem, Scanner
 from blindmatch.protocol import (
     BlindmatchError,
     HashAlgo,
     LocalTransport,
     Protocol,
-    Query,
     ServerHalf,
     ServerVerdict,
     Transport,
@@ -82,8 +81,9 @@ class SimQuery:
             raise ValueError(f"{variant.label}: query {self.qid} carries no dihedral hashes")
         return self.dihedral
 
-    def to_query(self, algo: HashAlgo, account: str, ad: bytes) -> Query:
-        return Query(algo.from_bytes(self.raw), self.floats, self.quality, account, ad)
+    def to_item(self, algo: HashAlgo, ad: bytes) -> ScanItem:
+        hashed = HashedImage(algo.from_bytes(self.raw), self.quality, self.floats)
+        return ScanItem(hashed, f"query {self.qid}", ad)
 
 
 class MeteredTransport(Transport):
@@ -109,6 +109,11 @@ class MeteredTransport(Transport):
             self.requests += 1
             self.bytes_up += self.inner.bytes_up - u0
             self.bytes_down += self.inner.bytes_down - d0
+
+    def close(self) -> None:
+        """Close the wrapped HTTP transport (an in-process one holds nothing)."""
+        if isinstance(self.inner, HttpTransport):
+            self.inner.close()
 
 
 @dataclass
@@ -136,6 +141,29 @@ class Session:
             return MeteredTransport(LocalTransport(self.server, client_id=account), time_handlers=True)
         assert self.live is not None
         return MeteredTransport(HttpTransport(self.live.url, self.proto.name, client_id=account))
+
+    def scanner(
+        self,
+        transport: Transport,
+        variant: Variant,
+        algo: HashAlgo,
+        account: str,
+        cache_dir: Path,
+        strict: bool = False,
+    ) -> Scanner:
+        """The variant's real client over ``transport``: one query per round, no quality gate
+        (the simulator's query pool has already applied it)."""
+        return Scanner(
+            transport,
+            self.proto,
+            algo=algo,
+            options=variant.client_options_for(algo),
+            account=account,
+            cache_dir=cache_dir,
+            min_quality=0,
+            batch_size=1,
+            strict=strict,
+        )
 
 
 @contextmanager
@@ -268,8 +296,10 @@ def real_verdicts(
 
     The first ``min_queries`` always run; the time budget may cut only the rest
     (those extra verdicts are reported but kept out of the deterministic digest).
+    A dihedral variant sends each image's 8 orientations; the image matched if any did.
     """
     t0 = time.perf_counter()
+    nonce = account
     n_primers = max(1, variant.threshold) if variant.learner == "server" else 0
     if not queries:
         return RealOutcome([], "unavailable", "no query to check (every candidate was quality-gated)")
@@ -280,39 +310,34 @@ def real_verdicts(
             f"the server-side read-out needs {n_primers} exact set members to prime it; "
             f"the set holds {len(primers)} from images",
         )
-    client = sess.proto.new_client(algo, cache_dir, variant.client_options_for(algo))
-    tr = sess.transport(account)
-    nonce = account
     out: list[bool | None] = []
     errors: list[str] = []
     truncated = False
-    try:
-        if n_primers:
-            for i, q in enumerate(primers[:n_primers]):
-                client.scan(q.to_query(algo, account, _token(nonce, "p", i).encode()), tr)
+    with closing(sess.transport(account)) as tr:
+        scanner = sess.scanner(tr, variant, algo, account, cache_dir)
+        try:
+            primed = enumerate(primers[:n_primers])
+            scanner.scan([q.to_item(algo, _token(nonce, "p", i).encode()) for i, q in primed], strict=True)
+        except BlindmatchError as e:
+            return RealOutcome(
+                [None] * len(queries),
+                "unavailable",
+                f"primer scan failed: {e.code}: {e.detail}",
+                seconds=time.perf_counter() - t0,
+                errors=[str(e)],
+            )
         for q in queries:
-            if time.perf_counter() - t0 > budget_s and len(out) >= max(1, min_queries):
+            ad = _token(nonce, "q", q.qid).encode()
+            vs = [scanner.scan_one(s.to_item(algo, ad)) for s in q.scans(variant)]
+            err = next((v.error for v in vs if v.error is not None), None)
+            if err is not None:
+                errors.append(f"query {q.qid}: {err.code}: {err.detail}")
+            seen = [v.matched for v in vs]
+            out.append(None if err is not None or any(m is None for m in seen) else any(seen))
+            over = time.perf_counter() - t0 > budget_s
+            if len(out) < len(queries) and over and len(out) >= max(1, min_queries):
                 truncated = True
                 break
-            try:
-                ad = _token(nonce, "q", q.qid).encode()
-                seen = [client.scan(s.to_query(algo, account, ad), tr).matched for s in q.scans(variant)]
-                out.append(None if any(g is None for g in seen) else any(seen))
-            except BlindmatchError as e:
-                errors.append(f"query {q.qid}: {e.code}: {e.detail}")
-                out.append(None)
-    except BlindmatchError as e:
-        return RealOutcome(
-            [None] * len(queries),
-            "unavailable",
-            f"primer scan failed: {e.code}: {e.detail}",
-            seconds=time.perf_counter() - t0,
-            errors=[str(e)],
-        )
-    finally:
-        inner = tr.inner
-        if isinstance(inner, HttpTransport):
-            inner.close()
     if any(m is not None for m in out):
         note = "some queries failed" if errors else ""
         return RealOutcome(out, "client", note, truncated, time.perf_counter() - t0, errors)
