@@ -23,6 +23,7 @@ from blindmatch.protocol import HashAlgo, ServerHalf
 __all__ = [
     "BOUND_HOOKS",
     "LOAD_HOOKS",
+    "OWN_SUITE",
     "QUICK_SKIP",
     "VARIANTS",
     "Bound",
@@ -128,6 +129,12 @@ def client_options(name: str) -> dict[str, Any]:
     mode), plus a variant's changes."""
     v = VARIANTS.get(name)
     return dict(v.client_options) if v is not None else {}
+
+
+# protocols whose servers are several processes: measured by their own suite, not in-process
+OWN_SUITE: dict[str, str] = {
+    "mpc": "three party processes exchanging megabytes per query: the mpc suite measures them on loopback",
+}
 
 
 # protocols whose single query takes seconds; smoke tests (--quick) skip them and say so

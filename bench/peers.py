@@ -27,7 +27,7 @@ import numpy as np
 from blindmatch.protocol import REGISTRY, HammingIndex, HashSet, get_algo
 
 from .context import BenchContext, Metric, make_row
-from .hooks import QUICK_SKIP, base_protocol, client_options, server_options, variants_of
+from .hooks import OWN_SUITE, QUICK_SKIP, base_protocol, client_options, server_options, variants_of
 from .micro import hamming_index_qps
 from .paired import BlindmatchContender, Contender, FloorContender, OpenminedContender, run_rounds
 from .protocols import _bounds_for, build_set, ensure_cells, make_queries, synthetic_words
@@ -378,7 +378,7 @@ def run_peers(ctx: BenchContext) -> None:
     try:
         ctx.log("peers: price of privacy")
         for name in ctx.protocol_names():
-            if ctx.quick and name in QUICK_SKIP and not ctx.quick_all:
+            if (ctx.quick and name in QUICK_SKIP and not ctx.quick_all) or name in OWN_SUITE:
                 continue
             try:
                 ensure_cells(ctx, name, [s for s in sorted(ctx.sizes) if s <= max(sizes)])

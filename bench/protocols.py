@@ -39,6 +39,7 @@ from .context import BenchContext, Metric, make_row
 from .hooks import (
     BOUND_HOOKS,
     BOUND_PRIMS,
+    OWN_SUITE,
     QUICK_SKIP,
     BoundInput,
     base_protocol,
@@ -528,6 +529,9 @@ def run_protocols(ctx: BenchContext) -> None:
     """Every registered protocol (or the --protocols subset) at every size, each followed
     by its VARIANTS (e.g. oprf in OPRF mode), measured the same way under their own name."""
     for name in with_variants(ctx.protocol_names()):
+        if name in OWN_SUITE:
+            ctx.add(make_row("protocols", name, name, status="skipped", reason=OWN_SUITE[name]))
+            continue
         if ctx.quick and name in QUICK_SKIP and not ctx.quick_all:
             ctx.add(
                 make_row(

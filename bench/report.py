@@ -798,9 +798,41 @@ def _peers_md(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
+    def fig(m: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
+        st = m["stat"]
+        lo, mid, hi = (st[k] * scale for k in ("min", "median", "max"))
+        f = f"{mid:.{digits}f} [{lo:.{digits}f}–{hi:.{digits}f}]"
+        return f + (f" (×{m['ratio']:.1f} bound)" if m.get("ratio") else "")
+
+    body = []
+    for r in rows:
+        m = r["metrics"]
+        he = m.get("he_wall_1e6")
+        body.append([
+            str(r["params"]["n"]),
+            fig(m["query_wall"]) + " s",
+            fig(m["party_cpu"]) + " s",
+            fig(m["client_cpu"]) + " ms",
+            fig(m["client_bytes"], 1 / 1024, 1) + " KiB",
+            fig(m["party_bytes"], 1 / 2**20, 1) + " MiB",
+            f"{r['params']['correct']}/{r['params']['queries']}",
+            (fig(he) + f" s; {he['note']}") if he else "—",
+        ])
+    return [
+        *_table(["set", "wall / query (×floor)", "3 parties' CPU / query", "client CPU", "client up+down",
+                 "party 0 → peers (×bound)", "verdicts right", "he at 1e6 (same run)"], body),
+        "",
+        "Median [min–max] over the queries. The floor is one pass over the packed set plus the circuit's",
+        "field multiplications per entry, for three parties on this machine's cores, measured in the",
+        "same run; the party-bytes bound is multiplications per entry × 2 bytes × entries.",
+    ]
+
+
 def render_markdown(res: dict[str, Any], title: str = "blindmatch benchmark results") -> str:
     out = [f"# {title}", "", *_header(res), "", "## Goals", "", *_goals_md(res["goals"]), ""]
-    by = {s: [r for r in res["rows"] if r["suite"] == s] for s in ("micro", "protocols", "load", "peers")}
+    suites = ("micro", "protocols", "load", "peers", "mpc")
+    by = {s: [r for r in res["rows"] if r["suite"] == s] for s in suites}
     if by["micro"]:
         out += [
             "## micro: primitives (each the bound of the protocols that use it)",
@@ -824,6 +856,8 @@ def render_markdown(res: dict[str, Any], title: str = "blindmatch benchmark resu
         ]
     if by["peers"]:
         out += ["## peers", "", *_peers_md(by["peers"])]
+    if by["mpc"]:
+        out += ["## mpc: three party processes on loopback, client over HTTP", "", *_mpc_md(by["mpc"]), ""]
     if res.get("errors"):
         out += ["## Errors during the run", ""]
         out += [f"- {e['suite']} / {e['where']}: `{e['error'][:300]}`" for e in res["errors"]]

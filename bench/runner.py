@@ -21,7 +21,7 @@ from .report import SCHEMA, evaluate_goals, render_benchmarks_md, validate_resul
 
 __all__ = ["DEFAULT_SEED", "DEFAULT_SIZES", "SUITES", "parse_sizes", "parse_suites", "publish", "run_bench"]
 
-SUITES = ("micro", "protocols", "peers", "load")
+SUITES = ("micro", "protocols", "peers", "load", "mpc")
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 DEFAULT_SEED = 20240601
 
@@ -59,10 +59,17 @@ def parse_suites(text: str) -> list[str]:
 def _suite_fns() -> dict[str, Callable[[BenchContext], None]]:
     from .load import run_load_suite
     from .micro import run_micro
+    from .mpc import run_mpc_suite
     from .peers import run_peers
     from .protocols import run_protocols
 
-    return {"micro": run_micro, "protocols": run_protocols, "peers": run_peers, "load": run_load_suite}
+    return {
+        "micro": run_micro,
+        "protocols": run_protocols,
+        "peers": run_peers,
+        "load": run_load_suite,
+        "mpc": run_mpc_suite,
+    }
 
 
 def run_bench(

@@ -29,6 +29,7 @@ from blindmatch.protocol import (
     BlindmatchError,
     HashValue,
     ImageError,
+    UnknownPartyError,
 )
 from blindmatch.sim.cli import sim_app
 
@@ -42,6 +43,8 @@ curator_app = typer.Typer(no_args_is_help=True, help="Curators: keys, signed has
 app.add_typer(admin_app, name="admin")
 app.add_typer(curator_app, name="curator")
 app.add_typer(sim_app, name="sim")
+mpc_app = typer.Typer(no_args_is_help=True, help="Run the three mpc parties locally (demos, tests).")
+app.add_typer(mpc_app, name="mpc")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
 
@@ -285,12 +288,24 @@ def curator_verify(
 @db_app.command("info")
 def db_info(set_dir: Annotated[Path, typer.Argument(help="Set directory")]) -> None:
     """Print the set's size and root digest (publishable out of band)."""
-    from blindmatch.protocol.oprf import describe_state
+    from blindmatch.protocol import oprf, tpsi
     from blindmatch.server import SetDir
 
     sd = SetDir.open(set_dir)
     _emit({"set_dir": str(set_dir), "algo": sd.algo.name, "count": len(sd.hashes), "digest": sd.digest,
-           "attestations": len(sd.attestations()), "oprf": describe_state(sd.path / "state" / "oprf")})
+           "attestations": len(sd.attestations()), "oprf": oprf.describe_state(sd.path / "state" / "oprf"),
+           "tpsi": tpsi.describe_state(sd.path / "state" / "tpsi")})
+
+
+@db_app.command("rotate-tpsi-key")
+def db_rotate_tpsi_key(set_dir: Annotated[Path, typer.Argument(help="Set directory")]) -> None:
+    """Replace the tpsi manifest signing key; the old key signs the hand-over. Restart the server."""
+    from blindmatch.protocol.tpsi import rotate_signing_key
+    from blindmatch.server import SetDir
+
+    sd = SetDir.open(set_dir)
+    new = rotate_signing_key(sd.state_dir("tpsi"))
+    _emit({"set_dir": str(set_dir), "signing_key": new.hex(), "next": "restart the server"})
 
 
 @db_app.command("rotate")
@@ -324,12 +339,32 @@ def admin_reveals(
         _emit({"account": account, **rev.as_json()})
 
 
+@admin_app.command("enroll")
+def admin_enroll(
+    db: Annotated[Path, typer.Option(help="Set directory the server runs on")],
+    account: Annotated[str, typer.Option(help="Account id")],
+    client_key: Annotated[str, typer.Option(help="The account's client public key (64 hex)")],
+) -> None:
+    """Bind a tpsi account to a client key (needed with BLINDMATCH_TPSI_ENROLLMENT=admin)."""
+    from blindmatch.protocol.tpsi import enroll_account
+
+    try:
+        key = bytes.fromhex(client_key)
+    except ValueError:
+        raise BadHashError("--client-key must be hex") from None
+    enroll_account(db, account, key)
+    _emit({"account": account, "enrolled": True})
+
+
 @app.command("serve")
 def serve(
     db: Annotated[Path, typer.Option(help="Set directory")],
     host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    mpc_party: Annotated[int | None, typer.Option(help="Serve as mpc party 0, 1 or 2 (mpc only)")] = None,
+    mpc_peers: Annotated[str | None, typer.Option(
+        help="mpc: the three parties' channel addresses, HOST:PORT,HOST:PORT,HOST:PORT")] = None,
 ) -> None:
     """Serve the set over HTTP (uvicorn, TCP_NODELAY on every connection)."""
     import os
@@ -339,7 +374,31 @@ def serve(
 
     SetDir.open(db)  # fail fast with a clear message before uvicorn starts
     os.environ["BLINDMATCH_DB"] = str(db)
+    if mpc_party is not None or mpc_peers is not None:
+        from blindmatch.protocol.mpc import parse_peers
+
+        if mpc_party not in (0, 1, 2):
+            raise UnknownPartyError(f"--mpc-party must be 0, 1 or 2, got {mpc_party}")
+        parse_peers(mpc_peers or "")
+        if workers != 1:
+            raise BadHashError("an mpc party runs one worker process")
+        os.environ.update(BLINDMATCH_MPC_PARTY=str(mpc_party), BLINDMATCH_MPC_PEERS=str(mpc_peers),
+                          BLINDMATCH_PROTOCOLS="mpc")
     run_server(host, port, workers)
+
+
+@mpc_app.command("up")
+def mpc_up(
+    db: Annotated[Path, typer.Option(help="Set directory (all three parties serve it)")],
+    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Party i: clients on PORT+i, channel on PORT+3+i")] = 8000,
+) -> None:
+    """Start the three mpc parties on this machine; SIGTERM or Ctrl-C stops all three."""
+    from blindmatch.server import SetDir
+    from blindmatch.server.mpc import run_parties
+
+    SetDir.open(db)
+    run_parties(db, host, port)
 
 
 def scan_paths(
@@ -399,12 +458,12 @@ def _scan_record(v: Verdict, protocol: str, algo: str) -> dict[str, Any]:
 def scan(
     paths: Annotated[list[Path], typer.Argument(help="Images or folders")],
     server: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000")],
-    protocol: Annotated[str, typer.Option(help="plain | oprf | tpsi | he")] = "plain",
+    protocol: Annotated[str, typer.Option(help="plain | oprf | tpsi | he | mpc")] = "plain",
     algo: Annotated[str, typer.Option(help="Hash algorithm; must match the server's set")] = "pdq",
     probe_bits: Annotated[
         int, typer.Option(help="oprf/tpsi: also probe 2^k flips of the least-stable bits")
     ] = 0,
-    mode: Annotated[str, typer.Option(help="he: client-learns | server-learns")] = "client-learns",
+    mode: Annotated[str, typer.Option(help="he, mpc: client-learns | server-learns")] = "client-learns",
     account: Annotated[str | None, typer.Option(help="tpsi: account id")] = None,
     ad: Annotated[str | None, typer.Option(help="tpsi: associated data (default: the path)")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where one-time downloads are cached")] = None,
@@ -416,6 +475,13 @@ def scan(
     ] = 1,
     allow_unverified: Annotated[bool, typer.Option(
         help="oprf: accept a server in unverifiable OPRF mode (no DLEQ proofs)")] = False,
+    pin_key: Annotated[str | None, typer.Option(
+        help="oprf/tpsi: the server's manifest signing key (hex) published out of band")] = None,
+    pin_digest: Annotated[str | None, typer.Option(
+        help="oprf: root digest; tpsi: whole-manifest digest (hex, from `db info`)")] = None,
+    min_threshold: Annotated[int, typer.Option(help="tpsi: refuse a server whose threshold is lower")] = 10,
+    min_synthetic_rate: Annotated[float, typer.Option(
+        help="tpsi: refuse a server whose synthetic-voucher rate is lower")] = 0.01,
     allow_server_learns: Annotated[bool, typer.Option(
         help="he: accept server-learns, which protects the hash against a semi-honest server only")] = False,
 ) -> None:
@@ -426,8 +492,14 @@ def scan(
     # only the flags the user changed: a protocol rejects options it does not take (OptionError)
     given = {"probe_bits": (probe_bits, 0), "mode": (mode, "client-learns"),
              "allow_unverified": (allow_unverified, False),
-             "allow_server_learns": (allow_server_learns, False)}
-    options = {k: v for k, (v, default) in given.items() if v != default}
+             "allow_server_learns": (allow_server_learns, False),
+             "min_threshold": (min_threshold, 10), "min_synthetic_rate": (min_synthetic_rate, 0.01)}
+    options: dict[str, Any] = {k: v for k, (v, default) in given.items() if v != default}
+    digest_pin = "pinned_manifest_digest" if protocol == "tpsi" else "pinned_root_digest"
+    if pin_key:
+        options["pinned_signing_key"] = pin_key
+    if pin_digest:
+        options[digest_pin] = pin_digest
     failed = scan_paths(server, protocol, paths, algo, options, account, ad, cache, min_quality, batch_size)
     if failed:
         raise typer.Exit(1)

@@ -6,7 +6,7 @@ protocol may use sit at this level: ``options`` (typed option dataclasses),
 ``costfloor`` (declared cost floors), ``multiprobe`` (exact-match probing).
 """
 
-from . import he, oprf, plain, tpsi  # noqa: F401  (importing a protocol module registers it)
+from . import he, mpc, oprf, plain, tpsi  # noqa: F401  (importing a protocol module registers it)
 from .base import (
     REGISTRY,
     ClientHalf,

@@ -263,6 +263,9 @@ class Protocol(ABC):
     leakage: ClassVar[Leakage]
     private: ClassVar[bool] = True
     supported_algos: ClassVar[tuple[str, ...]] = ("pdq", "phash", "dhash", "sha256")
+    # >1: the server side is that many cooperating processes (``server.testing.LiveParties``);
+    # it cannot run in-process, so tools start the real processes on loopback instead
+    server_processes: ClassVar[int] = 1
     server_options_type: ClassVar[type[Options]] = NoOptions
     client_options_type: ClassVar[type[Options]] = NoOptions
 

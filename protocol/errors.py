@@ -18,6 +18,8 @@ no detail that would help an attacker (no "which byte", no "which proof").
      │    ├── UnknownEpochError              key epoch not (or no longer) served
      │    ├── UnknownProtocolError           name not in the registry
      │    ├── BadHashError                   hex hash of the wrong length/alphabet
+     │    ├── UnknownPartyError              mpc: a party index or peer that is not 0, 1, 2
+     │    ├── MaliciousSharesError           mpc: client shares not bits, or copies disagree
      │    └── OptionError (+ParameterError)  unknown protocol option or a value outside its range
      │         ├── OptionTypeError (TypeError)  an option of the wrong type
      │         └── ProbeError                multi-probe: probe_bits out of range, float values missing
@@ -27,8 +29,13 @@ no detail that would help an attacker (no "which byte", no "which proof").
      ├── CryptoError                         verification failed (no detail)
      │    ├── VerifyError                    RFC 9497: DLEQ proof rejected
      │    ├── InverseError                   RFC 9497: blind has no inverse
-     │    ├── SignatureError                 manifest signature rejected
+     │    ├── SignatureError                 manifest/upload signature rejected
+     │    │    └── RollbackError             manifest epoch older than one already seen
+     │    ├── PolicyError                    signed parameters below the client's floors
      │    └── DigestMismatchError            downloaded artefact != manifest digest
+     ├── ForbiddenError (403)                caller not allowed to act for this account
+     │    ├── AccountKeyMismatchError        account bound to another client key
+     │    └── AccountNotEnrolledError        account has no client key enrolled
      ├── LimitError                          a configured limit was hit
      │    ├── BodyTooLargeError   (413)
      │    ├── BatchTooLargeError  (413)
@@ -37,7 +44,10 @@ no detail that would help an attacker (no "which byte", no "which proof").
      │    ├── CorruptStoreError              set dir / key file damaged (names the file)
      │    ├── InsecureKeyFileError           key file group/world readable
      │    └── StorageUnavailableError (503)  write failed (disk full, I/O)
-     └── ParameterError                      HE/protocol parameters cannot run the circuit
+     ├── ParameterError                      HE/protocol parameters cannot run the circuit
+     └── PartyError (503)                    mpc: the three-party computation could not run
+          ├── PartyUnavailableError          a party is down or does not answer in time
+          └── PartyProtocolError             a peer sent an out-of-order or unauthenticated frame
 
 The ``he`` protocol adds leaves under these branches in ``_he_errors.py`` (keys,
 sessions, noise budget, isolated-worker failures); they map at the edges the same way.
@@ -46,6 +56,8 @@ sessions, noise budget, isolated-worker failures); they map at the edges the sam
 from __future__ import annotations
 
 __all__ = [
+    "AccountKeyMismatchError",
+    "AccountNotEnrolledError",
     "BadHashError",
     "BatchTooLargeError",
     "BlindmatchError",
@@ -56,6 +68,7 @@ __all__ = [
     "DeserializeError",
     "DigestMismatchError",
     "EmptySetError",
+    "ForbiddenError",
     "ImageError",
     "ImageTooLargeError",
     "InputError",
@@ -64,15 +77,22 @@ __all__ = [
     "InverseError",
     "LengthError",
     "LimitError",
+    "MaliciousSharesError",
     "OptionError",
     "OptionTypeError",
     "ParameterError",
+    "PartyError",
+    "PartyProtocolError",
+    "PartyUnavailableError",
+    "PolicyError",
     "ProbeError",
     "RateLimitedError",
+    "RollbackError",
     "SignatureError",
     "StorageUnavailableError",
     "StoreError",
     "UnknownEpochError",
+    "UnknownPartyError",
     "UnknownProtocolError",
     "UnknownVersionError",
     "UnreadableImageError",
@@ -141,6 +161,17 @@ class BadHashError(InputError):
     code = "bad_hash"
 
 
+class UnknownPartyError(InputError):
+    code = "unknown_party"
+
+
+class MaliciousSharesError(InputError):
+    """The parties refused a query: shared inputs are not bits or replicated copies differ."""
+
+    code = "malicious_shares"
+    http_status = 422
+
+
 class ImageError(BlindmatchError, ValueError):
     code = "bad_image"
 
@@ -171,6 +202,27 @@ class InverseError(CryptoError):
 
 class SignatureError(CryptoError):
     code = "bad_signature"
+
+
+class RollbackError(SignatureError):
+    code = "rollback"
+
+
+class PolicyError(CryptoError):
+    code = "client_policy"
+
+
+class ForbiddenError(BlindmatchError):
+    code = "forbidden"
+    http_status = 403
+
+
+class AccountKeyMismatchError(ForbiddenError):
+    code = "account_key_mismatch"
+
+
+class AccountNotEnrolledError(ForbiddenError):
+    code = "account_not_enrolled"
 
 
 class DigestMismatchError(CryptoError):
@@ -221,6 +273,19 @@ class ParameterError(BlindmatchError):
     code = "bad_parameters"
 
 
+class PartyError(BlindmatchError):
+    """The three-party computation could not complete; no verdict exists."""
+
+    code = "party_error"
+    http_status = 503
+
+
+class PartyUnavailableError(PartyError):
+    code = "party_unavailable"
+
+
+class PartyProtocolError(PartyError):
+    code = "party_protocol"
 class OptionError(InputError, ParameterError):
     """A protocol option that is unknown or out of range (server or client options).
 

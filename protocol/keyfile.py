@@ -7,6 +7,7 @@ already be compromised; the operator must decide, so the server will not start.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -16,28 +17,52 @@ __all__ = ["read_secret", "write_secret"]
 
 
 def write_secret(path: Path, data: bytes) -> None:
-    """Atomically create ``path`` with mode 0600 holding ``data``."""
+    """Atomically create or replace ``path`` with mode 0600 holding ``data``, durably.
+
+    The temporary file has an unpredictable name and is created with
+    O_EXCL|O_NOFOLLOW, so a link planted in the folder can neither receive the
+    secret nor have its target's mode changed; the mode is set on the open
+    descriptor (fchmod), and the file and then its folder are fsynced so the
+    rename survives a crash.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        os.write(fd, data)
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
-    os.chmod(tmp, 0o600)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def read_secret(path: Path, expected_len: int | None = None) -> bytes:
-    """Read a key file, refusing insecure modes and wrong lengths (naming the file)."""
+    """Read a key file, refusing links, insecure modes and wrong lengths (naming the file)."""
     try:
-        st = path.stat()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         raise CorruptStoreError(f"{path}: key file missing") from None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise InsecureKeyFileError(f"{path}: key file is group/world accessible; chmod 600 it")
-    data = path.read_bytes()
+    except OSError:
+        raise InsecureKeyFileError(f"{path}: key file is a symbolic link or unreadable") from None
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise InsecureKeyFileError(f"{path}: key file is group/world accessible; chmod 600 it")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read()
+    finally:
+        os.close(fd)
     if expected_len is not None and len(data) != expected_len:
         raise CorruptStoreError(f"{path}: key file has {len(data)} bytes, expected {expected_len}")
     return data

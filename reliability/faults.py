@@ -36,7 +36,7 @@ from blindmatch.client import HttpTransport, ServerError
 from blindmatch.protocol import REGISTRY, BlindmatchError, TransportReply
 from blindmatch.server import LiveServer, SetDir
 
-from .harness import LIVE_ENV, queries, random_set
+from .harness import LIVE_ENV, client_options, queries, random_set
 
 __all__ = ["KillReport", "RecordingHttp", "SoakReport", "kill_cycles", "rss_mb", "soak"]
 
@@ -116,7 +116,7 @@ def kill_cycles(
     proto = REGISTRY["tpsi"]
 
     def uploader(url: str, k: int, stop: threading.Event, cyc: int) -> None:
-        client = proto.new_client(hs.algo, work / f"cache{k}", {})
+        client = proto.new_client(hs.algo, work / f"cache{k}", client_options(proto.name))
         local: list[tuple[str, bytes, int, bytes]] = []
         tr = RecordingHttp(url, "tpsi", client_id=f"up{k}", log=local, timeout=30)
         n = 0
@@ -161,7 +161,7 @@ def kill_cycles(
             continue
         rep.batches_sent += 1
         try:
-            _account, vouchers = UploadBatch.from_bytes(body, 1 << 20)
+            vouchers = UploadBatch.from_bytes(body, 1 << 20).parsed()
         except BlindmatchError:
             continue
         vids = []
@@ -242,7 +242,7 @@ def soak(
 
     def worker(url: str, name: str, k: int, until: float, record: bool) -> None:
         proto = REGISTRY[name]
-        client = proto.new_client(hs.algo, work / f"cache-{name}-{k}", {})
+        client = proto.new_client(hs.algo, work / f"cache-{name}-{k}", client_options(name))
         tr = HttpTransport(url, name, client_id=f"soak-{name}-{k}", timeout=60)
         i = 0
         try:

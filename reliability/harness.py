@@ -139,6 +139,16 @@ SERVER_OPTIONS: dict[str, dict[str, Any]] = {
     "he": {"worker_memory_mb": 4096},
     "oprf": {},
 }
+# Client options each protocol needs against ``SERVER_OPTIONS`` (tpsi's client floors
+# refuse t = 2 by default; the harness runs it on purpose so reveals happen quickly).
+CLIENT_OPTIONS: dict[str, dict[str, Any]] = {"tpsi": {"min_threshold": 2}}
+
+
+def client_options(name: str, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``options`` on top of what protocol ``name`` needs against the harness servers."""
+    return {**CLIENT_OPTIONS.get(name, {}), **(options or {})}
+
+
 # Client option variants tried in turn; a variant a protocol rejects is skipped.
 CLIENT_VARIANTS: tuple[dict[str, Any], ...] = (
     {},
@@ -378,7 +388,9 @@ class Recording:
         )
 
     def new_client(self, options: Mapping[str, Any], cache_dir: Path | None = None) -> ClientHalf:
-        return self.protocol.new_client(self.hashes.algo, cache_dir, dict(options))
+        return self.protocol.new_client(
+            self.hashes.algo, cache_dir, client_options(self.protocol.name, options)
+        )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -413,7 +425,7 @@ def record_protocol(
     rec = Recording(proto, srv, hs, state_dir, eps=list(srv.endpoints()))
     for vi, copts in enumerate(CLIENT_VARIANTS):
         try:
-            client = proto.new_client(hs.algo, state_dir / f"cache{vi}", dict(copts))
+            client = proto.new_client(hs.algo, state_dir / f"cache{vi}", client_options(proto.name, copts))
         except (BlindmatchError, TypeError, ValueError) as e:
             rec.errors.append(f"client variant {copts}: {type(e).__name__}: {e}")
             continue

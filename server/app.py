@@ -91,24 +91,31 @@ async def _read_body(request: HttpRequest, cap: int, timeout: float) -> bytes:
     return bytes(buf)
 
 
-def _client_key(request: HttpRequest, settings: Settings) -> str:
-    if settings.trust_client_header:
+def _client_key(request: HttpRequest, proxies: frozenset[str]) -> str:
+    """The rate-limit key: the peer address, or the client header if a trusted proxy set it.
+
+    Any client can put any value in a header, so trusting it from everyone
+    would give each invented value a fresh token bucket.
+    """
+    peer = request.client.host if request.client else "unknown"
+    if peer in proxies:
         cid = request.headers.get("x-blindmatch-client")
         if cid:
-            return cid[:128]
-    return request.client.host if request.client else "unknown"
+            return "via-proxy:" + cid[:128]
+    return peer
 
 
 def _make_route(
     proto: str, ep: Endpoint, settings: Settings, buckets: TokenBuckets
 ) -> Callable[[HttpRequest], Coroutine[Any, Any, Response]]:
     cap = min(ep.max_body, settings.max_body_bytes)
+    proxies = settings.trusted_proxy_set()
 
     async def route(request: HttpRequest) -> Response:
         if ep.admin and not _admin_ok(request, settings):
             return _error(401, "unauthorized", "admin token required")
         body = await _read_body(request, cap, settings.request_timeout_s) if ep.method == "POST" else b""
-        client = _client_key(request, settings)
+        client = _client_key(request, proxies)
         if ep.rate_limited:
             cost = ep.cost(body) if ep.cost else 1
             buckets.take(f"{proto}:{client}", float(max(1, cost)))

@@ -64,9 +64,15 @@ class Settings(BaseSettings):
         description="Server options per protocol (typed Options or mappings), "
         "from BLINDMATCH_<PROTOCOL>_* unless given",
     )
-    trust_client_header: bool = Field(
-        True, description="Use X-Blindmatch-Client as the rate-limit key (else the peer address)"
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated peer addresses of reverse proxies whose X-Blindmatch-Client "
+        "header names the client for rate limits; from any other peer the header is ignored and "
+        "the peer address is the key",
     )
+
+    def trusted_proxy_set(self) -> frozenset[str]:
+        return frozenset(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
 
 
 @lru_cache(maxsize=1)

@@ -75,12 +75,13 @@ def run(
     for r in rows:
         table.add_row(*r.values())
     console.print(table)
+    ref = res["headline"][0]["reference_set_size"] if res["headline"] else 0
     console.print(
-        f"FMR model: chance an innocent image falsely matches a set of {fmt_big(ca['set_size'])}; "
+        f"FMR bound: chance an innocent image falsely matches a set of {fmt_big(ca['set_size'])}, "
+        "upper bound from the unrelated corpus pairs measured (model: the tail model's calibration check); "
         f"cores: server cores for {fmt_big(ca['daily_images'])} images/day at that set size "
-        "(* extrapolated beyond the measured set sizes); "
-        "server CPU, bytes and download at a set of "
-        f"{res['config']['network']['reference_set_size']:,}."
+        "(* extrapolated beyond the measured set sizes, ≥ lower bound); "
+        f"server CPU, bytes and download at a set of {ref:,}."
     )
     console.print(
         f"wall time {res['wall_seconds']} s; deterministic digest {res['deterministic_digest'][:16]}"

@@ -72,7 +72,7 @@ def stage_skips(
     acc: dict[str, Any],
     verification: list[dict[str, Any]],
     cost_cells: list[dict[str, Any]],
-    real_copies: dict[str, Any] | None,
+    real_copies: list[dict[str, Any]] | None,
 ) -> list[dict[str, str]]:
     """Checks and measurements that produced nothing, with the reason each stage recorded."""
     out = []
@@ -95,6 +95,6 @@ def stage_skips(
     measured = {c["variant"] for c in acc["fnmr"]}
     if not cost_cells and measured:
         out.append(_skip("cost of every protocol", "no query passed the quality gate to time"))
-    if real_copies is not None and all(c["n"] == 0 for c in real_copies["cells"]):
+    if real_copies is not None and all(c["n"] == 0 for c in real_copies):
         out.append(_skip("recall on real copies", "no protocol variant could scan the copies"))
     return out

@@ -13,6 +13,7 @@ from pathlib import Path
 from blindmatch.client import ScanItem, Scanner, hash_bytes
 from blindmatch.protocol import REGISTRY
 from blindmatch.server import LiveServer, SetDir
+from blindmatch.server.testing import LiveParties
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
@@ -40,12 +41,13 @@ def run_demo(out: Path, images: int = 24, seed: int = 1, build_only: bool = Fals
     console.print(f"set: {len(sd.hashes)} PDQ hashes, root digest {sd.digest[:16]}…")
     if build_only:
         return
-    protocols = [n for n in sorted(REGISTRY) if n in ("plain", "oprf", "tpsi", "he")]
+    protocols = [n for n in sorted(REGISTRY) if n in ("plain", "oprf", "tpsi", "he", "mpc")]
     table = Table(title="blindmatch demo: JPEG q90 copies of set images vs unrelated images")
     for col in ("protocol", "image", "truth", "matched", "distance", "client ms", "bytes up", "bytes down"):
         table.add_column(col)
     with (
         LiveServer(set_dir, env={"BLINDMATCH_TPSI_THRESHOLD": "3"}) as srv,
+        LiveParties(set_dir) as parties,
         tempfile.TemporaryDirectory() as cache,
     ):
         samples = [
@@ -54,7 +56,8 @@ def run_demo(out: Path, images: int = 24, seed: int = 1, build_only: bool = Fals
         ]
         items = [ScanItem(_jpeg(img, 90), img_name, img_name.encode()) for _, (img_name, img), _ in samples]
         for name in protocols:
-            with Scanner(srv.url, name, algo=sd.algo, account="demo-account", cache_dir=Path(cache) / name,
+            url = parties.url if REGISTRY[name].server_processes > 1 else srv.url
+            with Scanner(url, name, algo=sd.algo, account="demo-account", cache_dir=Path(cache) / name,
                          min_quality=0, batch_size=1, strict=True) as scanner:
                 for (label, _, truth), v in zip(samples, scanner.iter_scan(items), strict=True):
                     table.add_row(

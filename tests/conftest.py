@@ -9,6 +9,9 @@ import pytest
 from PIL import Image
 
 from blindmatch.corpus import generate_image
+from tests.sim_tiny import sim_tiny
+
+__all__ = ["encode", "sim_tiny"]
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:

@@ -25,7 +25,8 @@ def test_admin_reveals_below_and_at_threshold(tmp_path: Path) -> None:
     SetDir.build(tmp_path / "set", a, hs.values(), ["t"])
     env = {"BLINDMATCH_PROTOCOLS": "tpsi", "BLINDMATCH_TPSI_THRESHOLD": "3",
            "BLINDMATCH_TPSI_SYNTHETIC_RATE": "0"}
-    client = get_protocol("tpsi").new_client(a, tmp_path / "cache", {})
+    floors = {"min_threshold": 2, "min_synthetic_rate": 0}  # the server below runs t = 3, s = 0
+    client = get_protocol("tpsi").new_client(a, tmp_path / "cache", floors)
     with LiveServer(tmp_path / "set", env=env) as srv:
         tr = HttpTransport(srv.url, "tpsi", client_id="acct")
         sd = SetDir.open(tmp_path / "set")
@@ -47,3 +48,32 @@ def test_admin_reveals_below_and_at_threshold(tmp_path: Path) -> None:
     assert ads == ["match-0", "match-1", "match-5"]
     r = _cli("admin", "reveals", "--db", str(tmp_path / "missing"), "--account", "acct")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_db_info_digest_pins_a_client_and_admin_enroll_binds_a_key(tmp_path: Path) -> None:
+    """`db info` prints the tpsi manifest digest a client can pin; `admin enroll` binds an account."""
+    from blindmatch.protocol import LocalTransport
+    from blindmatch.protocol.tpsi import TpsiServer
+
+    a = get_algo("pdq")
+    rng = np.random.default_rng(5)
+    hs = HashSet.from_raw(a, rng.integers(0, 256, size=8 * 32, dtype=np.uint8).tobytes())
+    sd = SetDir.build(tmp_path / "set", a, hs.values(), ["t"])
+    tpsi = get_protocol("tpsi")
+    srv = tpsi.open_server(hs, sd.state_dir("tpsi"), {"reveal_mode": "inline", "enrollment": "admin"})
+    assert isinstance(srv, TpsiServer)
+    info = _cli("db", "info", str(tmp_path / "set"))
+    assert info.returncode == 0, info.stderr
+    digest = json.loads(info.stdout)["tpsi"]["manifest_digest"]
+    assert digest == srv.manifest.digest().hex()
+    client = tpsi.new_client(a, tmp_path / "cache", {"pinned_manifest_digest": digest})
+    client.setup(LocalTransport(srv))
+    key = client.client_key("acct").hex()
+    bad = _cli("admin", "enroll", "--db", str(tmp_path / "set"), "--account", "acct", "--client-key", "zz")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+    ok = _cli("admin", "enroll", "--db", str(tmp_path / "set"), "--account", "acct", "--client-key", key)
+    assert ok.returncode == 0, ok.stderr
+    client.scan(Query(hs.value(0), account="acct", associated_data=b"x"), LocalTransport(srv))
+    assert srv.store.voucher_count("acct") == 1
+    assert [e["event"] for e in srv.store.audit_log("acct")] == ["account_enrolled"]
+    srv.close()

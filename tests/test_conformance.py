@@ -20,6 +20,9 @@ from blindmatch.protocol import (
     ServerVerdict,
     get_algo,
 )
+from blindmatch.reliability import harness as H
+
+from .mpc_helpers import open_multi_process
 
 PROTOCOLS = sorted(REGISTRY)
 
@@ -36,7 +39,10 @@ def opened(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     hs = _set(64)
     # a threshold protocol reveals after two matches here (options come from its declared type)
     opts = {"threshold": 2} if "threshold" in proto.server_options_type.names() else {}
-    srv = proto.open_server(hs, tmp_path_factory.mktemp(proto.name), opts)
+    if proto.server_processes > 1:  # e.g. mpc: its three real party processes on loopback
+        srv = open_multi_process(proto, hs, tmp_path_factory.mktemp(proto.name))
+    else:
+        srv = proto.open_server(hs, tmp_path_factory.mktemp(proto.name), opts)
     yield proto, hs, srv
     srv.close()
 
@@ -63,7 +69,7 @@ def test_endpoints_have_limits(opened) -> None:
 
 def test_member_and_non_member(opened, tmp_path: Path) -> None:
     proto, hs, srv = opened
-    client = proto.new_client(hs.algo, tmp_path, {})
+    client = proto.new_client(hs.algo, tmp_path, H.client_options(proto.name))
     tr = LocalTransport(srv)
     member = client.scan(Query(hs.value(3), account="acct", associated_data=b"m"), tr)
     other = client.scan(Query(hs.value(3).flip(range(0, 256, 2)), account="acct", associated_data=b"n"), tr)
@@ -78,7 +84,7 @@ def test_request_size_independent_of_membership(opened, tmp_path: Path) -> None:
     proto, hs, srv = opened
     if not proto.private:
         pytest.skip("the plaintext baseline sends the hash itself")
-    client = proto.new_client(hs.algo, tmp_path, {})
+    client = proto.new_client(hs.algo, tmp_path, H.client_options(proto.name))
     tr = LocalTransport(srv)
     client.scan(Query(hs.value(0), account="a", associated_data=b"x"), tr)  # warm one-time downloads
     tr.reset_counters()

@@ -31,8 +31,9 @@ def prepared() -> tuple[Path, dict[str, H.Recording]]:
 @pytest.fixture(scope="module")
 def live(prepared):
     set_dir, _ = prepared
+    # the test plays a trusted reverse proxy on loopback that names each client in a header
     env = {**H.LIVE_ENV, "BLINDMATCH_RATE_PER_SECOND": "0.01", "BLINDMATCH_RATE_BURST": "1",
-           "BLINDMATCH_ADMIN_TOKEN": ADMIN}
+           "BLINDMATCH_ADMIN_TOKEN": ADMIN, "BLINDMATCH_TRUSTED_PROXIES": "127.0.0.1"}
     with LiveServer(set_dir, env=env) as srv:
         yield srv
 

@@ -70,7 +70,7 @@ def _run_everything(tmp: Path) -> dict[str, tuple[Path, Path]]:
         state, cache = tmp / "state" / name, tmp / "cache" / name
         srv = proto.open_server(hs, state, dict(H.SERVER_OPTIONS.get(name, {})))
         try:
-            client = proto.new_client(hs.algo, cache, {})
+            client = proto.new_client(hs.algo, cache, H.client_options(name))
             client.scan(Query(hs.value(1), account="sec", associated_data=b"ad"), H.RecordingTransport(srv))
         finally:
             srv.close()
@@ -105,7 +105,7 @@ def test_secret_files_are_0600_and_refused_when_readable(tmp_path: Path, secret_
                     else:
                         srv = proto.open_server(hs, dirs[owner][0], dict(H.SERVER_OPTIONS.get(owner, {})))
                         try:
-                            proto.new_client(hs.algo, dirs[owner][1], {}).scan(
+                            proto.new_client(hs.algo, dirs[owner][1], H.client_options(owner)).scan(
                                 Query(hs.value(2), account="sec", associated_data=b"ad"),
                                 H.RecordingTransport(srv))
                         finally:
@@ -206,7 +206,8 @@ def test_debug_logs_contain_no_key_material(tmp_path: Path, secret_log: list[Pat
         for name, proto in sorted(REGISTRY.items()):
             for opts in ({}, {"mode": "server-learns", "allow_server_learns": True}):
                 try:
-                    client = proto.new_client(hs.algo, tmp_path / "cache" / name, opts)
+                    cache = tmp_path / "cache" / name
+                    client = proto.new_client(hs.algo, cache, H.client_options(name, opts))
                 except BlindmatchError:
                     continue
                 tr = HttpTransport(url, name, client_id=f"log-{name}")

@@ -92,7 +92,9 @@ def test_unknown_route_and_method(server: LiveServer) -> None:
 
 
 def test_rate_limit_429_over_http(set_dir: Path) -> None:
-    env = {"BLINDMATCH_PROTOCOLS": "plain", "BLINDMATCH_RATE_PER_SECOND": "0.5", "BLINDMATCH_RATE_BURST": "2"}
+    """Behind a configured proxy (here: loopback), the proxy's client header picks the bucket."""
+    env = {"BLINDMATCH_PROTOCOLS": "plain", "BLINDMATCH_RATE_PER_SECOND": "0.5",
+           "BLINDMATCH_RATE_BURST": "2", "BLINDMATCH_TRUSTED_PROXIES": "127.0.0.1"}
     body = PlainQuery(get_algo("pdq").from_bytes(bytes(32))).to_bytes()
     with LiveServer(set_dir, env=env) as srv:
         hdr = {"x-blindmatch-client": "c1"}
@@ -147,3 +149,25 @@ def test_corrupt_set_dir_names_the_file(set_dir: Path, tmp_path: Path) -> None:
         SetDir.open(bad)
     with pytest.raises(CorruptStoreError):
         SetDir.open(tmp_path / "missing")
+
+
+def test_rate_limit_not_bypassed_by_client_header(set_dir: Path) -> None:
+    """Issue 14 #8: a client that invents a new X-Blindmatch-Client per request keeps one bucket."""
+    env = {"BLINDMATCH_PROTOCOLS": "plain", "BLINDMATCH_RATE_PER_SECOND": "0.5", "BLINDMATCH_RATE_BURST": "2"}
+    body = PlainQuery(get_algo("pdq").from_bytes(bytes(32))).to_bytes()
+    with LiveServer(set_dir, env=env) as srv:
+        url = srv.url + "/v1/plain/query"
+        codes = [
+            httpx.post(url, content=body, headers={"x-blindmatch-client": f"sybil-{i}"}).status_code
+            for i in range(4)
+        ]
+        assert codes == [200, 200, 429, 429]
+    # a proxy list that does not name the peer changes nothing
+    env["BLINDMATCH_TRUSTED_PROXIES"] = "10.0.0.1"
+    with LiveServer(set_dir, env=env) as srv:
+        url = srv.url + "/v1/plain/query"
+        codes = [
+            httpx.post(url, content=body, headers={"x-blindmatch-client": f"sybil-{i}"}).status_code
+            for i in range(3)
+        ]
+        assert codes == [200, 200, 429]

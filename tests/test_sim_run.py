@@ -1,6 +1,6 @@
 """End to end: a tiny ``blindmatch sim run``: outputs, schema, resume, determinism, browser.
 
-One tiny run (through the real CLI) feeds most tests in this module; the
+One tiny run (through the real CLI, shared per session: tests/sim_tiny.py) feeds most tests; the
 determinism tests make three more runs of the same configuration on three
 executors — in process, a local process pool, and a Dask ``LocalCluster`` — and
 require identical deterministic digests.
@@ -25,53 +25,8 @@ from blindmatch.protocol import REGISTRY
 from blindmatch.sim.config import SimConfigError, load_config
 from blindmatch.sim.report.schema import SCHEMA, SCHEMA_VERSION, validate
 from blindmatch.sim.runner import run_simulation
-from typer.testing import CliRunner
 
-from blindmatch.cli import app
-
-TINY = """
-[run]
-workers = 0
-chunk_images = 4
-
-[corpus]
-images = 14
-known = 6
-pair_sample = 1000
-
-[perturb]
-names = ["jpeg-70", "resize-0.5", "crop-5", "hflip", "caption"]
-
-[database]
-sizes = [200, 2000]
-
-[accuracy]
-verify_set_size = 200
-verify_local = 6
-verify_min = 2
-verify_http = 3
-verify_budget_s = 20
-protocol_budget_s = 60
-
-[cost]
-sizes = [200, 400]
-http_sizes = [200]
-min_queries = 2
-max_queries = 6
-budget_s = 0.3
-
-[network]
-samples = 500
-reference_set_size = 200
-
-[evasion]
-images = 2
-max_queries = 30
-algos = ["pdq", "phash"]
-
-[protocols.he]
-dihedral = false    # he takes seconds per scan; dihedral variants are exercised on the others
-"""
+from tests.sim_tiny import TINY
 
 # Runs that check determinism or special inputs: no HTTP, no figures, plain only.
 NO_HTTP = (
@@ -89,13 +44,8 @@ def _cfg_file(tmp: Path, text: str, name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
-    tmp = tmp_path_factory.mktemp("sim")
-    out = tmp / "out"
-    cfg = _cfg_file(tmp, TINY, "tiny.toml")
-    r = CliRunner().invoke(app, ["sim", "run", "--config", str(cfg), "--seed", "3", "--out", str(out)])
-    assert r.exit_code == 0, r.output + repr(r.exception)
-    return out, json.loads((out / "results.json").read_text()), r.output
+def tiny(sim_tiny: tuple[Path, dict[str, Any], str]) -> tuple[Path, dict[str, Any], str]:
+    return sim_tiny
 
 
 def test_cli_prints_headline_and_report_path(tiny: tuple[Path, dict[str, Any], str]) -> None:
@@ -400,7 +350,7 @@ def test_new_protocols_are_picked_up_and_classified(tmp_path: Path) -> None:
     assert "test-reveal" in {r["variant"] for r in res["accounts"]}
     assert {r["variant"] for r in res["accounts"]} == threshold_variants
     assert all(
-        "accounts_flagged_per_year_model" in w
+        "accounts_flagged_per_year_bound" in w
         for w in res["worked_examples"]
         if w["variant"] == "test-reveal"
     )

@@ -66,10 +66,18 @@ def server(hs: HashSet, d: Path, **opts: Any) -> TpsiServer:
     return s
 
 
+TEST_FLOORS = {"min_threshold": 2, "min_synthetic_rate": 0.0}  # tests run small t and s = 0
+
+
 def client(d: Path | None, **opts: Any) -> TpsiClient:
-    c = TPSI.new_client(PDQ, d, opts)
+    c = TPSI.new_client(PDQ, d, {**TEST_FLOORS, **opts})
     assert isinstance(c, TpsiClient)
     return c
+
+
+def signed_batch(c: TpsiClient, account: str, vouchers: tuple[bytes, ...]) -> bytes:
+    """An upload body signed with the client's key for ``account``, as the client sends it."""
+    return UploadBatch(account, vouchers).signed(c._account(account)[1]).to_bytes()
 
 
 def ads(srv: TpsiServer, account: str) -> set[bytes]:
@@ -99,7 +107,8 @@ def test_threshold_boundary(hs: HashSet, tmp_path: Path) -> None:
         r = c.scan(q, tr)
         assert r.matched is None
     assert srv.reveals("acct") == [] and list_reveals(tmp_path / "s", "acct") == []
-    assert [e for e in srv.store.audit_log("acct") if e["event"] != "admin_list"] == []
+    events = {e["event"] for e in srv.store.audit_log("acct")}
+    assert events <= {"account_bound", "admin_list"}
     c.scan(Query(members[T - 1], account="acct", associated_data=b"match-last"), tr)
     want = {f"match-{i}".encode() for i in range(T - 1)} | {b"match-last"}
     assert ads(srv, "acct") == want
@@ -168,7 +177,7 @@ def test_rescans_and_replays_count_once(hs: HashSet, tmp_path: Path) -> None:
     c.scan_many(qs, tr)
     c.scan_many(qs, tr)  # the same images again: new voucher ids, same shares
     c.setup(tr)
-    body = UploadBatch("r", tuple(v.to_bytes() for q in qs for v in c.vouchers_for(q))).to_bytes()
+    body = signed_batch(c, "r", tuple(v.to_bytes() for q in qs for v in c.vouchers_for(q)))
     first = UploadReply.from_bytes(tr.post("vouchers", body).body)
     replay = UploadReply.from_bytes(tr.post("vouchers", body).body)
     assert first.accepted == t - 1 and first.duplicates == 0
@@ -242,22 +251,20 @@ def test_malformed_batches_store_nothing(hs: HashSet, tmp_path: Path) -> None:
     flipped_point = bytearray(good[1])
     flipped_point[4 + 4 + 16 + 4 + 4 + 4 + 31] ^= 0x80  # top bit of the first Q
     bad_bodies: list[tuple[bytes, type[Exception]]] = [
-        (UploadBatch("bad", (good[0], bytes(flipped_point))).to_bytes(), DeserializeError),
-        (UploadBatch("bad", (good[0], good[1][:-1])).to_bytes(), DecodeError),
+        (signed_batch(c, "bad", (good[0], bytes(flipped_point))), DeserializeError),
+        (signed_batch(c, "bad", (good[0], good[1][:-1])), DecodeError),
         (
-            UploadBatch("bad", (good[0], replace(vs[1], rct=vs[1].rct[:-1]).to_bytes())).to_bytes(),
+            signed_batch(c, "bad", (good[0], replace(vs[1], rct=vs[1].rct[:-1]).to_bytes())),
             LengthError,
         ),
         (
-            UploadBatch(
-                "bad", (good[0], replace(vs[1], pairs=vs[1].pairs[:2]).to_bytes())
-            ).to_bytes(),
+            signed_batch(c, "bad", (good[0], replace(vs[1], pairs=vs[1].pairs[:2]).to_bytes())),
             LengthError,
         ),
         (b"", DecodeError),
         (b"\x01\x03\x05", DecodeError),
-        (UploadBatch("bad", (tuple(good) * 86)[:257]).to_bytes(), BatchTooLargeError),
-        (UploadBatch("bad", tuple(good) * 100).to_bytes(), BodyTooLargeError),
+        (signed_batch(c, "bad", (tuple(good) * 86)[:257]), BatchTooLargeError),
+        (signed_batch(c, "bad", tuple(good) * 100), BodyTooLargeError),
     ]
     for body, err in bad_bodies:
         with pytest.raises(err) as ei:
@@ -265,7 +272,7 @@ def test_malformed_batches_store_nothing(hs: HashSet, tmp_path: Path) -> None:
         assert ei.value.http_status in (400, 413)
     assert srv.store.voucher_count() == 0
     ok = UploadReply.from_bytes(
-        tr.post("vouchers", UploadBatch("bad", tuple(good)).to_bytes()).body
+        tr.post("vouchers", signed_batch(c, "bad", tuple(good))).body
     )
     assert ok.accepted == 3 and srv.store.voucher_count() == 3
     srv.close()
@@ -278,7 +285,7 @@ def test_wrong_epoch_rejected_and_set_change_starts_new_epoch(hs: HashSet, tmp_p
     vs = _valid_batch(srv, c, hs)
     future = [replace(v, epoch=v.epoch + 1).to_bytes() for v in vs]
     with pytest.raises(UnknownEpochError) as ei:
-        tr.post("vouchers", UploadBatch("bad", tuple(future)).to_bytes())
+        tr.post("vouchers", signed_batch(c, "bad", tuple(future)))
     assert ei.value.http_status == 400 and srv.store.voucher_count() == 0
     for i in range(3):
         c.scan(Query(hs.value(i), account="e", associated_data=b"%d" % i), tr)
@@ -291,7 +298,7 @@ def test_wrong_epoch_rejected_and_set_change_starts_new_epoch(hs: HashSet, tmp_p
     assert srv2.manifest.epoch == epoch + 1
     with pytest.raises(UnknownEpochError):
         LocalTransport(srv2).post(
-            "vouchers", UploadBatch("bad", tuple(v.to_bytes() for v in vs)).to_bytes()
+            "vouchers", signed_batch(c, "bad", tuple(v.to_bytes() for v in vs))
         )
     assert len(srv2.reveals("e")) == 3  # reveals survive the new epoch
     # a live client holding the old manifest refetches it once and succeeds
@@ -394,7 +401,7 @@ def test_reply_does_not_depend_on_membership(hs: HashSet, tmp_path: Path) -> Non
     replies = []
     for h in (hs.value(5), nonmember()):
         (v,) = c.vouchers_for(Query(h, account="same", associated_data=b"x"))
-        rep = tr.post("vouchers", UploadBatch("same", (v.to_bytes(),)).to_bytes())
+        rep = tr.post("vouchers", signed_batch(c, "same", (v.to_bytes(),)))
         replies.append(
             (rep.status, dict(rep.headers), UploadReply.from_bytes(rep.body), len(rep.body))
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +35,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 BASEPOINT = bytes.fromhex("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76")
+KEY = Ed25519PrivateKey.generate()
 NON_CANONICAL = [
     bytes(32),  # identity
     bytes([1]) + bytes(31),  # odd ("negative") field element
@@ -81,9 +83,10 @@ def test_voucher_round_trip(v: Voucher) -> None:
 @settings(max_examples=30)
 @given(accounts, st.lists(vouchers, min_size=1, max_size=4))
 def test_upload_round_trip(account: str, vs: list[Voucher]) -> None:
-    body = UploadBatch(account, tuple(v.to_bytes() for v in vs)).to_bytes()
-    acc, out = UploadBatch.from_bytes(body, 10)
-    assert acc == account and out == vs
+    body = UploadBatch(account, tuple(v.to_bytes() for v in vs)).signed(KEY).to_bytes()
+    got = UploadBatch.from_bytes(body, 10)
+    assert got.account == account and got.parsed() == vs
+    assert got.client_key == KEY.public_key().public_bytes_raw()
     assert UploadBatch.count(body) == len(vs)
     if len(vs) > 1:
         with pytest.raises(BatchTooLargeError):
@@ -226,17 +229,19 @@ def test_voucher_structure_limits() -> None:
 @pytest.mark.parametrize("account", ["", "a" * 129, "tab\there", "nul\x00", "\x7f"])
 def test_bad_account_ids(account: str) -> None:
     with pytest.raises(InputError):
-        UploadBatch(account, (b"x",)).to_bytes()
+        UploadBatch(account, (b"x",)).signed(KEY)
 
 
 def test_upload_batch_framing_errors() -> None:
     v = Voucher(b"v" * 16, 1, ((BASEPOINT, b"c" * 80),), b"r" * 60).to_bytes()
-    good = UploadBatch("acct", (v, v)).to_bytes()
-    assert UploadBatch.from_bytes(good, 5)[0] == "acct"
+    good = UploadBatch("acct", (v, v)).signed(KEY).to_bytes()
+    assert UploadBatch.from_bytes(good, 5).account == "acct"
+    with pytest.raises(InputError):  # an unsigned batch cannot even be encoded
+        UploadBatch("acct", (v,)).to_bytes()
     from blindmatch.protocol.wire import encode_fields
 
     def body(acc: bytes, n: int, blob: bytes) -> bytes:
-        return encode_fields(3, 5, [acc, n.to_bytes(4, "big"), blob])
+        return encode_fields(3, 7, [acc, n.to_bytes(4, "big"), blob, bytes(32), bytes(64)])
 
     item = len(v).to_bytes(4, "big") + v
     for b in (
@@ -250,6 +255,30 @@ def test_upload_batch_framing_errors() -> None:
         with pytest.raises(DecodeError):
             UploadBatch.from_bytes(b, 5)
     assert UploadBatch.count(b"garbage") == 1
+
+
+def test_golden_bytes_signed_upload_and_manifest_format_2() -> None:
+    """Upload message type 7 (signed; replaced unsigned type 5) and manifest format 2
+    (adds the rotation record), both introduced with upload authentication."""
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    assert UploadBatch("a", (b"\x07",)).signed(key).to_bytes().hex() == (
+        "01030705" "00000001" "61" "00000004" "00000001" "00000005" "00000001" "07"
+        "00000020" "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
+        "00000040" "610b82e6b5387757b29e0e356f2ecadbae2f93580235a735e4f203d2db54bf86"
+        "13b9d68480bb981f664bed68990622e797ac43e92d549ee399a8785c3cc0710d"
+    )
+    m = Manifest(
+        epoch=1, algo_id=1, set_size=2, n_slots=5, n_hash=3, cuckoo_seed=bytes(16),
+        table_digest=bytes(32), big_l=BASEPOINT, threshold=30, synthetic_ppm=50000, dhf_dim=128,
+        ad_max=256, set_digest=bytes(32), created=0, public_key=key.public_key().public_bytes_raw(),
+    ).signed(key)
+    raw = m.to_bytes()
+    assert len(raw) == 321 and raw[:12].hex() == "010301130000000102000000"  # 19 fields, format 2
+    assert hashlib.sha256(raw).hexdigest() == (
+        "9a623d53907edbff1b2d60f2f734f3ba91ebc1f02c78d87f7d1f2876482d92be"
+    )
+    assert m.digest().hex() == "51a16f7f0e33f84c89e97257da7a96433d2886a372fdd6a94946fc9829904508"
+    assert Manifest.from_bytes(raw) == m
 
 
 def test_golden_bytes_v1() -> None:
@@ -270,7 +299,7 @@ def test_sizes_are_fixed_by_the_manifest(server, tmp_path: Path) -> None:
     from blindmatch.protocol import LocalTransport, Query
 
     m = server.manifest
-    client = TPSI.new_client(get_algo("pdq"), tmp_path, {})
+    client = TPSI.new_client(get_algo("pdq"), tmp_path, {"min_threshold": 2, "min_synthetic_rate": 0})
     client.setup(LocalTransport(server))
     sizes = {
         len(v.to_bytes())

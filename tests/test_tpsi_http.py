@@ -31,6 +31,9 @@ def set_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+FLOORS = {"min_threshold": 2, "min_synthetic_rate": 0.0}  # the test server runs t = 3, s = 0
+
+
 def _reveals(url: str, account: str, method: str = "GET") -> list[dict[str, object]]:
     hdr = {"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": account}
     if method == "GET":
@@ -45,7 +48,7 @@ def test_end_to_end_over_http(set_dir: Path, tmp_path: Path) -> None:
     members = SetDir.open(set_dir).hashes.values()
     proto = get_protocol("tpsi")
     with LiveServer(set_dir, env=ENV) as srv:
-        client = proto.new_client(PDQ, tmp_path / "cache", {})
+        client = proto.new_client(PDQ, tmp_path / "cache", FLOORS)
         tr = HttpTransport(srv.url, "tpsi", client_id="acct-1")
         qs = [
             Query(members[i], account="acct-1", associated_data=f"photo-{i}.jpg".encode())
@@ -72,8 +75,10 @@ def test_end_to_end_over_http(set_dir: Path, tmp_path: Path) -> None:
         # admin needs the token; malformed uploads get a typed 400; ETag gives 304
         r = httpx.get(srv.url + "/v1/tpsi/reveals", headers={"x-blindmatch-account": "acct-1"})
         assert r.status_code == 401
-        r = httpx.post(srv.url + "/v1/tpsi/vouchers", content=b"\x01\x03\x05\x03garbage")
+        r = httpx.post(srv.url + "/v1/tpsi/vouchers", content=b"\x01\x03\x07\x05garbage")
         assert r.status_code == 400 and r.json()["error"] in ("bad_length", "decode_error")
+        r = httpx.post(srv.url + "/v1/tpsi/vouchers", content=b"\x01\x03\x05\x03garbage")
+        assert r.status_code == 400 and r.json()["error"] == "wrong_protocol"  # unsigned format
         t1 = httpx.get(srv.url + "/v1/tpsi/table")
         t2 = httpx.get(srv.url + "/v1/tpsi/table", headers={"if-none-match": t1.headers["etag"]})
         assert t1.status_code == 200 and t2.status_code == 304 and t2.content == b""
@@ -85,7 +90,7 @@ def test_end_to_end_over_http(set_dir: Path, tmp_path: Path) -> None:
         srv.kill()
         srv.start()
         tr = HttpTransport(srv.url, "tpsi", client_id="acct-2")
-        fresh = proto.new_client(PDQ, tmp_path / "cache", {})  # same cache dir: same account seed
+        fresh = proto.new_client(PDQ, tmp_path / "cache", FLOORS)  # same cache dir: same account seed
         fresh.scan(Query(members[5], account="acct-2", associated_data=b"k5"), tr)
         assert sorted(str(r["ad_text"]) for r in _reveals(srv.url, "acct-2", "POST")) == [
             "k3",
@@ -96,6 +101,7 @@ def test_end_to_end_over_http(set_dir: Path, tmp_path: Path) -> None:
             fresh.scan(Query(members[6], account="acct-2", associated_data=b"x" * 1000), tr)
         stale = fresh.vouchers_for(Query(members[7], account="acct-2", associated_data=b"s"))[0]
         payload = UploadBatch("acct-2", (replace(stale, epoch=stale.epoch + 9).to_bytes(),))
+        payload = payload.signed(fresh._account("acct-2")[1])
         with pytest.raises(ServerError) as ei:  # a stale or future epoch is refused
             tr.post("vouchers", payload.to_bytes())
         assert ei.value.http_status == 400 and ei.value.code == "unknown_epoch"

@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives import hashes
 
 from ..errors import InputError
 
-__all__ = ["Q", "detection_point", "evaluate", "kernel_support", "rows"]
+__all__ = ["Q", "detection_point", "evaluate", "kernel_groups", "kernel_support", "rows"]
 
 Q = 2**31 - 1
 _DST = b"blindmatch-tpsi-v1|dhf-point|"
@@ -84,11 +84,20 @@ def rows(points: Sequence[int], vectors: IntArray, t: int) -> IntArray:
 
 
 def kernel_support(matrix: IntArray) -> list[int]:
-    """Indices of the rows that take part in some linear dependency over GF(q).
+    """Indices of the rows that take part in some linear dependency over GF(q)."""
+    return sorted(i for g in kernel_groups(matrix) for i in g)
 
-    Computes the reduced row echelon form of ``matrix.T``; its free columns and
-    the pivot columns that touch a free column are exactly the rows in the
-    support of the left kernel (a basis-independent set).
+
+def kernel_groups(matrix: IntArray) -> list[list[int]]:
+    """The rows in the left kernel's support, split into independent dependency groups.
+
+    Computes the reduced row echelon form of ``matrix.T``. Each free column
+    with the pivot columns it touches is a fundamental circuit (a minimal
+    dependency), and a circuit never spans two groups whose rows lie in
+    subspaces that intersect only in 0. Joining circuits that share a row
+    therefore yields one group per polynomial: rows of two accounts'
+    polynomials (or of one account's two seeds) come out apart, junk rows
+    not at all. Groups are sorted by their smallest row index.
     """
     a = (matrix.T.astype(np.int64) % Q).copy()
     w, m = a.shape
@@ -115,11 +124,22 @@ def kernel_support(matrix: IntArray) -> list[int]:
             a[nzr] = (a[nzr] - np.outer(f[nzr], a[r])) % Q
         pivots.append((r, col))
         r += 1
-    if not free:
-        return []
-    support = set(free)
-    sub = a[:, free]
-    for prow, pcol in pivots:
-        if np.any(sub[prow] != 0):
-            support.add(pcol)
-    return sorted(support)
+    parent = list(range(m))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    members: set[int] = set()
+    for fc in free:
+        members.add(fc)
+        for prow, pcol in pivots:
+            if a[prow, fc] != 0:
+                members.add(pcol)
+                parent[find(pcol)] = find(fc)
+    groups: dict[int, list[int]] = {}
+    for i in sorted(members):
+        groups.setdefault(find(i), []).append(i)
+    return sorted(groups.values(), key=lambda g: g[0])

@@ -68,6 +68,7 @@ from ..errors import (
     DecodeError,
     DigestMismatchError,
     LengthError,
+    RollbackError,
     SignatureError,
     VerifyError,
     WrongProtocolError,
@@ -311,6 +312,7 @@ class OprfClient(ClientHalf):
         self.cache = Path(cache_dir) / "oprf" if cache_dir is not None else None
         self._session: _Session | None = None
         self._tofu_key: bytes | None = None
+        self._seen_epoch: dict[str, int] = {}
 
     # ---- trust and caching
 
@@ -326,12 +328,12 @@ class OprfClient(ClientHalf):
         if self.cache is None:
             if self._tofu_key is None:
                 self._tofu_key = m.signing_key
-            elif self._tofu_key != m.signing_key:
+            elif not R.ct_equal(self._tofu_key, m.signing_key):
                 raise SignatureError("manifest signing key changed since first use")
             return
         pin = self.cache / "pins" / f"{self._origin(transport)}.pub"
         if pin.exists():
-            if pin.read_bytes() != m.signing_key:
+            if not R.ct_equal(pin.read_bytes(), m.signing_key):
                 raise SignatureError(f"manifest signing key changed since first use (pin: {pin})")
         else:
             _write_atomic(pin, m.signing_key)
@@ -353,6 +355,23 @@ class OprfClient(ClientHalf):
         self._check_signer(m, transport)
         if m.set_size == 0 or m.fpr_inverse < 4:
             raise DecodeError("manifest parameters out of range")
+        self._check_epoch(m, transport)
+
+    def _check_epoch(self, m: Manifest, transport: Transport) -> None:
+        """Refuse a manifest older than the newest epoch seen at this origin (a replayed key)."""
+        origin = self._origin(transport)
+        path = self.cache / "epochs" / origin if self.cache is not None else None
+        seen = self._seen_epoch.get(origin, 0)
+        if path is not None and path.exists():
+            try:
+                seen = max(seen, int(path.read_text()))
+            except ValueError:
+                raise RollbackError(f"{path}: unreadable epoch record; remove it to reset") from None
+        if m.epoch < seen:
+            raise RollbackError(f"manifest epoch {m.epoch} is older than epoch {seen} already seen")
+        self._seen_epoch[origin] = m.epoch
+        if path is not None and m.epoch > seen:
+            _write_atomic(path, str(m.epoch).encode())
 
     def _load_filter(self, m: Manifest, transport: Transport) -> GCSFilter:
         digest = m.filter_digest

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -422,7 +423,7 @@ def _load_manifest(state_dir: Path, number: int) -> Manifest:
 def _load_epoch(state_dir: Path, number: int, meta: dict[str, Any], signing_pub: bytes) -> Epoch:
     edir = state_dir / f"epoch-{number}"
     manifest = _load_manifest(state_dir, number)
-    if manifest.signing_key != signing_pub or manifest.epoch != number:
+    if not hmac.compare_digest(manifest.signing_key, signing_pub) or manifest.epoch != number:
         raise CorruptStoreError(f"{edir / 'manifest.bin'}: not this server's manifest")
     try:
         fbytes = (edir / "filter.bin").read_bytes()

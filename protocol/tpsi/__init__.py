@@ -35,7 +35,7 @@ from ._bench import (
 )
 from ._client import TpsiClient
 from ._options import TpsiClientOptions, TpsiServerOptions
-from ._server import ServerParams, TpsiServer
+from ._server import ServerParams, TpsiServer, rotate_signing_key
 from ._store import DB_NAME, Reveal, read_reveals
 from ._wire import PROTOCOL_ID, Manifest, TableMsg, UploadBatch, UploadReply, Voucher
 
@@ -57,9 +57,12 @@ __all__ = [
     "bench_reconstruction",
     "bench_table",
     "bench_vouchers",
+    "describe_state",
     "detection_probability",
+    "enroll_account",
     "false_report_probability",
     "list_reveals",
+    "rotate_signing_key",
     "table_size_bytes",
 ]
 
@@ -133,6 +136,43 @@ def detection_probability(matching_images: int, t: int, synthetic_rate: float) -
     return _binomial_tail(matching_images, 1.0 - synthetic_rate, t)
 
 
+def describe_state(state_dir: Path | str) -> dict[str, Any]:
+    """The served manifest of a tpsi state dir (for ``db info``): digest to publish; no secrets."""
+    path = Path(state_dir) / "manifest.bin"
+    if not path.is_file():
+        return {"manifest_digest": None}
+    m = Manifest.from_bytes(path.read_bytes())
+    return {
+        "manifest_digest": m.digest().hex(),
+        "epoch": m.epoch,
+        "signing_key": m.public_key.hex(),
+        "rotated_from": m.prev_key.hex() or None,
+        "threshold": m.threshold,
+        "synthetic_rate": m.synthetic_ppm / 1_000_000,
+        "set_digest": m.set_digest.hex(),
+    }
+
+
+def enroll_account(state_dir: Path | str, account: str, client_key: bytes) -> None:
+    """Operator enrolment of an account's client key, straight into the store (audited)."""
+    from ._store import TpsiStore
+    from ._wire import account_bytes
+
+    account_bytes(account)
+    if len(client_key) != 32:
+        raise InputError("client key must be 32 bytes (Ed25519 public key)")
+    d = Path(state_dir)
+    if not (d / DB_NAME).is_file() and (d / "state" / "tpsi" / DB_NAME).is_file():
+        d = d / "state" / "tpsi"
+    if not (d / DB_NAME).is_file():
+        raise InputError(f"{d}: no tpsi store here (has the server run tpsi?)")
+    store = TpsiStore(d / DB_NAME)
+    try:
+        store.enroll(account, client_key)
+    finally:
+        store.close()
+
+
 def list_reveals(state_dir: Path | str, account: str) -> list[Reveal]:
     """Revealed AD for ``account`` from the server's store (read-only; empty below threshold).
 
@@ -169,6 +209,8 @@ class Tpsi(Protocol):
             "and the AD of exactly those vouchers",
             "equality of shares for a repeated hash within one account (same x-coordinate)",
             "the probe count per image when multi-probe is on (2^k vouchers per image)",
+            "per account: the client public key its uploads are signed with (bound on first "
+            "use or by enrolment); it links nothing the account id does not already link",
         ),
         network=(
             "with TLS: voucher counts, sizes (fixed per voucher) and timing; AD length is padded",

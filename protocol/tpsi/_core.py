@@ -97,7 +97,8 @@ class AccountSecrets:
     ``key_coeffs`` is the Shamir polynomial f (degree t-1, ``f(0) = adkey``);
     ``det_coeffs`` are the k detection polynomials (degree t-2) over GF(2^31-1).
     Deriving from (seed, t, k) means a change of t or k starts a new
-    polynomial; shares made under different parameters never combine.
+    polynomial; shares made under different parameters never combine. The
+    repr names only t and k: every other field is key material.
     """
 
     seed: bytes
@@ -134,6 +135,11 @@ class AccountSecrets:
             keys[64:],
         )
 
+    def __repr__(self) -> str:
+        return f"AccountSecrets(t={self.t}, k={self.k}, <secret>)"
+
+    __str__ = __repr__
+
     @property
     def adkey(self) -> bytes:
         return shamir.encode_element(self.key_coeffs[0])
@@ -146,6 +152,18 @@ class AccountSecrets:
         """The synthetic coin for this hash: true with probability ppm / 10^6."""
         u = int.from_bytes(_prf(self.synkey, b"coin|" + item)[:8], "little")
         return u * 1_000_000 < ppm * (1 << 64)
+
+    def synthetic_probe(self, item: bytes, ppm: int, n_probes: int) -> int | None:
+        """The image's one synthetic coin, shared by all its probes.
+
+        None if the image is real; otherwise the index of the one probe whose
+        voucher opens (a PRF of the image, so a re-scan opens the same probe
+        with the same junk share, as a re-scanned real match would).
+        """
+        if not self.is_synthetic(item, ppm):
+            return None
+        u = int.from_bytes(_prf(self.synkey, b"probe|" + item)[:8], "little")
+        return u % n_probes
 
     def junk(self, item: bytes) -> tuple[int, IntArray]:
         """Deterministic junk share and detection vector for a synthetic voucher."""
@@ -192,11 +210,14 @@ def make_voucher(
     ad: bytes,
     synthetic: bool | None = None,
     vid: bytes | None = None,
+    opens: bool = True,
 ) -> tuple[Voucher, bool]:
     """Build one voucher for ``item``; returns it and whether it is synthetic.
 
     ``synthetic=None`` draws the per-hash coin at the manifest's rate; tests
-    and benchmarks may force either kind. Both kinds perform the same group
+    and benchmarks may force either kind. ``opens=False`` makes a synthetic
+    voucher with no opening pair: the other probes of a synthetic image,
+    which must look like probes that match nothing. Both kinds perform the same group
     operations (per pair: 3 variable-base and 2 fixed-base multiplications)
     and compute both the real and the junk inner values, so that the time a
     voucher takes does not tell which kind it is (best effort in Python).
@@ -207,7 +228,7 @@ def make_voucher(
     padded = pad_ad(ad, m.ad_max)
     rkey = secrets.token_bytes(32)
     hy = h2g(item)
-    live = secrets.randbelow(m.n_hash)  # the pair a synthetic voucher lets open
+    live = secrets.randbelow(m.n_hash) if opens else -1  # the pair a synthetic voucher opens
     seen: set[int] = set()
     pairs: list[tuple[bytes, bytes]] = []
     for j, w in enumerate(_cuckoo.positions(m.cuckoo_seed, m.n_slots, m.n_hash, item)):

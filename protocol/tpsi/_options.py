@@ -50,6 +50,11 @@ class TpsiServerOptions(Options):
     )
     max_batch: int = option(256, "vouchers per upload request")
     max_pages: int | None = option(None, "SQLite page cap of the voucher store (None = unbounded)")
+    enrollment: Literal["first-use", "admin"] = option(
+        "first-use",
+        "account binding: the first signed upload binds an account to its client key, "
+        "or only keys an operator enrolled (POST accounts, `blindmatch admin enroll`)",
+    )
 
     def check(self) -> None:
         _within("threshold", self.threshold, 2, 1000)
@@ -78,10 +83,22 @@ class TpsiClientOptions(Options):
     pinned_set_digest: str | None = option(
         None, "hex SHA-256 root digest of the hash set the manifest must commit to"
     )
+    pinned_manifest_digest: str | None = option(
+        None, "hex Manifest.digest() of the whole signed manifest (`blindmatch db info`)"
+    )
+    min_threshold: int = option(
+        10, "refuse a server whose signed threshold is lower (policy floor)"
+    )
+    min_synthetic_rate: float = option(
+        0.01, "refuse a server whose signed synthetic-voucher rate is lower (policy floor)"
+    )
     max_batch: int = option(256, "vouchers per upload request")
 
     def check(self) -> None:
         check_probe_bits(self.probe_bits)
         _pin("pinned_signing_key", self.pinned_signing_key)
         _pin("pinned_set_digest", self.pinned_set_digest)
+        _pin("pinned_manifest_digest", self.pinned_manifest_digest)
+        _within("min_threshold", self.min_threshold, 2, 1000)
+        _within("min_synthetic_rate", self.min_synthetic_rate, 0.0, 1.0)
         _within("max_batch", self.max_batch, 1, 10000)

@@ -12,6 +12,14 @@ threshold work does not show up in the upload's latency (a timing channel
 that would tell the client its account crossed t). ``reveal_mode="inline"``
 runs them in the request (for tests), ``"manual"`` only on demand (admin POST
 or ``process_reveals``).
+
+Uploads are authenticated: every batch is signed by a client key, and an
+account accepts batches only under the key it is bound to — the first key
+that uploads to it (``enrollment="first-use"``) or the key an operator
+enrolled (``"admin"``, ``POST accounts``). Reveals never trust an earlier
+result: detection runs over every opened voucher each time, each group of
+rows on one polynomial is reconstructed on its own, and an account showing
+more than one polynomial is flagged in the audit table.
 """
 
 from __future__ import annotations
@@ -29,8 +37,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ..base import Endpoint, Reply, Request, ServerHalf, ServerVerdict
@@ -48,11 +57,18 @@ from ..hazmat.ristretto import base_mult, random_scalar
 from ..keyfile import read_secret, write_secret
 from ._core import Opened, cuckoo_item, open_outer, parse_inner, reveal_ad
 from ._options import TpsiServerOptions
-from ._store import DB_NAME, Reveal, TpsiStore
+from ._store import DB_NAME, Reveal, TpsiStore, key_id
 from ._table import build_table
-from ._wire import Manifest, TableMsg, UploadBatch, UploadReply, account_bytes
+from ._wire import (
+    Manifest,
+    TableMsg,
+    UploadBatch,
+    UploadReply,
+    account_bytes,
+    rotation_message,
+)
 
-__all__ = ["ServerParams", "TpsiServer", "TpsiServerOptions"]
+__all__ = ["ServerParams", "TpsiServer", "TpsiServerOptions", "rotate_signing_key"]
 
 log = logging.getLogger("blindmatch.tpsi")
 
@@ -104,6 +120,21 @@ class TpsiServer(ServerHalf):
         if not path.exists():
             write_secret(path, Ed25519PrivateKey.generate().private_bytes_raw())
         return Ed25519PrivateKey.from_private_bytes(read_secret(path, 32))
+
+    def _rotation_record(self) -> tuple[bytes, bytes]:
+        """The old key's hand-over to ours, carried by every manifest we sign (if we rotated)."""
+        path = self.state_dir / "rotation.bin"
+        if not path.exists():
+            return b"", b""
+        rec = path.read_bytes()
+        if len(rec) != 96:
+            raise CorruptStoreError(f"{path}: rotation record must be 96 bytes")
+        prev, sig = rec[:32], rec[32:]
+        try:
+            Ed25519PublicKey.from_public_bytes(prev).verify(sig, rotation_message(self.public_key))
+        except (InvalidSignature, ValueError):
+            raise CorruptStoreError(f"{path}: rotation record does not hand over to our key") from None
+        return prev, sig
 
     def _wanted(self, hashes: HashSet) -> dict[str, Any]:
         return {
@@ -164,6 +195,7 @@ class TpsiServer(ServerHalf):
             built.attempts,
             built.seconds_points,
         )
+        prev_key, rotation_sig = self._rotation_record()
         m = Manifest(
             epoch=epoch,
             n_slots=built.n_slots,
@@ -172,6 +204,8 @@ class TpsiServer(ServerHalf):
             big_l=base_mult(alpha),
             created=int(time.time()),
             public_key=self.public_key,
+            prev_key=prev_key,
+            rotation_sig=rotation_sig,
             **want,
         ).signed(self._signing)
         write_secret(self.state_dir / f"alpha-{epoch}.key", alpha)
@@ -215,6 +249,14 @@ class TpsiServer(ServerHalf):
                 max_body=256,
                 summary="Run reveal processing for an account (body: account id) and list",
             ),
+            Endpoint(
+                "POST",
+                "accounts",
+                self._post_accounts,
+                admin=True,
+                max_body=512,
+                summary="Enrol an account's client key (JSON: account, client_key hex)",
+            ),
         ]
 
     def setup_bytes(self) -> int:
@@ -237,7 +279,8 @@ class TpsiServer(ServerHalf):
         return self._cached(req, self._etag_table, self.table_bytes)
 
     def _post_vouchers(self, req: Request) -> Reply:
-        account, vouchers = UploadBatch.from_bytes(req.body, self.params.max_batch)
+        batch = UploadBatch.from_bytes(req.body, self.params.max_batch)
+        account, vouchers = batch.account, batch.parsed()
         acc = account_bytes(account)
         m = self.manifest
         for v in vouchers:
@@ -251,7 +294,9 @@ class TpsiServer(ServerHalf):
             rows.append(
                 (v.vid, v.epoch, sha256(v.to_bytes()), status, inner if status == 1 else None)
             )
-        new, dup = self.store.insert_batch(account, rows)
+        new, dup = self.store.insert_batch(
+            account, rows, batch.client_key, self.params.enrollment == "first-use"
+        )
         self._after_upload(account)
         acked = tuple(dict.fromkeys(v.vid for v in vouchers))
         return Reply(UploadReply(new, dup, acked).to_bytes())
@@ -278,6 +323,23 @@ class TpsiServer(ServerHalf):
             "reveals": [r.as_json() for r in out],
         }
         return Reply(json.dumps(body).encode(), media_type="application/json")
+
+    def _post_accounts(self, req: Request) -> Reply:
+        try:
+            body = json.loads(req.body)
+            account, key = str(body["account"]), bytes.fromhex(str(body["client_key"]))
+        except (ValueError, KeyError, TypeError):
+            raise DecodeError('body must be {"account": ..., "client_key": "<64 hex>"}') from None
+        self.enroll(account, key)
+        body = {"account": account, "key_id": key_id(key)}
+        return Reply(json.dumps(body).encode(), media_type="application/json")
+
+    def enroll(self, account: str, client_key: bytes) -> None:
+        """Bind ``account`` to ``client_key`` (operator action; replaces an earlier binding)."""
+        account_bytes(account)
+        if len(client_key) != 32:
+            raise LengthError("client key must be 32 bytes (Ed25519 public key)")
+        self.store.enroll(account, client_key)
 
     def _get_reveals(self, req: Request) -> Reply:
         return self._reveals_reply(self._account_from(req, False), "GET")
@@ -357,6 +419,12 @@ class TpsiServer(ServerHalf):
         group: list[tuple[bytes, int, Opened]],
         revealed: set[bytes],
     ) -> int:
+        """Detect, per polynomial, the real shares among opened vouchers; reveal each set >= t.
+
+        Nothing from an earlier reveal is trusted: a polynomial that reached t
+        first (say one planted by whoever held the account's key) cannot hide
+        a second one, whose vouchers are revealed too and the account flagged.
+        """
         # One row per distinct x: a repeated hash gives an identical share (counted once);
         # differing contents under one x cannot come from an honest client -> junk.
         by_x: dict[int, list[tuple[bytes, int, Opened]]] = defaultdict(list)
@@ -367,50 +435,76 @@ class TpsiServer(ServerHalf):
             o0 = members[0][2]
             if all(o.y == o0.y and bool((o.det == o0.det).all()) for _, _, o in members):
                 distinct.append(members)
-        known = [ms for ms in distinct if any(vid in revealed for vid, _, _ in ms)]
-        events: list[tuple[str, dict[str, Any]]] = []
-        if len(known) >= t:
-            coeffs = shamir.interpolate([(ms[0][2].x, ms[0][2].y) for ms in known[:t]])
-        else:
-            if len(distinct) < t:
-                return 0
-            pts = [dhf.detection_point(ms[0][2].x_bytes) for ms in distinct]
-            dets = _stack([ms[0][2].det for ms in distinct])
-            support = dhf.kernel_support(dhf.rows(pts, dets, t))
-            if len(support) < t:
-                return 0
-            cand = [distinct[i] for i in support]
+        if len(distinct) < t:
+            return 0
+        pts = [dhf.detection_point(ms[0][2].x_bytes) for ms in distinct]
+        dets = _stack([ms[0][2].det for ms in distinct])
+        polys: list[tuple[list[int], list[list[tuple[bytes, int, Opened]]]]] = []
+        for rows in dhf.kernel_groups(dhf.rows(pts, dets, t)):
+            if len(rows) < t:
+                continue
+            cand = [distinct[i] for i in rows]
             coeffs = shamir.interpolate([(ms[0][2].x, ms[0][2].y) for ms in cand[:t]])
             if any(shamir.eval_poly(coeffs, ms[0][2].x) != ms[0][2].y for ms in cand):
                 self.store.audit(account, "detection_inconclusive", {"opened": len(distinct)})
-                return 0
-            events.append(
-                (
-                    "threshold_reached",
-                    {"threshold": t, "opened": len(distinct), "real_shares": len(support)},
-                )
-            )
-        adkey = coeffs[0]
-        out: list[tuple[bytes, int, bytes]] = []
-        for members in distinct:
-            o = members[0][2]
-            if shamir.eval_poly(coeffs, o.x) != o.y:
                 continue
-            for vid, epoch, om in members:
-                if vid in revealed:
-                    continue
-                ad = reveal_ad(adkey, om, vid, acc)
-                if ad is not None:
-                    out.append((vid, epoch, ad))
+            polys.append((coeffs, cand))
+        out: list[tuple[bytes, int, bytes]] = []
+        events: list[tuple[str, dict[str, Any]]] = []
+        for coeffs, cand in polys:
+            fresh = [
+                (vid, epoch, ad)
+                for members in cand
+                for vid, epoch, om in members
+                if vid not in revealed
+                and (ad := reveal_ad(coeffs[0], om, vid, acc)) is not None
+            ]
+            if fresh and len(fresh) == sum(len(ms) for ms in cand):
+                detail = {"threshold": t, "opened": len(distinct), "real_shares": len(cand)}
+                events.append(("threshold_reached", detail))
+            out += fresh
+        if len(polys) > 1:
+            self._flag_inconsistent(account, [len(c) for _, c in polys])
         if not out and not events:
             return 0
         return self.store.record_reveals(account, out, events)
+
+    def _flag_inconsistent(self, account: str, sizes: list[int]) -> None:
+        """Audit an account whose uploads lie on several polynomials (once per new count)."""
+        seen = {
+            e["detail"].get("polynomials")
+            for e in self.store.audit_log(account)
+            if e["event"] == "inconsistent_polynomials"
+        }
+        if len(sizes) not in seen:
+            detail = {"polynomials": len(sizes), "shares": sorted(sizes, reverse=True)}
+            self.store.audit(account, "inconsistent_polynomials", detail)
+            log.warning("tpsi account shows %d share polynomials; flagged for review", len(sizes))
 
     def close(self) -> None:
         if self._worker is not None and self._worker.is_alive():
             self._queue.put(None)
             self._worker.join(timeout=30)
         self.store.close()
+
+
+def rotate_signing_key(state_dir: Path | str) -> bytes:
+    """Replace the manifest signing key; the old key signs the new one. Returns the new key.
+
+    Clients that trusted the old key on first use accept the new one only
+    through this record. The next server start signs a new epoch with the new
+    key (running servers keep the old manifest until restarted).
+    """
+    d = Path(state_dir)
+    with _exclusive(d / ".setup.lock"):
+        old = Ed25519PrivateKey.from_private_bytes(read_secret(d / "signing.key", 32))
+        new = Ed25519PrivateKey.generate()
+        pub = new.public_key().public_bytes_raw()
+        record = old.public_key().public_bytes_raw() + old.sign(rotation_message(pub))
+        _atomic_write(d / "rotation.bin", record)
+        write_secret(d / "signing.key", new.private_bytes_raw())
+        (d / "manifest.bin").unlink(missing_ok=True)
+    return pub
 
 
 def _stack(vectors: list[Any]) -> Any:

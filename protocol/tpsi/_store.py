@@ -17,6 +17,8 @@ server could decrypt after reaching the threshold. The raw voucher is not kept.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import sqlite3
 import threading
@@ -27,12 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CorruptStoreError, StorageUnavailableError
+from ..errors import (
+    AccountKeyMismatchError,
+    AccountNotEnrolledError,
+    CorruptStoreError,
+    StorageUnavailableError,
+)
 
-__all__ = ["DB_NAME", "Reveal", "StoredVoucher", "TpsiStore", "read_reveals"]
+__all__ = ["DB_NAME", "Reveal", "StoredVoucher", "TpsiStore", "key_id", "read_reveals"]
 
 DB_NAME = "tpsi.sqlite3"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: accounts.client_key (the key an account's uploads are signed with)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,7 +52,7 @@ CREATE TABLE IF NOT EXISTS vouchers(
 CREATE INDEX IF NOT EXISTS vouchers_by_account ON vouchers(account, status);
 CREATE TABLE IF NOT EXISTS accounts(
     account TEXT PRIMARY KEY, opened INTEGER NOT NULL DEFAULT 0,
-    attempted INTEGER NOT NULL DEFAULT 0);
+    attempted INTEGER NOT NULL DEFAULT 0, client_key BLOB);
 CREATE TABLE IF NOT EXISTS reveals(
     account TEXT NOT NULL, vid BLOB NOT NULL, epoch INTEGER NOT NULL, ad BLOB NOT NULL,
     revealed REAL NOT NULL, PRIMARY KEY(account, vid));
@@ -53,6 +60,11 @@ CREATE TABLE IF NOT EXISTS audit(
     seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, account TEXT,
     event TEXT NOT NULL, vid BLOB, detail TEXT NOT NULL DEFAULT '');
 """
+
+
+def key_id(client_key: bytes) -> str:
+    """Printable id of a client's public key (audit rows, reveal listings)."""
+    return hashlib.sha256(b"blindmatch-tpsi-v1|client-key|" + client_key).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,9 @@ class TpsiStore:
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES('schema', ?)", (SCHEMA_VERSION,))
+            elif row[0] == "1":  # v1 accounts have no key yet: bound on their next upload
+                self._db.execute("ALTER TABLE accounts ADD COLUMN client_key BLOB")
+                self._db.execute("UPDATE meta SET value=? WHERE key='schema'", (SCHEMA_VERSION,))
             elif row[0] != SCHEMA_VERSION:
                 raise CorruptStoreError(f"{path}: unknown tpsi schema {row[0]!r}")
             if max_pages is not None:
@@ -157,12 +172,22 @@ class TpsiStore:
 
     # --- vouchers ---------------------------------------------------------
     def insert_batch(
-        self, account: str, rows: Sequence[tuple[bytes, int, bytes, int, bytes | None]]
+        self,
+        account: str,
+        rows: Sequence[tuple[bytes, int, bytes, int, bytes | None]],
+        client_key: bytes,
+        bind_on_first_use: bool = True,
     ) -> tuple[int, int]:
-        """Store (vid, epoch, digest, status, inner) rows atomically; returns (new, duplicates)."""
+        """Store (vid, epoch, digest, status, inner) rows atomically; returns (new, duplicates).
+
+        The batch is stored only if ``client_key`` is the key the account is
+        bound to; an account without a key is bound to it here when
+        ``bind_on_first_use`` (the check and the binding are one transaction).
+        """
         now = time.time()
         new = dup = opened = 0
         with self._txn() as db:
+            self._check_key(db, account, client_key, bind_on_first_use, now)
             for vid, epoch, digest, status, inner in rows:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO vouchers VALUES(?,?,?,?,?,?,?)",
@@ -179,6 +204,58 @@ class TpsiStore:
                 (account, opened),
             )
         return new, dup
+
+    @staticmethod
+    def _check_key(
+        db: sqlite3.Connection, account: str, client_key: bytes, bind: bool, now: float
+    ) -> None:
+        row = db.execute("SELECT client_key FROM accounts WHERE account=?", (account,)).fetchone()
+        bound = None if row is None or row[0] is None else bytes(row[0])
+        if bound is not None:
+            if not hmac.compare_digest(bound, client_key):
+                raise AccountKeyMismatchError("this account is bound to another client key")
+            return
+        if not bind:
+            raise AccountNotEnrolledError("no client key is enrolled for this account")
+        db.execute(
+            "INSERT INTO accounts(account, client_key) VALUES(?, ?) "
+            "ON CONFLICT(account) DO UPDATE SET client_key = excluded.client_key",
+            (account, client_key),
+        )
+        db.execute(
+            "INSERT INTO audit(ts, account, event, vid, detail) VALUES(?,?,?,?,?)",
+            (now, account, "account_bound", None, json.dumps({"key": key_id(client_key)})),
+        )
+
+    def enroll(self, account: str, client_key: bytes) -> None:
+        """Operator enrolment: bind (or re-bind) an account to a client key, audited."""
+        with self._txn() as db:
+            row = db.execute(
+                "SELECT client_key FROM accounts WHERE account=?", (account,)
+            ).fetchone()
+            old = None if row is None or row[0] is None else key_id(bytes(row[0]))
+            db.execute(
+                "INSERT INTO accounts(account, client_key) VALUES(?, ?) "
+                "ON CONFLICT(account) DO UPDATE SET client_key = excluded.client_key",
+                (account, client_key),
+            )
+            db.execute(
+                "INSERT INTO audit(ts, account, event, vid, detail) VALUES(?,?,?,?,?)",
+                (
+                    time.time(),
+                    account,
+                    "account_enrolled",
+                    None,
+                    json.dumps({"key": key_id(client_key), "previous": old}, sort_keys=True),
+                ),
+            )
+
+    def client_key(self, account: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT client_key FROM accounts WHERE account=?", (account,)
+            ).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
 
     def opened(self, account: str) -> list[StoredVoucher]:
         with self._lock:
@@ -238,16 +315,16 @@ class TpsiStore:
         now = time.time()
         n = 0
         with self._txn() as db:
-            q = "SELECT COUNT(*) FROM reveals WHERE account=?"
-            (already,) = db.execute(q, (account,)).fetchone()
+            q = "SELECT 1 FROM reveals WHERE account=? AND vid=?"
+            fresh = [r for r in reveals if db.execute(q, (account, r[0])).fetchone() is None]
             for event, detail in events:
-                if event == "threshold_reached" and already:
+                if event == "threshold_reached" and not fresh:
                     continue  # another process got there first
                 db.execute(
                     "INSERT INTO audit(ts, account, event, vid, detail) VALUES(?,?,?,?,?)",
                     (now, account, event, None, json.dumps(detail, sort_keys=True)),
                 )
-            for vid, epoch, ad in reveals:
+            for vid, epoch, ad in fresh:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO reveals VALUES(?,?,?,?,?)",
                     (account, vid, epoch, ad, now),

@@ -5,14 +5,21 @@ message type, length-prefixed fields) and decoded strictly: exact field
 counts, exact lengths, canonical non-identity points. Sizes are fixed by the
 manifest's parameters so that a real voucher, a synthetic voucher and a
 non-matching voucher are byte-for-byte the same length.
+
+Versions: manifest format 2 adds the signed key-rotation record (``prev_key``,
+``rotation_sig``); upload message type 7 (signed by the account's client key)
+replaces the unsigned type 5, which the server now refuses. Golden bytes of
+both are in ``tests/test_tpsi_codec.py``.
 """
 
 from __future__ import annotations
 
+import hmac
 import struct
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import (
@@ -21,6 +28,7 @@ from ..errors import (
     InputError,
     LengthError,
     SignatureError,
+    WrongProtocolError,
 )
 from ..hazmat import aead
 from ..hazmat.ristretto import decode_element
@@ -35,18 +43,21 @@ __all__ = [
     "UploadReply",
     "Voucher",
     "account_bytes",
+    "rotation_message",
 ]
 
 PROTOCOL_ID = 3
 DOMAIN = b"blindmatch-tpsi-v1"
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
 
 MSG_MANIFEST = 1
 MSG_MANIFEST_TBS = 2
 MSG_TABLE = 3
 MSG_VOUCHER = 4
-MSG_UPLOAD = 5
+MSG_UPLOAD_UNSIGNED = 5  # format before upload signatures; refused
 MSG_UPLOAD_REPLY = 6
+MSG_UPLOAD = 7
+MSG_UPLOAD_TBS = 8
 
 VID_BYTES = 16
 PAIR_CT_BYTES = aead.OVERHEAD_ONCE + 32  # seal_once(rkey)
@@ -54,6 +65,9 @@ PAIR_BYTES = 32 + PAIR_CT_BYTES
 MAX_PAIRS = 4
 MAX_ACCOUNT_BYTES = 128
 _SIG_DOMAIN = DOMAIN + b"|manifest|"
+_ROTATE_DOMAIN = DOMAIN + b"|rotate|"
+_UPLOAD_DOMAIN = DOMAIN + b"|upload|"
+_DIGEST_DOMAIN = DOMAIN + b"|manifest-digest|"
 
 _U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")
@@ -112,6 +126,8 @@ class Manifest:
     set_digest: bytes
     created: int
     public_key: bytes
+    prev_key: bytes = b""
+    rotation_sig: bytes = b""
     signature: bytes = b""
 
     def _fields(self) -> list[bytes]:
@@ -132,6 +148,8 @@ class Manifest:
             self.set_digest,
             _U64.pack(self.created),
             self.public_key,
+            self.prev_key,
+            self.rotation_sig,
         ]
 
     def tbs(self) -> bytes:
@@ -151,17 +169,37 @@ class Manifest:
         except (InvalidSignature, ValueError):
             raise SignatureError("manifest signature rejected") from None
 
+    def rotated_from(self, old_key: bytes) -> bool:
+        """Does this manifest carry a valid rotation record signed by ``old_key``?"""
+        if not hmac.compare_digest(self.prev_key, old_key) or len(self.rotation_sig) != 64:
+            return False
+        try:
+            Ed25519PublicKey.from_public_bytes(old_key).verify(
+                self.rotation_sig, rotation_message(self.public_key)
+            )
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    def digest(self) -> bytes:
+        """SHA-256 of the whole signed manifest: print it, publish it, pin it (``manifest_digest``)."""
+        h = hashes.Hash(hashes.SHA256())
+        h.update(_DIGEST_DOMAIN + self.to_bytes())
+        return h.finalize()
+
     def to_bytes(self) -> bytes:
         return encode_fields(PROTOCOL_ID, MSG_MANIFEST, [*self._fields(), self.signature])
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Manifest:
-        f = decode_fields(data, PROTOCOL_ID, MSG_MANIFEST, 17, max_field=256)
+        f = decode_fields(data, PROTOCOL_ID, MSG_MANIFEST, 19, max_field=256)
         if _u(_U8, f[0], "format") != MANIFEST_FORMAT:
             raise DecodeError("unknown manifest format")
-        for i, n in ((6, 16), (7, 32), (8, 32), (13, 32), (15, 32), (16, 64)):
+        for i, n in ((6, 16), (7, 32), (8, 32), (13, 32), (15, 32), (18, 64)):
             if len(f[i]) != n:
                 raise LengthError(f"manifest field {i}: expected {n} bytes")
+        if (len(f[16]), len(f[17])) not in ((0, 0), (32, 64)):
+            raise LengthError("manifest rotation record: expected 0/0 or 32/64 bytes")
         m = cls(
             epoch=_u(_U32, f[1], "epoch"),
             algo_id=_u(_U8, f[2], "algo"),
@@ -178,7 +216,9 @@ class Manifest:
             set_digest=f[13],
             created=_u(_U64, f[14], "created"),
             public_key=f[15],
-            signature=f[16],
+            prev_key=f[16],
+            rotation_sig=f[17],
+            signature=f[18],
         )
         if not (1 <= m.n_hash <= MAX_PAIRS and m.n_slots >= 1 and m.threshold >= 2):
             raise DecodeError("manifest parameters out of range")
@@ -202,6 +242,11 @@ class Manifest:
     @property
     def voucher_bytes(self) -> int:
         return 4 + 4 * 4 + VID_BYTES + 4 + self.n_hash * PAIR_BYTES + self.rct_bytes
+
+
+def rotation_message(new_key: bytes) -> bytes:
+    """What the outgoing signing key signs to hand over to ``new_key``."""
+    return _ROTATE_DOMAIN + new_key
 
 
 @dataclass(frozen=True)
@@ -263,38 +308,64 @@ class Voucher:
 
 @dataclass(frozen=True)
 class UploadBatch:
-    """``POST vouchers`` body: the account id and a list of vouchers."""
+    """``POST vouchers`` body: the account id, vouchers, and the account's client signature.
+
+    The signature (Ed25519, by the key the account is bound to on the server)
+    covers the account id and every voucher byte, so a third party cannot add
+    vouchers to someone else's account, and a relay cannot move a batch to
+    another account.
+    """
 
     account: str
     vouchers: tuple[bytes, ...]
+    client_key: bytes = b""
+    signature: bytes = b""
+
+    def _tbs(self) -> bytes:
+        return _UPLOAD_DOMAIN + encode_fields(PROTOCOL_ID, MSG_UPLOAD_TBS, self._body())
+
+    def _body(self) -> list[bytes]:
+        blob = b"".join(_U32.pack(len(v)) + v for v in self.vouchers)
+        return [account_bytes(self.account), _U32.pack(len(self.vouchers)), blob]
+
+    def signed(self, key: Ed25519PrivateKey) -> UploadBatch:
+        pub = key.public_key().public_bytes_raw()
+        unsigned = UploadBatch(self.account, self.vouchers, pub)
+        return UploadBatch(self.account, self.vouchers, pub, key.sign(unsigned._tbs()))
 
     def to_bytes(self) -> bytes:
-        blob = b"".join(_U32.pack(len(v)) + v for v in self.vouchers)
+        if len(self.client_key) != 32 or len(self.signature) != 64:
+            raise InputError("upload batches must be signed (UploadBatch.signed)")
         return encode_fields(
-            PROTOCOL_ID,
-            MSG_UPLOAD,
-            [account_bytes(self.account), _U32.pack(len(self.vouchers)), blob],
+            PROTOCOL_ID, MSG_UPLOAD, [*self._body(), self.client_key, self.signature]
         )
 
     @staticmethod
     def count(data: bytes) -> int:
         """Number of vouchers claimed by a body (for rate-limit cost); 1 if unparseable."""
         try:
-            f = decode_fields(data, PROTOCOL_ID, MSG_UPLOAD, 3, max_field=1 << 26)
+            f = decode_fields(data, PROTOCOL_ID, MSG_UPLOAD, 5, max_field=1 << 26)
             return max(1, _u(_U32, f[1], "count"))
         except DecodeError:
             return 1
 
     @classmethod
-    def from_bytes(cls, data: bytes, max_batch: int) -> tuple[str, list[Voucher]]:
-        acc_raw, cnt, blob = decode_fields(data, PROTOCOL_ID, MSG_UPLOAD, 3, max_field=1 << 26)
+    def from_bytes(cls, data: bytes, max_batch: int) -> UploadBatch:
+        """Parse and verify the signature; ``vouchers`` holds the raw voucher bytes."""
+        if len(data) >= 3 and data[1] == PROTOCOL_ID and data[2] == MSG_UPLOAD_UNSIGNED:
+            raise WrongProtocolError("unsigned upload batches are refused; sign with the client key")
+        acc_raw, cnt, blob, pub, sig = decode_fields(
+            data, PROTOCOL_ID, MSG_UPLOAD, 5, max_field=1 << 26
+        )
         account = _account_from(acc_raw)
         n = _u(_U32, cnt, "count")
         if n > max_batch:
             raise BatchTooLargeError(f"{n} vouchers in one batch > {max_batch}")
         if n == 0:
             raise LengthError("empty voucher batch")
-        out: list[Voucher] = []
+        if len(pub) != 32 or len(sig) != 64:
+            raise LengthError("upload key or signature has the wrong length")
+        out: list[bytes] = []
         pos = 0
         for _ in range(n):
             if pos + 4 > len(blob):
@@ -303,11 +374,19 @@ class UploadBatch:
             pos += 4
             if pos + ln > len(blob):
                 raise LengthError("truncated voucher")
-            out.append(Voucher.from_bytes(blob[pos : pos + ln]))
+            out.append(blob[pos : pos + ln])
             pos += ln
         if pos != len(blob):
             raise LengthError("trailing bytes after the voucher list")
-        return account, out
+        batch = cls(account, tuple(out), pub, sig)
+        try:
+            Ed25519PublicKey.from_public_bytes(pub).verify(sig, batch._tbs())
+        except (InvalidSignature, ValueError):
+            raise SignatureError("upload signature rejected") from None
+        return batch
+
+    def parsed(self) -> list[Voucher]:
+        return [Voucher.from_bytes(v) for v in self.vouchers]
 
 
 @dataclass(frozen=True)

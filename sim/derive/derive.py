@@ -1,128 +1,372 @@
-"""Numbers for decisions: latency, capacity, population effects, the headline and worked examples.
+"""Numbers for decisions: false-match bounds, latency, capacity, population, headline, frontier.
 
 Everything here is computed from this run's measurements plus the stated
 assumptions of ``netmodel``, ``capacity`` and ``population``; nothing is
-measured here. Figures beyond the measured set sizes are marked extrapolated.
+measured here. Population figures are built on the measured per-pair
+false-match bound (``falsematch``); a tail model appears beside them only where
+it passed its calibration check. Cost figures carry their basis (``costs``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from blindmatch.client import get_algo
 from blindmatch.protocol import REGISTRY
 
-from ..cost.capacity import LinearCost, cores_needed, fit_linear, fit_proportional, qps_per_core
+from ..cost.capacity import qps_per_core
 from ..cost.netmodel import LatencyInputs, NetworkProfile, simulate
 from ..decide.variants import Variant
-from ..stats import BetaBinomialFit
-from .population import account_flag_probability, exact_probe_pair_rate, fmr_for_set
+from .costs import cores_cell, cpu_estimate, download, nearest_cell, ok_cells, server_model
+from .falsematch import false_match_row
+from .frontier import FRONTIER_SET_SIZE, frontier_rows
+from .population import account_flag_probability, fmr_for_set
 
-__all__ = ["derive"]
+__all__ = ["DERIVED_KEYS", "derive", "false_match_table"]
+
+PAIR_TARGETS = (1e-6, 1e-9, 1e-12)
+# The tables ``derive`` adds to results.json under their own names (besides ``profiles``).
+DERIVED_KEYS = (
+    "latency",
+    "capacity",
+    "population",
+    "accounts",
+    "headline",
+    "worked_examples",
+    "false_matches",
+    "frontier",
+)
 
 
-def _ok(cells: list[dict[str, Any]], label: str, transport: str) -> list[dict[str, Any]]:
-    return sorted(
-        (
-            c
-            for c in cells
-            if c["variant"] == label and c["transport"] == transport and c.get("status") == "ok"
-        ),
-        key=lambda c: c["set_size"],
+@dataclass
+class _Ctx:
+    """What every per-variant step reads."""
+
+    cfg: dict[str, Any]
+    acc: dict[str, Any]
+    cells: list[dict[str, Any]]
+    calgo: str
+    ref: int
+    fm: dict[tuple[str, str, int], dict[str, Any]]  # (algo, kind, param) -> false-match row
+    hash_samples: list[float]  # ms to hash a 12 MP JPEG, for the latency model
+
+
+def _rule(v: Variant, algo: str) -> tuple[str, int]:
+    spec = v.decision(get_algo(algo))
+    return (spec.kind, int(spec.radius if spec.kind == "fuzzy" else spec.probe_bits))
+
+
+def false_match_table(
+    corpus: dict[str, Any], variants: dict[str, list[Variant]], proto_algos: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """Measured per-pair rate, calibration and pairs needed, per hash and matching rule in use."""
+    keys: dict[tuple[str, str, int], list[str]] = {}
+    for proto, vs in variants.items():
+        for a in proto_algos.get(proto, []):
+            if a not in corpus:
+                continue
+            for v in vs:
+                keys.setdefault((a, *_rule(v, a)), []).append(v.label)
+    rows = []
+    for (a, kind, param), labels in sorted(keys.items()):
+        rows.append({**false_match_row(corpus[a], kind, param, PAIR_TARGETS), "variants": labels})
+    return rows
+
+
+def _reference_size(cfg: dict[str, Any]) -> int:
+    """The configured reference size, moved to the nearest measured cost size if it was not measured."""
+    ref = int(cfg["network"]["reference_set_size"])
+    sizes = sorted({int(s) for s in cfg["cost"]["sizes"]} | {int(s) for s in cfg["cost"]["http_sizes"]})
+    if not sizes or ref in sizes:
+        return ref
+    return min(sizes, key=lambda s: (abs(math.log(s) - math.log(ref)), s))
+
+
+def _combine(a: float, b: float) -> float:
+    """1 − (1 − a)(1 − b) without cancellation."""
+    return a + b - a * b
+
+
+def _latency(
+    ctx: _Ctx, v: Variant, model: dict[str, Any], profiles: list[NetworkProfile], rng: np.random.Generator
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    loc = nearest_cell(ok_cells(ctx.cells, v.label, "local"), ctx.ref) or nearest_cell(
+        ok_cells(ctx.cells, v.label, "http"), ctx.ref
     )
-
-
-def _se(cell: dict[str, Any]) -> float:
-    """Standard error of a cell's mean server CPU, from its per-query samples."""
-    x = np.asarray(cell.get("samples", {}).get("server_ms") or [], dtype=np.float64)
-    if x.size < 2 or not np.isfinite(x).all() or x.mean() <= 0:
-        return float("nan")
-    return float(x.std(ddof=1) / math.sqrt(x.size) * cell["server_cpu_ms"] / x.mean())
-
-
-def server_model(
-    cells: list[dict[str, Any]], label: str, cost_model: str = "affine", max_factor: float = 100.0
-) -> dict[str, Any]:
-    """Server CPU per query vs set size: protocol handler (fitted) + HTTP overhead (measured)."""
-    loc, http = _ok(cells, label, "local"), _ok(cells, label, "http")
-    if loc and cost_model == "proportional":
-        fit = fit_proportional([c["set_size"] for c in loc], [c["server_cpu_ms"] for c in loc])
-    elif loc:
-        fit = fit_linear(
-            [c["set_size"] for c in loc], [c["server_cpu_ms"] for c in loc], [_se(c) for c in loc]
+    if loc is None:
+        return [], None
+    hash_samples = np.asarray(ctx.hash_samples, dtype=np.float64)
+    srv = np.asarray(loc["samples"]["server_ms"] or [loc["server_cpu_ms"]], dtype=np.float64)
+    over = model["http_overhead_ms"]
+    inp = LatencyInputs(
+        hash_samples,
+        np.asarray(loc["samples"]["crypto_ms"], dtype=np.float64),
+        srv + (over if math.isfinite(over) else 0.0),
+        loc["requests"],
+        loc["bytes_up"],
+        loc["bytes_down"],
+        download(v.protocol, v.label, ctx.cells, loc["set_size"])[0],
+    )
+    rows = []
+    for prof in profiles:
+        r = simulate(prof, inp, int(ctx.cfg["network"]["samples"]), rng)
+        rows.append(
+            {
+                "protocol": v.protocol,
+                "variant": v.label,
+                "profile": prof.name,
+                "set_size": loc["set_size"],
+                **r,
+            }
         )
-    if loc:
-        over = [h["server_cpu_ms"] - fit.at(h["set_size"]) for h in http]
-        overhead = max(0.0, float(np.mean(over))) if over else float("nan")
-        source = "in-process handler fit" + (
-            " + measured HTTP overhead" if over else " (no HTTP measurement)"
+    return rows, loc
+
+
+def _capacity(ctx: _Ctx, v: Variant, model: dict[str, Any]) -> list[dict[str, Any]]:
+    cap, pop = ctx.cfg["capacity"], ctx.cfg["population"]
+    rows = []
+    for n in sorted({int(s) for s in ctx.cfg["database"]["sizes"]} | {int(s) for s in pop["set_sizes"]}):
+        est = cpu_estimate(model, n)
+        rows.append(
+            {
+                "protocol": v.protocol,
+                "variant": v.label,
+                "set_size": n,
+                "server_cpu_ms": est["ms"],
+                "basis": est["basis"],
+                "note": est["note"],
+                "qps_per_core": qps_per_core(est["ms"]) if est["ms"] else None,
+                "extrapolated": est["basis"] in ("extrapolated", "lower bound"),
+                "source": model["source"],
+                "cores": {f"{vol:.0e}": cores_cell(est, vol, cap)["cores"] for vol in cap["daily_volumes"]},
+            }
         )
-    elif http:
-        fit = fit_linear([c["set_size"] for c in http], [c["server_cpu_ms"] for c in http])
-        overhead, source = 0.0, "server process CPU over HTTP"
-    else:
-        fit, overhead, source = (
-            LinearCost(float("nan"), float("nan"), ()),
-            float("nan"),
-            "not measured",
-        )
+    return rows
+
+
+def _rates(ctx: _Ctx, v: Variant) -> dict[str, Any]:
+    """Per-pair bound and model for the cost hash, plus the filter's own false positives."""
+    row = ctx.fm.get((ctx.calgo, *_rule(v, ctx.calgo)))
+    spec = v.decision(get_algo(ctx.calgo))
+    scans = v.scans_per_image  # a dihedral variant compares 8 hashes per image: 8x the pairs
+    lookups = (2**spec.probe_bits if spec.kind == "exact" else 1) * scans
+
+    def per_image_pairs(p: float | None) -> float | None:
+        return None if p is None else fmr_for_set(p, scans)
+
     return {
-        "fit": fit,
-        "http_overhead_ms": overhead,
-        "source": f"{source}; {fit.growth}",
-        "max_factor": max_factor,
+        "row": row,
+        "upper": per_image_pairs(row["upper95"]) if row else None,
+        "model": per_image_pairs(row["model_pair_rate"]) if row else None,
+        "model_status": row["calibration"]["status"] if row else "not checked",
+        "pairs": row["pairs"] if row else 0,
+        "filter_fp": min(1.0, lookups * v.lookup_fpr),
     }
 
 
-def _server_ms(model: dict[str, Any], n: float) -> float:
-    """Server CPU at set size ``n``, or NaN where the measurements do not support an estimate."""
-    if not model["fit"].estimable(n, model["max_factor"]):
-        return float("nan")
-    over = model["http_overhead_ms"]
-    return float(model["fit"].at(n)) + (over if math.isfinite(over) else 0.0)
+def _per_image(pair_rate: float | None, n: float, filter_fp: float) -> float | None:
+    return None if pair_rate is None else _combine(fmr_for_set(pair_rate, n), filter_fp)
 
 
-def _headline_cpu(model: dict[str, Any], cells: list[dict[str, Any]], label: str, ref: int) -> dict[str, Any]:
-    """Server CPU at the reference size, or the nearest measured size when it cannot be estimated."""
-    ms = _server_ms(model, ref)
-    if math.isfinite(ms):
-        return {"server_cpu_ms": ms, "server_cpu_at": ref}
-    near = _nearest_cell(_ok(cells, label, "http"), ref) or _nearest_cell(_ok(cells, label, "local"), ref)
-    if near is None:
-        return {"server_cpu_ms": None, "server_cpu_at": None}
-    return {"server_cpu_ms": near["server_cpu_ms"], "server_cpu_at": near["set_size"]}
+def _population(ctx: _Ctx, v: Variant, r: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for n in [int(s) for s in ctx.cfg["population"]["set_sizes"]]:
+        meas = next(
+            (
+                dict(c)
+                for c in ctx.acc["fmr"]
+                if c["variant"] == v.label and c["algo"] == ctx.calgo and c["set_size"] == n
+            ),
+            None,
+        )
+        rows.append(
+            {
+                "protocol": v.protocol,
+                "variant": v.label,
+                "algo": ctx.calgo,
+                "set_size": n,
+                "pair_rate_upper95": r["upper"],
+                "pairs": r["pairs"],
+                "bound_label": f"upper bound from {r['pairs']:,} pairs",
+                "fmr_upper95": _per_image(r["upper"], n, r["filter_fp"]),
+                "pair_rate_model": r["model"],
+                "model_status": r["model_status"],
+                "filter_false_positive": r["filter_fp"],
+                "fmr_model": _per_image(r["model"], n, r["filter_fp"]),
+                "fmr_measured": meas,
+                "fmr_measured_upper95": meas["wilson"][1] if meas else None,
+            }
+        )
+    return rows
 
 
-def _nearest_cell(cells: list[dict[str, Any]], size: int) -> dict[str, Any] | None:
-    if not cells:
-        return None
-    return min(cells, key=lambda c: (abs(math.log(c["set_size"]) - math.log(size)), c["set_size"]))
+def _account_fields(pop: dict[str, Any], rate_: float | None, prefix: str) -> dict[str, Any]:
+    if rate_ is None:
+        return {}
+    n_img = int(sorted(pop["images_per_account_year"])[len(pop["images_per_account_year"]) // 2])
+    fp = account_flag_probability(n_img, rate_, int(max(pop["tpsi_thresholds"])))
+    lg = None if fp.log10_binomial is None else math.log10(pop["accounts"]) + fp.log10_binomial
+    return {
+        f"accounts_flagged_per_year_{prefix}": pop["accounts"] * fp.binomial,
+        f"accounts_flagged_per_year_{prefix}_log10": lg,
+    }
 
 
-def _download(proto: str, label: str, cells: list[dict[str, Any]], n: int) -> tuple[float, str]:
-    for c in _ok(cells, label, "http") + _ok(cells, label, "local"):
-        if c["set_size"] == n:
-            return float(c["one_time_download_bytes"]), "measured"
-    p = REGISTRY.get(proto)
-    if p is None:
-        return float("nan"), "unknown"
-    return float(p.download_bytes(int(n), get_algo("pdq"))), "predicted by the protocol"
+def _worked(
+    ctx: _Ctx, v: Variant, model: dict[str, Any], loc: dict[str, Any] | None, r: dict[str, Any]
+) -> list[dict[str, Any]]:
+    pop, cap = ctx.cfg["population"], ctx.cfg["capacity"]
+    bpq = (loc["bytes_up"] + loc["bytes_down"]) if loc else None
+    rows = []
+    for n in [int(s) for s in pop["set_sizes"]]:
+        est = cpu_estimate(model, n)
+        up, mod = _per_image(r["upper"], n, r["filter_fp"]), _per_image(r["model"], n, r["filter_fp"])
+        dl, dl_src = download(v.protocol, v.label, ctx.cells, n)
+        for vol in pop["daily_volumes"]:
+            cc = cores_cell(est, vol, cap)
+            row = {
+                "protocol": v.protocol,
+                "variant": v.label,
+                "daily_images": vol,
+                "set_size": n,
+                "server_cpu_ms": est["ms"],
+                "extrapolated": est["basis"] in ("extrapolated", "lower bound"),
+                "cores": cc["cores"],
+                "cores_basis": cc["basis"],
+                "cores_note": cc["note"],
+                "traffic_gb_per_day": vol * bpq / 1e9 if bpq is not None else None,
+                "one_time_download_bytes": dl,
+                "download_source": dl_src,
+                "bound_label": f"upper bound from {r['pairs']:,} pairs",
+                "innocent_flagged_per_day_bound": vol * up if up is not None else None,
+                "innocent_flagged_per_day_model": vol * mod if mod is not None else None,
+                "model_status": r["model_status"],
+            }
+            if v.threshold > 0 and v.learner == "server":
+                row |= _account_fields(pop, up, "bound") | _account_fields(pop, mod, "model")
+                ref_rate = float(pop["reference_rates"][0]) if pop["reference_rates"] else None
+                if ref_rate is not None:
+                    row["reference_rate"] = ref_rate
+                    row |= _account_fields(pop, ref_rate, "reference")
+                n_img = sorted(pop["images_per_account_year"])[len(pop["images_per_account_year"]) // 2]
+                row["account_assumption"] = (
+                    f"{int(n_img)} images per account per year, t = {max(pop['tpsi_thresholds'])}"
+                )
+            rows.append(row)
+    return rows
 
 
-def _fmr_cell(acc: dict[str, Any], label: str, algo: str, size: int) -> dict[str, Any] | None:
-    for c in acc["fmr"]:
-        if c["variant"] == label and c["algo"] == algo and c["set_size"] == size:
-            return dict(c)
-    return None
+def _accounts(ctx: _Ctx, v: Variant, r: dict[str, Any]) -> list[dict[str, Any]]:
+    if not (v.threshold > 0 and v.learner == "server"):
+        return []
+    pop = ctx.cfg["population"]
+    rates: list[tuple[str, float]] = []
+    for n in pop["set_sizes"]:
+        up = _per_image(r["upper"], n, r["filter_fp"])
+        if up is not None:
+            rates.append((f"upper bound from {r['pairs']:,} pairs, N={int(n):.0e}", up))
+        mod = _per_image(r["model"], n, r["filter_fp"])
+        if mod is not None:
+            rates.append((f"calibrated model, N={int(n):.0e}", mod))
+    rates += [(f"reference {x:g}", float(x)) for x in pop["reference_rates"]]
+    out = []
+    for name, rate_ in rates:
+        for n_img in pop["images_per_account_year"]:
+            for t in pop["tpsi_thresholds"]:
+                fp = account_flag_probability(int(n_img), rate_, int(t))
+                out.append(
+                    {
+                        "protocol": v.protocol,
+                        "variant": v.label,
+                        "per_image_rate_source": name,
+                        "per_image_rate": rate_,
+                        "images_per_year": int(n_img),
+                        "threshold": int(t),
+                        **fp.to_dict(),
+                        "accounts_flagged_per_year": pop["accounts"] * fp.binomial,
+                    }
+                )
+    return out
 
 
-def _fnmr_cell(acc: dict[str, Any], label: str, algo: str, pert: str) -> dict[str, Any] | None:
-    for c in acc["fnmr"]:
-        if c["variant"] == label and c["algo"] == algo and c["perturbation"] == pert:
-            return dict(c)
-    return None
+def _fnmr(acc: dict[str, Any], label: str, algo: str, pert: str) -> dict[str, Any] | None:
+    return next(
+        (
+            dict(c)
+            for c in acc["fnmr"]
+            if c["variant"] == label and c["algo"] == algo and c["perturbation"] == pert
+        ),
+        None,
+    )
+
+
+def _headline(
+    ctx: _Ctx,
+    v: Variant,
+    model: dict[str, Any],
+    loc: dict[str, Any] | None,
+    lat: list[dict[str, Any]],
+    r: dict[str, Any],
+    ver: list[dict[str, Any]],
+    evasion: list[dict[str, Any]],
+) -> dict[str, Any]:
+    p = REGISTRY.get(v.protocol)
+    cap, pop = ctx.cfg["capacity"], ctx.cfg["population"]
+    hl_n = int(max(pop["set_sizes"]))
+    big = max(int(s) for s in ctx.cfg["database"]["sizes"])
+    at_ref, at_n = cpu_estimate(model, ctx.ref), cpu_estimate(model, hl_n)
+    ev = [e for e in evasion if e["algo"] == ctx.calgo]
+    return {
+        "protocol": v.protocol,
+        "variant": v.label,
+        "private": bool(p.private) if p else None,
+        "learner": v.learner,
+        "matching": v.matching,
+        "server_sees_hash": bool(p.leakage.server_sees_hash) if p else None,
+        "client_sees_set": bool(p.leakage.client_sees_set) if p else None,
+        # he server-learns hides the hash from a semi-honest server only (opt-in)
+        "server_trust": "semi-honest" if v.client_options.get("allow_server_learns") else "malicious",
+        "fnmr_jpeg70": _fnmr(ctx.acc, v.label, ctx.calgo, "jpeg-70"),
+        "fnmr_everyday": _fnmr(ctx.acc, v.label, ctx.calgo, "everyday edits"),
+        "fnmr_all": _fnmr(ctx.acc, v.label, ctx.calgo, "all edits"),
+        "fmr_measured": next(
+            (
+                dict(c)
+                for c in ctx.acc["fmr"]
+                if c["variant"] == v.label and c["algo"] == ctx.calgo and c["set_size"] == big
+            ),
+            None,
+        ),
+        "fmr_pair": r["row"]["measured"] if r["row"] else None,
+        "fmr_pair_upper95": r["upper"],
+        "fmr_bound_label": f"upper bound from {r['pairs']:,} pairs",
+        "fmr_bound": _per_image(r["upper"], hl_n, r["filter_fp"]),
+        "fmr_model_at": hl_n,
+        "fmr_model": _per_image(r["model"], hl_n, r["filter_fp"]),
+        "fmr_model_status": r["model_status"],
+        "latency": {x["profile"]: {k: x[k] for k in ("p50_ms", "p95_ms", "p99_ms")} for x in lat},
+        "bytes_per_image": (loc["bytes_up"] + loc["bytes_down"]) if loc else None,
+        "one_time_download_bytes": download(v.protocol, v.label, ctx.cells, ctx.ref)[0],
+        "reference_set_size": ctx.ref,
+        "server_cpu_ms": at_ref["ms"],
+        "server_cpu_at": ctx.ref,
+        "server_cpu_basis": at_ref["basis"],
+        "server_cpu_note": at_ref["note"],
+        "server_cpu_1e6": cpu_estimate(model, FRONTIER_SET_SIZE),
+        "cores_at": {
+            "daily_images": max(cap["daily_volumes"]),
+            "set_size": hl_n,
+            **cores_cell(at_n, max(cap["daily_volumes"]), cap),
+            "extrapolated": at_n["basis"] in ("extrapolated", "lower bound"),
+        },
+        "verified": all(x["verified"] for x in ver) if ver else False,
+        "verified_algos": sorted(x["algo"] for x in ver if x["verified"]),
+        "verdict_source": sorted({x["verdict_source"] for x in ver}),
+        "evasion_success": (sum(e["success"] for e in ev) / len(ev)) if ev else None,
+    }
 
 
 def derive(
@@ -134,230 +378,43 @@ def derive(
     cost: dict[str, Any],
     evasion: list[dict[str, Any]],
     seed: int,
+    proto_algos: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
+    """Every derived table of a run, keyed as ``results.json`` stores them."""
     calgo = str(cfg["cost"]["algo"])
-    cells = cost["cells"]
+    algos = proto_algos or {name: list(corpus) for name in variants}
+    fm_rows = false_match_table(corpus, variants, algos)
+    samples = cost["hash_12mp"].get(calgo, {}).get("samples") or [0.0]
+    ctx = _Ctx(
+        cfg,
+        acc,
+        cost["cells"],
+        calgo,
+        _reference_size(cfg),
+        {(r["algo"], r["kind"], r["radius"]): r for r in fm_rows},
+        samples,
+    )
     profiles = [NetworkProfile.from_config(k, v) for k, v in cfg["network"]["profiles"].items()]
-    ref = int(cfg["network"]["reference_set_size"])
-    cap, pop = cfg["capacity"], cfg["population"]
-    fit_d = corpus.get(calgo, {}).get("beta_binomial")
-    fit = BetaBinomialFit(**fit_d) if fit_d else None
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x1A7]))
-    hash_samples = np.asarray(cost["hash_12mp"].get(calgo, {}).get("samples", [0.0]), dtype=np.float64)
-
-    latency, capacity, population, headline, worked, accounts = [], [], [], [], [], []
-    for proto, vs in variants.items():
-        p = REGISTRY.get(proto)
+    out: dict[str, list[dict[str, Any]]] = {k: [] for k in DERIVED_KEYS[:6]}
+    for vs in variants.values():
         for v in vs:
-            model = server_model(cells, v.label, v.cost_model, float(cap["max_extrapolation"]))
-            loc = _nearest_cell(_ok(cells, v.label, "local"), ref) or _nearest_cell(
-                _ok(cells, v.label, "http"), ref
+            model = server_model(
+                ctx.cells, v.label, v.cost_model, float(cfg["capacity"]["max_extrapolation"])
             )
-            # latency
-            lat_rows = {}
-            if loc is not None:
-                srv = np.asarray(loc["samples"]["server_ms"] or [loc["server_cpu_ms"]], dtype=np.float64)
-                over = model["http_overhead_ms"]
-                inp = LatencyInputs(
-                    hash_samples,
-                    np.asarray(loc["samples"]["crypto_ms"], dtype=np.float64),
-                    srv + (over if math.isfinite(over) else 0.0),
-                    loc["requests"],
-                    loc["bytes_up"],
-                    loc["bytes_down"],
-                    _download(proto, v.label, cells, loc["set_size"])[0],
-                )
-                for prof in profiles:
-                    r = simulate(prof, inp, int(cfg["network"]["samples"]), rng)
-                    lat_rows[prof.name] = r
-                    latency.append(
-                        {
-                            "protocol": proto,
-                            "variant": v.label,
-                            "profile": prof.name,
-                            "set_size": loc["set_size"],
-                            **r,
-                        }
-                    )
-            # capacity
-            for n in sorted({int(s) for s in cfg["database"]["sizes"]} | {int(s) for s in pop["set_sizes"]}):
-                ms = _server_ms(model, n)
-                capacity.append(
-                    {
-                        "protocol": proto,
-                        "variant": v.label,
-                        "set_size": n,
-                        "server_cpu_ms": ms,
-                        "qps_per_core": qps_per_core(ms) if math.isfinite(ms) else None,
-                        "extrapolated": model["fit"].extrapolated(n),
-                        "source": model["source"],
-                        "cores": {
-                            f"{vol:.0e}": cores_needed(
-                                vol, ms, cap["peak_to_mean"], cap["target_utilisation"]
-                            )
-                            for vol in cap["daily_volumes"]
-                        },
-                    }
-                )
-            # population
-            spec = v.decision(get_algo(calgo))
-            if fit is not None:
-                p_pair = (
-                    fit.cdf(spec.radius)
-                    if spec.kind == "fuzzy"
-                    else exact_probe_pair_rate(fit, spec.probe_bits)
-                )
-            else:
-                p_pair = float("nan")
-            if math.isfinite(p_pair) and v.scans_per_image > 1:  # dihedral: 8 hashes, 8× the pairs
-                p_pair = fmr_for_set(p_pair, v.scans_per_image)
-            lookups = (2**spec.probe_bits if spec.kind == "exact" else 1) * v.scans_per_image
-            filter_fp = min(1.0, lookups * v.lookup_fpr)
-
-            def model_fmr(n: float, p_pair: float = p_pair, filter_fp: float = filter_fp) -> float:
-                """Hash collisions with set entries, plus the filter's own false positives."""
-                if not math.isfinite(p_pair):
-                    return float("nan")
-                a = fmr_for_set(p_pair, n)
-                return a + filter_fp - a * filter_fp  # 1 - (1-a)(1-b) without cancellation
-
-            for n in [int(s) for s in pop["set_sizes"]]:
-                fmr_m = model_fmr(n)
-                meas = _fmr_cell(acc, v.label, calgo, n)
-                up = meas["wilson"][1] if meas else None
-                population.append(
-                    {
-                        "protocol": proto,
-                        "variant": v.label,
-                        "algo": calgo,
-                        "set_size": n,
-                        "pair_rate_model": p_pair,
-                        "filter_false_positive": filter_fp,
-                        "fmr_model": fmr_m,
-                        "fmr_measured": meas,
-                        "fmr_measured_upper95": up,
-                    }
-                )
-                for vol in pop["daily_volumes"]:
-                    ms = _server_ms(model, n)
-                    bpq = (loc["bytes_up"] + loc["bytes_down"]) if loc else float("nan")
-                    dl, dl_src = _download(proto, v.label, cells, n)
-                    row = {
-                        "protocol": proto,
-                        "variant": v.label,
-                        "daily_images": vol,
-                        "set_size": n,
-                        "server_cpu_ms": ms,
-                        "extrapolated": model["fit"].extrapolated(n),
-                        "cores": cores_needed(vol, ms, cap["peak_to_mean"], cap["target_utilisation"]),
-                        "traffic_gb_per_day": vol * bpq / 1e9 if math.isfinite(bpq) else None,
-                        "one_time_download_bytes": dl,
-                        "download_source": dl_src,
-                        "innocent_flagged_per_day_model": vol * fmr_m,
-                        "innocent_flagged_per_day_upper95": vol * up if up is not None else None,
-                    }
-                    if v.threshold > 0 and v.learner == "server":
-                        n_img = int(
-                            sorted(pop["images_per_account_year"])[len(pop["images_per_account_year"]) // 2]
-                        )
-                        t = int(max(pop["tpsi_thresholds"]))
-                        fp = account_flag_probability(n_img, fmr_m, t)
-                        row["accounts_flagged_per_year_model"] = pop["accounts"] * fp.binomial
-                        row["accounts_flagged_per_year_model_log10"] = (
-                            None
-                            if fp.log10_binomial is None
-                            else math.log10(pop["accounts"]) + fp.log10_binomial
-                        )
-                        ref_rate = float(pop["reference_rates"][0]) if pop["reference_rates"] else None
-                        if ref_rate is not None:
-                            fr = account_flag_probability(n_img, ref_rate, t)
-                            row["reference_rate"] = ref_rate
-                            row["accounts_flagged_per_year_reference"] = pop["accounts"] * fr.binomial
-                            row["accounts_flagged_per_year_reference_log10"] = (
-                                None
-                                if fr.log10_binomial is None
-                                else math.log10(pop["accounts"]) + fr.log10_binomial
-                            )
-                        row["account_assumption"] = f"{n_img} images per account per year, t = {t}"
-                    worked.append(row)
-            if v.threshold > 0 and v.learner == "server":
-                rates = [(f"model, N={int(n):.0e}", model_fmr(n)) for n in pop["set_sizes"]] + [
-                    (f"reference {r:g}", float(r)) for r in pop["reference_rates"]
-                ]
-                for meas in [_fmr_cell(acc, v.label, calgo, int(n)) for n in cfg["database"]["sizes"][-1:]]:
-                    if meas:
-                        rates.append((f"measured upper 95%, N={meas['set_size']:.0e}", meas["wilson"][1]))
-                for name, rate_ in rates:
-                    for n_img in pop["images_per_account_year"]:
-                        for t in pop["tpsi_thresholds"]:
-                            fp = account_flag_probability(int(n_img), rate_, int(t))
-                            accounts.append(
-                                {
-                                    "protocol": proto,
-                                    "variant": v.label,
-                                    "per_image_rate_source": name,
-                                    "per_image_rate": rate_,
-                                    "images_per_year": int(n_img),
-                                    "threshold": int(t),
-                                    **fp.to_dict(),
-                                    "accounts_flagged_per_year": pop["accounts"] * fp.binomial,
-                                }
-                            )
-            # headline
-            ver = [r for r in verification if r["variant"] == v.label]
-            big = max(int(s) for s in cfg["database"]["sizes"])
-            hl_n = max(int(s) for s in pop["set_sizes"])
-            ev = [e for e in evasion if e["algo"] == calgo]
-            headline.append(
-                {
-                    "protocol": proto,
-                    "variant": v.label,
-                    "private": bool(p.private) if p else None,
-                    "learner": v.learner,
-                    "matching": v.matching,
-                    "server_sees_hash": bool(p.leakage.server_sees_hash) if p else None,
-                    "client_sees_set": bool(p.leakage.client_sees_set) if p else None,
-                    # he server-learns hides the hash from a semi-honest server only (opt-in)
-                    "server_trust": (
-                        "semi-honest" if v.client_options.get("allow_server_learns") else "malicious"
-                    ),
-                    "fnmr_jpeg70": _fnmr_cell(acc, v.label, calgo, "jpeg-70"),
-                    "fnmr_everyday": _fnmr_cell(acc, v.label, calgo, "everyday edits"),
-                    "fnmr_all": _fnmr_cell(acc, v.label, calgo, "all edits"),
-                    "fmr_measured": _fmr_cell(acc, v.label, calgo, big),
-                    "fmr_model_at": hl_n,
-                    "fmr_model": model_fmr(hl_n) if math.isfinite(p_pair) else None,
-                    "latency": {
-                        k: {"p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"], "p99_ms": r["p99_ms"]}
-                        for k, r in lat_rows.items()
-                    },
-                    "bytes_per_image": (loc["bytes_up"] + loc["bytes_down"]) if loc else None,
-                    "one_time_download_bytes": _download(proto, v.label, cells, ref)[0],
-                    "reference_set_size": ref,
-                    **_headline_cpu(model, cells, v.label, ref),
-                    "cores_at": {
-                        "daily_images": max(cap["daily_volumes"]),
-                        "set_size": hl_n,
-                        "cores": cores_needed(
-                            max(cap["daily_volumes"]),
-                            _server_ms(model, hl_n),
-                            cap["peak_to_mean"],
-                            cap["target_utilisation"],
-                        ),
-                        "extrapolated": model["fit"].extrapolated(hl_n),
-                    },
-                    "verified": all(r["verified"] for r in ver) if ver else False,
-                    "verified_algos": sorted(r["algo"] for r in ver if r["verified"]),
-                    "verdict_source": sorted({r["verdict_source"] for r in ver}),
-                    "evasion_success": (sum(e["success"] for e in ev) / len(ev)) if ev else None,
-                }
-            )
+            lat, loc = _latency(ctx, v, model, profiles, rng)
+            r = _rates(ctx, v)
+            out["latency"] += lat
+            out["capacity"] += _capacity(ctx, v, model)
+            out["population"] += _population(ctx, v, r)
+            out["worked_examples"] += _worked(ctx, v, model, loc, r)
+            out["accounts"] += _accounts(ctx, v, r)
+            ver = [x for x in verification if x["variant"] == v.label]
+            out["headline"].append(_headline(ctx, v, model, loc, lat, r, ver, evasion))
+    labels = {v.label: v.to_dict() for vs in variants.values() for v in vs}
     return {
-        "latency": latency,
-        "capacity": capacity,
-        "population": population,
-        "accounts": accounts,
-        "headline": headline,
-        "worked_examples": worked,
+        **out,
+        "false_matches": fm_rows,
+        "frontier": frontier_rows(out["headline"], acc, labels, calgo),
         "profiles": [p.to_dict() for p in profiles],
     }

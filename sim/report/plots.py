@@ -1,9 +1,14 @@
-# ruff: noqa: E501  (figure captions are prose)
 """Figures for the report: matplotlib (Agg), each saved as PNG and SVG.
 
 Why both formats: PNG is embedded in the self-contained ``report.html``; SVG is
 for slides and papers. Every figure states its set size and sample size in the
 caption so it is never quoted without them.
+
+Why every figure guards its inputs: the figures are drawn after every
+measurement is done, on whatever corpus the user brought. Empty, all-zero,
+single-value and NaN inputs draw what exists (log axes only over positive
+values); a figure that still cannot be drawn is listed as skipped with the
+reason, and the report is written without it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from blindmatch.client import get_algo
 from blindmatch.protocol import REGISTRY
 from scipy import stats as st
 
-__all__ = ["make_figures"]
+__all__ = ["FIGURES", "make_figures"]
 
 plt.rcParams.update(
     {
@@ -34,6 +39,24 @@ plt.rcParams.update(
         "grid.alpha": 0.3,
     }
 )
+
+
+def _flat(values: Any) -> Any:
+    """Numbers from nested lists and arrays; None and non-numbers are dropped."""
+    if isinstance(values, int | float | np.number):
+        yield float(values)
+    elif isinstance(values, list | tuple | np.ndarray):
+        for v in values:
+            yield from _flat(v)
+
+
+def _log_if_positive(ax: Any, axis: str, values: Any) -> bool:
+    """Log scale on ``axis`` only when some value is positive and finite (otherwise linear)."""
+    v = np.asarray(list(_flat(values)), dtype=float)
+    if not np.any(np.isfinite(v) & (v > 0)):
+        return False
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    return True
 
 
 def _save(fig: Any, figdir: Path, stem: str, title: str, caption: str) -> dict[str, str]:
@@ -175,8 +198,10 @@ def _det(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
             "ko",
             label=f"default threshold {t0}",
         )
-        ax1.set_xscale("log")
-        ax1.set_yscale("log")
+        _log_if_positive(ax1, "x", np.maximum(fmr, floor_n))
+        _log_if_positive(
+            ax1, "y", [0.5 / max(1, d["n_positive"])] + [v for fn in d["fnmr"].values() for v in fn]
+        )
         ax1.set_xlabel(f"false-match rate (unrelated images, set of {int(vsize):,})")
         ax1.set_ylabel("false non-match rate (edited known images)")
         ax1.set_title(f"{a}: DET curve over the threshold (fuzzy matching)")
@@ -269,7 +294,7 @@ def _cost(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         if pts:
             ax.plot(*zip(*sorted(pts), strict=True), "o", label=f"{name} (measured)")
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_if_positive(ax, "y", [ln.get_ydata() for ln in ax.get_lines()] or [0])
     ax.set_xlabel("set size (hashes)")
     ax.set_ylabel("one-time download (bytes; 1 = none)")
     ax.set_title("One-time client download vs set size")
@@ -298,8 +323,11 @@ def _cost(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
                     mk,
                     label=f"{label} ({'handler' if tr == 'local' else 'HTTP server'})",
                 )
+    if not ax.get_lines():
+        plt.close(fig)
+        return out
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_if_positive(ax, "y", np.concatenate([ln.get_ydata() for ln in ax.get_lines()]))
     ax.set_xlabel("set size (hashes)")
     ax.set_ylabel("server CPU per query (ms)")
     ax.set_title("Server CPU per query vs set size")
@@ -340,7 +368,7 @@ def _latency(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         ax.errorbar(p95, y, fmt="|", color="k", ms=10, label="p95")
         ax.plot(p99, y, "x", color="#c0392b", label="p99")
         ax.set_yticks(y, labels)
-        ax.set_xscale("log")
+        _log_if_positive(ax, "x", p50 + p95 + p99)
         ax.set_xlabel("ms per image (warm)")
         ax.set_title(prof)
         ax.legend(fontsize=6)
@@ -363,13 +391,17 @@ def _evasion(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         return []
     algos = list(dict.fromkeys(a["algo"] for a in att))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6))
-    rates = [np.mean([x["success"] for x in att if x["algo"] == a]) for a in algos]
+    rates = [float(np.mean([bool(x["success"]) for x in att if x["algo"] == a])) for a in algos]
     ax1.bar(algos, rates, color="#c0392b")
     ax1.set_ylim(0, 1)
     ax1.set_ylabel("share of images evaded")
     ax1.set_title("Black-box evasion success")
     for i, a in enumerate(algos):
-        ok = [x for x in att if x["algo"] == a and x["success"] and x["psnr_db"] is not None]
+        ok = [
+            x
+            for x in att
+            if x["algo"] == a and x["success"] and x["psnr_db"] is not None and math.isfinite(x["psnr_db"])
+        ]
         ax2.scatter(
             [x["queries"] for x in ok],
             [x["psnr_db"] for x in ok],
@@ -377,19 +409,20 @@ def _evasion(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
             label=a,
             marker="os^d"[i % 4],
         )
-    ax2.set_xscale("log")
+    _log_if_positive(ax2, "x", [x["queries"] for x in att if x["success"]])
     ax2.set_xlabel("hash queries needed")
     ax2.set_ylabel("PSNR at success (dB; higher = less visible)")
     ax2.set_title("Cost and visibility of successful evasions")
-    ax2.legend(fontsize=7)
+    if ax2.collections:
+        ax2.legend(fontsize=7)
     return [
         _save(
             fig,
             figdir,
             "evasion",
             "Adversarial evasion",
-            f"{len(att)} attacks on {len({x['image'] for x in att})} known images: a random search adds faint "
-            "low-frequency patterns until the hash moves past the match threshold.",
+            f"{len(att)} attacks on {len({x['image'] for x in att})} known images: a random search "
+            "adds faint low-frequency patterns until the hash moves past the match threshold.",
         )
     ]
 
@@ -432,10 +465,82 @@ def _group(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[Any,
     return g
 
 
-def make_figures(res: dict[str, Any], out: Path) -> list[dict[str, str]]:
-    """Draw every figure into ``out/figures``; returns their descriptions for the report."""
+_MARK = {"client": "o", "server": "s", "both": "X", "nobody": "D", "client-or-server": "^"}
+
+
+def _frontier(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
+    """Recall on everyday edits against server CPU at 10^6 entries and bytes per query."""
+    pts = [
+        f
+        for f in res.get("frontier", [])
+        if f["recall_everyday"] is not None and f["server_cpu_ms_at_1e6"] is not None
+    ]
+    if not pts:
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    for ax, key, label in (
+        (axes[0], "server_cpu_ms_at_1e6", "server CPU per query at 10^6 entries (ms)"),
+        (axes[1], "bytes_per_query", "bytes per query"),
+    ):
+        for f in pts:
+            x = f[key]
+            if x is None or not math.isfinite(x):
+                continue
+            hollow = key == "server_cpu_ms_at_1e6" and f["server_cpu_basis"] in (
+                "extrapolated",
+                "lower bound",
+            )
+            r = f["recall_everyday"]
+            ax.errorbar(
+                [x],
+                [r["rate"]],
+                yerr=[[r["rate"] - r["low"]], [r["high"] - r["rate"]]],
+                fmt=_MARK.get(f["learner"], "o"),
+                mfc="none" if hollow else None,
+                ms=7,
+                capsize=2,
+            )
+            ax.annotate(f["variant"], (x, r["rate"]), fontsize=6, xytext=(4, 3), textcoords="offset points")
+            if f.get("recall_real_copies"):
+                ax.plot([x], [f["recall_real_copies"]["rate"]], "k*", ms=6)
+        _log_if_positive(ax, "x", [f[key] for f in pts if f[key] is not None])
+        ax.set_xlabel(label)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("recall on everyday edits (95% interval)")
+    for who, m in _MARK.items():
+        axes[1].plot([], [], m, color="grey", label=f"verdict to {who}")
+    axes[1].legend(fontsize=6, loc="lower right")
+    fig.suptitle("The trade-off: recall against server cost and traffic")
+    return [
+        _save(
+            fig,
+            figdir,
+            "frontier",
+            "Recall against cost, per protocol variant",
+            "Each point is a protocol variant (marker: who learns the verdict; hollow: server CPU "
+            "extrapolated or a lower bound; ★: recall on real copies, when given). The table beside "
+            "it adds the adversary model, trust assumption and bits of the hash revealed.",
+        )
+    ]
+
+
+FIGURES = (_frontier, _corpus, _heatmaps, _det, _distances, _cost, _latency, _evasion, _accounts)
+
+
+def make_figures(res: dict[str, Any], out: Path) -> tuple[list[dict[str, str]], list[str]]:
+    """Draw every figure into ``out/figures``; returns their descriptions and what was skipped, and why."""
     figdir = out / "figures"
     figs: list[dict[str, str]] = []
-    for fn in (_corpus, _heatmaps, _det, _distances, _cost, _latency, _evasion, _accounts):
-        figs.extend(fn(res, figdir))
-    return [f for f in figs if not any(isinstance(v, float) and math.isnan(v) for v in f.values())]
+    skipped: list[str] = []
+    for fn in FIGURES:
+        name = fn.__name__.strip("_")
+        try:
+            made = fn(res, figdir)
+        except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError, OverflowError) as e:
+            plt.close("all")
+            skipped.append(f"figure '{name}' ({type(e).__name__}: {str(e)[:120]})")
+            continue
+        if not made:
+            skipped.append(f"figure '{name}' (nothing to draw in this run)")
+        figs.extend(made)
+    return figs, skipped

@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "validate"]
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "2.0"
 
 _NUM = {"type": ["number", "null"]}
 _RATE: dict[str, Any] = {
@@ -29,6 +29,7 @@ _RATE: dict[str, Any] = {
         "clopper_pearson": {"type": "array", "items": {"type": "number"}},
     },
 }
+_BASES = ("measured", "interpolated", "extrapolated", "lower bound", "not estimated")
 _CELL_KEYS: dict[str, Any] = {
     "protocol": {"type": "string"},
     "variant": {"type": "string"},
@@ -37,7 +38,7 @@ _CELL_KEYS: dict[str, Any] = {
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://blindmatch.invalid/schemas/sim-results-1.json",
+    "$id": "https://blindmatch.invalid/schemas/sim-results-2.json",
     "title": "blindmatch simulation results",
     "type": "object",
     "required": [
@@ -60,6 +61,8 @@ SCHEMA: dict[str, Any] = {
         "accounts",
         "headline",
         "worked_examples",
+        "false_matches",
+        "frontier",
         "evasion",
         "stages",
     ],
@@ -234,15 +237,28 @@ SCHEMA: dict[str, Any] = {
                     "set_size",
                     "server_cpu_ms",
                     "extrapolated",
+                    "basis",
+                    "note",
                     "cores",
                 ],
+                "properties": {"basis": {"enum": list(_BASES)}},
             },
         },
         "population": {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["protocol", "variant", "set_size", "fmr_model", "pair_rate_model"],
+                "required": [
+                    "protocol",
+                    "variant",
+                    "set_size",
+                    "pair_rate_upper95",
+                    "fmr_upper95",
+                    "bound_label",
+                    "fmr_model",
+                    "pair_rate_model",
+                    "model_status",
+                ],
             },
         },
         "accounts": {
@@ -274,11 +290,18 @@ SCHEMA: dict[str, Any] = {
                     "fnmr_jpeg70",
                     "fnmr_everyday",
                     "fmr_measured",
+                    "fmr_pair",
+                    "fmr_pair_upper95",
+                    "fmr_bound",
+                    "fmr_bound_label",
                     "fmr_model",
+                    "fmr_model_status",
                     "latency",
                     "bytes_per_image",
                     "one_time_download_bytes",
                     "server_cpu_ms",
+                    "server_cpu_basis",
+                    "server_cpu_note",
                     "cores_at",
                     "verified",
                 ],
@@ -295,9 +318,64 @@ SCHEMA: dict[str, Any] = {
                     "set_size",
                     "cores",
                     "traffic_gb_per_day",
+                    "innocent_flagged_per_day_bound",
                     "innocent_flagged_per_day_model",
+                    "bound_label",
+                    "cores_basis",
+                    "cores_note",
                     "extrapolated",
                 ],
+            },
+        },
+        "false_matches": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "algo",
+                    "rule",
+                    "kind",
+                    "radius",
+                    "measured",
+                    "upper95",
+                    "pairs",
+                    "label",
+                    "calibration",
+                    "model_pair_rate",
+                    "pairs_needed",
+                    "variants",
+                ],
+                "properties": {
+                    "measured": _RATE,
+                    "upper95": _NUM,
+                    "model_pair_rate": _NUM,
+                    "calibration": {
+                        "type": "object",
+                        "required": ["status", "reason", "cut", "window", "tail"],
+                        "properties": {"status": {"enum": ["accepted", "rejected", "not checked"]}},
+                    },
+                },
+            },
+        },
+        "frontier": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": [
+                    "protocol",
+                    "variant",
+                    "recall_everyday",
+                    "recall_real_copies",
+                    "server_cpu_ms_at_1e6",
+                    "server_cpu_basis",
+                    "server_cpu_note",
+                    "bytes_per_query",
+                    "learner",
+                    "adversary",
+                    "trust",
+                    "revealed",
+                ],
+                "properties": {"server_cpu_basis": {"enum": list(_BASES)}},
             },
         },
         "evasion": {"type": "object", "required": ["attempts", "config"]},

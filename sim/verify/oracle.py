@@ -47,6 +47,7 @@ from blindmatch.protocol import (
     TransportReply,
 )
 from blindmatch.server import LiveServer, SetDir
+from blindmatch.server.testing import LiveParties
 
 from ..decide.variants import Variant
 
@@ -123,7 +124,7 @@ class Session:
     proto: Protocol
     set_dir: SetDir
     server: ServerHalf | None = None
-    live: LiveServer | None = None
+    live: LiveServer | LiveParties | None = None
     setup_s: float = 0.0
     setup_cpu_s: float = 0.0
     admin_token: str | None = field(default=None, repr=False)
@@ -168,7 +169,13 @@ class Session:
 
 @contextmanager
 def local_session(proto: Protocol, set_dir: SetDir, variant: Variant) -> Iterator[Session]:
+    """In process; a protocol served by several processes runs them on loopback instead."""
     from ..machine import tree_cpu_seconds
+
+    if proto.server_processes > 1:
+        with http_session(proto, set_dir, variant, 600.0) as sess:
+            yield sess
+        return
 
     c0, t0 = time.process_time() + tree_cpu_seconds(os.getpid(), False), time.perf_counter()
     server = proto.open_server(set_dir.hashes, set_dir.state_dir(proto.name), dict(variant.server_options))
@@ -196,7 +203,11 @@ def http_session(
         "BLINDMATCH_ADMIN_TOKEN": token,
         **variant.server_env,
     }
-    live = LiveServer(set_dir.path, env=env, startup_timeout=timeout_s, log_file=log_file)
+    live: LiveServer | LiveParties = (
+        LiveParties(set_dir.path, env=env, startup_timeout=timeout_s, log_file=log_file)
+        if proto.server_processes > 1
+        else LiveServer(set_dir.path, env=env, startup_timeout=timeout_s, log_file=log_file)
+    )
     t0 = time.perf_counter()
     live.start()
     sess = Session(proto, set_dir, live=live, setup_s=time.perf_counter() - t0, admin_token=token)

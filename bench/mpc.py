@@ -1,0 +1,253 @@
+"""mpc: the three parties as separate processes on loopback, against he and the floor.
+
+Why its own suite: ``protocols`` runs server halves in-process, but the point of
+``mpc`` is three processes that exchange megabytes per query, so here each party
+is a real ``blindmatch.server.run`` process (as ``blindmatch mpc up`` starts them)
+and the client is the real client over HTTP. Reported per set size:
+
+* wall time per query (what a user waits), the three parties' CPU per query, the
+  client's CPU and bytes up+down;
+* party-to-party bytes (party 0's, the three are symmetric) next to their bound:
+  (1 squaring + ⌈(r+1)/2⌉ − 1 products + 1 OR product) per entry × 2 bytes × entries;
+* the floor, measured in the same run: one pass over the packed set's columns plus
+  that many blockwise field multiplications per entry, for three parties on the
+  machine's cores, and the ratio of the wall time to it;
+* he at 10^6 as the reference (one measured query; seconds of BFV work each).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from blindmatch.protocol import Query, get_algo, get_protocol
+
+from .context import BenchContext, Metric, make_row
+from .protocols import build_set, make_queries
+from .timing import Stat, stat
+
+__all__ = ["mpc_floor_seconds", "run_mpc_suite"]
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _free_block(n: int = 6) -> int:
+    for base in range(31000, 60000, 17):
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", base + i))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block for the mpc parties")
+
+
+def _proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class Parties:
+    """The three party processes for one set directory."""
+
+    def __init__(self, set_dir: Path, log_dir: Path) -> None:
+        from blindmatch.server.mpc import party_commands
+
+        self.base = _free_block()
+        self.logs = [open(log_dir / f"party-{i}.log", "ab") for i in range(3)]  # noqa: SIM115
+        self.procs = [
+            subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+            for (cmd, env), log in zip(
+                party_commands(set_dir, "127.0.0.1", self.base), self.logs, strict=True
+            )
+        ]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.base}"
+
+    def wait_ready(self, timeout: float = 900.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.procs):
+                raise RuntimeError("an mpc party exited during start-up")
+            try:
+                if httpx.get(self.url + "/v1/mpc/manifest", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("mpc parties not ready in time")
+
+    def cpu(self) -> float:
+        return sum(_proc_cpu(p.pid) for p in self.procs)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for f in self.logs:
+            f.close()
+
+
+def mults_per_entry(radius: int) -> int:
+    """Squaring + product tree over the paired roots + the OR tree's one product per entry."""
+    from blindmatch.protocol.mpc._circuit import roots
+
+    return 1 + (len(roots(radius)) - 1) + 1
+
+
+def mpc_floor_seconds(n: int, radius: int, repeats: int = 3) -> tuple[float, float, float]:
+    """(scan, multiplications) CPU s of one party, measured now; and the 3-party wall floor here."""
+    from blindmatch.protocol.mpc._circuit import local_product
+    from blindmatch.protocol.mpc._field import P
+
+    rng = np.random.default_rng(0)
+    cols = rng.integers(0, 65536, (16, n), dtype=np.uint16)
+    a, b, c, d, z = (rng.integers(0, P, n).astype(np.uint32) for _ in range(5))
+    scans, mults = [], []
+    for _ in range(repeats):  # CPU time: on a shared machine wall time would measure the others too
+        t0 = time.process_time()
+        cols.sum(axis=0, dtype=np.uint32)
+        scans.append(time.process_time() - t0)
+        t0 = time.process_time()
+        local_product(a, b, c, d, z)
+        mults.append(time.process_time() - t0)
+    scan, mult = float(np.median(scans)), float(np.median(mults)) * mults_per_entry(radius)
+    cores = max(1, len(os.sched_getaffinity(0)))
+    return scan, mult, 3 * (scan + mult) / min(3, cores)
+
+
+def _measure(ctx: BenchContext, n: int, queries: int) -> dict[str, Any]:
+    algo = get_algo("pdq")
+    set_dir = build_set(ctx, n, algo)
+    from blindmatch.client import HttpTransport
+    from blindmatch.server import SetDir
+
+    hashes = SetDir.open(set_dir).hashes
+    parties = Parties(set_dir, ctx.workdir)
+    try:
+        t0 = time.monotonic()
+        parties.wait_ready()
+        startup = time.monotonic() - t0
+        client = get_protocol("mpc").new_client(algo)
+        transport = HttpTransport(parties.url, "mpc", timeout=600)
+        client.scan(Query(hashes.value(0)), transport)  # manifest download, warm channels
+        walls, cpus, client_ms, up, down, p2p, correct = [], [], [], [], [], [], 0
+        for q, member in make_queries(ctx.seed, hashes, queries, tag=7):
+            c0, t0 = parties.cpu(), time.perf_counter()
+            r = client.scan(q, transport)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(parties.cpu() - c0)
+            client_ms.append(r.crypto_ms)
+            up.append(r.bytes_up)
+            down.append(r.bytes_down)
+            p2p.append(r.extra["party0_bytes"])
+            correct += int(r.matched == member)
+        transport.close()
+    finally:
+        parties.stop()
+    return {
+        "n": n,
+        "startup_s": startup,
+        "wall": walls,
+        "cpu": cpus,
+        "client_ms": client_ms,
+        "up": up,
+        "down": down,
+        "p2p": p2p,
+        "correct": correct,
+        "queries": queries,
+    }
+
+
+HE_REFERENCE_N = 10**5
+
+
+def _he_reference(ctx: BenchContext, n: int) -> Stat | None:
+    from .protocols import measure_cell
+
+    repeats, ctx.repeats = ctx.repeats, 1  # one set-up and one steady query: minutes each at 10^6
+    try:
+        cell = measure_cell(ctx, "he", n, max_queries=1)
+    except Exception as e:  # reported, the mpc rows still stand
+        ctx.errors.append({"suite": "mpc", "where": "he reference", "error": repr(e)})
+        return None
+    finally:
+        ctx.repeats = repeats
+    return Stat.from_dict(cell["metrics"]["query_wall_s"])
+
+
+def run_mpc_suite(ctx: BenchContext) -> None:
+    if ctx.protocols is not None and "mpc" not in ctx.protocols:
+        return
+    sizes = [10**4] if ctx.quick else [n for n in (10**6, 10**7) if not ctx.sizes or n <= max(ctx.sizes) * 10]
+    radius = get_algo("pdq").default_threshold
+    want_he = not ctx.quick and (ctx.protocols is None or "he" in ctx.protocols)
+    # he at 10^6 costs minutes of BFV work per query on this machine; measured at 10^5 in the
+    # same run and scaled ×10 (its server work is linear in n: ⌈n × bits ÷ slots⌉ products)
+    he_small = _he_reference(ctx, HE_REFERENCE_N) if want_he else None
+    he_wall = None if he_small is None else he_small.scaled(10**6 / HE_REFERENCE_N, "s")
+    for n in sizes:
+        ctx.log(f"mpc n={n}: three party processes on loopback")
+        m = _measure(ctx, n, max(2, ctx.repeats))
+        scan_s, mult_s, floor_s = mpc_floor_seconds(n, radius)
+        wall = stat(m["wall"], "s")
+        bound_p2p = mults_per_entry(radius) * 2 * n
+        metrics = {
+            "query_wall": Metric(
+                wall,
+                floor_s,
+                "3 parties × (packed-set scan + field mults) ÷ cores",
+                note=f"scan {scan_s * 1e3:.1f} ms + mults {mult_s * 1e3:.1f} ms CPU per party",
+            ),
+            "party_cpu": Metric(
+                stat(m["cpu"], "s"), 3 * (scan_s + mult_s), "3 parties × (packed-set scan + field mults), CPU"
+            ),
+            "client_cpu": Metric(stat(m["client_ms"], "ms")),
+            "client_bytes": Metric(stat([u + d for u, d in zip(m["up"], m["down"], strict=True)], "B")),
+            "party_bytes": Metric(
+                stat(m["p2p"], "B"),
+                float(bound_p2p),
+                f"{mults_per_entry(radius)} mults/entry × 2 B × {n} entries (party 0)",
+            ),
+        }
+        if he_wall is not None and n == 10**6:
+            metrics["he_wall_1e6"] = Metric(
+                he_wall,
+                note=f"he at 10^5 ×10 (linear model); he ÷ mpc = {he_wall.median / wall.median:.0f}×",
+            )
+        ctx.add(
+            make_row(
+                "mpc",
+                "mpc",
+                f"mpc n={n}",
+                metrics,
+                params={
+                    "n": n,
+                    "radius": radius,
+                    "queries": m["queries"],
+                    "correct": m["correct"],
+                    "startup_s": round(m["startup_s"], 1),
+                },
+            )
+        )

@@ -1,0 +1,328 @@
+"""``mpc``: fuzzy matching by three servers holding replicated secret shares of the hash.
+
+The client splits its hash bits into replicated 2-out-of-3 shares over GF(8191)
+(Araki, Furukawa, Lindell, Nof, Ohara, CCS 2016) and seals each party's pair in a
+box only that party can open. The three parties hold the hash set in the clear,
+compute the client's Hamming distance to every entry locally, test "distance ≤ r"
+with the product Π_j (w² − j²), OR all entries by a product tree, multiply by
+random masks and open the result only to the learner: the client (default) or
+party 0, the provider (server-learns). See docs/protocols/mpc.md.
+
+Trust: semi-honest parties with an honest majority. One party alone learns
+nothing about the hash; **any two colluding parties learn the hash**. The client
+may be malicious: non-bit inputs and disagreeing replicated copies are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from ..base import (
+    ClientHalf,
+    Endpoint,
+    Leakage,
+    Learner,
+    Matching,
+    Protocol,
+    Query,
+    Reply,
+    Request,
+    ScanResult,
+    ServerHalf,
+    ServerVerdict,
+    Transport,
+    elapsed_ms,
+    register,
+)
+from ..costfloor import CostFloor, Floor
+from ..errors import (
+    BadHashError,
+    LengthError,
+    OptionError,
+    PartyUnavailableError,
+    SignatureError,
+    UnknownPartyError,
+    WrongProtocolError,
+)
+from ..hashes import ALGO_IDS, HashAlgo, HashSet
+from ..options import Options
+from ._boxes import box_keys
+from ._circuit import MASKS, SetColumns
+from ._field import ELEMENT_BYTES, P, from_wire, to_wire
+from ._options import MpcClientOptions, MpcServerOptions
+from ._party import PartyConfig, PartyNode, load_identity, parse_peers, pinned_key_reader
+from ._sharing import share_vector
+from ._wire import MODE_CLIENT, MODE_SERVER, PROTOCOL_ID, MpcAck, MpcManifest, MpcQuery, MpcReply, PartyInfo
+
+__all__ = [
+    "MPC",
+    "MpcClient",
+    "MpcClientOptions",
+    "MpcServer",
+    "MpcServerOptions",
+    "load_identity",
+    "parse_peers",
+]
+
+_BOX_OVERHEAD = 48
+
+
+class MpcServer(ServerHalf):
+    """One party's HTTP face: the signed manifest everywhere, queries at party 0."""
+
+    def __init__(self, hashes: HashSet, state_dir: Path, cfg: PartyConfig, radius: int) -> None:
+        self.algo = hashes.algo
+        self.radius = radius
+        self.set_size = len(hashes)
+        self.set_digest = hashlib.sha256(hashes.raw()).digest()
+        self.ident = load_identity(state_dir, cfg.index)
+        self.cfg = cfg
+        cols = SetColumns.build(hashes.words, radius)
+        config = cfg.digest(self.set_digest, self.algo.name, radius)
+        self.node = PartyNode(self.ident, cfg, cols, self.algo.bits, config, pinned_key_reader(state_dir))
+        self._lock = threading.Lock()
+        self._log: list[tuple[str, bool, float]] = []
+
+    def manifest(self) -> MpcManifest:
+        kex = self.node.peers_kex(self.cfg.connect_wait_s)
+        kex[self.cfg.index] = self.ident.kex_pub
+        parties = tuple(
+            PartyInfo(
+                self.node.pinned(j) if j != self.cfg.index else self.ident.signing_pub,
+                kex[j],
+                f"{self.cfg.peers[j][0]}:{self.cfg.peers[j][1]}",
+            )
+            for j in range(3)
+        )
+        m = MpcManifest(
+            ALGO_IDS[self.algo.name],
+            self.radius,
+            self.set_size,
+            self.set_digest,
+            self.cfg.chunk,
+            MASKS,
+            parties,  # type: ignore[arg-type]
+        )
+        return m.signed(self.ident.signing)
+
+    def _manifest(self, req: Request) -> Reply:
+        return Reply(self.manifest().to_bytes())
+
+    def _query(self, req: Request) -> Reply:
+        if self.cfg.index != 0:
+            raise UnknownPartyError("queries go to party 0, which relays the sealed boxes")
+        q = MpcQuery.from_bytes(req.body)
+        with self._lock:
+            outcome, results, seal_own = self.node.lead(q.mode, q.eph_pub, q.boxes, q.mode == MODE_SERVER)
+        if q.mode == MODE_SERVER:
+            assert outcome.opened is not None
+            self._log.append((req.client_id, bool(np.all(outcome.opened == 0)), time.time()))
+            return Reply(MpcAck().to_bytes(), headers=self._cost_headers())
+        assert outcome.component is not None
+        own = seal_own(to_wire(outcome.component))
+        return Reply(MpcReply((own, results[1], results[2])).to_bytes(), headers=self._cost_headers())
+
+    def _cost_headers(self) -> dict[str, str]:
+        """Party 0's bytes to the other parties this query (data-independent: public)."""
+        return {"x-blindmatch-mpc-party-bytes": str(self.node.last_party_bytes)}
+
+    def server_verdicts(self, account: str) -> list[ServerVerdict]:
+        """Server-learns verdicts party 0 opened for ``account``, in query order."""
+        return [ServerVerdict(m, at=t) for a, m, t in self._log if a == account]
+
+    @property
+    def last_party_bytes(self) -> int:
+        """Bytes this party sent to the other two during its last query."""
+        return self.node.last_party_bytes
+
+    def endpoints(self) -> Sequence[Endpoint]:
+        return [
+            Endpoint(
+                "GET",
+                "manifest",
+                self._manifest,
+                max_body=1024,
+                summary="Party 0's signed manifest: set digest, radius, the three parties' keys",
+            ),
+            Endpoint(
+                "POST",
+                "query",
+                self._query,
+                max_body=16 * 1024,
+                rate_limited=True,
+                summary="Three sealed share boxes; answers sealed result boxes (or an ack)",
+            ),
+        ]
+
+    def setup_bytes(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.node.close()
+
+
+class UnconfiguredServer(ServerHalf):
+    """Served when this process is not a party: every call is a typed 503."""
+
+    def _refuse(self, req: Request) -> Reply:
+        raise PartyUnavailableError("this server is not an mpc party (start it with --mpc-party)")
+
+    def endpoints(self) -> Sequence[Endpoint]:
+        return [
+            Endpoint("GET", "manifest", self._refuse, max_body=1024),
+            Endpoint("POST", "query", self._refuse, max_body=16 * 1024, rate_limited=True),
+        ]
+
+    def setup_bytes(self) -> int:
+        return 0
+
+
+class MpcClient(ClientHalf):
+    """Shares the hash, seals a box per party, sends them to party 0, opens the result boxes."""
+
+    def __init__(self, algo: HashAlgo, options: MpcClientOptions) -> None:
+        self.algo = algo
+        self.server_learns = options.mode == "server-learns"
+        key = options.pinned_signing_key
+        try:
+            self.pinned = None if key is None else bytes.fromhex(key)
+        except ValueError:
+            raise OptionError("pinned_signing_key must be hex") from None
+        self.manifest: MpcManifest | None = None
+
+    def _load_manifest(self, transport: Transport) -> MpcManifest:
+        if self.manifest is not None:
+            return self.manifest
+        m = MpcManifest.from_bytes(transport.get("manifest").body)
+        m.verify()
+        if self.pinned is not None and m.parties[0].signing_pub != self.pinned:
+            raise SignatureError("manifest signed by a key other than the pinned one")
+        if m.algo_id != ALGO_IDS[self.algo.name]:
+            raise WrongProtocolError("the parties hold a set of another hash algorithm")
+        self.pinned = m.parties[0].signing_pub  # trust on first use for this client's lifetime
+        self.manifest = m
+        return m
+
+    def scan(self, query: Query, transport: Transport) -> ScanResult:
+        if query.hash.algo != self.algo:
+            raise BadHashError(f"client is for {self.algo.name}, query is {query.hash.algo.name}")
+        up0, down0 = transport.bytes_up, transport.bytes_down
+        m = self._load_manifest(transport)
+        t0 = time.perf_counter()
+        mode = MODE_SERVER if self.server_learns else MODE_CLIENT
+        body, keys = self._seal(query.hash.bits(), m, mode)
+        cpu = elapsed_ms(t0)
+        rep = transport.post("query", body)
+        t1 = time.perf_counter()
+        verdict: bool | None = None
+        extra: dict[str, Any] = {"mode": "server-learns" if self.server_learns else "client-learns"}
+        if mode == MODE_SERVER:
+            MpcAck.from_bytes(rep.body)
+        else:
+            boxes = MpcReply.from_bytes(rep.body).boxes
+            total = np.zeros(MASKS, dtype=np.uint32)
+            for j in range(3):
+                plain = keys[j].open_reply(boxes[j])
+                if len(plain) != MASKS * ELEMENT_BYTES:
+                    raise LengthError("result box of the wrong size")
+                total += from_wire(plain, MASKS)
+            verdict = bool(np.all(total % P == 0))
+        cpu += elapsed_ms(t1)
+        extra["party0_bytes"] = int(rep.headers.get("x-blindmatch-mpc-party-bytes", 0))
+        return ScanResult(
+            matched=verdict,
+            bytes_up=transport.bytes_up - up0,
+            bytes_down=transport.bytes_down - down0,
+            crypto_ms=cpu,
+            extra=extra,
+        )
+
+    def _seal(self, bits: np.ndarray, m: MpcManifest, mode: int) -> tuple[bytes, list[Any]]:
+        comps = share_vector(bits.astype(np.uint32))
+        eph = X25519PrivateKey.generate()
+        eph_pub = eph.public_key().public_bytes_raw()
+        keys = [box_keys(eph, m.parties[j].kex_pub, eph_pub, j, mode) for j in range(3)]
+        boxes = tuple(keys[j].seal_request(to_wire(comps[j]) + to_wire(comps[(j + 1) % 3])) for j in range(3))
+        return MpcQuery(mode, eph_pub, boxes).to_bytes(), keys  # type: ignore[arg-type]
+
+
+class Mpc(Protocol):
+    name = "mpc"
+    protocol_id = PROTOCOL_ID
+    learner = Learner.CLIENT_OR_SERVER
+    matching = Matching.FUZZY
+    supported_algos = ("pdq", "phash", "dhash")
+    server_processes = 3
+    leakage = Leakage(
+        client=(
+            "whether some set entry is within the radius (client-learns); nothing in server-learns",
+            "the set size and the parties' keys (signed manifest)",
+        ),
+        server=(
+            "any single party: nothing about the hash (honest majority)",
+            "TWO COLLUDING PARTIES LEARN THE HASH IN FULL",
+            "party 0 in server-learns: whether the query matched",
+            "query timing and volume at every party",
+        ),
+        network=("fixed-size sealed boxes client↔party 0 and AES-GCM frames of fixed size between parties",),
+        server_sees_hash=False,
+        client_sees_set=False,
+    )
+
+    server_options_type = MpcServerOptions
+    client_options_type = MpcClientOptions
+
+    def open_server(
+        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | Options | None = None
+    ) -> ServerHalf:
+        opts = MpcServerOptions.from_options(options)
+        if opts.party is None:
+            return UnconfiguredServer()
+        if not opts.peers:
+            raise UnknownPartyError("an mpc party needs --mpc-peers HOST:PORT,HOST:PORT,HOST:PORT")
+        cfg = PartyConfig(opts.party, parse_peers(opts.peers), chunk=opts.chunk, timeout_s=opts.timeout_s)
+        radius = hashes.algo.default_threshold if opts.radius is None else opts.radius
+        return MpcServer(hashes, state_dir, cfg, radius)
+
+    def new_client(
+        self,
+        algo: HashAlgo,
+        cache_dir: Path | None = None,
+        options: Mapping[str, Any] | Options | None = None,
+    ) -> ClientHalf:
+        return MpcClient(algo, MpcClientOptions.from_options(options))
+
+    def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
+        return 0
+
+    def cost_floor(
+        self,
+        set_size: int,
+        algo: HashAlgo,
+        server_options: Mapping[str, Any] | Options | None = None,
+        client_options: Mapping[str, Any] | Options | None = None,
+    ) -> CostFloor:
+        """Bytes: the query's three boxes and the result boxes; both are fixed by the hash size."""
+        return CostFloor(
+            bytes_per_query=Floor.constant(
+                float(self.query_bytes(algo) + 3 * (MASKS * ELEMENT_BYTES + _BOX_OVERHEAD)),
+                "3 sealed boxes of 2 share components up + 3 sealed boxes of the masked outputs down",
+            ),
+            params={"p": P, "masks": MASKS, "element_bytes": ELEMENT_BYTES},
+        )
+
+    @staticmethod
+    def query_bytes(algo: HashAlgo) -> int:
+        """Client upload per query (three boxes of two components, plus framing)."""
+        return 4 + 4 * 5 + 1 + 32 + 3 * (2 * algo.bits * ELEMENT_BYTES + _BOX_OVERHEAD)
+
+
+MPC = register(Mpc())

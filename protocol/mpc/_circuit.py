@@ -1,0 +1,306 @@
+"""One party's side of the three-party circuit: bit checks, distances, zero test, OR, mask.
+
+The circuit (client hash bits x, set entries s_k, radius r)::
+
+    d_k  = |s_k| + Σ_b x_b (1 − 2 s_kb)          linear in x: local, no messages
+    w_k  = 2 d_k − r                              zero test roots: w ∈ {±j : j ≡ r mod 2, j ≤ r}
+    f_k  = Π_j (w_k² − j²)                        1 squaring + ⌈r/2⌉ products (depth 5 for r = 31)
+    P    = Π_k f_k                                OR over entries by a product tree
+    v_m  = ρ_m · P,  m = 1..K                     K independent uniform masks, opened to the learner
+
+P = 0 exactly when some entry is within r (a field has no zero divisors), so every
+v_m is 0 on a match and uniform otherwise; the learner sees nothing else. K = 5
+masks make a false match (all masks zero) 2^-65 likely.
+
+Each multiplication is Araki et al.'s: party i computes a·(c + d) + b·c + α_i on its
+pairs (a, b), (c, d), sends the result to party i − 1 and receives party i + 1's:
+one element per party per product and one round per tree level. The linear step
+uses byte tables: for each 16-bit column of the set, a 65,536-entry table of the
+client's share component is built once per query and gathered for every entry.
+
+Before any of that, the inputs are checked against a malicious client: each
+replicated component is hashed by both holders and compared, and L = 5 random
+combinations Σ γ_b x_b (x_b − 1) (γ from a key the client never sees) are opened
+and must be 0; a non-bit survives with probability p^-L = 2^-65.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import MaliciousSharesError, PartyProtocolError
+from ..hamming import popcount64
+from ._field import P, Vec, canon, from_wire, prg, reduce, to_wire
+from ._sharing import PairKeys
+
+__all__ = ["CHECK_REPS", "MASKS", "Net", "PartyCircuit", "SetColumns", "roots"]
+
+CHECK_REPS = 5
+MASKS = 5
+BLOCK = 1 << 15
+LINEAR_BLOCK = 1 << 17
+_P32 = np.uint32(P)
+
+Net = tuple[Callable[[int, bytes], None], Callable[[int], bytes]]
+
+
+def roots(radius: int) -> list[int]:
+    """The j in the factors w² − j²: every |w| with w = 2d − r for d = 0..r."""
+    return list(range(radius % 2, radius + 1, 2))
+
+
+@dataclass(frozen=True)
+class SetColumns:
+    """The plaintext set as 16-bit columns plus the per-entry constant 2|s_k| − r mod p."""
+
+    cols: npt.NDArray[np.uint16]  # (bits/16, n)
+    const: Vec  # (n,)
+    radius: int
+
+    @classmethod
+    def build(cls, words: npt.NDArray[np.uint64], radius: int) -> SetColumns:
+        be = words.astype(">u8").view(np.uint8).reshape(words.shape[0], -1)
+        cols = np.ascontiguousarray(be.view(">u2").astype(np.uint16).T)
+        weight = popcount64(words).sum(axis=1, dtype=np.int64)
+        const = ((2 * weight - radius) % P).astype(np.uint32)
+        return cls(cols, const, radius)
+
+    def __len__(self) -> int:
+        return int(self.const.size)
+
+    def slice(self, start: int, stop: int) -> SetColumns:
+        return SetColumns(self.cols[:, start:stop], self.const[start:stop], self.radius)
+
+
+_BYTE_SIGNS = 1 - 2 * np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.int64)
+
+
+def column_tables(component: Vec) -> Vec:
+    """(bits/16, 65536) tables T[c][v] = 2·Σ_t x_{16c+t}·(1 − 2·bit_t(v)) mod p."""
+    x8 = component.astype(np.int64).reshape(-1, 8)
+    t8 = (2 * (x8 @ _BYTE_SIGNS.T)) % P  # (bits/8, 256)
+    t16 = (t8[0::2, :, None] + t8[1::2, None, :]).reshape(x8.shape[0] // 2, 65536) % P
+    return t16.astype(np.uint32)
+
+
+def linear_component(tables: Vec, cols: npt.NDArray[np.uint16], const: Vec | None) -> Vec:
+    """One share component of w_k = 2 d_k − r for every entry (canonical), in cache-sized blocks."""
+    n = cols.shape[1]
+    out = np.empty(n, dtype=np.uint32)
+    tmp = np.empty(min(n, LINEAR_BLOCK), dtype=np.uint32)
+    for s in range(0, n, LINEAR_BLOCK):
+        e = s + LINEAR_BLOCK
+        acc, t = out[s:e], tmp[: min(LINEAR_BLOCK, n - s)]
+        np.take(tables[0], cols[0, s:e], out=acc, mode="clip")
+        for c in range(1, cols.shape[0]):
+            np.take(tables[c], cols[c, s:e], out=t, mode="clip")
+            acc += t
+        if const is not None:
+            acc += const[s:e]
+        canon(reduce(acc, t))
+    return out
+
+
+def local_product(a: Vec, b: Vec, c: Vec, d: Vec, zero: Vec) -> Vec:
+    """Party i's term a·(c + d) + b·c + α_i of a replicated product (canonical), blockwise."""
+    n = a.size
+    z = np.empty(n, dtype=np.uint32)
+    tmp = np.empty(min(n, BLOCK), dtype=np.uint32)
+    for s in range(0, n, BLOCK):
+        e = s + BLOCK
+        zs, t = z[s:e], tmp[: zs_len(n, s)]
+        np.add(c[s:e], d[s:e], out=zs)
+        zs *= a[s:e]
+        np.multiply(b[s:e], c[s:e], out=t)
+        zs += t
+        zs += zero[s:e]
+        canon(reduce(zs, t))
+    return z
+
+
+def zs_len(n: int, s: int) -> int:
+    return min(BLOCK, n - s)
+
+
+class PartyCircuit:
+    """Party ``index`` of one query: holds its pair of the client's bits and runs the rounds."""
+
+    def __init__(self, index: int, keys: PairKeys, net: Net, run_id: bytes) -> None:
+        self.i = index
+        self.keys = keys
+        self._send, self._recv = net
+        self.run_id = run_id
+        self._label = 1 << 32
+        self.sent = 0
+
+    @property
+    def prv(self) -> int:
+        return (self.i - 1) % 3
+
+    @property
+    def nxt(self) -> int:
+        return (self.i + 1) % 3
+
+    def _next_label(self) -> int:
+        self._label += 1
+        return self._label
+
+    def send(self, peer: int, data: bytes) -> None:
+        self.sent += len(data)
+        self._send(peer, data)
+
+    # -- multiplication -------------------------------------------------------------
+    def mul(self, a: Vec, b: Vec, c: Vec, d: Vec) -> tuple[Vec, Vec]:
+        """Replicated product of (a, b)·(c, d), elementwise; one round."""
+        z = local_product(a, b, c, d, self.keys.zero(self._next_label(), a.size))
+        self.send(self.prv, to_wire(z))
+        return z, self._recv_elems(self.nxt, z.size)
+
+    def square(self, a: Vec, b: Vec) -> tuple[Vec, Vec]:
+        z = b + b
+        z += a
+        z *= a
+        z += self.keys.zero(self._next_label(), z.size)
+        canon(reduce(z))
+        self.send(self.prv, to_wire(z))
+        return z, self._recv_elems(self.nxt, z.size)
+
+    def _recv_elems(self, peer: int, n: int) -> Vec:
+        data = self._recv(peer)
+        try:
+            return from_wire(data, n)
+        except ValueError as e:
+            raise PartyProtocolError(f"party {peer}: {e}") from None
+
+    def const_pair(self, value: int, n: int) -> tuple[Vec, Vec]:
+        """A public constant as a replicated sharing (component 0 carries it)."""
+        a = np.full(n, value if self.i == 0 else 0, dtype=np.uint32)
+        b = np.full(n, value if self.i == 2 else 0, dtype=np.uint32)
+        return a, b
+
+    def product(self, a: Vec, b: Vec) -> tuple[Vec, Vec]:
+        """Π over axis 0 of stacked pairs (m, n) → (n,), by a balanced tree."""
+        while a.shape[0] > 1:
+            h = a.shape[0] // 2
+            za, zb = self.mul(a[:h].ravel(), b[:h].ravel(), a[h : 2 * h].ravel(), b[h : 2 * h].ravel())
+            za, zb = za.reshape(h, -1), zb.reshape(h, -1)
+            if a.shape[0] % 2:
+                za, zb = np.concatenate([za, a[-1:]]), np.concatenate([zb, b[-1:]])
+            a, b = za, zb
+        return a[0], b[0]
+
+    def or_tree(self, a: Vec, b: Vec) -> tuple[Vec, Vec]:
+        """Π of all elements of a vector (zero iff any is zero) → 1-element pair."""
+        while a.size > 1:
+            if a.size % 2:
+                one_a, one_b = self.const_pair(1, 1)
+                a, b = np.concatenate([a, one_a]), np.concatenate([b, one_b])
+            h = a.size // 2
+            a, b = self.mul(a[:h], b[:h], a[h:], b[h:])
+        return a, b
+
+    # -- stages ---------------------------------------------------------------------
+    def check_inputs(self, xa: Vec, xb: Vec, check_key: bytes) -> None:
+        """Refuse inconsistent replicated copies or non-bit inputs (same verdict at every party)."""
+        ha, hb = self._digest(self.i, xa), self._digest(self.nxt, xb)
+        sq = xa.astype(np.int64) * (xa + 2 * xb.astype(np.int64)) - xa
+        t = np.empty(CHECK_REPS, dtype=np.int64)
+        for rep in range(CHECK_REPS):
+            gamma = prg(check_key, rep, xa.size).astype(np.int64)
+            t[rep] = int((gamma * (sq % P)).sum() % P)
+        t = (t + self.keys.zero(self._next_label(), CHECK_REPS)) % P
+        msg = ha + hb + t.astype("<u2").tobytes()
+        self.send(self.prv, msg)
+        self.send(self.nxt, msg)
+        got = {peer: self._recv(peer) for peer in (self.nxt, self.prv)}
+        size = 64 + 2 * CHECK_REPS
+        if any(len(m) != size for m in got.values()):
+            raise PartyProtocolError("malformed check message")
+        from_prv, from_nxt = got[self.prv], got[self.nxt]
+        same = (
+            hmac.compare_digest(from_prv[32:64], ha)  # prv holds my a as its b
+            & hmac.compare_digest(from_nxt[:32], hb)  # nxt holds my b as its a
+            & hmac.compare_digest(from_prv[:32], from_nxt[32:64])  # the third component
+        )
+        total = t.copy()
+        for m in (from_prv, from_nxt):
+            total += np.frombuffer(m[64:], dtype="<u2")
+        if not same or bool(np.any(total % P)):
+            raise MaliciousSharesError("the parties refused the shares (not bits, or copies differ)")
+
+    def _digest(self, component: int, v: Vec) -> bytes:
+        h = hashlib.sha256(b"blindmatch-mpc-v1/share-digest" + self.run_id + bytes([component]))
+        h.update(to_wire(v))
+        return h.digest()
+
+    def zero_test(self, cols: SetColumns, tab_a: Vec, tab_b: Vec) -> tuple[Vec, Vec]:
+        """f_k = Π_j (w_k² − j²) for the entries in ``cols`` (zero iff distance ≤ r)."""
+        wa = linear_component(tab_a, cols.cols, cols.const if self.i == 0 else None)
+        wb = linear_component(tab_b, cols.cols, cols.const if self.i == 2 else None)
+        ua, ub = self.square(wa, wb)
+        js = roots(cols.radius)
+        fa = np.repeat(ua[None, :], len(js), axis=0)
+        fb = np.repeat(ub[None, :], len(js), axis=0)
+        shift = np.array([(P - j * j) % P for j in js], dtype=np.uint32)[:, None]
+        if self.i == 0:
+            fa += shift
+            canon(fa)
+        if self.i == 2:
+            fb += shift
+            canon(fb)
+        return self.product(fa, fb)
+
+    def evaluate(self, cols: SetColumns, xa: Vec, xb: Vec, chunk: int) -> tuple[Vec, Vec]:
+        """Shared P = Π_k f_k over the whole set, in chunks of ``chunk`` entries."""
+        tab_a, tab_b = column_tables(xa), column_tables(xb)
+        parts_a, parts_b = [], []
+        for start in range(0, len(cols), chunk):
+            fa, fb = self.zero_test(cols.slice(start, start + chunk), tab_a, tab_b)
+            pa, pb = self.or_tree(fa, fb)
+            parts_a.append(pa)
+            parts_b.append(pb)
+        return self.or_tree(np.concatenate(parts_a), np.concatenate(parts_b))
+
+    def mask(self, pa: Vec, pb: Vec) -> tuple[Vec, Vec]:
+        """v_m = ρ_m · P for MASKS fresh uniform ρ_m no party knows."""
+        ra, rb = self.keys.random(self._next_label(), MASKS)
+        return self.mul(ra, rb, np.repeat(pa, MASKS), np.repeat(pb, MASKS))
+
+    def open_to(self, learner: int, va: Vec, vb: Vec) -> Vec | None:
+        """Open v to party ``learner``: the party that lacks component learner+2 gets it."""
+        missing_holder = (learner + 2) % 3  # holds component learner+2 as its a
+        if self.i == missing_holder and self.i != learner:
+            self.send(learner, to_wire(va))
+            return None
+        if self.i == learner:
+            vc = self._recv_elems(missing_holder, va.size)
+            return (va + vb + vc) % _P32
+        return None
+
+
+def run_party(
+    circuit: PartyCircuit,
+    cols: SetColumns,
+    xa: Vec,
+    xb: Vec,
+    check_key: bytes,
+    open_to_party0: bool,
+    chunk: int = 1 << 19,
+) -> Vec | None:
+    """The whole query at one party: checks, circuit, masks, opening.
+
+    Returns this party's component of the masked outputs (client-learns: the client
+    adds the three) or, server-learns, the opened values at party 0 and None elsewhere.
+    """
+    circuit.check_inputs(xa, xb, check_key)
+    pa, pb = circuit.evaluate(cols, xa, xb, chunk)
+    va, vb = circuit.mask(pa, pb)
+    if open_to_party0:
+        return circuit.open_to(0, va, vb)
+    return va

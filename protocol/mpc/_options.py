@@ -1,0 +1,48 @@
+"""mpc's typed options (``BLINDMATCH_MPC_*`` on the server)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import OptionError, UnknownPartyError
+from ..options import Options, option
+
+__all__ = ["MpcClientOptions", "MpcServerOptions"]
+
+
+@dataclass(frozen=True)
+class MpcServerOptions(Options):
+    """Server options (``open_server(..., options)``, ``BLINDMATCH_MPC_*``)."""
+
+    protocol = "mpc"
+
+    party: int | None = option(None, "this process is party 0, 1 or 2 (None: not an mpc party)")
+    peers: str | None = option(None, "the three party-channel addresses HOST:PORT,HOST:PORT,HOST:PORT")
+    chunk: int = option(1 << 19, "set entries per circuit chunk; equal at all parties (in the handshake)")
+    timeout_s: float = option(120.0, "how long a party waits for a peer's frame")
+    radius: int | None = option(None, "Hamming radius r (None: the algorithm's default threshold)")
+
+    def check(self) -> None:
+        if self.party is not None and self.party not in (0, 1, 2):
+            raise UnknownPartyError(f"party index {self.party} is not 0, 1 or 2")
+        if not 1 <= self.chunk <= 1 << 24:
+            raise OptionError(f"mpc option 'chunk'={self.chunk} outside [1, 2^24]")
+        if self.timeout_s <= 0:
+            raise OptionError("mpc option 'timeout_s' must be positive")
+        if self.radius is not None and not 0 <= self.radius <= 255:
+            raise OptionError(f"mpc option 'radius'={self.radius} outside [0, 255]")
+
+
+@dataclass(frozen=True)
+class MpcClientOptions(Options):
+    """Client options (``new_client(..., options)``)."""
+
+    protocol = "mpc"
+
+    mode: Literal["client-learns", "server-learns"] = option(
+        "client-learns", "who learns the verdict: the client, or party 0 (the provider)"
+    )
+    pinned_signing_key: str | None = option(
+        None, "hex Ed25519 key of party 0 the manifest must be signed with (None: trust on first use)"
+    )

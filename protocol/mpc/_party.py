@@ -1,0 +1,332 @@
+"""A party process: its keys, its channels to the two others, and the query loop.
+
+Party 0 is the provider's front door: it serves the signed manifest, receives the
+client's query (three sealed share boxes), relays boxes 1 and 2 to the other
+parties in a START frame with a fresh run id and bit-check key, runs its share of
+the circuit and returns the result boxes (client-learns) or keeps the verdict
+(server-learns). Parties 1 and 2 wait for START frames from party 0. Queries run
+one at a time; every frame carries the run id, so frames left over from an
+aborted run are discarded, and a party that fails sends ABORT so nobody waits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from ..errors import (
+    BlindmatchError,
+    CryptoError,
+    DecodeError,
+    LengthError,
+    MaliciousSharesError,
+    PartyError,
+    PartyProtocolError,
+    PartyUnavailableError,
+    UnknownPartyError,
+)
+from ..keyfile import read_secret, write_secret
+from ._boxes import box_keys
+from ._channel import FRAME_ABORT, FRAME_DATA, FRAME_RESULT, FRAME_START, Channel, Identity, handshake
+from ._circuit import PartyCircuit, SetColumns, run_party
+from ._field import ELEMENT_BYTES, Vec, from_wire, to_wire
+from ._sharing import PairKeys, derive_component_key
+
+__all__ = ["PartyConfig", "PartyNode", "load_identity", "parse_peers", "pinned_key_reader"]
+
+log = logging.getLogger("blindmatch.mpc")
+_ERRORS: dict[str, type[BlindmatchError]] = {
+    c.code: c for c in (MaliciousSharesError, CryptoError, DecodeError, LengthError, PartyProtocolError)
+}
+
+
+def parse_peers(text: str) -> list[tuple[str, int]]:
+    """``HOST:PORT,HOST:PORT,HOST:PORT`` → three (host, port) pairs, party order."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if len(parts) != 3:
+        raise UnknownPartyError(f"--mpc-peers needs exactly three HOST:PORT entries, got {len(parts)}")
+    out = []
+    for p in parts:
+        host, _, port = p.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise UnknownPartyError(f"bad peer address {p!r}")
+        out.append((host, int(port)))
+    return out
+
+
+def load_identity(state_dir: Path, index: int) -> Identity:
+    """Party ``index``'s keys from ``state_dir`` (created on first start; ``party-I.pub`` is published)."""
+    if index not in (0, 1, 2):
+        raise UnknownPartyError(f"party index {index} is not 0, 1 or 2")
+    sign_path, kex_path = state_dir / f"party-{index}.sign", state_dir / f"party-{index}.kex"
+    if not sign_path.exists():
+        write_secret(sign_path, Ed25519PrivateKey.generate().private_bytes_raw())
+        write_secret(kex_path, X25519PrivateKey.generate().private_bytes_raw())
+    ident = Identity(
+        index,
+        Ed25519PrivateKey.from_private_bytes(read_secret(sign_path, 32)),
+        X25519PrivateKey.from_private_bytes(read_secret(kex_path, 32)),
+    )
+    pub = state_dir / f"party-{index}.pub"
+    if not pub.exists() or pub.read_bytes() != ident.signing_pub:
+        tmp = pub.with_name(pub.name + ".tmp")
+        tmp.write_bytes(ident.signing_pub)
+        tmp.replace(pub)
+    return ident
+
+
+def pinned_key_reader(state_dir: Path) -> Callable[[int], bytes]:
+    """Peers' Ed25519 keys are pinned as files ``party-J.pub`` (copied there by the operator)."""
+
+    def read(j: int) -> bytes:
+        p = state_dir / f"party-{j}.pub"
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise PartyProtocolError(f"no pinned key for party {j} ({p})") from None
+        if len(data) != 32:
+            raise PartyProtocolError(f"pinned key {p} is not 32 bytes")
+        return data
+
+    return read
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    index: int
+    peers: list[tuple[str, int]]
+    chunk: int = 1 << 19
+    timeout_s: float = 120.0
+    connect_wait_s: float = 3.0
+
+    def digest(self, set_digest: bytes, algo: str, radius: int) -> bytes:
+        return hashlib.sha256(
+            b"blindmatch-mpc-v1/config"
+            + set_digest
+            + algo.encode()
+            + radius.to_bytes(2, "big")
+            + self.chunk.to_bytes(4, "big")
+        ).digest()
+
+
+@dataclass
+class QueryOutcome:
+    component: Vec | None  # client-learns: this party's masked component
+    opened: Vec | None  # server-learns at party 0: the opened values
+
+
+class PartyNode:
+    """Channels to both peers (connect to lower indices, accept from higher) and the circuit runner."""
+
+    def __init__(
+        self,
+        ident: Identity,
+        cfg: PartyConfig,
+        cols: SetColumns,
+        bits: int,
+        config_digest: bytes,
+        pinned: Callable[[int], bytes],
+    ) -> None:
+        self.ident, self.cfg, self.cols, self.bits = ident, cfg, cols, bits
+        self.config_digest, self.pinned = config_digest, pinned
+        self.channels: dict[int, Channel] = {}
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self.last_party_bytes = 0
+        host, port = cfg.peers[ident.index]
+        self._listener = socket.create_server((host, port), reuse_port=False)
+        self._listener.settimeout(0.5)
+        self._threads = [
+            threading.Thread(target=self._accept_loop, daemon=True, name="mpc-accept"),
+            threading.Thread(target=self._connect_loop, daemon=True, name="mpc-connect"),
+        ]
+        if ident.index != 0:
+            self._threads.append(threading.Thread(target=self._follow_loop, daemon=True, name="mpc-follow"))
+        for t in self._threads:
+            t.start()
+
+    @property
+    def i(self) -> int:
+        return self.ident.index
+
+    # -- connections ------------------------------------------------------------------
+    def _install(self, ch: Channel) -> None:
+        with self._cv:
+            old = self.channels.get(ch.peer)
+            self.channels[ch.peer] = ch
+            self._cv.notify_all()
+        if old is not None and old is not ch:
+            old.close()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                self._install(handshake(sock, self.ident, self.config_digest, self.pinned, connector=False))
+            except BlindmatchError as e:
+                log.warning("mpc party %d: refused a peer connection: %s", self.i, e.detail)
+                sock.close()
+
+    def _connect_loop(self) -> None:
+        while not self._stop.is_set():
+            for j in range(self.i):
+                ch = self.channels.get(j)
+                if ch is not None and ch.alive:
+                    continue
+                try:
+                    sock = socket.create_connection(self.cfg.peers[j], timeout=2.0)
+                except OSError:
+                    continue
+                try:
+                    self._install(handshake(sock, self.ident, self.config_digest, self.pinned, True, j))
+                except BlindmatchError as e:
+                    log.warning("mpc party %d: handshake with %d failed: %s", self.i, j, e.detail)
+                    sock.close()
+            self._stop.wait(0.2)
+
+    def channel(self, j: int, wait_s: float) -> Channel:
+        deadline = time.monotonic() + wait_s
+        with self._cv:
+            while True:
+                ch = self.channels.get(j)
+                if ch is not None and ch.alive:
+                    return ch
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PartyUnavailableError(f"party {j} is not connected")
+                self._cv.wait(left)
+
+    def peers_kex(self, wait_s: float) -> dict[int, bytes]:
+        return {j: self.channel(j, wait_s).peer_kex for j in range(3) if j != self.i}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for ch in list(self.channels.values()):
+            ch.close()
+
+    # -- one query ----------------------------------------------------------------------
+    def _net(self, run_id: bytes) -> tuple[Callable[[int, bytes], None], Callable[[int], bytes]]:
+        def send(peer: int, data: bytes) -> None:
+            self.channel(peer, 0).send(FRAME_DATA, run_id, data)
+
+        def recv(peer: int) -> bytes:
+            return self._recv_frame(peer, run_id, FRAME_DATA)
+
+        return send, recv
+
+    def _recv_frame(self, peer: int, run_id: bytes, kind: int) -> bytes:
+        ch = self.channel(peer, 0)
+        while True:
+            k, rid, payload = ch.recv(self.cfg.timeout_s)
+            if rid != run_id:
+                continue  # left over from an aborted run
+            if k == FRAME_ABORT:
+                code = payload.decode(errors="replace")
+                raise _ERRORS.get(code, PartyError)(f"party {peer} aborted the query ({code})")
+            if k != kind:
+                raise PartyProtocolError(f"party {peer} sent frame type {k}, expected {kind}")
+            return payload
+
+    def _abort(self, run_id: bytes, err: BlindmatchError) -> None:
+        for j in range(3):
+            ch = self.channels.get(j)
+            if j != self.i and ch is not None and ch.alive:
+                ch.send(FRAME_ABORT, run_id, err.code.encode())
+
+    def _pair_keys(self, run_id: bytes) -> PairKeys:
+        prv, nxt = (self.i - 1) % 3, (self.i + 1) % 3
+        mine = derive_component_key(self.channel(prv, 0).pair_secret, run_id, self.i)
+        other = derive_component_key(self.channel(nxt, 0).pair_secret, run_id, nxt)
+        return PairKeys(mine, other)
+
+    def _shares(self, plain: bytes) -> tuple[Vec, Vec]:
+        n = self.bits * ELEMENT_BYTES
+        if len(plain) != 2 * n:
+            raise LengthError(f"share box holds {len(plain)} bytes, expected {2 * n}")
+        try:
+            return from_wire(plain[:n], self.bits), from_wire(plain[n:], self.bits)
+        except ValueError:
+            raise MaliciousSharesError("share component outside the field") from None
+
+    def compute(self, run_id: bytes, check_key: bytes, plain: bytes, open_to_party0: bool) -> QueryOutcome:
+        """Run this party's share of the circuit; any failure is sent to the peers as ABORT."""
+        circuit: PartyCircuit | None = None
+        sent0 = sum(ch.bytes_sent for ch in self.channels.values())
+        try:
+            xa, xb = self._shares(plain)
+            circuit = PartyCircuit(self.i, self._pair_keys(run_id), self._net(run_id), run_id)
+            out = run_party(circuit, self.cols, xa, xb, check_key, open_to_party0, self.cfg.chunk)
+        except BlindmatchError as e:
+            self._abort(run_id, e)
+            raise
+        finally:
+            self.last_party_bytes = sum(ch.bytes_sent for ch in self.channels.values()) - sent0
+        if open_to_party0:
+            return QueryOutcome(None, out if self.i == 0 else None)
+        return QueryOutcome(out, None)
+
+    def lead(
+        self,
+        mode: int,
+        eph_pub: bytes,
+        boxes: tuple[bytes, bytes, bytes],
+        open_to_party0: bool,
+    ) -> tuple[QueryOutcome, dict[int, bytes], Callable[[bytes], bytes]]:
+        """Party 0: open box 0, start parties 1 and 2, compute, collect their result boxes."""
+        keys = box_keys(self.ident.kex, eph_pub, eph_pub, 0, mode)
+        plain = keys.open_request(boxes[0])
+        run_id, check_key = secrets.token_bytes(16), secrets.token_bytes(16)
+        head = check_key + bytes([mode]) + eph_pub
+        for j in (1, 2):
+            self.channel(j, self.cfg.connect_wait_s).send(FRAME_START, run_id, head + boxes[j])
+        outcome = self.compute(run_id, check_key, plain, open_to_party0)
+        results = {} if open_to_party0 else {j: self._recv_frame(j, run_id, FRAME_RESULT) for j in (1, 2)}
+        return outcome, results, keys.seal_reply
+
+    def _follow_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ch = self.channel(0, 1.0)
+                kind, run_id, payload = ch.recv(3600.0)
+            except PartyError:
+                continue
+            if kind != FRAME_START or len(payload) < 49:
+                continue
+            try:
+                self._follow(run_id, payload)
+            except BlindmatchError as e:
+                log.info("mpc party %d: query refused: %s", self.i, e.code)
+
+    def _follow(self, run_id: bytes, payload: bytes) -> None:
+        check_key, mode, eph_pub, box = payload[:16], payload[16], payload[17:49], payload[49:]
+        keys = box_keys(self.ident.kex, eph_pub, eph_pub, self.i, mode)
+        try:
+            plain = keys.open_request(box)
+        except BlindmatchError as e:
+            self._abort(run_id, e)
+            raise
+        outcome = self.compute(run_id, check_key, plain, open_to_party0=bool(mode))
+        if outcome.component is not None:
+            reply = keys.seal_reply(to_wire(outcome.component))
+            self.channel(0, 0).send(FRAME_RESULT, run_id, reply)
+
+
+def matched(values: Vec) -> bool:
+    return bool(np.all(values == 0))

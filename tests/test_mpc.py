@@ -1,0 +1,156 @@
+"""mpc engine and codecs: verdict = plaintext Hamming rule; malicious clients refused; strict decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from blindmatch.protocol import LengthError, MaliciousSharesError, UnknownVersionError, get_algo
+from blindmatch.protocol.mpc._circuit import SetColumns, roots
+from blindmatch.protocol.mpc._field import P, from_wire, prg, to_wire
+from blindmatch.protocol.mpc._sharing import share_vector
+from blindmatch.protocol.mpc._wire import MpcManifest, MpcQuery, MpcReply, PartyInfo
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .mpc_helpers import bits_of, run_three
+
+PDQ = get_algo("pdq")
+
+
+def _hamming_min(words: np.ndarray, x: np.ndarray) -> int:
+    q = np.packbits(x.astype(np.uint8)).view(">u8").astype(np.uint64)
+    return int(np.unpackbits((words ^ q).view(np.uint8), axis=1).sum(axis=1).min())
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(1, 300),
+    flips=st.sampled_from([0, 1, 15, 30, 31, 32, 33, 60, 128]),
+    radius=st.sampled_from([31, 10, 0]),
+    chunk=st.sampled_from([7, 64, 1 << 19]),
+)
+def test_verdict_equals_plaintext_hamming(seed: int, n: int, flips: int, radius: int, chunk: int) -> None:
+    rng = np.random.default_rng(seed)
+    words = rng.integers(0, 2**63, (n, 4), dtype=np.uint64) * 2 + rng.integers(0, 2, (n, 4), dtype=np.uint64)
+    x = bits_of(words[rng.integers(n)])
+    x[rng.choice(256, flips, replace=False)] ^= 1
+    run = run_three(SetColumns.build(words, radius), x, chunk=chunk)
+    assert run.errors == [None, None, None]
+    assert bool(np.all(run.opened == 0)) == (_hamming_min(words, x) <= radius)
+
+
+def test_server_learns_opens_only_at_party_0() -> None:
+    rng = np.random.default_rng(3)
+    words = rng.integers(0, 2**63, (50, 4), dtype=np.uint64)
+    hit = run_three(SetColumns.build(words, 31), bits_of(words[7]), server_learns=True)
+    miss = run_three(SetColumns.build(words, 31), bits_of(~words[7]), server_learns=True)
+    assert hit.outputs[1] is None and hit.outputs[2] is None
+    assert hit.outputs[0] is not None and not hit.outputs[0].any()
+    assert miss.outputs[0] is not None and miss.outputs[0].any()
+
+
+def test_roots_cover_exactly_the_allowed_distances() -> None:
+    for r in (0, 1, 10, 31):
+        w = {abs(2 * d - r) for d in range(r + 1)}
+        assert set(roots(r)) == w
+
+
+def test_non_binary_input_is_refused_by_every_party() -> None:
+    rng = np.random.default_rng(4)
+    words = rng.integers(0, 2**63, (40, 4), dtype=np.uint64)
+    x = bits_of(words[0])
+    x[17] = 2  # a value the OR circuit would happily fold in
+    run = run_three(SetColumns.build(words, 31), x)
+    assert all(isinstance(e, MaliciousSharesError) for e in run.errors)
+
+
+@pytest.mark.parametrize("value", [2, P - 1, 5000])
+def test_single_non_bit_among_bits_is_refused(value: int) -> None:
+    words = np.random.default_rng(5).integers(0, 2**63, (10, 4), dtype=np.uint64)
+    x = np.zeros(256, dtype=np.uint32)
+    x[255] = value
+    run = run_three(SetColumns.build(words, 31), x)
+    assert all(isinstance(e, MaliciousSharesError) for e in run.errors)
+
+
+@pytest.mark.parametrize("victim", [0, 1, 2])
+@pytest.mark.parametrize("hidden_from_bit_check", [False, True])
+def test_inconsistent_replicated_copies_are_refused(victim: int, hidden_from_bit_check: bool) -> None:
+    words = np.random.default_rng(6).integers(0, 2**63, (10, 4), dtype=np.uint64)
+    x = bits_of(words[3])
+    comps = [c.copy() for c in share_vector(x)]
+    if hidden_from_bit_check:
+        # the victim's own component is 0 at bit 0, so its bit-check term a(a + 2b) − a ignores b there:
+        # only the comparison of the two holders' copies can catch the disagreement
+        comps[victim][0] = 0
+        other = (victim + 2) % 3
+        comps[other][0] = (int(x[0]) - int(comps[(victim + 1) % 3][0])) % P
+    pairs = [(comps[i].copy(), comps[(i + 1) % 3].copy()) for i in range(3)]
+    bad = pairs[victim][1]  # this party's copy of component victim+1 differs from the other holder's
+    bad[0] = (bad[0] + 1) % P
+    run = run_three(SetColumns.build(words, 31), x, pairs=pairs)
+    assert all(isinstance(e, MaliciousSharesError) for e in run.errors)
+
+
+def test_prg_is_deterministic_and_in_range() -> None:
+    a, b = prg(b"k" * 16, 3, 100_000), prg(b"k" * 16, 3, 100_000)
+    assert np.array_equal(a, b) and int(a.max()) < P
+    assert not np.array_equal(a, prg(b"k" * 16, 4, 100_000))
+
+
+def test_field_wire_rejects_out_of_range_and_wrong_length() -> None:
+    v = np.array([0, 1, P - 1], dtype=np.uint32)
+    assert np.array_equal(from_wire(to_wire(v), 3), v)
+    with pytest.raises(ValueError):
+        from_wire(np.array([P], dtype="<u2").tobytes(), 1)
+    with pytest.raises(ValueError):
+        from_wire(b"\x00" * 5, 3)
+
+
+_box = st.binary(min_size=0, max_size=200)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    mode=st.sampled_from([0, 1]), eph=st.binary(min_size=32, max_size=32), boxes=st.tuples(_box, _box, _box)
+)
+def test_query_and_reply_round_trip(mode: int, eph: bytes, boxes: tuple[bytes, bytes, bytes]) -> None:
+    q = MpcQuery(mode, eph, boxes)
+    assert MpcQuery.from_bytes(q.to_bytes()) == q
+    assert MpcReply.from_bytes(MpcReply(boxes).to_bytes()) == MpcReply(boxes)
+
+
+def _manifest() -> MpcManifest:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    k = Ed25519PrivateKey.generate()
+    pub = k.public_key().public_bytes_raw()
+    parties = tuple(
+        PartyInfo(pub if i == 0 else bytes([i]) * 32, bytes([9 + i]) * 32, f"127.0.0.1:{9000 + i}")
+        for i in range(3)
+    )
+    return MpcManifest(1, 31, 1000, b"d" * 32, 1 << 19, 5, parties).signed(k)  # type: ignore[arg-type]
+
+
+def test_manifest_round_trip_and_signature() -> None:
+    m = _manifest()
+    again = MpcManifest.from_bytes(m.to_bytes())
+    assert again == m
+    again.verify()
+    forged = MpcManifest(m.algo_id, 30, m.set_size, m.set_digest, m.chunk, m.masks, m.parties, m.signature)
+    with pytest.raises(Exception, match="signature"):
+        forged.verify()
+
+
+@pytest.mark.parametrize("cut", [1, 5, 40])
+def test_truncated_extra_and_unknown_version_fail_closed(cut: int) -> None:
+    body = MpcQuery(0, b"e" * 32, (b"a" * 100, b"b" * 100, b"c" * 100)).to_bytes()
+    with pytest.raises(LengthError):
+        MpcQuery.from_bytes(body[:-cut])
+    with pytest.raises(LengthError):
+        MpcQuery.from_bytes(body + b"\x00" * cut)
+    with pytest.raises(UnknownVersionError):
+        MpcQuery.from_bytes(bytes([9]) + body[1:])
+    with pytest.raises(LengthError):
+        MpcManifest.from_bytes(_manifest().to_bytes()[:-cut])
