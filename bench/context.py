@@ -1,7 +1,7 @@
 """Shared state of one benchmark run, and the result-row format every suite emits.
 
 Why one context: bounds must be measured *in the same run* as the figures they
-bound (issue 6), so the primitive timings from ``micro`` are kept here and the
+bound, so the primitive timings from ``micro`` are kept here and the
 ``protocols``, ``load`` and ``peers`` suites read them (measuring any missing
 primitive on demand). Protocol cells are cached so ``peers`` reuses the
 ``protocols`` measurement of ``oprf`` and ``plain`` instead of re-running them.
@@ -80,7 +80,7 @@ class BenchContext:
     quick_all: bool = False  # in quick mode, also run protocols listed in hooks.QUICK_SKIP
     protocols: list[str] | None = None  # restrict to these registry names
     load_seconds: float = 8.0
-    cell_budget_s: float = 600.0  # predicted time above this → extrapolate instead (issue 8: 10 min)
+    cell_budget_s: float = 600.0  # predicted time above this → extrapolate instead (10 min)
     prims: dict[str, Stat] = field(default_factory=dict)
     prim_info: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)

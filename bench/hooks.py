@@ -26,11 +26,11 @@ __all__ = [
     "OWN_SUITE",
     "QUICK_SKIP",
     "VARIANTS",
+    "BenchVariant",
     "Bound",
     "BoundInput",
     "FilterAdapter",
     "LoadScenario",
-    "Variant",
     "base_protocol",
     "client_options",
     "discover_filter",
@@ -75,8 +75,12 @@ def _module(name: str) -> Any | None:
 
 
 @dataclass(frozen=True)
-class Variant:
-    """A protocol measured a second way, next to its default: other server/client options."""
+class BenchVariant:
+    """A protocol benchmarked a second way, next to its default: other server/client options.
+
+    Not the simulator's ``sim.decide.variants.Variant`` (a decision rule with its accuracy
+    model): this one only names the options a benchmark row runs with.
+    """
 
     protocol: str
     label: str
@@ -86,8 +90,8 @@ class Variant:
 
 
 # name -> variant; the suites measure these beside their protocol, under this name
-VARIANTS: dict[str, Variant] = {
-    "oprf-unverified": Variant(
+VARIANTS: dict[str, BenchVariant] = {
+    "oprf-unverified": BenchVariant(
         "oprf",
         "oprf, OPRF mode (no DLEQ proofs)",
         {"mode": "oprf"},

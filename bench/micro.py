@@ -213,12 +213,13 @@ def stream_pass_seconds(ctx: BenchContext, n: int, words: int) -> Stat:
 
 def hamming_index_qps(ctx: BenchContext, n: int) -> Stat:
     """Seconds per ``HammingIndex.nearest`` query over n random PDQ hashes."""
-    from blindmatch.protocol import HammingIndex, HashSet, get_algo
+    from blindmatch.protocol import HammingIndex
+
+    from blindmatch.corpus import random_set
 
     def run() -> Stat:
-        algo = get_algo("pdq")
         rng = np.random.default_rng([ctx.seed, n, 11])
-        hs = HashSet(algo, rng.integers(0, 2**64, size=(n, algo.words), dtype=np.uint64))
+        hs = random_set(n, "pdq", seed=[ctx.seed, n, 11])
         idx = HammingIndex(hs)
         qs = [hs.value(int(i)) for i in rng.integers(0, n, 8)]
         it = iter(range(1 << 62))
@@ -288,7 +289,7 @@ def _filter_rows(ctx: BenchContext) -> None:
                 "filter",
                 "approximate-membership filter build / lookup",
                 status="skipped",
-                reason="no oprf filter in this build (blindmatch.protocol._gcs not present yet)",
+                reason="no oprf filter in this build (blindmatch.protocol._gcs is missing)",
                 bound_for="oprf: server set-up (build), client 1 lookup per probe",
             )
         )

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from blindmatch.machine import MACHINE_KEYS
+
 __all__ = [
     "SCHEMA",
     "evaluate_goals",
@@ -101,10 +103,10 @@ def validate_results(res: dict[str, Any]) -> list[str]:
     if res.get("schema") != SCHEMA:
         p.append(f"schema is {res.get('schema')!r}, expected {SCHEMA!r}")
     m = res.get("machine", {})
-    for k in ("cpu_model", "cores_logical", "memory_bytes"):
+    for k in MACHINE_KEYS:
         if k not in m:
             p.append(f"machine.{k} missing")
-    libs = res.get("libraries", {})
+    libs = m.get("libraries") or {}
     for k in ("numpy", "rbcl", "cryptography", "tenseal", "libsodium", "python"):
         if k not in libs:
             p.append(f"libraries.{k} missing")
@@ -437,7 +439,7 @@ def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
             _goal(
                 "oprf-filter-size",
                 "oprf filter within 15% of log2(1/fpr) bits/element and no larger "
-                "than openmined-psi GCS (issue 3; the same filter in both modes)",
+                "than openmined-psi GCS (the same filter in both modes)",
                 "met" if ok_all else "missed",
                 "; ".join(parts),
                 None if ok_all else "; ".join(misses),
@@ -448,7 +450,7 @@ def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
             _goal(
                 "oprf-filter-size",
                 "oprf filter within 15% of log2(1/fpr) bits/element and no larger "
-                "than openmined-psi GCS (issue 3; the same filter in both modes)",
+                "than openmined-psi GCS (the same filter in both modes)",
                 "not measured",
                 "—",
                 reason_absent,
@@ -555,13 +557,14 @@ def evaluate_goals(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _header(res: dict[str, Any]) -> list[str]:
-    m, libs = res["machine"], res["libraries"]
+    m = res["machine"]
+    libs = m["libraries"]
     mem = m.get("memory_bytes")
     lib_s = ", ".join(f"{k} {v}" for k, v in libs.items() if v)
     return [
-        f"- Machine: {m.get('cpu_model')}, {m.get('cores_logical')} logical cores "
-        f"({m.get('cores_usable')} usable), {mem / 2**30:.1f} GiB RAM, {m.get('os')}; "
-        f"load average at start {m.get('load_avg_at_start')}"
+        f"- Machine: {m.get('cpu_model')}, {m.get('logical_cpus')} logical cores "
+        f"({m.get('usable_cpus')} usable), {mem / 2**30:.1f} GiB RAM, {m.get('platform')}; "
+        f"load average at start {m.get('loadavg_at_start')}"
         if mem
         else f"- Machine: {m}",
         f"- Libraries: {lib_s}",

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from blindmatch.machine import machine_info
+
 from .context import BenchContext
-from .machine import library_versions, machine_info
 from .report import SCHEMA, evaluate_goals, render_benchmarks_md, validate_results, write_results
 
 __all__ = ["DEFAULT_SEED", "DEFAULT_SIZES", "SUITES", "parse_sizes", "parse_suites", "publish", "run_bench"]
@@ -109,7 +110,7 @@ def run_bench(
     )
     machine = machine_info()
     t0 = time.monotonic()
-    ctx.log(f"machine: {machine['cpu_model']}, {machine['cores_logical']} cores; seed {seed}; sizes {sizes}")
+    ctx.log(f"machine: {machine['cpu_model']}, {machine['logical_cpus']} cores; seed {seed}; sizes {sizes}")
     fns = _suite_fns()
     try:
         for s in suites:
@@ -133,7 +134,6 @@ def run_bench(
     res: dict[str, Any] = {
         "schema": SCHEMA,
         "machine": machine,
-        "libraries": library_versions(),
         "seed": seed,
         "config": {
             "suite": suite,

@@ -10,14 +10,16 @@ can still differ). Each image layers a smooth multi-scale colour field
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["generate_image", "iter_corpus", "write_corpus"]
+from blindmatch.protocol import HashSet, get_algo
+
+__all__ = ["generate_image", "iter_corpus", "random_set", "write_corpus"]
 
 
 def _fractal_noise(rng: np.random.Generator, h: int, w: int, octaves: int = 5) -> np.ndarray:
@@ -35,6 +37,17 @@ def _fractal_noise(rng: np.random.Generator, h: int, w: int, octaves: int = 5) -
     out /= total
     scaled: npt.NDArray[np.float64] = (out - out.min()) / (np.ptp(out) + 1e-9)
     return scaled
+
+
+def random_set(n: int, algo: str = "pdq", seed: int | Sequence[int] | None = 7) -> HashSet:
+    """``n`` uniformly random hashes of ``algo``: the stand-in set of tests, benchmarks and drills.
+
+    Reproducible for a given ``seed``; ``seed=None`` draws a fresh set each call. Test data,
+    not key material: numpy's generator is fine here.
+    """
+    a = get_algo(algo)
+    rng = np.random.default_rng(seed)
+    return HashSet.from_raw(a, rng.integers(0, 256, size=n * a.nbytes, dtype=np.uint8).tobytes())
 
 
 def generate_image(seed: int, size: tuple[int, int] | None = None) -> Image.Image:

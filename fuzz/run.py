@@ -47,8 +47,11 @@ def list_families() -> list[str]:
 
 
 def run_family(
-    family: str, seconds: int, artifacts: Path, prepared: Path | None = None, timeout_per_input: int = 60
+    family: str, seconds: int, artifacts: Path, prepared: Path | None = None, timeout_per_input: int = 60,
+    runs: int | None = None,
 ) -> FuzzResult:
+    """One family in its own process for ``seconds`` or, given ``runs``, exactly that many
+    inputs from libFuzzer seed 1 (``seconds`` then only bounds a stuck run)."""
     artifacts.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"fuzz-{family}-"))
     cmd = [
@@ -56,6 +59,7 @@ def run_family(
         str(HERE / "fuzz_one.py"),
         family,
         f"-max_total_time={seconds}",
+        *([f"-runs={runs}", "-seed=1"] if runs is not None else []),
         f"-timeout={timeout_per_input}",
         "-rss_limit_mb=4096",
         f"-artifact_prefix={artifacts}/{family}-",
@@ -108,6 +112,7 @@ def run_family(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=30, help="libFuzzer -max_total_time per family")
+    ap.add_argument("--runs", type=int, help="a fixed number of inputs per family (seed 1) instead of a time")
     ap.add_argument("--only", nargs="*", help="families to run (default: all; see --list)")
     ap.add_argument("--list", action="store_true", help="print the families and exit")
     ap.add_argument("--json", type=Path, help="write the results as JSON here")
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_all(chosen: list[str], a: argparse.Namespace, prepared: Path | None) -> list[FuzzResult]:
     results = []
     for fam in chosen:
-        r = run_family(fam, a.seconds, a.artifacts.resolve(), prepared)
+        r = run_family(fam, a.seconds, a.artifacts.resolve(), prepared, runs=a.runs)
         results.append(r)
         print(
             f"{fam:20s} {r.executions:>9d} execs {r.seconds:6.1f}s {r.slots:>9s}  findings={r.findings}",

@@ -166,8 +166,9 @@ def _image() -> Target:
 
 def _setdir(work: Path) -> Target:
     from blindmatch.protocol import BlindmatchError, get_algo
-    from blindmatch.reliability.harness import random_set
     from blindmatch.server import SetDir
+
+    from blindmatch.corpus import random_set
 
     good = SetDir.build(work / "good", get_algo("pdq"), random_set(6).values(), ["fuzz"])
     files = {n: (good.path / n).read_bytes() for n in ("set.json", "hashes.bin")}
@@ -197,9 +198,9 @@ def _setdir(work: Path) -> Target:
 
 def _hashlist(work: Path) -> Target:
     from blindmatch.protocol import BlindmatchError
-    from blindmatch.reliability.harness import random_set
 
     from blindmatch.cli import read_hash_file
+    from blindmatch.corpus import random_set
 
     p = work / "list.csv"
 

@@ -30,6 +30,7 @@ from .base import (
 from .costfloor import FLOOR_METRICS, CostFloor, Floor, Term
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
+from .files import atomic_write, atomic_writer
 from .hamming import HammingIndex, popcount64
 from .hashes import ALGOS, HashAlgo, HashSet, HashValue, get_algo
 from .multiprobe import MAX_PROBE_BITS
@@ -65,6 +66,8 @@ __all__ = [
     "Term",
     "Transport",
     "TransportReply",
+    "atomic_write",
+    "atomic_writer",
     "get_algo",
     "get_protocol",
     "option",

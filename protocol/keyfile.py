@@ -7,11 +7,11 @@ already be compromised; the operator must decide, so the server will not start.
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from pathlib import Path
 
 from .errors import CorruptStoreError, InsecureKeyFileError
+from .files import atomic_write
 
 __all__ = ["read_secret", "write_secret"]
 
@@ -19,32 +19,12 @@ __all__ = ["read_secret", "write_secret"]
 def write_secret(path: Path, data: bytes) -> None:
     """Atomically create or replace ``path`` with mode 0600 holding ``data``, durably.
 
-    The temporary file has an unpredictable name and is created with
-    O_EXCL|O_NOFOLLOW, so a link planted in the folder can neither receive the
-    secret nor have its target's mode changed; the mode is set on the open
-    descriptor (fchmod), and the file and then its folder are fsynced so the
-    rename survives a crash.
+    Through ``files.atomic_write``: the temporary file has an unpredictable name and is
+    created with O_EXCL|O_NOFOLLOW, so a link planted in the folder can neither receive the
+    secret nor have its target's mode changed; the mode is set on the open descriptor
+    (fchmod), and the file and then its folder are fsynced so the rename survives a crash.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    atomic_write(path, data, mode=0o600)
 
 
 def read_secret(path: Path, expected_len: int | None = None) -> bytes:

@@ -1,7 +1,7 @@
 """Fault and load drills against a real uvicorn server: SIGKILL cycles and a soak.
 
 Why here and not only in tests: the same drills produce the measured table of
-``python -m blindmatch.reliability`` (issue 7, "Measured result"); the tests
+``python -m blindmatch.reliability`` (RELIABILITY.md); the tests
 run them short, the command runs them long.
 
 Kill drill (tpsi). Uploaders send voucher batches continuously over HTTP; the
@@ -13,32 +13,39 @@ which only some vouchers were stored. Caveat: SIGKILL does not drop the OS page
 cache, so this checks that the server acknowledges only after commit, not power
 loss (that is SQLite's ``synchronous=FULL`` guarantee).
 
-Soak. N client threads per protocol scan members and non-members over HTTP for a
-fixed time; it reports requests, error counts by status, latency percentiles
-and the server's RSS at start and end.
+Soak. Client threads scan members and non-members over HTTP for a fixed time against
+one or more servers at once (``SoakLoad``: its protocols, clients dealt round-robin over
+them, its set size; he, whose cost grows with the set, gets its own small set); it
+reports scans, error counts by status, latency percentiles overall and per protocol,
+and the RSS of the servers' whole process trees (he evaluates in worker processes)
+after warm-up and at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import random
 import sqlite3
 import statistics
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from blindmatch.client import HttpTransport, ServerError
-from blindmatch.protocol import REGISTRY, BlindmatchError, TransportReply
+from blindmatch.protocol import REGISTRY, BlindmatchError, HashSet, TransportReply
 from blindmatch.server import LiveServer, SetDir
 
-from .harness import LIVE_ENV, client_options, queries, random_set
+from blindmatch.corpus import random_set
 
-__all__ = ["KillReport", "RecordingHttp", "SoakReport", "kill_cycles", "rss_mb", "soak"]
+from .harness import LIVE_ENV, client_options, queries
+
+__all__ = ["SOAK_LOADS", "KillReport", "RecordingHttp", "SoakLoad", "SoakReport", "kill_cycles", "rss_mb",
+           "soak", "tree_rss_mb"]
 
 
 class RecordingHttp(HttpTransport):
@@ -69,6 +76,23 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident set size of ``root`` and all its live descendants, MB."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                raw = (entry / "stat").read_text()
+                children.setdefault(int(raw[raw.rfind(")") + 2 :].split()[1]), []).append(int(entry.name))
+    total, stack = 0.0, [root]
+    while stack:
+        pid = stack.pop()
+        with contextlib.suppress(OSError):
+            total += rss_mb(pid)
+        stack.extend(children.get(pid, []))
+    return total
 
 
 # ------------------------------------------------------------------ kill drill
@@ -202,11 +226,26 @@ def kill_cycles(
 
 # ------------------------------------------------------------------ soak
 
+@dataclass(frozen=True)
+class SoakLoad:
+    """One server of the soak: the protocols it serves, its clients (dealt round-robin), its set."""
+
+    protocols: tuple[str, ...]
+    clients: int
+    set_size: int = 256
+
+
+# The release soak: 64 clients over the three lightweight protocols, and he, whose server
+# cost grows with the set, beside them on its own small set.
+SOAK_LOADS = (SoakLoad(("plain", "oprf", "tpsi"), 64, 256), SoakLoad(("he",), 2, 32))
+
+
 @dataclass
 class SoakReport:
     protocols: list[str]
-    seconds: float
-    concurrency: int
+    seconds: float | None  # None: a fixed number of scans per client instead
+    clients: int
+    loads: list[dict[str, Any]] = field(default_factory=list)
     requests: int = 0
     scans: int = 0
     errors: dict[str, int] = field(default_factory=dict)
@@ -226,27 +265,37 @@ class SoakReport:
         return self.rss_end_mb - self.rss_start_mb
 
 
+def _percentiles(v: list[float]) -> dict[str, float]:
+    v = sorted(v)
+    return {"scans": len(v), "p50_ms": statistics.median(v), "p99_ms": v[min(len(v) - 1, int(0.99 * len(v)))],
+            "max_ms": v[-1]}
+
+
 def soak(
-    work: Path, protocols: Sequence[str] = ("plain", "oprf", "tpsi"), seconds: float = 20.0,
-    concurrency: int = 2, warmup: float = 3.0, seed: int = 3,
+    work: Path, loads: Sequence[SoakLoad] = SOAK_LOADS, seconds: float | None = 20.0, warmup: float = 3.0,
+    seed: int = 3, scans_per_client: int | None = None,
 ) -> SoakReport:
-    """Concurrent real clients per protocol for ``seconds``; counts every non-2xx."""
-    names = [p for p in protocols if p in REGISTRY]
-    hs = random_set(256, seed=seed)
-    sd = SetDir.build(work / "set", hs.algo, hs.values(), ["soak"])
-    env = {**LIVE_ENV, "BLINDMATCH_PROTOCOLS": ",".join(names), "BLINDMATCH_RATE_PER_SECOND": "1000000",
-           "BLINDMATCH_RATE_BURST": "1000000"}
-    rep = SoakReport(names, seconds, concurrency)
+    """Real clients scan members and non-members over HTTP for ``seconds`` (or, given
+    ``scans_per_client``, until each has made that many measured scans), every load at once.
+
+    Counts every non-2xx and every client-side error. A protocol that is not registered is
+    left out; RSS is the sum over the servers' process trees, after warm-up and at the end.
+    """
+    loads = [SoakLoad(tuple(p for p in ld.protocols if p in REGISTRY), ld.clients, ld.set_size)
+             for ld in loads]
+    loads = [ld for ld in loads if ld.protocols]
+    names = [p for ld in loads for p in ld.protocols]
+    rep = SoakReport(names, seconds, sum(ld.clients for ld in loads), [asdict(ld) for ld in loads])
     lat: dict[str, list[float]] = {n: [] for n in names}
     lock = threading.Lock()
 
-    def worker(url: str, name: str, k: int, until: float, record: bool) -> None:
-        proto = REGISTRY[name]
-        client = proto.new_client(hs.algo, work / f"cache-{name}-{k}", client_options(name))
-        tr = HttpTransport(url, name, client_id=f"soak-{name}-{k}", timeout=60)
+    def worker(url: str, hs: HashSet, name: str, k: int, until: float, record: bool) -> None:
+        client = REGISTRY[name].new_client(hs.algo, work / f"cache-{name}-{k}", client_options(name))
+        tr = HttpTransport(url, name, client_id=f"soak-{name}-{k}", timeout=120)
         i = 0
+        limit = scans_per_client if record and scans_per_client is not None else math.inf
         try:
-            while time.monotonic() < until:
+            while time.monotonic() < until and i < limit:
                 q = queries(hs, 1, 1, seed=seed * 100000 + k * 1000 + i, account=f"soak{k}")[i % 2]
                 i += 1
                 t0 = time.perf_counter()
@@ -257,6 +306,8 @@ def soak(
                     key = "transport" if e.http_status == 0 else str(e.http_status)
                 except BlindmatchError as e:
                     key = f"client:{e.code}"
+                except Exception as e:  # counted as an error, never a silently dead client thread
+                    key = f"crash:{type(e).__name__}"
                 dt = (time.perf_counter() - t0) * 1000
                 if record:
                     with lock:
@@ -267,35 +318,38 @@ def soak(
         finally:
             tr.close()
 
-    with LiveServer(sd.path, env=env) as srv:
-        assert srv.proc is not None
-        pid = srv.proc.pid
+    def run_all(servers: list[tuple[LiveServer, HashSet, SoakLoad]], until: float, record: bool) -> None:
+        threads = [threading.Thread(target=worker, args=(srv.url, hs, ld.protocols[k % len(ld.protocols)],
+                                                         k, until, record))
+                   for srv, hs, ld in servers for k in range(ld.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def rss(servers: list[tuple[LiveServer, HashSet, SoakLoad]], key: str) -> float:
+        for (srv, _, _), row in zip(servers, rep.loads, strict=True):
+            row[key] = tree_rss_mb(srv.proc.pid) if srv.proc is not None else 0.0
+        return float(sum(row[key] for row in rep.loads))
+
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for j, ld in enumerate(loads):
+            hs = random_set(ld.set_size, seed=seed + j)
+            sd = SetDir.build(work / f"set{j}", hs.algo, hs.values(), ["soak"])
+            env = {**LIVE_ENV, "BLINDMATCH_PROTOCOLS": ",".join(ld.protocols),
+                   "BLINDMATCH_RATE_PER_SECOND": "1000000", "BLINDMATCH_RATE_BURST": "1000000"}
+            servers.append((stack.enter_context(LiveServer(sd.path, env=env)), hs, ld))
         # warm-up: first downloads, caches and allocator growth are not "growth"
-        warm = [threading.Thread(target=worker, args=(srv.url, n, k, time.monotonic() + warmup, False))
-                for n in names for k in range(concurrency)]
-        for t in warm:
-            t.start()
-        for t in warm:
-            t.join()
-        rep.rss_start_mb = rss_mb(pid)
-        until = time.monotonic() + seconds
-        threads = [threading.Thread(target=worker, args=(srv.url, n, k, until, True))
-                   for n in names for k in range(concurrency)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_all(servers, time.monotonic() + warmup, False)
+        rep.rss_start_mb = rss(servers, "rss_start_mb")
+        run_all(servers, math.inf if seconds is None else time.monotonic() + seconds, True)
         with contextlib.suppress(OSError):
-            rep.rss_end_mb = rss_mb(pid)
-    every = sorted(x for v in lat.values() for x in v)
+            rep.rss_end_mb = rss(servers, "rss_end_mb")
+    every = [x for v in lat.values() for x in v]
     if every:
-        rep.p50_ms = statistics.median(every)
-        rep.p99_ms = every[min(len(every) - 1, int(0.99 * len(every)))]
-        rep.max_ms = every[-1]
-    for n, v in lat.items():
-        v.sort()
-        if v:
-            rep.per_protocol[n] = {"scans": len(v), "p50_ms": statistics.median(v),
-                                   "p99_ms": v[min(len(v) - 1, int(0.99 * len(v)))]}
+        overall = _percentiles(every)
+        rep.p50_ms, rep.p99_ms, rep.max_ms = overall["p50_ms"], overall["p99_ms"], overall["max_ms"]
+    rep.per_protocol = {n: _percentiles(v) for n, v in lat.items() if v}
     rep.requests = rep.scans
     return rep

@@ -25,6 +25,7 @@ import contextlib
 import importlib
 import inspect
 import json
+import math
 import pkgutil
 import random
 import struct
@@ -53,6 +54,8 @@ from blindmatch.protocol import (
     TransportReply,
     get_algo,
 )
+
+from blindmatch.corpus import random_set
 
 __all__ = [
     "BAD_SCALARS",
@@ -83,7 +86,6 @@ __all__ = [
     "point_map",
     "point_mutations",
     "prepare_set_dir",
-    "random_set",
     "record_all",
     "record_protocol",
     "reencode",
@@ -325,12 +327,6 @@ class RecordingTransport(LocalTransport):
                 rep = TransportReply(rep.status, new, rep.headers)
         self.log.append(Exchange(self.protocol, method, path, bytes(body), rep.status, rep.body, dt))
         return rep
-
-
-def random_set(n: int, algo: str = "pdq", seed: int = 7) -> HashSet:
-    a = get_algo(algo)
-    rng = np.random.default_rng(seed)
-    return HashSet.from_raw(a, rng.integers(0, 256, size=n * a.nbytes, dtype=np.uint8).tobytes())
 
 
 def _floats_for(h: Any, rng: np.random.Generator) -> list[float]:
@@ -984,6 +980,24 @@ class BatteryResult:
         return sum(v for k, v in self.kinds.items() if k not in good)
 
 
+class _Stop:
+    """When a battery stops: after ``max_tries`` inputs (tests: a fixed count) or ``budget_s``
+    seconds (the reliability command: a time budget), whichever comes first."""
+
+    def __init__(self, budget_s: float | None, max_tries: int | None) -> None:
+        self.deadline = math.inf if budget_s is None else time.monotonic() + budget_s
+        self.max_tries = max_tries
+
+    def reached(self, res: BatteryResult) -> bool:
+        if self.max_tries is not None and res.tried >= self.max_tries:
+            res.note = f"stopped after {self.max_tries} inputs"
+            return True
+        if time.monotonic() > self.deadline:
+            res.note = "time budget reached"
+            return True
+        return False
+
+
 def _ordered(muts: list[Mutation], rng: random.Random) -> list[Mutation]:
     """Strict and header mutations first (cheap, most telling), the rest shuffled."""
     first = [m for m in muts if m.strict or m.kind in ("set_byte", "field_len")]
@@ -993,45 +1007,46 @@ def _ordered(muts: list[Mutation], rng: random.Random) -> list[Mutation]:
 
 
 def battery_decoder(
-    dec: Decoder, samples: Sequence[bytes], rng: random.Random, budget_s: float = 5.0, n_random: int = 64
+    dec: Decoder, samples: Sequence[bytes], rng: random.Random, budget_s: float | None = 5.0,
+    n_random: int = 64, max_tries: int | None = None,
 ) -> BatteryResult:
-    """Every mutation of every sample (until the time budget), plus random bytes."""
+    """Every mutation of every sample (until the budget or count), plus random bytes."""
     res = BatteryResult(dec.name)
-    deadline = time.monotonic() + budget_s
+    stop = _Stop(budget_s, max_tries)
     if not dec.direct:
         res.note = f"from_bytes needs {dec.extra_params}; covered through endpoints"
         return res
     for s in samples or [b""]:
         for m in _ordered(mutations(s, rng, n_random), rng):
             res.add(m, check_decoder(dec, m.apply(s), s))
-            if time.monotonic() > deadline:
-                res.note = "time budget reached"
+            if stop.reached(res):
                 return res
     return res
 
 
 def battery_endpoint(
-    rec: Recording, ep: Endpoint, rng: random.Random, budget_s: float = 5.0, n_random: int = 64
+    rec: Recording, ep: Endpoint, rng: random.Random, budget_s: float | None = 5.0, n_random: int = 64,
+    max_tries: int | None = None,
 ) -> BatteryResult:
     """Mutated recorded request bodies into a real server handler (as over HTTP, minus HTTP)."""
     res = BatteryResult(f"{rec.name} {ep.method} {ep.path}")
     samples = rec.requests(ep.method, ep.path) or [b""]
     pmap = rec.points()
-    deadline = time.monotonic() + budget_s
+    stop = _Stop(budget_s, max_tries)
     for s in samples[:4]:
         for m in _ordered(mutations(s, rng, n_random, pmap.offsets(s)), rng):
             body = m.apply(s)
             if len(body) > ep.max_body:
                 continue  # the HTTP layer answers 413 before the handler (tests/test_limits.py)
             res.add(m, check_endpoint(ep, body, strict=m.strict))
-            if time.monotonic() > deadline:
-                res.note = "time budget reached"
+            if stop.reached(res):
                 return res
     return res
 
 
 def battery_client(
-    rec: Recording, target: tuple[str, str], rng: random.Random, budget_s: float = 5.0, n_random: int = 16
+    rec: Recording, target: tuple[str, str], rng: random.Random, budget_s: float | None = 5.0,
+    n_random: int = 16, max_tries: int | None = None,
 ) -> BatteryResult:
     """Mutated live server responses into fresh real client halves.
 
@@ -1045,7 +1060,7 @@ def battery_client(
         res.note = "no recorded response"
         return res
     pmap = rec.points()
-    deadline = time.monotonic() + budget_s
+    stop = _Stop(budget_s, max_tries)
     jobs: list[tuple[object, Callable[[bytes], bytes], bool]] = []
     n_pts = len(pmap.offsets(samples[0]))
     bads = (IDENTITY, b"topbit", *RISTRETTO_BAD_ENCODINGS)
@@ -1060,8 +1075,7 @@ def battery_client(
     for i, (label, fn, strict) in enumerate(jobs):
         opts = rec.client_options[i % len(rec.client_options)]
         res.add(label, check_client(rec, opts, target, fn, strict=strict))
-        if time.monotonic() > deadline:
-            res.note = "time budget reached"
+        if stop.reached(res):
             break
     return res
 

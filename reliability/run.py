@@ -3,18 +3,17 @@
 Everything is generic over the protocol registry (see ``harness``): bad inputs
 per decoder, per endpoint handler and per client response slot (count, crashes,
 slowest input); atheris executions per fuzz family (``fuzz/run.py``); SIGKILL
-cycles with acknowledged vouchers lost (tpsi); and a soak of plain/oprf/tpsi with
-its errors, latency and RSS. ``--quick`` shrinks every budget (about 4 minutes);
-the defaults take about 15 minutes on 2 cores. The exit code is 1 if any row
-failed, so CI can run it.
+cycles with acknowledged vouchers lost (tpsi, 50 cycles); and a 10-minute soak of 64
+concurrent clients over plain, oprf and tpsi with he beside them at a small set, with
+its errors, latency and RSS growth. ``--quick`` shrinks every budget (about 4 minutes);
+the defaults take about 35 minutes on 2 cores. Every stage has a fixed budget, so the
+command stops on its own; the exit code is 1 if any row failed, so CI can run it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import shutil
 import subprocess
@@ -27,56 +26,14 @@ from typing import Any
 
 from blindmatch.protocol import REGISTRY
 
+from blindmatch.machine import machine_info
+
 from . import faults
 from . import harness as H
 
 __all__ = ["main"]
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _machine() -> dict[str, str]:
-    import importlib.metadata as md
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    vers = {}
-    for pkg in (
-        "hypothesis",
-        "atheris",
-        "schemathesis",
-        "rbcl",
-        "cryptography",
-        "tenseal",
-        "uvicorn",
-        "pillow",
-    ):
-        try:
-            vers[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            vers[pkg] = "-"
-    commit = (
-        subprocess.run(  # noqa: S603
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],  # noqa: S607
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        or "-"
-    )
-    return {
-        "cpu": f"{cpu} × {os.cpu_count()}",
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "commit": commit,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "libraries": ", ".join(f"{k} {v}" for k, v in vers.items()),
-    }
 
 
 def decoder_rows(base: Path, budget: float, seed: int, n_random: int = 64) -> list[dict[str, Any]]:
@@ -172,9 +129,10 @@ def write_report(out: Path, data: dict[str, Any]) -> Path:
         f"Produced by `python -m blindmatch.reliability --out DIR{quick}` ({data['mode']} budgets). "
         "Machine caveat: shared cores, noisy timings.",
         "",
-        f"- machine: {m['cpu']}; Python {m['python']}; {m['platform']}",
-        f"- commit {m['commit']}, {m['date']}",
-        f"- {m['libraries']}",
+        f"- machine: {m['cpu_model']} × {m['logical_cpus']} ({m['usable_cpus']} usable); "
+        f"Python {m['python']}; {m['platform']}; load average at start {m['loadavg_at_start']}",
+        f"- commit {m['git_commit']}, {m['started_utc']}",
+        f"- {', '.join(f'{k} {v}' for k, v in m['libraries'].items() if v)}",
         f"- protocols: {', '.join(data['protocols'])}",
         *([f"- note: {data['note']}"] if data.get("note") else []),
         "",
@@ -206,11 +164,16 @@ def write_report(out: Path, data: dict[str, Any]) -> Path:
     else:
         lines.append("| SIGKILL–restart cycles | tpsi not registered | skipped |")
     s = data["soak"]
+    mix = " + ".join(
+        f"{ld['clients']} clients over {'/'.join(ld['protocols'])} (set {ld['set_size']}, RSS "
+        f"{ld.get('rss_start_mb', 0):.0f}→{ld.get('rss_end_mb', 0):.0f} MB)"
+        for ld in s["loads"]
+    )
     lines.append(
-        f"| soak {', '.join(s['protocols'])}: {s['seconds']:.0f} s × {s['concurrency']} clients each | "
+        f"| soak {s['seconds']:.0f} s, {s['clients']} concurrent clients: {mix} | "
         f"{s['scans']:,} scans, p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, RSS "
         f"{s['rss_start_mb']:.0f}→{s['rss_end_mb']:.0f} MB | {'✅' if s['ok'] else '❌'} "
-        f"{sum(s['errors'].values())} errors |"
+        f"{sum(s['errors'].values())} errors{_soak_errors(s['errors'])} |"
     )
     lines += [
         "",
@@ -247,18 +210,27 @@ def write_report(out: Path, data: dict[str, Any]) -> Path:
             "```",
             "",
         ]
-    lines += ["## Soak per protocol", "", "| protocol | scans | p50 ms | p99 ms |", "|---|---|---|---|"]
+    lines += ["## Soak per protocol", "", "| protocol | scans | p50 ms | p99 ms | max ms |"]
+    lines += ["|---|---|---|---|---|"]
     for name, v in s["per_protocol"].items():
-        lines.append(f"| {name} | {v['scans']:,.0f} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} |")
+        lines.append(
+            f"| {name} | {v['scans']:,.0f} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | {v['max_ms']:.1f} |"
+        )
     lines += [
         "",
-        f"Pass criteria: zero 5xx/transport/client errors, p99 < {data['p99_limit_ms']:.0f} ms, "
-        f"RSS growth after warm-up < {data['rss_limit_mb']:.0f} MB.",
+        f"Pass criteria: zero 5xx/transport/client errors; p99 < {data['p99_limit_ms']:.0f} ms for "
+        f"{', '.join(data['p99_gated'])} (he's latency is reported, not gated: one scan is seconds of "
+        f"homomorphic work on 2 shared cores); RSS growth of the servers' process trees after "
+        f"{s['warmup']:.0f} s of warm-up < {data['rss_limit_mb']:.0f} MB.",
         "",
     ]
     path = out / "RELIABILITY.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _soak_errors(errors: dict[str, int]) -> str:
+    return f" ({', '.join(f'{k} {v}' for k, v in sorted(errors.items()))})" if errors else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,20 +241,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fuzz-seconds", type=int, help="atheris seconds per family")
     ap.add_argument("--kill-cycles", type=int, help="SIGKILL/restart cycles")
     ap.add_argument("--soak-seconds", type=float, help="soak duration")
-    ap.add_argument("--concurrency", type=int, help="soak clients per protocol")
+    ap.add_argument("--clients", type=int, help="soak clients over plain/oprf/tpsi (he keeps its own)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--note", default="", help="a line for the report header (e.g. which branches)")
     a = ap.parse_args(argv)
     q = a.quick
     budget = a.decoder_budget or (2.0 if q else 10.0)
     fuzz_s = a.fuzz_seconds or (5 if q else 30)
-    cycles = a.kill_cycles or (3 if q else 10)
-    soak_s = a.soak_seconds or (20.0 if q else 120.0)
-    conc = a.concurrency or (2 if q else 4)
+    cycles = a.kill_cycles or (3 if q else 50)
+    soak_s = a.soak_seconds or (20.0 if q else 600.0)
+    warmup = min(60.0, max(3.0, soak_s / 10))
+    light, heavy = faults.SOAK_LOADS
+    loads = [
+        faults.SoakLoad(light.protocols, a.clients or (6 if q else light.clients), light.set_size),
+        faults.SoakLoad(heavy.protocols, 1 if q else heavy.clients, heavy.set_size),
+    ]
     out = a.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="reliability-"))
-    p99_limit, rss_limit = 2000.0, 40.0
+    p99_limit, rss_limit = 5000.0, 40.0
     try:
         t0 = time.monotonic()
         print("recording real traffic of every protocol …", flush=True)
@@ -297,21 +274,26 @@ def main(argv: list[str] | None = None) -> int:
             kr = faults.kill_cycles(work / "kill", cycles=cycles, seed=a.seed)
             kill = {**asdict(kr), "ok": kr.ok}
         print("soak …", flush=True)
-        sr = faults.soak(work / "soak", ("plain", "oprf", "tpsi"), seconds=soak_s, concurrency=conc)
+        sr = faults.soak(work / "soak", loads, seconds=soak_s, warmup=warmup, seed=a.seed)
+        gated = [p for p in light.protocols if p in sr.per_protocol]
         soak_ok = (
-            sr.server_errors == 0 and not sr.errors and sr.p99_ms < p99_limit and sr.rss_growth_mb < rss_limit
+            sr.server_errors == 0
+            and not sr.errors
+            and all(sr.per_protocol[p]["p99_ms"] < p99_limit for p in gated)
+            and sr.rss_growth_mb < rss_limit
         )
         data = {
             "mode": "quick" if q else "full",
             "note": a.note,
-            "machine": _machine(),
+            "machine": machine_info(),
             "protocols": sorted(REGISTRY),
             "decoders": dec,
             "fuzz": fz,
             "fuzz_seconds": fuzz_s,
             "kill": kill,
-            "soak": {**asdict(sr), "ok": soak_ok},
+            "soak": {**asdict(sr), "ok": soak_ok, "warmup": warmup},
             "p99_limit_ms": p99_limit,
+            "p99_gated": gated,
             "rss_limit_mb": rss_limit,
         }
         (out / "reliability.json").write_text(json.dumps(data, indent=1, default=str))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from blindmatch.protocol import (
     HashAlgo,
     HashSet,
     HashValue,
+    atomic_write,
     get_algo,
 )
 
@@ -62,7 +62,7 @@ class SetDir:
 
     def add_attestation(self, att: dict[str, str]) -> None:
         atts = [a for a in self.attestations() if a.get("curator") != att["curator"]]
-        _atomic_write(self.path / "attestations.json", json.dumps([*atts, att], indent=2).encode())
+        atomic_write(self.path / "attestations.json", json.dumps([*atts, att], indent=2).encode())
 
     def state_dir(self, protocol: str) -> Path:
         d = self.path / "state" / protocol
@@ -83,29 +83,19 @@ class SetDir:
         raw = sorted({v.raw for v in values if v.algo == algo})
         if not raw:
             raise EmptySetError(f"no {algo.name} hashes to build a set from")
-        blob = b"".join(raw)
-        out.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256(blob).hexdigest()
-        _atomic_write(out / "hashes.bin", blob)
-        meta = {
-            "format": SET_FORMAT,
-            "algo": algo.name,
-            "count": len(raw),
-            "digest": digest,
-            "created": int(time.time()),
-            "sources": sources or [],
-        }
-        _atomic_write(out / "set.json", json.dumps(meta, indent=2).encode())
-        return cls(out, HashSet.from_raw(algo, blob), digest, meta)
+        return cls._write(out, algo, b"".join(raw), sources or [])
 
     @classmethod
     def build_from_words(cls, out: Path, algo: HashAlgo, words: np.ndarray, sources: list[str]) -> SetDir:
         """Fast path for large synthetic sets (simulator, benchmarks)."""
         uniq = np.unique(np.ascontiguousarray(words.astype(">u8")).view(f"V{algo.nbytes}"))
-        blob = uniq.tobytes()
-        out.mkdir(parents=True, exist_ok=True)
+        return cls._write(out, algo, uniq.tobytes(), sources)
+
+    @classmethod
+    def _write(cls, out: Path, algo: HashAlgo, blob: bytes, sources: list[str]) -> SetDir:
+        """The sorted, de-duplicated hashes, then ``set.json`` naming their digest (the commit point)."""
         digest = hashlib.sha256(blob).hexdigest()
-        _atomic_write(out / "hashes.bin", blob)
+        atomic_write(out / "hashes.bin", blob)
         meta = {
             "format": SET_FORMAT,
             "algo": algo.name,
@@ -114,7 +104,7 @@ class SetDir:
             "created": int(time.time()),
             "sources": sources,
         }
-        _atomic_write(out / "set.json", json.dumps(meta, indent=2).encode())
+        atomic_write(out / "set.json", json.dumps(meta, indent=2).encode())
         return cls(out, HashSet.from_raw(algo, blob), digest, meta)
 
     @classmethod
@@ -151,12 +141,3 @@ class SetDir:
         if hashlib.sha256(blob).hexdigest() != digest:
             raise CorruptStoreError(f"{bin_p}: digest does not match set.json (corrupted)")
         return cls(path, HashSet.from_raw(algo, blob), digest, meta)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

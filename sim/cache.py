@@ -9,30 +9,16 @@ writes are atomic, so a crash never leaves a half-written entry that looks valid
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from blindmatch.protocol import atomic_write, atomic_writer
 
-__all__ = ["CACHE_VERSION", "StageCache", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["CACHE_VERSION", "StageCache"]
 
 CACHE_VERSION = 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class StageCache:
@@ -57,7 +43,7 @@ class StageCache:
         return blob["value"]
 
     def save_json(self, name: str, key: str, value: Any) -> None:
-        atomic_write_text(self._p(name, "json"), json.dumps({"key": key, "v": CACHE_VERSION, "value": value}))
+        atomic_write(self._p(name, "json"), json.dumps({"key": key, "v": CACHE_VERSION, "value": value}))
 
     def load_arrays(self, name: str, key: str) -> dict[str, npt.NDArray[Any]] | None:
         p = self._p(name, "npz")
@@ -72,8 +58,5 @@ class StageCache:
             return None
 
     def save_arrays(self, name: str, key: str, arrays: dict[str, npt.NDArray[Any]]) -> None:
-        p = self._p(name, "npz")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp.npz")
-        np.savez(tmp, __key__=np.array(f"{CACHE_VERSION}:{key}"), **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, p)
+        with atomic_writer(self._p(name, "npz")) as fh:
+            np.savez(fh, __key__=np.array(f"{CACHE_VERSION}:{key}"), **arrays)  # type: ignore[arg-type]

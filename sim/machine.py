@@ -1,4 +1,4 @@
-"""What the numbers were measured on, and process-tree CPU time from /proc.
+"""Process-tree CPU time from /proc (the machine record is ``blindmatch.machine``).
 
 Why /proc and not the client's clock: the server runs in its own uvicorn
 process (and protocols may fan work out to worker processes), so server CPU per
@@ -10,73 +10,11 @@ machine is doing; wall time would not.
 from __future__ import annotations
 
 import os
-import platform
-import sys
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-__all__ = ["CLK_TCK", "loadavg", "machine_info", "tree_cpu_seconds"]
+__all__ = ["CLK_TCK", "tree_cpu_seconds"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-_LIBS = (
-    "numpy",
-    "pillow",
-    "pdqhash",
-    "imagehash",
-    "scipy",
-    "scikit-image",
-    "rbcl",
-    "cryptography",
-    "tenseal",
-    "fastapi",
-    "uvicorn",
-    "httpx",
-    "matplotlib",
-    "dask",
-    "distributed",
-)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def loadavg() -> list[float]:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
-
-
-def machine_info() -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for lib in _LIBS:
-        try:
-            versions[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            versions[lib] = None
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    return {
-        "cpu_model": _cpu_model(),
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable,
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "loadavg_at_start": loadavg(),
-        "libraries": versions,
-    }
-
 
 def _stat(pid: int) -> tuple[int, int] | None:
     """(ppid, utime+stime+cutime+cstime ticks) of one process, or None if it is gone."""

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 from blindmatch.client import get_algo
-from blindmatch.protocol import REGISTRY
+from blindmatch.protocol import REGISTRY, atomic_write
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -43,8 +43,9 @@ from rich.progress import (
 )
 
 import blindmatch
+from blindmatch.machine import loadavg, machine_info
 
-from .cache import StageCache, atomic_write_text
+from .cache import StageCache
 from .config import SimConfigError, config_digest
 from .cost.measure import cost_queries, hash_cost_12mp, measure_protocol
 from .coverage import corpus_skips, split_corpus, stage_skips
@@ -68,7 +69,6 @@ from .hashing.images import (
     hash_perturbed_task,
 )
 from .hashing.pairs import CopyPair, hash_pair_files, pairs_fingerprint, read_pairs
-from .machine import loadavg, machine_info
 from .perturb.edits import select
 from .perturb.evasion import evasion_task
 from .report.render import sanitize
@@ -637,5 +637,5 @@ def run_simulation(
     results["stages"] = st.timings
     results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     clean: dict[str, Any] = sanitize(results)
-    atomic_write_text(out / "results.json", json.dumps(clean, indent=1))
+    atomic_write(out / "results.json", json.dumps(clean, indent=1))
     return clean

@@ -1,14 +1,21 @@
-"""Shared fixtures: generated images and set directories; no network beyond loopback."""
+"""Shared fixtures: generated images (decoded and encoded) and random hash sets.
+
+Random sets come from ``blindmatch.corpus.random_set`` (the one builder tests, benchmarks
+and drills share); ``hash_set`` is the common 64-hash PDQ set for tests that only read it.
+"""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from blindmatch.protocol import HashSet
 from PIL import Image
 
-from blindmatch.corpus import generate_image
+from blindmatch.corpus import generate_image, random_set
 from tests.sim_tiny import sim_tiny
 
 __all__ = ["encode", "sim_tiny"]
@@ -26,8 +33,32 @@ def images() -> list[Image.Image]:
 
 
 @pytest.fixture(scope="session")
-def image_dir(tmp_path_factory: pytest.TempPathFactory, images: list[Image.Image]) -> Path:
+def encoded_images(images: list[Image.Image]) -> list[bytes]:
+    """The same images as PNG bytes, as a client receives them."""
+    return [encode(img) for img in images]
+
+
+@pytest.fixture(scope="session")
+def hash_set() -> HashSet:
+    """64 random PDQ hashes (seed 7); read-only: build a fresh one with ``random_set`` to mutate."""
+    return random_set(64, seed=7)
+
+
+@pytest.fixture(scope="session")
+def he_phash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HashSet, Any]]:
+    """One he server over 120 random pHashes, shared by the he security and adversary tests
+    (its setup is seconds of key and worker start-up); tests that break a worker recover it."""
+    from .he_helpers import open_server
+
+    hs = random_set(120, "phash", seed=31)
+    srv = open_server(tmp_path_factory, hs, "phash")
+    yield hs, srv
+    srv.close()
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory: pytest.TempPathFactory, encoded_images: list[bytes]) -> Path:
     d = tmp_path_factory.mktemp("imgs")
-    for i, img in enumerate(images):
-        (d / f"img{i}.png").write_bytes(encode(img))
+    for i, body in enumerate(encoded_images):
+        (d / f"img{i}.png").write_bytes(body)
     return d

@@ -12,16 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from blindmatch.protocol import HammingIndex, HashAlgo, HashSet, HashValue, get_algo, get_protocol
+from blindmatch.protocol import HammingIndex, HashAlgo, HashSet, HashValue, get_protocol
 from blindmatch.protocol.he import HEServer
 
 SERVER_LEARNS = {"mode": "server-learns", "allow_server_learns": True}  # the mode is opt-in
-
-
-def random_set(algo: str, n: int, seed: int) -> HashSet:
-    a = get_algo(algo)
-    rng = np.random.default_rng(seed)
-    return HashSet.from_raw(a, rng.integers(0, 256, size=n * a.nbytes, dtype=np.uint8).tobytes())
 
 
 def at_distance(h: HashValue, d: int, rng: np.random.Generator) -> HashValue:

@@ -1,4 +1,4 @@
-"""schemathesis against the live OpenAPI schema on a real uvicorn server on loopback (issue 7).
+"""schemathesis against the live OpenAPI schema on a real uvicorn server on loopback.
 
 schemathesis 4.x: its lazy ``pytest.from_fixture`` loader breaks on pytest 9
 (``Function._nodeid`` is gone), so operations are driven directly: the schema is
@@ -14,7 +14,6 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from blindmatch.protocol import REGISTRY
-from blindmatch.reliability.harness import random_set
 from blindmatch.server import LiveServer, SetDir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,6 +25,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from blindmatch.corpus import random_set
 
 CHECKS = [
     not_a_server_error,

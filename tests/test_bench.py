@@ -35,6 +35,8 @@ from blindmatch.protocol import REGISTRY, HammingIndex, HashSet, LocalTransport,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blindmatch.corpus import random_set
+
 EXE = [sys.executable, "-m", "blindmatch.cli"]
 
 
@@ -101,8 +103,8 @@ def test_naive_scan_agrees_with_index(n: int, seed: int) -> None:
 
 
 def test_metered_server_counts_what_the_transport_counts(tmp_path: Path) -> None:
-    algo = get_algo("pdq")
-    hs = HashSet(algo, np.random.default_rng(1).integers(0, 2**64, size=(50, 4), dtype=np.uint64))
+    hs = random_set(50, seed=1)
+    algo = hs.algo
     srv = MeteredServer(REGISTRY["plain"].open_server(hs, tmp_path))
     tr = LocalTransport(srv)
     client = REGISTRY["plain"].new_client(algo)
@@ -116,7 +118,7 @@ def test_metered_server_counts_what_the_transport_counts(tmp_path: Path) -> None
 def test_quick_run_schema_and_content(quick_results: dict[str, Any]) -> None:
     res = quick_results
     assert validate_results(res) == []
-    assert res["seed"] == 7 and res["machine"]["cores_logical"] >= 1 and res["libraries"]["numpy"]
+    assert res["seed"] == 7 and res["machine"]["logical_cpus"] >= 1 and res["machine"]["libraries"]["numpy"]
     assert not res["errors"], res["errors"]
     rows = res["rows"]
     # every registered protocol is benchmarked (the registry is iterated, not a fixed list)
@@ -469,8 +471,7 @@ def test_paired_rounds_measure_real_clients(tmp_path: Path) -> None:
     """The paired contender reopens a real oprf server from its state and gets verdicts right."""
     from blindmatch.bench.paired import BlindmatchContender, FloorContender, run_rounds
 
-    algo = get_algo("pdq")
-    hs = HashSet(algo, np.random.default_rng(4).integers(0, 2**64, size=(200, algo.words), dtype=np.uint64))
+    hs = random_set(200, seed=4)
     state = tmp_path / "state"
     REGISTRY["oprf"].open_server(hs, state, {"mode": "oprf"}).close()
     opts = {"probe_bits": 0, "allow_unverified": True}

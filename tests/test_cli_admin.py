@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 from blindmatch.client import HttpTransport
-from blindmatch.protocol import HashSet, Query, get_algo, get_protocol
+from blindmatch.protocol import Query, get_protocol
 from blindmatch.server import LiveServer, SetDir
+
+from blindmatch.corpus import random_set
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -19,9 +20,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_admin_reveals_below_and_at_threshold(tmp_path: Path) -> None:
-    a = get_algo("pdq")
-    rng = np.random.default_rng(3)
-    hs = HashSet.from_raw(a, rng.integers(0, 256, size=20 * 32, dtype=np.uint8).tobytes())
+    hs = random_set(20, seed=3)
+    a = hs.algo
     SetDir.build(tmp_path / "set", a, hs.values(), ["t"])
     env = {"BLINDMATCH_PROTOCOLS": "tpsi", "BLINDMATCH_TPSI_THRESHOLD": "3",
            "BLINDMATCH_TPSI_SYNTHETIC_RATE": "0"}
@@ -55,9 +55,8 @@ def test_db_info_digest_pins_a_client_and_admin_enroll_binds_a_key(tmp_path: Pat
     from blindmatch.protocol import LocalTransport
     from blindmatch.protocol.tpsi import TpsiServer
 
-    a = get_algo("pdq")
-    rng = np.random.default_rng(5)
-    hs = HashSet.from_raw(a, rng.integers(0, 256, size=8 * 32, dtype=np.uint8).tobytes())
+    hs = random_set(8, seed=5)
+    a = hs.algo
     sd = SetDir.build(tmp_path / "set", a, hs.values(), ["t"])
     tpsi = get_protocol("tpsi")
     srv = tpsi.open_server(hs, sd.state_dir("tpsi"), {"reveal_mode": "inline", "enrollment": "admin"})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from blindmatch.protocol import (
     FLOOR_METRICS,
@@ -18,7 +17,6 @@ from blindmatch.protocol import (
     Options,
     Query,
     ServerVerdict,
-    get_algo,
 )
 from blindmatch.reliability import harness as H
 
@@ -27,16 +25,10 @@ from .mpc_helpers import open_multi_process
 PROTOCOLS = sorted(REGISTRY)
 
 
-def _set(n: int, seed: int = 7) -> HashSet:
-    a = get_algo("pdq")
-    rng = np.random.default_rng(seed)
-    return HashSet.from_raw(a, rng.integers(0, 256, size=n * a.nbytes, dtype=np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module", params=PROTOCOLS)
-def opened(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+def opened(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, hash_set: HashSet):
     proto = REGISTRY[request.param]
-    hs = _set(64)
+    hs = hash_set
     # a threshold protocol reveals after two matches here (options come from its declared type)
     opts = {"threshold": 2} if "threshold" in proto.server_options_type.names() else {}
     if proto.server_processes > 1:  # e.g. mpc: its three real party processes on loopback

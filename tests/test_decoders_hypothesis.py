@@ -1,4 +1,4 @@
-"""Every wire decoder, endpoint handler and client half against bad bytes (issue 7, "Bad input").
+"""Every wire decoder, endpoint handler and client half against bad bytes.
 
 Nothing here names a protocol: decoders are discovered by walking the packages
 (``harness.discover_decoders``) and valid samples are recorded from each registered
@@ -23,8 +23,17 @@ from blindmatch.reliability import harness as H
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from blindmatch.corpus import random_set
+
 DECODERS = H.discover_decoders()
 PROTOCOLS = sorted(REGISTRY)
+# Fixed input counts per battery, never a time budget: the same inputs on any machine. he's
+# messages, endpoints and client run real SEAL (de)serialisation or homomorphic work per input,
+# so they get fewer.
+DECODER_TRIES, HE_DECODER_TRIES = 400, 24
+ENDPOINT_TRIES = {"he": 40}
+CLIENT_TRIES = {"he": 2}
+DEFAULT_ENDPOINT_TRIES, DEFAULT_CLIENT_TRIES = 300, 40
 HYP = settings(
     max_examples=150, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -105,10 +114,11 @@ def test_structured_mutations(dec: H.Decoder, samples: dict[str, list[bytes]]) -
     lying length prefixes, identity / RFC 9496 bad encodings / unreduced scalars in 32-byte slots."""
     if not dec.direct:
         pytest.skip(f"from_bytes needs {dec.extra_params}; exercised through the endpoints below")
-    res = H.battery_decoder(dec, samples.get(dec.name, [])[:3], random.Random(7), budget_s=3.0)
-    assert res.tried > 50
+    tries = HE_DECODER_TRIES if ".he." in dec.name else DECODER_TRIES
+    res = H.battery_decoder(dec, samples.get(dec.name, [])[:3], random.Random(7), budget_s=None,
+                            max_tries=tries)
+    assert res.tried == tries or not res.note, res.note
     assert res.bad == 0, "\n".join(res.failures)
-    assert res.max_seconds < 5.0, f"slowest input took {res.max_seconds:.1f}s"
 
 
 _STEP = st.one_of(
@@ -179,11 +189,11 @@ def test_endpoint_handlers_typed_errors(proto: str, recordings: dict[str, H.Reco
     a point field must be rejected (never stored or answered with 2xx)."""
     rec, eps = _endpoints(recordings, proto)
     rng = random.Random(11)
-    budget = 12.0 / max(1, len(eps))
+    tries = ENDPOINT_TRIES.get(proto, DEFAULT_ENDPOINT_TRIES)
     problems: list[str] = []
     strict_tried = 0
     for ep in eps:
-        res = H.battery_endpoint(rec, ep, rng, budget_s=budget)
+        res = H.battery_endpoint(rec, ep, rng, budget_s=None, max_tries=tries)
         strict_tried += sum(1 for f in res.failures if "accepted" in f)
         assert res.tried > 0
         problems += [f"{res.target}: {f}" for f in res.failures]
@@ -254,8 +264,9 @@ def test_client_rejects_mutated_responses(proto: str, recordings: dict[str, H.Re
     assert targets
     rng = random.Random(5)
     problems = []
+    tries = CLIENT_TRIES.get(proto, DEFAULT_CLIENT_TRIES)
     for t in targets:
-        res = H.battery_client(rec, t, rng, budget_s=10.0 / len(targets))
+        res = H.battery_client(rec, t, rng, budget_s=None, max_tries=tries)
         assert res.tried > 0, res.note
         problems += [f"{res.target}: {f}" for f in res.failures]
     assert not problems, "\n".join(problems[:30])
@@ -271,7 +282,7 @@ def test_setdir_open_mutated(tmp_path_factory: pytest.TempPathFactory, data: st.
     from blindmatch.server import SetDir
 
     base = tmp_path_factory.mktemp("sd")
-    good = SetDir.build(base / "good", get_algo("pdq"), H.random_set(8).values(), ["t"])
+    good = SetDir.build(base / "good", get_algo("pdq"), random_set(8).values(), ["t"])
     bad = base / "bad"
     shutil.copytree(good.path, bad, dirs_exist_ok=True)
     which = data.draw(st.sampled_from(["set.json", "hashes.bin"]))
@@ -329,7 +340,7 @@ def test_cli_hash_list_reader(
     from blindmatch.cli import read_hash_file
 
     p = tmp_path_factory.mktemp("hl") / "list.txt"
-    good = "\n".join(v.hex for v in H.random_set(3).values())
+    good = "\n".join(v.hex for v in random_set(3).values())
     use = data.draw(st.sampled_from(["text", "splice", "csv", "bytes"]))
     if use == "text":
         p.write_text(text)

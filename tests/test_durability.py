@@ -1,4 +1,4 @@
-"""Durability and faults (issue 7): SIGKILL drill, corrupt state at start-up, disk full.
+"""Durability and faults: SIGKILL drill, corrupt state at start-up, disk full.
 
 The kill drill is written against tpsi's store (the protocol that acknowledges
 writes); it is skipped only when ``tpsi`` is not registered.
@@ -21,7 +21,7 @@ from blindmatch.reliability import harness as H
 from blindmatch.server import LiveServer, SetDir, Settings, create_app
 from blindmatch.server.settings import protocol_options_from_env
 
-needs_tpsi = pytest.mark.skipif("tpsi" not in REGISTRY, reason="tpsi is not registered (not merged yet)")
+needs_tpsi = pytest.mark.skipif("tpsi" not in REGISTRY, reason="tpsi is not registered")
 
 
 def _assert_kill_report(rep: faults.KillReport) -> None:

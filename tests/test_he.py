@@ -27,7 +27,9 @@ from blindmatch.protocol.he._circuit import CircuitSpec, check_noise
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .he_helpers import SERVER_LEARNS, at_distance, far_from, open_server, random_set
+from blindmatch.corpus import random_set
+
+from .he_helpers import SERVER_LEARNS, at_distance, far_from, open_server
 
 PLANTED = (30, 31, 32, 10, 20)  # r−1, r, r+1, and what JPEG q50 does to PDQ (≈10–20 bits)
 
@@ -36,7 +38,7 @@ PLANTED = (30, 31, 32, 10, 20)  # r−1, r, r+1, and what JPEG q50 does to PDQ (
 def pdq(tmp_path_factory: pytest.TempPathFactory):
     """300 random PDQ hashes plus entries planted at known distances from one query."""
     rng = np.random.default_rng(11)
-    base = random_set("pdq", 300, seed=11)
+    base = random_set(300, "pdq", seed=11)
     q = far_from(base, rng, 90)
     planted = [at_distance(q, d, rng) for d in PLANTED]
     hs = HashSet.from_values(base.algo, [*base.values(), *planted])
@@ -52,7 +54,7 @@ def pdq_client(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def phash(tmp_path_factory: pytest.TempPathFactory):
-    hs = random_set("phash", 200, seed=5)
+    hs = random_set(200, "phash", seed=5)
     srv = open_server(tmp_path_factory, hs, "phash")
     yield hs, srv
     srv.close()
@@ -95,7 +97,7 @@ def test_member_iff_matched_phash(
     tmp_path_factory: pytest.TempPathFactory, seed: int, d: int, n: int
 ) -> None:
     """member ⇔ matched for random pHash sets and queries around the r = 10 boundary."""
-    hs = random_set("phash", n, seed)
+    hs = random_set(n, "phash", seed=seed)
     rng = np.random.default_rng(seed)
     q = at_distance(hs.value(int(rng.integers(n))), d, rng)
     srv = _phash_server_for(tmp_path_factory, hs)
@@ -173,7 +175,7 @@ def test_parameters_too_small_fail_at_setup(tmp_path: Path) -> None:
     assert check_noise(bfv, CircuitSpec(256, 0, 32), seed=2).ok  # exact (SHA-256) fits
     with pytest.raises(ParameterError, match="too small"):  # budget exhausted
         check_noise(bfv, CircuitSpec(64, 10, 8), seed=3)
-    hs = random_set("phash", 10, seed=1)
+    hs = random_set(10, "phash", seed=1)
     with pytest.raises(ParameterError):
         get_protocol("he").open_server(hs, tmp_path, {"param_set": "bfv-n8192-v1", "workers": 1})
 
@@ -181,7 +183,7 @@ def test_parameters_too_small_fail_at_setup(tmp_path: Path) -> None:
 def test_exact_sha256_on_small_parameters(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    hs = random_set("sha256", 50, seed=9)
+    hs = random_set(50, "sha256", seed=9)
     srv = open_server(tmp_path_factory, hs, "sha256")
     try:
         assert srv.params.name == "bfv-n8192-v1" and srv.spec.radius == 0
@@ -199,7 +201,7 @@ def test_http_end_to_end(tmp_path: Path) -> None:
     from blindmatch.client import HttpTransport
     from blindmatch.server import LiveServer, SetDir
 
-    hs = random_set("pdq", 100, seed=4)
+    hs = random_set(100, "pdq", seed=4)
     SetDir.build(tmp_path / "set", hs.algo, hs.values(), ["test"])
     rng = np.random.default_rng(4)
     env = {"BLINDMATCH_PROTOCOLS": "he", "BLINDMATCH_ADMIN_TOKEN": "tok"}

@@ -41,7 +41,9 @@ from blindmatch.protocol.he._messages import (
 from blindmatch.protocol.he._protocol import _Session
 from blindmatch.protocol.he._worker import PSI_DST, psi_message
 
-from .he_helpers import SERVER_LEARNS, open_server, random_set
+from blindmatch.corpus import random_set
+
+from .he_helpers import SERVER_LEARNS
 
 T = 65537
 _HASH_TO_GROUP = ristretto.hash_to_group  # the adversary's own copy, unaffected by the spy below
@@ -133,7 +135,7 @@ def bits_read(count: int, slots: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def reading(tmp_path_factory: pytest.TempPathFactory):
-    hs = random_set("phash", 120, seed=14)
+    hs = random_set(120, "phash", seed=14)
     state = Path(tmp_path_factory.getbasetemp()) / "he-state-phash"
     srv = ReadingServer(hs, state, HEServerOptions(workers=1))
     srv.logged = []
@@ -250,17 +252,9 @@ def test_logged_client_learns_query_is_not_decrypted_for_the_server(reading, tmp
 # ------------------------------------------------------------------ malicious client
 
 
-@pytest.fixture(scope="module")
-def phash(tmp_path_factory: pytest.TempPathFactory):
-    hs = random_set("phash", 120, seed=31)
-    srv = open_server(tmp_path_factory, hs, "phash")
-    yield hs, srv
-    srv.close()
-
-
 def _crafted_scan(client: HEClient, srv: HEServer, slots: np.ndarray) -> np.ndarray:
     """Send an arbitrary slot vector under the client's real keys; decrypt as the client does."""
-    client.scan(Query(random_set("phash", 1, seed=1).value(0)), LocalTransport(srv))  # keys, params
+    client.scan(Query(random_set(1, "phash", seed=1).value(0)), LocalTransport(srv))  # keys, params
     keys, bfv, p = client._keys, client._bfv, client._params
     assert keys is not None and bfv is not None and p is not None
     msg = QueryMessage(p.param_set, p.algo_id, MODE_CLIENT, client._digest, b"",
@@ -272,10 +266,10 @@ def _crafted_scan(client: HEClient, srv: HEServer, slots: np.ndarray) -> np.ndar
     return np.concatenate(out)
 
 
-def test_non_binary_query_yields_only_noise(phash, tmp_path: Path) -> None:
+def test_non_binary_query_yields_only_noise(he_phash_server, tmp_path: Path) -> None:
     """Item 7: x_i = 1/2 (mod t) makes w = n − r whatever the entry; shifting x_0 turns the
     zero test into "entry has bit 0 set", a count no binary query gives."""
-    hs, srv = phash
+    hs, srv = he_phash_server
     n, r = srv.spec.bits, srv.spec.radius
     assert r % 2 == 0 and (n - r) % 2 == 0  # so w = 0 (a root) exactly when bit 0 is set
     half = (T + 1) // 2

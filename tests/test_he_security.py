@@ -53,17 +53,11 @@ from blindmatch.protocol.he._messages import (
     key_digest,
 )
 
-from .he_helpers import SERVER_LEARNS, at_distance, far_from, open_server, random_set
+from blindmatch.corpus import random_set
+
+from .he_helpers import SERVER_LEARNS, at_distance, far_from, open_server
 
 T = 65537
-
-
-@pytest.fixture(scope="module")
-def phash(tmp_path_factory: pytest.TempPathFactory):
-    hs = random_set("phash", 120, seed=31)
-    srv = open_server(tmp_path_factory, hs, "phash")
-    yield hs, srv
-    srv.close()
 
 
 class Spy(LocalTransport):
@@ -97,8 +91,8 @@ def _uniform_chi2(values: np.ndarray, bins: int = 32) -> float:
     return float(((counts - exp) ** 2 / exp).sum())
 
 
-def test_client_view_independent_of_which_entry_and_distance(phash, tmp_path: Path) -> None:
-    hs, srv = phash
+def test_client_view_independent_of_which_entry_and_distance(he_phash_server, tmp_path: Path) -> None:
+    hs, srv = he_phash_server
     rng = np.random.default_rng(5)
     client = get_protocol("he").new_client(hs.algo, tmp_path, {})
     tr = Spy(srv)
@@ -133,8 +127,8 @@ def test_client_view_independent_of_which_entry_and_distance(phash, tmp_path: Pa
     assert chi < 60
 
 
-def test_results_are_rerandomised(phash, tmp_path: Path) -> None:
-    hs, srv = phash
+def test_results_are_rerandomised(he_phash_server, tmp_path: Path) -> None:
+    hs, srv = he_phash_server
     client = get_protocol("he").new_client(hs.algo, tmp_path, {})
     tr = Spy(srv)
     client.scan(Query(hs.value(5)), tr)
@@ -160,9 +154,9 @@ def test_slot_layout_position_is_uniform() -> None:
     assert sorted(p.tolist()) == list(range(1000))
 
 
-def test_server_learns_client_view_is_uniform(phash, tmp_path: Path) -> None:
+def test_server_learns_client_view_is_uniform(he_phash_server, tmp_path: Path) -> None:
     """v_j = ρ_j·P + m_j: the client's decryptions look the same for member and non-member."""
-    hs, srv = phash
+    hs, srv = he_phash_server
     rng = np.random.default_rng(9)
     client = get_protocol("he").new_client(hs.algo, tmp_path, SERVER_LEARNS)
     tr = Spy(srv)
@@ -196,8 +190,8 @@ def _post(srv, body: bytes):
     return LocalTransport(srv).post("query", body)
 
 
-def test_bad_queries_are_typed_errors(phash, tmp_path: Path) -> None:
-    hs, srv = phash
+def test_bad_queries_are_typed_errors(he_phash_server, tmp_path: Path) -> None:
+    hs, srv = he_phash_server
     client = get_protocol("he").new_client(hs.algo, tmp_path, {})
     good = _query_parts(client, srv, hs.value(0))
     assert _post(srv, good.to_bytes()).status == 200
@@ -227,9 +221,9 @@ def test_bad_queries_are_typed_errors(phash, tmp_path: Path) -> None:
         LocalTransport(srv).post("query", b"\x01" * (srv.endpoints()[1].max_body + 1))
 
 
-def test_corrupt_seal_bytes_rejected_in_worker(phash, tmp_path: Path) -> None:
+def test_corrupt_seal_bytes_rejected_in_worker(he_phash_server, tmp_path: Path) -> None:
     """Headers pass the server's pre-check; SEAL in the worker rejects the body."""
-    hs, srv = phash
+    hs, srv = he_phash_server
     client = get_protocol("he").new_client(hs.algo, tmp_path, {})
     good = _query_parts(client, srv, hs.value(0))
     ct = bytearray(good.ciphertext)
@@ -256,8 +250,8 @@ def test_corrupt_seal_bytes_rejected_in_worker(phash, tmp_path: Path) -> None:
     assert _post(srv, good.to_bytes()).status == 200  # still serving
 
 
-def test_bad_psi_messages(phash, tmp_path: Path) -> None:
-    hs, srv = phash
+def test_bad_psi_messages(he_phash_server, tmp_path: Path) -> None:
+    hs, srv = he_phash_server
     tr = LocalTransport(srv)
     with pytest.raises(UnknownSessionError):
         tr.post("psi", PsiMessage(bytes(16), bytes(32), bytes(32)).to_bytes())
@@ -283,8 +277,8 @@ def test_bad_psi_messages(phash, tmp_path: Path) -> None:
         tr.post("psi", PsiMessage(res.sid, bytes(32 * n), bytes(32 * n)).to_bytes())
 
 
-def test_client_rejects_hostile_server_messages(phash, tmp_path: Path) -> None:
-    hs, srv = phash
+def test_client_rejects_hostile_server_messages(he_phash_server, tmp_path: Path) -> None:
+    hs, srv = he_phash_server
     client = get_protocol("he").new_client(hs.algo, tmp_path, {})
     client.scan(Query(hs.value(0)), LocalTransport(srv))
     p = client._params
@@ -309,8 +303,8 @@ def test_client_rejects_hostile_server_messages(phash, tmp_path: Path) -> None:
 # ------------------------------------------------------------------- isolation
 
 
-def test_worker_crash_is_typed_and_server_recovers(phash, tmp_path: Path) -> None:
-    hs, srv = phash
+def test_worker_crash_is_typed_and_server_recovers(he_phash_server, tmp_path: Path) -> None:
+    hs, srv = he_phash_server
     client = get_protocol("he").new_client(hs.algo, tmp_path, {})
     tr = LocalTransport(srv)
     client.scan(Query(hs.value(0)), tr)  # warm: keys cached, worker running
@@ -327,8 +321,8 @@ def test_worker_crash_is_typed_and_server_recovers(phash, tmp_path: Path) -> Non
     assert srv.pool.pids()[0] != pid
 
 
-def test_worker_timeout_is_typed_and_server_recovers(phash, tmp_path: Path) -> None:
-    hs, srv = phash
+def test_worker_timeout_is_typed_and_server_recovers(he_phash_server, tmp_path: Path) -> None:
+    hs, srv = he_phash_server
     client = get_protocol("he").new_client(hs.algo, tmp_path, {})
     tr = LocalTransport(srv)
     client.scan(Query(hs.value(0)), tr)
@@ -348,7 +342,7 @@ def test_worker_memory_cap_is_typed(tmp_path_factory: pytest.TempPathFactory, tm
     Python allocations raise MemoryError (→ WorkerMemoryError); SEAL may instead spin
     when malloc fails under RLIMIT_AS, which the CPU cap / wall-clock timeout end.
     """
-    hs = random_set("phash", 20, seed=2)
+    hs = random_set(20, "phash", seed=2)
     srv = open_server(
         tmp_path_factory, hs, "phash", worker_memory_mb=260, worker_timeout_s=8,
         worker_timeout_per_group_s=0,
@@ -365,8 +359,8 @@ def test_worker_memory_cap_is_typed(tmp_path_factory: pytest.TempPathFactory, tm
         srv.close()
 
 
-def test_params_etag(phash) -> None:
-    _, srv = phash
+def test_params_etag(he_phash_server) -> None:
+    _, srv = he_phash_server
     ep = {e.path: e for e in srv.endpoints()}["params"]
     first = ep.handler(Request())
     again = ep.handler(Request(headers={"if-none-match": first.headers["etag"]}))

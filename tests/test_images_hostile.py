@@ -1,4 +1,4 @@
-"""Hostile and odd images (issue 7, "Images"): typed error or a correct hash; no crash, no hang.
+"""Hostile and odd images: typed error or a correct hash; no crash, no hang.
 
 tests/test_images.py already covers: every Pillow mode hashing (L, 1, P, RGBA, LA,
 CMYK JPEG, I;16, I, F, animated GIF, WEBP, BMP), zero-byte / garbage / header-only,

@@ -1,4 +1,4 @@
-"""Limits and abuse, generic over the registry, over real HTTP (issue 7, "Limits and abuse").
+"""Limits and abuse, generic over the registry, over real HTTP.
 
 For every endpoint of every registered protocol: a POST body over the endpoint's cap
 is answered 413 before the handler runs (with and without Content-Length, so the

@@ -9,7 +9,6 @@ import pytest
 from blindmatch.protocol import (
     MAX_PROBE_BITS,
     REGISTRY,
-    HashSet,
     LocalTransport,
     ProbeError,
     Query,
@@ -18,15 +17,12 @@ from blindmatch.protocol import (
 from blindmatch.protocol.multiprobe import flip_sets, probe_hashes, probe_rows
 from blindmatch.sim.decide.rules import DecisionSpec, ExactIndex, nearest_distances, to_words
 
+from blindmatch.corpus import random_set
+
 PDQ = get_algo("pdq")
 EXACT_WITH_PROBES = sorted(
     n for n, p in REGISTRY.items() if "probe_bits" in p.client_options_type.names()
 )
-
-
-def _set(n: int = 32) -> HashSet:
-    rng = np.random.default_rng(5)
-    return HashSet.from_raw(PDQ, rng.integers(0, 256, n * 32, dtype=np.uint8).tobytes())
 
 
 def test_oprf_and_tpsi_take_probe_bits() -> None:
@@ -45,7 +41,7 @@ def test_one_limit_one_error(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", EXACT_WITH_PROBES)
 def test_query_without_float_values_is_refused_before_sending(name: str, tmp_path: Path) -> None:
     proto = REGISTRY[name]
-    hs = _set()
+    hs = random_set(32, seed=5)
     opts = {"threshold": 2} if "threshold" in proto.server_options_type.names() else {}
     srv = proto.open_server(hs, tmp_path / "s", opts)
     try:
@@ -62,7 +58,7 @@ def test_query_without_float_values_is_refused_before_sending(name: str, tmp_pat
 
 
 def test_simulator_rule_refuses_the_same_query() -> None:
-    raw = np.frombuffer(_set(1).value(0).raw, dtype=np.uint8)[None, :]
+    raw = np.frombuffer(random_set(1, seed=5).value(0).raw, dtype=np.uint8)[None, :]
     idx = ExactIndex(raw)
     near = nearest_distances(to_words(raw), to_words(raw))
     with pytest.raises(ProbeError):
@@ -71,7 +67,7 @@ def test_simulator_rule_refuses_the_same_query() -> None:
 
 
 def test_object_and_row_forms_agree() -> None:
-    h = _set(1).value(0)
+    h = random_set(1, seed=5).value(0)
     fv = np.random.default_rng(3).normal(size=256)
     objs = [p.raw for p, _ in probe_hashes(h, tuple(fv), 4)]
     rows = [r.tobytes() for r in probe_rows(np.frombuffer(h.raw, dtype=np.uint8), fv, 4)]

@@ -50,14 +50,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from blindmatch.corpus import random_set
+
 PDQ = get_algo("pdq")
 OPRF = REGISTRY["oprf"]
 P = 2**255 - 19
-
-
-def _set(n: int, seed: int = 1) -> HashSet:
-    rng = np.random.default_rng(seed)
-    return HashSet.from_raw(PDQ, rng.integers(0, 256, size=n * 32, dtype=np.uint8).tobytes())
 
 
 Rewrite = Callable[[str, str, TransportReply], TransportReply]
@@ -86,7 +83,7 @@ class Tap(Transport):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[HashSet, OprfServer, Path]:
-    hs = _set(64)
+    hs = random_set(64, seed=1)
     state = tmp_path_factory.mktemp("oprf-state")
     srv = OPRF.open_server(hs, state, {"max_batch": 300})
     assert isinstance(srv, OprfServer)
@@ -125,7 +122,7 @@ def test_member_iff_matched(
 
 
 def test_false_positives_within_configured_rate(tmp_path: Path) -> None:
-    hs = _set(300, seed=5)
+    hs = random_set(300, seed=5)
     fpr = 2.0**-8
     srv = OPRF.open_server(hs, tmp_path / "state", {"fpr": fpr, "max_batch": 1024})
     tr = LocalTransport(srv)
@@ -523,7 +520,7 @@ def test_etag_and_304(served) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_key_files_are_0600_and_insecure_refused(tmp_path: Path) -> None:
-    hs = _set(8)
+    hs = random_set(8, seed=1)
     state = tmp_path / "state"
     OPRF.open_server(hs, state, {})
     keys = [state / "signing.key", state / "epoch-1" / "oprf.key"]
@@ -543,7 +540,7 @@ def test_key_material_not_printed(served) -> None:  # type: ignore[no-untyped-de
 
 
 def test_corrupt_filter_names_the_file(tmp_path: Path) -> None:
-    hs = _set(8)
+    hs = random_set(8, seed=1)
     state = tmp_path / "state"
     OPRF.open_server(hs, state, {})
     f = state / "epoch-1" / "filter.bin"
@@ -554,7 +551,7 @@ def test_corrupt_filter_names_the_file(tmp_path: Path) -> None:
 
 
 def test_rotation_with_grace(tmp_path: Path) -> None:
-    hs = _set(16)
+    hs = random_set(16, seed=1)
     state = tmp_path / "state"
     srv = OPRF.open_server(hs, state, {})
     assert isinstance(srv, OprfServer)
@@ -594,7 +591,7 @@ def test_rotation_with_grace(tmp_path: Path) -> None:
 
 
 def test_expired_epoch_keys_deleted(tmp_path: Path) -> None:
-    hs = _set(4)
+    hs = random_set(4, seed=1)
     state = tmp_path / "state"
     OPRF.open_server(hs, state, {})
     rotate_epoch(state, hs, grace_seconds=0)
@@ -605,7 +602,7 @@ def test_expired_epoch_keys_deleted(tmp_path: Path) -> None:
 
 def test_set_change_rotates(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    a, b = _set(10, seed=1), _set(12, seed=2)
+    a, b = random_set(10, seed=1), random_set(12, seed=2)
     srv = OPRF.open_server(a, state, {})
     assert isinstance(srv, OprfServer) and srv.store.current().number == 1
     srv2 = OPRF.open_server(a, state, {})  # same set: same epoch
@@ -643,7 +640,7 @@ def test_message_round_trips() -> None:
 
 
 def test_missing_signing_key_is_not_silently_replaced(tmp_path: Path) -> None:
-    hs = _set(4)
+    hs = random_set(4, seed=1)
     state = tmp_path / "state"
     OPRF.open_server(hs, state, {})
     (state / "signing.key").unlink()

@@ -12,7 +12,6 @@ from blindmatch.protocol import (
     REGISTRY,
     DecodeError,
     DeserializeError,
-    HashSet,
     LocalTransport,
     Query,
     Transport,
@@ -27,13 +26,10 @@ from blindmatch.protocol.oprf import EvaluateResponse, Manifest, describe_state,
 from blindmatch.server.setdir import SetDir
 from blindmatch.server.testing import LiveServer
 
+from blindmatch.corpus import random_set
+
 PDQ = get_algo("pdq")
 OPRF = REGISTRY["oprf"]
-
-
-def _set(n: int, seed: int = 3) -> HashSet:
-    rng = np.random.default_rng(seed)
-    return HashSet.from_raw(PDQ, rng.integers(0, 256, size=n * 32, dtype=np.uint8).tobytes())
 
 
 def _manifest(tr: LocalTransport) -> Manifest:
@@ -41,7 +37,7 @@ def _manifest(tr: LocalTransport) -> Manifest:
 
 
 def test_oprf_mode_matches_members_without_proofs(tmp_path: Path) -> None:
-    hs = _set(300)
+    hs = random_set(300, seed=3)
     srv = OPRF.open_server(hs, tmp_path / "state", {"mode": "oprf", "workers": 2})
     tr = LocalTransport(srv)
     assert _manifest(tr).suite == context_string(Mode.OPRF)
@@ -56,7 +52,7 @@ def test_oprf_mode_matches_members_without_proofs(tmp_path: Path) -> None:
 
 
 def test_default_client_refuses_unverifiable_server(tmp_path: Path) -> None:
-    hs = _set(50)
+    hs = random_set(50, seed=3)
     tr = LocalTransport(OPRF.open_server(hs, tmp_path / "state", {"mode": "oprf"}))
     client = OPRF.new_client(PDQ, tmp_path / "cache")
     with pytest.raises(WrongProtocolError, match="allow_unverified"):
@@ -81,7 +77,7 @@ class Rewrite(Transport):
 
 
 def test_proof_stripped_from_voprf_response_is_rejected(tmp_path: Path) -> None:
-    hs = _set(50)
+    hs = random_set(50, seed=3)
     inner = LocalTransport(OPRF.open_server(hs, tmp_path / "state"))
     strip = Rewrite(inner, lambda r: EvaluateResponse(r.epoch, r.elements, None))
     # even a client that would accept OPRF mode insists on proofs from a VOPRF epoch
@@ -91,7 +87,7 @@ def test_proof_stripped_from_voprf_response_is_rejected(tmp_path: Path) -> None:
 
 
 def test_proof_added_to_oprf_response_is_rejected(tmp_path: Path) -> None:
-    hs = _set(50)
+    hs = random_set(50, seed=3)
     inner = LocalTransport(OPRF.open_server(hs, tmp_path / "state", {"mode": "oprf"}))
     fake = Proof(R.random_scalar(), R.random_scalar())
     add = Rewrite(inner, lambda r: EvaluateResponse(r.epoch, r.elements, fake))
@@ -101,7 +97,7 @@ def test_proof_added_to_oprf_response_is_rejected(tmp_path: Path) -> None:
 
 
 def test_mode_change_rotates_and_is_signed(tmp_path: Path) -> None:
-    hs = _set(80)
+    hs = random_set(80, seed=3)
     state = tmp_path / "state"
     OPRF.open_server(hs, state)
     assert describe_state(state)["epochs"][-1]["mode"] == "voprf"
@@ -165,7 +161,7 @@ _NOT_A_POINT = bytes([1]) + bytes(31)
 
 @pytest.mark.parametrize(("mode", "error"), [("oprf", DeserializeError), ("voprf", VerifyError)])
 def test_evaluated_element_that_is_no_point_is_rejected(tmp_path: Path, mode: str, error: type) -> None:
-    hs = _set(50)
+    hs = random_set(50, seed=3)
     inner = LocalTransport(OPRF.open_server(hs, tmp_path / "state", {"mode": mode}))
     bad = Rewrite(inner, lambda r: EvaluateResponse(r.epoch, (_NOT_A_POINT,), r.proof))
     client = OPRF.new_client(PDQ, tmp_path / "cache", {"allow_unverified": True})

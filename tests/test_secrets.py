@@ -1,4 +1,4 @@
-"""Secrets hygiene (issue 7, "Secrets"), generic over the registry.
+"""Secrets hygiene, generic over the registry.
 
 - Every file a protocol writes through ``protocol.keyfile.write_secret`` (found by
   wrapping that function wherever a module imported it) is mode 0600, and a server
@@ -32,10 +32,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from blindmatch.protocol import REGISTRY, BlindmatchError, InsecureKeyFileError, Query
+from blindmatch.protocol import REGISTRY, BlindmatchError, InsecureKeyFileError, Query, ServerHalf
 from blindmatch.reliability import harness as H
 from blindmatch.server import LiveServer, SetDir
 from blindmatch.server.testing import free_port
+
+from blindmatch.corpus import random_set
+
+from .mpc_helpers import open_multi_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,11 +68,15 @@ def secret_log(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 def _run_everything(tmp: Path) -> dict[str, tuple[Path, Path]]:
     """Open every protocol on a fresh state dir and run its client (which may create secrets)."""
-    hs = H.random_set(32)
+    hs = random_set(32)
     out = {}
     for name, proto in sorted(REGISTRY.items()):
         state, cache = tmp / "state" / name, tmp / "cache" / name
-        srv = proto.open_server(hs, state, dict(H.SERVER_OPTIONS.get(name, {})))
+        if proto.server_processes > 1:  # its real party processes write their keys under the set dir
+            srv: ServerHalf = open_multi_process(proto, hs, tmp / name)
+            state = tmp / name / "set" / "state" / name
+        else:
+            srv = proto.open_server(hs, state, dict(H.SERVER_OPTIONS.get(name, {})))
         try:
             client = proto.new_client(hs.algo, cache, H.client_options(name))
             client.scan(Query(hs.value(1), account="sec", associated_data=b"ad"), H.RecordingTransport(srv))
@@ -85,12 +93,19 @@ def test_secret_files_are_0600_and_refused_when_readable(tmp_path: Path, secret_
         assert secrets_, "private protocols registered but none wrote a secret through keyfile.write_secret"
     for p in secrets_:
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, f"{p} is {oct(p.stat().st_mode)}"
-    # any other key-looking file must be 0600 as well (a secret written around keyfile)
-    for state, cache in dirs.values():
-        for p in [*state.rglob("*"), *cache.rglob("*")]:
-            if p.is_file() and re.search(r"(key|secret|seed)", p.name, re.I) and "pub" not in p.name:
-                assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, f"{p} is {oct(p.stat().st_mode)}"
-    hs = H.random_set(32)
+    # any other key-looking file must be 0600 as well (a secret written around keyfile,
+    # or by a protocol's own server processes, which the in-process log cannot see)
+    for name, (state, cache) in dirs.items():
+        secret_name = re.compile(r"(key|secret|seed|\.sign$|\.kex$)", re.I)
+        keyish = [
+            p for p in [*state.rglob("*"), *cache.rglob("*")]
+            if p.is_file() and secret_name.search(p.name) and "pub" not in p.name
+        ]
+        if REGISTRY[name].server_processes > 1:
+            assert keyish, f"{name}: its party processes wrote no key file under {state}"
+        for p in keyish:
+            assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, f"{p} is {oct(p.stat().st_mode)}"
+    hs = random_set(32)
     refused = 0
     for p in secrets_:
         owner = next(n for n, (s, c) in dirs.items() if p.is_relative_to(s) or p.is_relative_to(c))

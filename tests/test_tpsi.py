@@ -48,12 +48,10 @@ from blindmatch.protocol.tpsi import (
     list_reveals,
 )
 
+from blindmatch.corpus import random_set
+
 PDQ = get_algo("pdq")
 T = 30
-
-
-def make_set(n: int) -> HashSet:
-    return HashSet.from_raw(PDQ, secrets.token_bytes(32 * n))
 
 
 def nonmember() -> Any:
@@ -86,7 +84,7 @@ def ads(srv: TpsiServer, account: str) -> set[bytes]:
 
 @pytest.fixture(scope="module")
 def hs() -> HashSet:
-    return make_set(120)
+    return random_set(120, seed=None)
 
 
 def test_threshold_boundary(hs: HashSet, tmp_path: Path) -> None:
@@ -293,7 +291,7 @@ def test_wrong_epoch_rejected_and_set_change_starts_new_epoch(hs: HashSet, tmp_p
     epoch = srv.manifest.epoch
     srv.close()
 
-    hs2 = make_set(50)
+    hs2 = random_set(50, seed=None)
     srv2 = server(hs2, sdir, threshold=3, dhf_dim=8)
     assert srv2.manifest.epoch == epoch + 1
     with pytest.raises(UnknownEpochError):

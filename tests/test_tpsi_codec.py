@@ -12,7 +12,6 @@ from blindmatch.protocol import (
     BatchTooLargeError,
     DecodeError,
     DeserializeError,
-    HashSet,
     InputError,
     LengthError,
     SignatureError,
@@ -34,6 +33,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blindmatch.corpus import random_set
+
 BASEPOINT = bytes.fromhex("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76")
 KEY = Ed25519PrivateKey.generate()
 NON_CANONICAL = [
@@ -47,7 +48,7 @@ NON_CANONICAL = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    hs = HashSet.from_raw(get_algo("pdq"), secrets.token_bytes(32 * 20))
+    hs = random_set(20, seed=None)
     srv = TPSI.open_server(
         hs,
         tmp_path_factory.mktemp("codec"),

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from blindmatch.protocol import HashSet, get_algo
 from blindmatch.protocol.hazmat import dhf, shamir
 from blindmatch.protocol.tpsi import TPSI, TableMsg
 from blindmatch.protocol.tpsi._core import (
@@ -29,6 +28,8 @@ from blindmatch.protocol.tpsi._core import (
 )
 from scipy.stats import chi2_contingency, ks_2samp
 
+from blindmatch.corpus import random_set
+
 T, K, AD_MAX = 8, 16, 32
 N = 700  # vouchers per sample
 ALPHA_LEVEL = 1e-4  # per test; ~10 tests -> ~1e-3 chance of a spurious failure
@@ -36,7 +37,7 @@ ALPHA_LEVEL = 1e-4  # per test; ~10 tests -> ~1e-3 chance of a spurious failure
 
 @pytest.fixture(scope="module")
 def views(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    hs = HashSet.from_raw(get_algo("pdq"), secrets.token_bytes(32 * 200))
+    hs = random_set(200, seed=None)
     srv = TPSI.open_server(
         hs,
         tmp_path_factory.mktemp("priv"),

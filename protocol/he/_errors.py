@@ -1,8 +1,8 @@
 """Errors specific to the ``he`` protocol, as leaves of the one tree in ``errors.py``.
 
-Kept here (not in the shared ``errors.py``) so this protocol can land without
-editing a file other helpers also touch; each class subclasses the shared branch
-it belongs to, so the HTTP and CLI edges map them without knowing they exist::
+Kept beside the protocol (not in the shared ``errors.py``) because only ``he`` raises
+them; each class subclasses the shared branch it belongs to, so the HTTP and CLI
+edges map them without knowing they exist::
 
     DecodeError   ── KeysRejectedError       SEAL refused the evaluation keys
                   ── PsiSlotsError           a server-learns reply claims more PSI slots than allowed

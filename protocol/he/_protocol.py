@@ -67,6 +67,7 @@ from ..errors import (
     OptionError,
     ParameterError,
 )
+from ..files import atomic_write, atomic_writer
 from ..hashes import ALGO_IDS, HashAlgo, HashSet
 from ..hazmat import ristretto
 from ..hazmat.bfv import Bfv, KeyMaterial, ParamSet, check_seal_blob, get_param_set, param_set_by_id
@@ -261,9 +262,7 @@ class HEServer(ServerHalf):
                     return rep
         rep = check_noise(self.bfv, self.spec)  # raises ParameterError when too small
         cached[fp] = asdict(rep)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cached, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(cached, indent=1, sort_keys=True))
         return rep
 
     def _write_set(self) -> Path:
@@ -273,9 +272,8 @@ class HEServer(ServerHalf):
         if path.exists() and not _npy_matches(path, digest):
             path.unlink()  # a damaged worker cache is rebuilt from the verified set, never trusted
         if not path.exists():
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npy")
-            np.save(tmp, np.frombuffer(raw, dtype=np.uint8).reshape(len(self.hashes), -1))
-            os.replace(tmp, path)
+            with atomic_writer(path) as fh:
+                np.save(fh, np.frombuffer(raw, dtype=np.uint8).reshape(len(self.hashes), -1))
         return path
 
     def _lsh_params(self, k: int, tables: int) -> LshParams:
@@ -290,9 +288,7 @@ class HEServer(ServerHalf):
             except (OSError, ValueError, KeyError, TypeError):
                 pass
         p = LshParams.generate(self.algo.bits, k, tables)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"bits": p.bits, "positions": [list(r) for r in p.positions]}))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps({"bits": p.bits, "positions": [list(r) for r in p.positions]}))
         return p
 
     def _build_params(self) -> ParamsMessage:

@@ -36,6 +36,7 @@ from ..errors import (
     PartyUnavailableError,
     UnknownPartyError,
 )
+from ..files import atomic_write
 from ..keyfile import read_secret, write_secret
 from ._boxes import box_keys
 from ._channel import FRAME_ABORT, FRAME_DATA, FRAME_RESULT, FRAME_START, Channel, Identity, handshake
@@ -80,9 +81,7 @@ def load_identity(state_dir: Path, index: int) -> Identity:
     )
     pub = state_dir / f"party-{index}.pub"
     if not pub.exists() or pub.read_bytes() != ident.signing_pub:
-        tmp = pub.with_name(pub.name + ".tmp")
-        tmp.write_bytes(ident.signing_pub)
-        tmp.replace(pub)
+        atomic_write(pub, ident.signing_pub)
     return ident
 
 

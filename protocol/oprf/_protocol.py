@@ -32,8 +32,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import os
-import secrets
 import struct
 import threading
 import time
@@ -44,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from .._gcs import GCSFilter, GCSReader, build_gcs, fpr_to_m
+from .._gcs import GCSFilter, GCSReader, fpr_to_m
 from ..base import (
     ClientHalf,
     Endpoint,
@@ -73,9 +71,10 @@ from ..errors import (
     VerifyError,
     WrongProtocolError,
 )
+from ..files import atomic_write
 from ..hashes import HashAlgo, HashSet
 from ..hazmat import ristretto as R
-from ..hazmat.voprf import Blinded, Mode, OPRFClient, OPRFServer, Proof, VOPRFClient, VOPRFServer
+from ..hazmat.voprf import Blinded, Mode, OPRFClient, Proof, VOPRFClient
 from ..multiprobe import probe_count, probe_hashes
 from ..options import Options
 from ..wire import decode_fields, encode_fields
@@ -91,10 +90,7 @@ from ._store import (
     mode_of,
     oprf_input,
     output_to_u64,
-    parse_mode,
-    prf_outputs,
     rotate_epoch,
-    set_digest,
 )
 
 __all__ = [
@@ -108,9 +104,6 @@ __all__ = [
     "OprfServer",
     "OprfServerOptions",
     "describe_state",
-    "measure_client_query",
-    "measure_server_evaluation",
-    "measure_set_preparation",
     "rotate_epoch",
 ]
 
@@ -336,7 +329,7 @@ class OprfClient(ClientHalf):
             if not R.ct_equal(pin.read_bytes(), m.signing_key):
                 raise SignatureError(f"manifest signing key changed since first use (pin: {pin})")
         else:
-            _write_atomic(pin, m.signing_key)
+            atomic_write(pin, m.signing_key)
 
     def _check_manifest(self, m: Manifest, transport: Transport) -> None:
         if m.protocol != PROTOCOL_LABEL or m.suite not in SUITES:
@@ -371,7 +364,7 @@ class OprfClient(ClientHalf):
             raise RollbackError(f"manifest epoch {m.epoch} is older than epoch {seen} already seen")
         self._seen_epoch[origin] = m.epoch
         if path is not None and m.epoch > seen:
-            _write_atomic(path, str(m.epoch).encode())
+            atomic_write(path, str(m.epoch).encode())
 
     def _load_filter(self, m: Manifest, transport: Transport) -> GCSFilter:
         digest = m.filter_digest
@@ -387,7 +380,7 @@ class OprfClient(ClientHalf):
             if not R.ct_equal(hashlib.sha256(data).digest(), digest):
                 raise DigestMismatchError("filter does not match the signed manifest")
             if path is not None:
-                _write_atomic(path, data)
+                atomic_write(path, data)
         f = parse_filter(data)
         if f.universe != m.set_size * m.fpr_inverse or f.count > m.set_size:
             raise DecodeError("filter parameters disagree with the manifest")
@@ -427,7 +420,7 @@ class OprfClient(ClientHalf):
                 self._check_manifest(m, transport)
         reader = GCSReader(f)
         if last is not None:
-            _write_atomic(last, raw)
+            atomic_write(last, raw)
         client = VOPRFClient(m.public_key) if mode_of(m.suite) is Mode.VOPRF else OPRFClient()
         self._session = _Session(m, raw, reader, client, time.monotonic())
         return self._session
@@ -539,13 +532,6 @@ def _finalize(client: OPRFClient, states: list[Blinded], resp: EvaluateResponse)
     if resp.proof is not None:
         raise DecodeError("OPRF-mode response carries a proof")
     return client.finalize_batch(states, resp.elements)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- protocol
@@ -674,95 +660,4 @@ def describe_state(state_dir: Path) -> dict[str, Any]:
             }
             for e in store.epochs()
         ],
-    }
-
-
-def measure_set_preparation(
-    hashes: HashSet, fpr: float = DEFAULT_FPR, workers: int | None = None
-) -> dict[str, float]:
-    """Set preparation as the server does it (all cores): F(k, h) for each hash + GCS.
-
-    The cost is the same in both modes (Evaluate never makes a proof).
-    """
-    server = VOPRFServer.generate()
-    t0 = time.perf_counter()
-    blob, _ = set_digest(hashes)
-    n = len(blob) // hashes.algo.nbytes
-    keys = prf_outputs(server, hashes.algo, blob, workers)
-    t1 = time.perf_counter()
-    f = build_gcs(keys, n * fpr_to_m(fpr))
-    t2 = time.perf_counter()
-    wire = len(encode_fields(PROTOCOL_ID, MSG_FILTER, f.fields()))
-    return {
-        "n": n,
-        "workers": float(workers or os.cpu_count() or 1),
-        "prf_s": t1 - t0,
-        "filter_s": t2 - t1,
-        "total_s": t2 - t0,
-        "filter_bytes": wire,
-        "bits_per_element": wire * 8 / n,
-        "log2_inv_fpr": float(np.log2(fpr_to_m(fpr))),
-    }
-
-
-def measure_server_evaluation(
-    batch_sizes: Sequence[int] = (1, 16, 256), min_seconds: float = 0.5, mode: str = "voprf"
-) -> dict[str, float]:
-    """Per-element server CPU of BlindEvaluate (+ batched proof in VOPRF mode), one
-    core, in µs, next to the raw libsodium scalar multiplication measured in the same run."""
-    sk = VOPRFServer.generate().private_bytes()
-    server: OPRFServer = VOPRFServer(sk) if parse_mode(mode) is Mode.VOPRF else OPRFServer(sk)
-    client = OPRFClient()
-    out: dict[str, float] = {}
-    s, p = R.random_scalar(), R.hash_to_group(b"x", b"bench")
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < min_seconds:
-        R.scalar_mult(s, p)
-        reps += 1
-    out["raw_scalarmult_us"] = (time.perf_counter() - t0) / reps * 1e6
-    for b in batch_sizes:
-        elems = [client.blind(secrets.token_bytes(32)).blinded_element for _ in range(b)]
-        body = EvaluateRequest(1, tuple(elems)).to_bytes()
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < min_seconds:
-            r = EvaluateRequest.from_bytes(body, max(b, DEFAULT_MAX_BATCH))
-            ev, proof = server.blind_evaluate_batch(r.elements)
-            EvaluateResponse(1, tuple(ev), proof).to_bytes()
-            reps += 1
-        out[f"batch{b}_us_per_element"] = (time.perf_counter() - t0) / reps / b * 1e6
-    return out
-
-
-def measure_client_query(
-    set_size: int = 1000,
-    probe_bits: int = 0,
-    queries: int = 20,
-    workdir: Path | None = None,
-    mode: str = "voprf",
-) -> dict[str, float]:
-    """Client CPU per query (blind + verify + finalize + lookup), in-process transport."""
-    import tempfile
-
-    from ..base import LocalTransport
-    from ..hashes import get_algo
-
-    algo = get_algo("pdq")
-    rng = np.random.default_rng(0)
-    blob = rng.integers(0, 256, set_size * algo.nbytes, dtype=np.uint8).tobytes()
-    hs = HashSet.from_raw(algo, blob)
-    with tempfile.TemporaryDirectory(dir=workdir) as d:
-        srv = OPRF.open_server(hs, Path(d) / "state", {"workers": 1, "mode": mode})
-        tr = LocalTransport(srv)
-        opts = {"probe_bits": probe_bits, "allow_unverified": parse_mode(mode) is Mode.OPRF}
-        cl = OPRF.new_client(algo, Path(d) / "cache", opts)
-        fv = tuple(float(x) for x in rng.normal(size=algo.bits))
-        cl.scan(Query(hs.value(0), float_values=fv), tr)  # one-time downloads
-        tr.reset_counters()
-        res = [cl.scan(Query(hs.value(i % set_size), float_values=fv), tr) for i in range(queries)]
-    return {
-        "probe_bits": float(probe_bits),
-        "crypto_ms_mean": float(np.mean([r.crypto_ms for r in res])),
-        "crypto_ms_median": float(np.median([r.crypto_ms for r in res])),
-        "bytes_up": float(res[0].bytes_up),
-        "bytes_down": float(res[0].bytes_down),
     }

@@ -64,6 +64,7 @@ from ..errors import (
     UnknownEpochError,
     WrongProtocolError,
 )
+from ..files import atomic_write
 from ..hashes import HashAlgo, HashSet
 from ..hazmat.voprf import Mode, OPRFServer, VOPRFServer, context_string
 from ..keyfile import read_secret, write_secret
@@ -309,15 +310,6 @@ def _locked(state_dir: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _signing_key(state_dir: Path, create: bool = False) -> Ed25519PrivateKey:
     path = state_dir / "signing.key"
     if not path.exists() and create and not (state_dir / "epochs.json").exists():
@@ -394,9 +386,9 @@ def rotate_epoch(
         edir = state_dir / f"epoch-{number}"
         edir.mkdir(mode=0o700, exist_ok=True)
         write_secret(edir / "oprf.key", server.private_bytes())
-        _atomic_write(edir / "filter.bin", fbytes)
+        atomic_write(edir / "filter.bin", fbytes)
         mbytes = manifest.sign(key)
-        _atomic_write(edir / "manifest.bin", mbytes)
+        atomic_write(edir / "manifest.bin", mbytes)
         epochs: dict[str, dict[str, Any]] = dict(st["epochs"])
         if prev and str(prev) in epochs:
             epochs[str(prev)] = {**epochs[str(prev)], "expires": now + float(grace_seconds)}
@@ -406,7 +398,7 @@ def rotate_epoch(
                 del epochs[k]
                 shutil.rmtree(state_dir / f"epoch-{k}", ignore_errors=True)
         state = {"format": _STATE_FORMAT, "current": number, "epochs": epochs}
-        _atomic_write(state_dir / "epochs.json", json.dumps(state, indent=2).encode())
+        atomic_write(state_dir / "epochs.json", json.dumps(state, indent=2).encode())
         return Epoch(number, server, manifest, mbytes, fbytes, now, None)
 
 

@@ -7,11 +7,10 @@ vouchers; then it reconstructs the account key and decrypts the associated
 data (AD) of exactly the matching vouchers. The client sees only the blinded
 table, never the hashes in it. Design, sizes and limits: docs/protocols/tpsi.md.
 
-Module map: ``_wire`` (messages), ``_core`` (voucher cryptography),
-``_table`` and ``_cuckoo`` (server set-up), ``_store`` (SQLite), ``_options``
-(typed options), ``_server`` / ``_client`` (the halves), ``_bench`` (timings for
-the benchmark suite); primitives in ``hazmat.aead``, ``hazmat.shamir``,
-``hazmat.dhf``.
+Module map: ``_wire`` (messages), ``_core`` (voucher cryptography), ``_table``
+and ``_cuckoo`` (server set-up), ``_store`` (SQLite), ``_options`` (typed options),
+``_server`` / ``_client`` (the halves); primitives in ``hazmat.aead``,
+``hazmat.shamir``, ``hazmat.dhf``.
 """
 
 from __future__ import annotations
@@ -27,16 +26,11 @@ from ..errors import InputError
 from ..hashes import HashAlgo, HashSet
 from ..options import Options
 from . import _cuckoo
-from ._bench import (
-    bench_reconstruction,
-    bench_table,
-    bench_vouchers,
-    table_size_bytes,
-)
 from ._client import TpsiClient
 from ._options import TpsiClientOptions, TpsiServerOptions
 from ._server import ServerParams, TpsiServer, rotate_signing_key
 from ._store import DB_NAME, Reveal, read_reveals
+from ._table import table_size_bytes
 from ._wire import PROTOCOL_ID, Manifest, TableMsg, UploadBatch, UploadReply, Voucher
 
 __all__ = [
@@ -54,9 +48,6 @@ __all__ = [
     "UploadBatch",
     "UploadReply",
     "Voucher",
-    "bench_reconstruction",
-    "bench_table",
-    "bench_vouchers",
     "describe_state",
     "detection_probability",
     "enroll_account",

@@ -47,6 +47,7 @@ from ..errors import (
     SignatureError,
     StorageUnavailableError,
 )
+from ..files import atomic_write
 from ..hashes import ALGO_IDS, HashAlgo, HashValue
 from ..keyfile import read_secret, write_secret
 from ..multiprobe import probe_hashes
@@ -133,7 +134,7 @@ class TpsiClient(ClientHalf):
         self._trust[self.origin] = rec
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _write_atomic(path, json.dumps(rec).encode())
+            atomic_write(path, json.dumps(rec).encode())
 
     # --- set-up -----------------------------------------------------------
     def setup(self, transport: Transport) -> float:
@@ -164,8 +165,7 @@ class TpsiClient(ClientHalf):
             body = rep.body
             cpu += elapsed_ms(t1)
             if cached is not None:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                _write_atomic(cached, body)
+                atomic_write(cached, body)
         t2 = time.perf_counter()
         table = TableMsg.from_bytes(body)
         if table.epoch != m.epoch or table.n_slots != m.n_slots:
@@ -331,12 +331,6 @@ def _origin(transport: Transport) -> str:
     """Trust is per origin: the server's base URL (or the in-process transport's type)."""
     origin = getattr(transport, "base_url", None) or type(transport).__name__
     return hashlib.sha256(str(origin).encode()).hexdigest()[:16]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _load_or_create_seed(path: Path) -> bytes:

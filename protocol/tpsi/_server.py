@@ -51,6 +51,7 @@ from ..errors import (
     LengthError,
     UnknownEpochError,
 )
+from ..files import atomic_write
 from ..hashes import ALGO_IDS, HashSet
 from ..hazmat import dhf, shamir
 from ..hazmat.ristretto import base_mult, random_scalar
@@ -209,9 +210,9 @@ class TpsiServer(ServerHalf):
             **want,
         ).signed(self._signing)
         write_secret(self.state_dir / f"alpha-{epoch}.key", alpha)
-        _atomic_write(self.state_dir / f"table-{epoch}.bin", table)
+        atomic_write(self.state_dir / f"table-{epoch}.bin", table)
         self.store.add_epoch(epoch, p.threshold, p.dhf_dim, p.ad_max, digest)
-        _atomic_write(self.state_dir / "manifest.bin", m.to_bytes())  # the switch-over point
+        atomic_write(self.state_dir / "manifest.bin", m.to_bytes())  # the switch-over point
         for old in self.state_dir.glob("*-*.*"):
             if old.name.startswith(("alpha-", "table-")) and old.stem.split("-")[-1] != str(epoch):
                 old.unlink(missing_ok=True)
@@ -501,7 +502,7 @@ def rotate_signing_key(state_dir: Path | str) -> bytes:
         new = Ed25519PrivateKey.generate()
         pub = new.public_key().public_bytes_raw()
         record = old.public_key().public_bytes_raw() + old.sign(rotation_message(pub))
-        _atomic_write(d / "rotation.bin", record)
+        atomic_write(d / "rotation.bin", record)
         write_secret(d / "signing.key", new.private_bytes_raw())
         (d / "manifest.bin").unlink(missing_ok=True)
     return pub
@@ -529,12 +530,3 @@ def _exclusive(path: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -23,10 +23,15 @@ from ..hazmat.ristretto import base_mult, random_scalar, scalar_mult
 from . import _cuckoo
 from ._core import h2g
 
-__all__ = ["BuiltTable", "blind_items", "build_table", "random_points"]
+__all__ = ["BuiltTable", "blind_items", "build_table", "random_points", "table_size_bytes"]
 
 PARALLEL_MIN = 20_000
 _CHUNK = 25_000
+
+
+def table_size_bytes(n: int, eps: float = 0.3, n_hash: int = 3) -> int:
+    """Bytes of the table message for ``n`` hashes (a new client downloads it once)."""
+    return 4 + 2 * 4 + 4 + 32 * _cuckoo.table_slots(n, eps, n_hash)
 
 
 def _blind_chunk(args: tuple[bytes, list[bytes]]) -> bytes:

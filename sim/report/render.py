@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from blindmatch.protocol import atomic_write
 
-from ..cache import atomic_write_text
 from .copies import pipeline_sentence, real_copy_rows, real_copy_sentence, skipped_lines
 from .fmt import fmt_big, fmt_bytes, fmt_count, fmt_ms, fmt_rate, fmt_sci, sanitize
 from .meaning import meaning_facts
@@ -101,7 +101,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in r.items()})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def _flat_rate(c: dict[str, Any]) -> dict[str, Any]:
@@ -183,12 +183,12 @@ def write_outputs(res: dict[str, Any], out: Path) -> None:
     if errors:
         raise ValueError("results do not match their schema: " + "; ".join(errors[:10]))
     figs, skipped = make_figures(clean, out) if res["config"]["report"]["figures"] else ([], [])
-    atomic_write_text(out / "results.json", json.dumps(clean, indent=1))
-    atomic_write_text(out / "results.schema.json", json.dumps(SCHEMA, indent=1))
+    atomic_write(out / "results.json", json.dumps(clean, indent=1))
+    atomic_write(out / "results.schema.json", json.dumps(SCHEMA, indent=1))
     csvs = _csvs(clean, out)
     ctx = _context(clean, figs, skipped)
     md = _env().get_template("summary.md.j2")
-    atomic_write_text(out / "summary.md", md.render(**ctx, csvs=csvs, md=_table_md))
+    atomic_write(out / "summary.md", md.render(**ctx, csvs=csvs, md=_table_md))
     ctx["figs"] = _Maybe({f["id"]: f for f in _embed(figs, out)})
     page = _env().get_template("report.html.j2").render(**ctx)
-    atomic_write_text(out / "report.html", page)
+    atomic_write(out / "report.html", page)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from blindmatch.machine import MACHINE_KEYS
+
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "validate"]
 
 SCHEMA_VERSION = "2.0"
@@ -75,7 +77,7 @@ SCHEMA: dict[str, Any] = {
         "deterministic_digest": {"type": "string"},
         "machine": {
             "type": "object",
-            "required": ["cpu_model", "logical_cpus", "python", "libraries"],
+            "required": list(MACHINE_KEYS),
             "properties": {
                 "cpu_model": {"type": "string"},
                 "logical_cpus": {"type": ["integer", "null"]},

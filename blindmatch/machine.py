@@ -1,8 +1,9 @@
-"""What every benchmark result carries: the machine, library versions and seed.
+"""The machine record every measured output carries (simulator, benchmarks, reliability).
 
-Why: a number without its machine is not reproducible (CONVENTIONS, "Benchmarks
-print their seed, the machine and the library versions"). Everything here is
-read from the running system, never typed in.
+Why one record: a number without its machine is not reproducible (CONVENTIONS, "Benchmarks
+print their seed, the machine and the library versions"), and three outputs describing the
+same machine with three sets of keys cannot be compared. Everything is read from the running
+system, never typed in.
 """
 
 from __future__ import annotations
@@ -17,22 +18,44 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LIBRARIES", "library_versions", "machine_info"]
+__all__ = ["LIBRARIES", "MACHINE_KEYS", "library_versions", "loadavg", "machine_info"]
 
 LIBRARIES = (
     "blindmatch",
     "numpy",
+    "scipy",
+    "scikit-image",
+    "pillow",
+    "pdqhash",
+    "ImageHash",
     "rbcl",
     "cryptography",
     "tenseal",
-    "pdqhash",
-    "ImageHash",
-    "pillow",
-    "openmined_psi",
     "fastapi",
     "uvicorn",
     "httpx",
+    "matplotlib",
+    "dask",
+    "distributed",
+    "openmined_psi",
     "psutil",
+    "hypothesis",
+    "atheris",
+    "schemathesis",
+)
+
+MACHINE_KEYS = (
+    "cpu_model",
+    "logical_cpus",
+    "usable_cpus",
+    "memory_bytes",
+    "platform",
+    "python",
+    "implementation",
+    "loadavg_at_start",
+    "git_commit",
+    "started_utc",
+    "libraries",
 )
 
 
@@ -68,22 +91,15 @@ def _libsodium_version() -> str | None:
         fn.restype = ctypes.c_char_p
         v = fn()
         return v.decode() if isinstance(v, bytes) else None
-    except Exception:
+    except Exception:  # any failure means "unknown", never a crashed run
         return None
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     here = Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(  # noqa: S603
-            ["git", "-C", str(here), "rev-parse", "HEAD"],  # noqa: S607
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        dirty = subprocess.run(  # noqa: S603
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+        r = subprocess.run(  # noqa: S603
+            ["git", "-C", str(here), *args],  # noqa: S607
             capture_output=True,
             text=True,
             timeout=5,
@@ -91,13 +107,27 @@ def _git_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    if out.returncode != 0:
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def _git_commit() -> str | None:
+    head = _git("rev-parse", "HEAD")
+    if head is None:
         return None
-    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    return head + ("+dirty" if dirty else "")
+
+
+def loadavg() -> list[float]:
+    """1, 5 and 15-minute load averages (empty where the OS does not say)."""
+    try:
+        return [float(x) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return []
 
 
 def library_versions() -> dict[str, str | None]:
-    """Installed versions of the libraries whose speed the results depend on."""
+    """Installed versions of the libraries the results depend on (None: not installed)."""
     out: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
@@ -110,24 +140,23 @@ def library_versions() -> dict[str, str | None]:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, cores (logical, usable by this process), memory, OS, load."""
+    """CPU, cores (logical, usable by this process), memory, OS, load, commit, libraries."""
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count() or 1
-    try:
-        load = list(os.getloadavg())
-    except OSError:
-        load = None
-    return {
+    info = {
         "cpu_model": _cpu_model(),
-        "cores_logical": os.cpu_count(),
-        "cores_usable": usable,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
         "memory_bytes": _mem_total_bytes(),
-        "os": f"{platform.system()} {platform.release()}",
+        "platform": platform.platform(),
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
-        "load_avg_at_start": load,
+        "loadavg_at_start": loadavg(),
         "git_commit": _git_commit(),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "libraries": library_versions(),
     }
+    assert tuple(info) == MACHINE_KEYS
+    return info
