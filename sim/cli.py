@@ -32,6 +32,18 @@ def run(
         str | None, typer.Option("--dask", help="Dask scheduler address, e.g. tcp://host:8786")
     ] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore cached stage results in OUT")] = False,
+    pairs: Annotated[
+        Path | None,
+        typer.Option("--pairs", help="CSV of real copy pairs: query path, reference path, optional label"),
+    ] = None,
+    perturb_resolution: Annotated[
+        str | None,
+        typer.Option(
+            "--perturb-resolution",
+            help="Edits start from the full-resolution original ('full') or a copy of at most "
+            "perturb.max_side px ('downscaled')",
+        ),
+    ] = None,
 ) -> None:
     """Run the simulation and print the headline table and the report path."""
     from rich.console import Console
@@ -41,12 +53,19 @@ def run(
     from .report.render import console_rows, fmt_big
     from .runner import run_simulation
 
-    cfg = load_config(config, quick, seed)
+    cfg = load_config(config, quick, seed, perturb_resolution=perturb_resolution)
     console = Console()
     if not console.is_terminal:  # logs and pipes: do not wrap the table at 80 columns
         console = Console(width=170)
     res = run_simulation(
-        cfg, out, corpus, dask, fresh, console, command=" ".join(["blindmatch", *sys.argv[1:]])
+        cfg,
+        out,
+        corpus,
+        dask,
+        fresh,
+        console,
+        command=" ".join(["blindmatch", *sys.argv[1:]]),
+        pairs_csv=pairs,
     )
     rows = console_rows(res)
     ca = res["headline"][0]["cores_at"] if res["headline"] else {"daily_images": 0, "set_size": 0}

@@ -79,12 +79,21 @@ def _check(cfg: dict[str, Any]) -> None:
         for key in ("rtt_ms", "down_mbps", "up_mbps", "jitter_ms"):
             if float(prof.get(key, -1)) < 0:
                 raise SimConfigError(f"network.profiles.{name}.{key} missing or negative")
+    if cfg["perturb"]["resolution"] not in ("full", "downscaled") or int(cfg["perturb"]["max_side"]) < 16:
+        raise SimConfigError("perturb.resolution must be 'full' or 'downscaled' and perturb.max_side >= 16")
+    if int(cfg["accuracy"]["verify_min"]) < 1:
+        raise SimConfigError("accuracy.verify_min must be >= 1")
     if int(cfg["run"]["workers"]) < 0:
         raise SimConfigError("run.workers must be >= 0")
 
 
-def load_config(path: Path | None = None, quick: bool = False, seed: int | None = None) -> dict[str, Any]:
-    """The merged configuration for one run."""
+def load_config(
+    path: Path | None = None,
+    quick: bool = False,
+    seed: int | None = None,
+    perturb_resolution: str | None = None,
+) -> dict[str, Any]:
+    """The merged configuration for one run (command-line flags override the files)."""
     cfg = _read_packaged("default.toml")
     if quick:
         cfg = merge(cfg, _read_packaged("quick.toml"))
@@ -93,6 +102,8 @@ def load_config(path: Path | None = None, quick: bool = False, seed: int | None 
     if seed is not None:
         cfg["run"]["seed"] = int(seed)
     cfg["run"]["quick"] = bool(quick)
+    if perturb_resolution is not None:
+        cfg["perturb"]["resolution"] = perturb_resolution
     # the known part of the database must fit in the smallest set
     known = int(cfg["corpus"]["known"])
     if known > int(cfg["database"]["sizes"][0]):

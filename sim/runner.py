@@ -2,6 +2,8 @@
 
 Stage order and why:
 
+0. hash the real copy pairs given with ``--pairs`` (a bad row stops the run before
+   any long stage);
 1. hash originals, 2. hash perturbed copies, 3. adversarial evasion — image work
    fanned out over the executor (local process pool or Dask), cached per chunk;
 4. accuracy from the decision functions (this process, numpy);
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,11 +48,27 @@ from blindmatch.machine import loadavg, machine_info
 from .cache import StageCache
 from .config import SimConfigError, config_digest
 from .cost.measure import cost_queries, hash_cost_12mp, measure_protocol
-from .decide.accuracy import HashData, QueryPool, analyse, build_pools, corpus_distances
+from .coverage import corpus_skips, split_corpus, stage_skips
+from .decide.accuracy import (
+    HashData,
+    PairHashes,
+    QueryPool,
+    analyse,
+    build_pools,
+    corpus_distances,
+    real_copy_cells,
+)
 from .decide.variants import Variant, protocol_variants
 from .derive import DERIVED_KEYS, derive
 from .executor import Executor, make_executor
-from .hashing.images import corpus_fingerprint, corpus_spec, hash_originals_task, hash_perturbed_task
+from .hashing.images import (
+    corpus_fingerprint,
+    corpus_spec,
+    empty_hashes,
+    hash_originals_task,
+    hash_perturbed_task,
+)
+from .hashing.pairs import CopyPair, hash_pair_files, pairs_fingerprint, read_pairs
 from .perturb.edits import select
 from .perturb.evasion import evasion_task
 from .report.render import sanitize
@@ -127,7 +146,14 @@ def _cached_map(
     return out
 
 
-def _concat(parts: list[dict[str, npt.NDArray[Any]]]) -> dict[str, npt.NDArray[Any]]:
+def _concat(
+    parts: list[dict[str, npt.NDArray[Any]]], empty: dict[str, npt.NDArray[Any]] | None = None
+) -> dict[str, npt.NDArray[Any]]:
+    """Task results joined in task order; ``empty`` (the right shapes, no rows) when there were none."""
+    if not parts:
+        if empty is None:
+            raise ValueError("no task results to join")
+        return empty
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -178,14 +204,25 @@ class _Run:
     ex: Executor
     variants: dict[str, list[Variant]]
     proto_algos: dict[str, list[str]]
+    pairs: list[CopyPair]
+    pairs_csv: Path | None
+    pipeline: dict[str, Any]
 
     @property
     def pert_names(self) -> list[str]:
         return [p.name for p in self.perts]
 
 
-def _prepare(cfg: dict[str, Any], out: Path, corpus_dir: Path | None, dask: Any | None, fresh: bool) -> _Run:
+def _prepare(
+    cfg: dict[str, Any],
+    out: Path,
+    corpus_dir: Path | None,
+    dask: Any | None,
+    fresh: bool,
+    pairs_csv: Path | None = None,
+) -> _Run:
     seed = int(cfg["run"]["seed"])
+    pairs = read_pairs(Path(pairs_csv)) if pairs_csv is not None else []
     spec = corpus_spec(seed, int(cfg["corpus"]["images"]), corpus_dir)
     algos = [get_algo(a).name for a in cfg["hashes"]["algos"]]
     wanted = [str(p) for p in cfg["run"]["protocols"]]
@@ -214,6 +251,9 @@ def _prepare(cfg: dict[str, Any], out: Path, corpus_dir: Path | None, dask: Any 
         make_executor(int(cfg["run"]["workers"]), dask),
         variants,
         proto_algos,
+        pairs,
+        None if pairs_csv is None else Path(pairs_csv),
+        {"resolution": str(cfg["perturb"]["resolution"]), "max_side": int(cfg["perturb"]["max_side"])},
     )
 
 
@@ -225,10 +265,13 @@ class _Hashes:
     unrelated_idx: npt.NDArray[np.int64]
     data: HashData
     digest: str
+    skipped: list[dict[str, str]]
+    pairs: PairHashes | None
 
 
 def _hash_stages(r: _Run, st: _Stages) -> _Hashes:
-    """1. originals, 2. perturbed copies of the known images."""
+    """0. real copy pairs, 1. originals, 2. perturbed copies of the known images."""
+    pair_hashes = _hash_pairs(st, r.cache, r.pairs, r.algos, r.pairs_csv)
     idx_chunks = _chunks(list(range(r.n_images)), r.chunk)
     with st.stage("hash corpus images", len(idx_chunks)) as adv:
         tasks: list[dict[str, Any]] = [{"spec": r.spec, "indices": c, "algos": r.algos} for c in idx_chunks]
@@ -237,22 +280,40 @@ def _hash_stages(r: _Run, st: _Stages) -> _Hashes:
     min_q = int(r.cfg["corpus"]["min_quality"])
     usable = [i for i in range(r.n_images) if orig["ok"][i]]
     eligible = [i for i in usable if "pdq" not in r.algos or orig["quality"][i] >= min_q]
-    k = min(int(r.cfg["corpus"]["known"]), max(2, len(eligible) - 2))
-    known_idx = np.array(eligible[:k], dtype=np.int64)
-    unrelated_idx = np.array(sorted(set(usable) - set(known_idx.tolist())), dtype=np.int64)
-    if len(unrelated_idx) < 2:
-        raise SimConfigError(f"only {len(usable)} usable images: too few for known and unrelated")
+    known_idx, unrelated_idx = split_corpus(usable, eligible, int(r.cfg["corpus"]["known"]))
+    skipped = corpus_skips(r.n_images, usable, eligible, known_idx, unrelated_idx, min_q, r.algos)
+    n_set = len(known_idx) + (len(pair_hashes.ref[f"hash_{r.algos[0]}"]) if pair_hashes else 0)
+    if n_set > int(r.cfg["database"]["sizes"][0]):
+        raise SimConfigError(
+            f"{n_set} known images and pair references do not fit the smallest set "
+            f"(database.sizes[0] = {r.cfg['database']['sizes'][0]})"
+        )
     kc = _chunks(known_idx.tolist(), max(1, r.chunk // 2))
     with st.stage("perturb + hash known images", len(kc)) as adv:
         tasks = [
-            {"spec": r.spec, "indices": c, "algos": r.algos, "perturbations": r.pert_names, "seed": r.seed}
+            {
+                "spec": r.spec,
+                "indices": c,
+                "algos": r.algos,
+                "perturbations": r.pert_names,
+                "seed": r.seed,
+                **r.pipeline,
+            }
             for c in kc
         ]
-        keys = [config_digest("pert", r.fingerprint, r.algos, r.pert_names, r.seed, c) for c in kc]
-        pert = _concat(_cached_map(r.ex, r.cache, "pert", tasks, keys, hash_perturbed_task, adv, True))
-    data = HashData(r.algos, r.perts, [], known_idx, unrelated_idx, orig, pert)
-    digest = hashlib.sha256((_digest_arrays(orig) + _digest_arrays(pert)).encode()).hexdigest()
-    return _Hashes(orig, usable, known_idx, unrelated_idx, data, digest)
+        keys = [
+            config_digest("pert", r.fingerprint, r.algos, r.pert_names, r.seed, r.pipeline, c) for c in kc
+        ]
+        pert = _concat(
+            _cached_map(r.ex, r.cache, "pert", tasks, keys, hash_perturbed_task, adv, True),
+            empty=empty_hashes(0, r.algos, (0, len(r.perts))),
+        )
+    data = HashData(r.algos, r.perts, [], known_idx, unrelated_idx, orig, pert, pair_hashes)
+    digests = [_digest_arrays(orig), _digest_arrays(pert)]
+    if pair_hashes:
+        digests += [_digest_arrays(pair_hashes.query), _digest_arrays(pair_hashes.ref)]
+    digest = hashlib.sha256("".join(digests).encode()).hexdigest()
+    return _Hashes(orig, usable, known_idx, unrelated_idx, data, digest, skipped, pair_hashes)
 
 
 def _evasion_stage(r: _Run, st: _Stages, h: _Hashes) -> list[dict[str, Any]]:
@@ -284,8 +345,13 @@ def _accuracy_stage(
 ) -> tuple[dict[str, QueryPool], dict[str, Any], dict[str, Any]]:
     """4. accuracy from the decision functions, and the corpus's unrelated-pair distances."""
     with st.stage("accuracy (decision functions)", len(r.algos)) as adv:
-        pools = build_pools(h.data, r.cfg, r.seed)
+        dihedral = any(v.dihedral for vs in r.variants.values() for v in vs) and "pdq" in r.algos
+        pools = build_pools(h.data, r.cfg, r.seed, dihedral=dihedral)
         acc = analyse(h.data, pools, r.variants, r.proto_algos)
+        if h.pairs is not None:  # the pooled cells, which the frontier reads
+            cells = real_copy_cells(pools, r.variants, r.proto_algos)
+            acc["real_copies"] = [c for c in cells if c["label"] == "all real copies"]
+            acc["real_copies_by_label"] = cells
         rng = np.random.default_rng(np.random.SeedSequence([r.seed, 0xC0]))
         pair_sample = int(r.cfg["corpus"]["pair_sample"])
         corpus_stats = {
@@ -417,6 +483,15 @@ def _results(r: _Run, parts: dict[str, Any], command: str, machine: dict[str, An
         "deterministic_digest": config_digest(_deterministic(parts)),
         "corpus": _corpus_record(r, h, parts["corpus_stats"]),
         "perturbations": [p.describe() for p in r.perts],
+        "perturbation_pipeline": {
+            **r.pipeline,
+            "set_hashed_from": "original files, decoded and hashed as `blindmatch db build` does",
+        },
+        "real_copies": _real_copies_record(r, h, parts["acc"]),
+        "skipped": h.skipped
+        + stage_skips(
+            parts["acc"], parts["verification"], parts["cost"]["cells"], parts["acc"].get("real_copies")
+        ),
         "protocols": [
             {**_protocol_info(n), "variants": [v.to_dict() for v in r.variants[n]], "algos": r.proto_algos[n]}
             for n in r.variants
@@ -435,19 +510,57 @@ def _results(r: _Run, parts: dict[str, Any], command: str, machine: dict[str, An
     }
 
 
+def _real_copies_record(r: _Run, h: _Hashes, acc: dict[str, Any]) -> dict[str, Any] | None:
+    if h.pairs is None:
+        return None
+    n_ref = len(h.pairs.ref[f"hash_{r.algos[0]}"])
+    return {
+        "file": str(r.pairs_csv),
+        "pairs": len(r.pairs),
+        "references": n_ref,
+        "labels": dict(sorted(Counter(p.label for p in r.pairs).items())),
+        "cells": acc["real_copies_by_label"],
+    }
+
+
+def _hash_pairs(
+    st: _Stages, cache: StageCache, pairs: list[CopyPair], algos: list[str], csv_path: Path | None
+) -> PairHashes | None:
+    """Hash the real copy pairs' files (in this process: a few hundred files at most)."""
+    if not pairs or csv_path is None:
+        return None
+    with st.stage("hash real copy pairs", 1) as adv:
+        key = config_digest("pairs", pairs_fingerprint(pairs), algos)
+        hit = cache.load_arrays("pairs", key)
+        if hit is None:
+            q, ref, ref_of = hash_pair_files(pairs, algos, csv_path)
+            hit = {
+                **{f"q_{k}": v for k, v in q.items()},
+                **{f"r_{k}": v for k, v in ref.items()},
+                "ref_of": ref_of,
+            }
+            cache.save_arrays("pairs", key, hit)
+            adv(1)
+        else:
+            adv(1, cached=True)
+    return PairHashes(
+        [p.label for p in pairs],
+        hit["ref_of"].astype(np.int64),
+        {k[2:]: v for k, v in hit.items() if k.startswith("q_")},
+        {k[2:]: v for k, v in hit.items() if k.startswith("r_")},
+    )
+
+
 def _deterministic(parts: dict[str, Any]) -> dict[str, Any]:
     """What the deterministic digest covers: everything but timings."""
     return {
         "hashes": parts["hashes"].digest,
         "corpus": parts["corpus_stats"],
         "accuracy": parts["acc"],
+        # only each check's fixed prefix: how far a time budget let a check run
+        # depends on the machine's load, so budget-cut verdicts stay out of the digest
         "verification": [
-            (
-                x["variant"],
-                x["algo"],
-                x["verified"],
-                [(x[k]["agree"], x[k]["disagree"]) if x[k] else None for k in ("local", "http")],
-            )
+            (x["variant"], x["algo"], [x[k]["fixed"] if x[k] else None for k in ("local", "http")])
             for x in parts["verification"]
         ],
         "evasion": parts["evasion"],
@@ -474,6 +587,7 @@ def run_simulation(
     fresh: bool = False,
     console: Console | None = None,
     command: str = "",
+    pairs_csv: Path | None = None,
 ) -> dict[str, Any]:
     """Run every stage; write results.json, CSVs, plots, summary.md and report.html into ``out``."""
     from .report.render import write_outputs
@@ -482,7 +596,7 @@ def run_simulation(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    r = _prepare(cfg, out, corpus_dir, dask, fresh)
+    r = _prepare(cfg, out, corpus_dir, dask, fresh, pairs_csv)
     machine = machine_info()
     progress = _progress(console)
     st = _Stages(progress)

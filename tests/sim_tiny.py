@@ -35,6 +35,7 @@ sizes = [200, 2000]
 [accuracy]
 verify_set_size = 200
 verify_local = 6
+verify_min = 2
 verify_http = 3
 verify_budget_s = 20
 protocol_budget_s = 60
@@ -49,6 +50,9 @@ budget_s = 0.3
 [network]
 samples = 500
 reference_set_size = 200
+
+[protocols.he]
+dihedral = false    # he takes seconds per scan; dihedral variants are exercised on the others
 
 [evasion]
 images = 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,6 +33,13 @@ def reveal_protocol() -> Iterator[Protocol]:
     p = RevealPlain()
     with registered(p):
         yield p
+
+
+def _cfg() -> dict[str, Any]:
+    """The quick configuration without dihedral variants: these pools are hashes, not images."""
+    cfg = load_config(quick=True)
+    cfg["variants"]["dihedral"] = False
+    return cfg
 
 
 def _pool(algo_name: str = "pdq", seed: int = 3, known: int = 20, size: int = 200) -> QueryPool:
@@ -84,7 +92,7 @@ def _with_verdicts(pool: QueryPool, variants: list[Variant]) -> QueryPool:
 
 
 def test_sample_prefix_mixes_matches_and_non_matches() -> None:
-    cfg = load_config(quick=True)
+    cfg = _cfg()
     v = protocol_variants(REGISTRY["plain"], cfg)[0]
     pool = _with_verdicts(_pool(), [v])
     idx = choose_sample(pool, v, 12, np.random.default_rng(0))
@@ -96,7 +104,7 @@ def test_sample_prefix_mixes_matches_and_non_matches() -> None:
 
 
 def test_plain_verified_in_process(tmp_path: Path) -> None:
-    cfg = load_config(quick=True)
+    cfg = _cfg()
     variants = protocol_variants(REGISTRY["plain"], cfg)
     pool = _with_verdicts(_pool(), variants)
     recs = verify_protocol(
@@ -117,7 +125,7 @@ def test_plain_verified_in_process(tmp_path: Path) -> None:
 
 def test_wrong_decision_function_is_caught(tmp_path: Path) -> None:
     """A decision function with the wrong radius must fail verification, not pass silently."""
-    cfg = load_config(quick=True)
+    cfg = _cfg()
     (v,) = protocol_variants(REGISTRY["plain"], cfg)
     pool = _pool()
     pool.verdicts[v.label] = pool.nearest_verify <= 3  # plain really uses radius 31
@@ -139,7 +147,7 @@ def test_wrong_decision_function_is_caught(tmp_path: Path) -> None:
 
 
 def test_plain_verified_over_http(tmp_path: Path) -> None:
-    cfg = load_config(quick=True)
+    cfg = _cfg()
     cfg["accuracy"]["verify_http"] = 4
     variants = protocol_variants(REGISTRY["plain"], cfg)
     pool = _with_verdicts(_pool(), variants)
@@ -160,7 +168,7 @@ def test_plain_verified_over_http(tmp_path: Path) -> None:
 
 
 def test_server_reveal_path_reads_verdicts_after_threshold(tmp_path: Path, reveal_protocol: Protocol) -> None:
-    cfg = load_config(quick=True)
+    cfg = _cfg()
     cfg["protocols"]["test-reveal"] = {"server_options": {"threshold": 3}}
     variants = protocol_variants(reveal_protocol, cfg)
     (v,) = variants
@@ -185,7 +193,7 @@ def test_server_reveal_without_primers_revealed_is_unavailable(
     tmp_path: Path, reveal_protocol: Protocol
 ) -> None:
     """If the threshold is never reached, nothing is guessed: the verdicts are unavailable."""
-    cfg = load_config(quick=True)
+    cfg = _cfg()
     cfg["protocols"]["test-reveal"] = {"server_options": {"threshold": 3}}
     (v,) = protocol_variants(reveal_protocol, cfg)
     # the server needs 1000 matches, the simulator primes only the configured 3
@@ -217,7 +225,7 @@ def test_server_verdict_log_path(tmp_path: Path) -> None:
     """A server-learns protocol that keeps an ordered verdict log (like he) is read through it."""
     p = LogPlain()
     with registered(p):
-        cfg = load_config(quick=True)
+        cfg = _cfg()
         variants = protocol_variants(p, cfg)
         (v,) = variants
         assert v.learner == "server" and v.threshold == 0

@@ -13,14 +13,17 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from blindmatch.protocol import REGISTRY
 from blindmatch.sim.config import SimConfigError, load_config
-from blindmatch.sim.report.schema import SCHEMA, validate
+from blindmatch.sim.report.schema import SCHEMA, SCHEMA_VERSION, validate
 from blindmatch.sim.runner import run_simulation
 
 from tests.sim_tiny import TINY
@@ -82,7 +85,7 @@ def test_outputs_exist(tiny: tuple[Path, dict[str, Any], str]) -> None:
 def test_results_match_schema(tiny: tuple[Path, dict[str, Any], str]) -> None:
     _, res, _ = tiny
     assert validate(res) == []
-    assert res["schema"] == "blindmatch-sim-results" and res["schema_version"] == "2.0"
+    assert res["schema"] == "blindmatch-sim-results" and res["schema_version"] == SCHEMA_VERSION
     try:
         import jsonschema_rs
     except ImportError:
@@ -166,22 +169,43 @@ def no_http_cfg(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return load_config(_cfg_file(tmp, NO_HTTP, "nohttp.toml"), seed=3)
 
 
-def test_same_seed_same_results_on_pool_and_dask(
+@contextmanager
+def _cpu_load(seconds: float = 600.0) -> Iterator[None]:
+    """A bounded busy loop in another process, so the runs below compete for the CPU."""
+    p = subprocess.Popen(
+        [sys.executable, "-c", f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass"]
+    )
+    try:
+        yield
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_same_seed_same_results_in_process_pool_and_dask_under_load(
     no_http_cfg: dict[str, Any], tmp_path: Path, tiny: tuple[Path, dict[str, Any], str]
 ) -> None:
     from distributed import Client, LocalCluster
 
     pool_cfg = json.loads(json.dumps(no_http_cfg))
     pool_cfg["run"]["workers"] = 2
-    a = run_simulation(pool_cfg, tmp_path / "pool", console=_quiet())
-    assert a["executor"].startswith("local process pool")
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        b = run_simulation(no_http_cfg, tmp_path / "dask", dask=client, console=_quiet())
-    assert b["executor"].startswith("dask")
-    assert a["deterministic_digest"] == b["deterministic_digest"]
+    with _cpu_load():
+        serial = run_simulation(no_http_cfg, tmp_path / "serial", console=_quiet())
+        a = run_simulation(pool_cfg, tmp_path / "pool", console=_quiet())
+        with (
+            LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            b = run_simulation(no_http_cfg, tmp_path / "dask", dask=client, console=_quiet())
+    assert serial["executor"] == "in-process" and a["executor"].startswith("local process pool")
+    assert b["executor"].startswith("dask tcp://127.0.0.1:")
+    assert serial["deterministic_digest"] == a["deterministic_digest"] == b["deterministic_digest"]
     assert a["accuracy"] == b["accuracy"] and a["evasion"]["attempts"] == b["evasion"]["attempts"]
     # and accuracy equals the serial CLI run of the same seed (HTTP checks do not change it)
     mine = {p["name"] for p in a["protocols"]}
@@ -359,10 +383,10 @@ def test_corpus_folder_of_real_files(tmp_path: Path) -> None:
         if x["variant"] == "plain" and x["algo"] == "sha256" and x["perturbation"] == "identity"
     )
     assert ident["k"] == 0  # the unchanged file's SHA-256 is in the set
-    few = tmp_path / "few"
-    few.mkdir()
-    generate_image(1).save(few / "a.png")
-    with pytest.raises(SimConfigError, match="need at least 4"):
-        run_simulation(cfg, tmp_path / "out2", corpus_dir=few, console=_quiet())
+    none = tmp_path / "none"  # a folder without images (small corpora run: tests/test_sim_truth.py)
+    none.mkdir()
+    (none / "notes.txt").write_text("no images here")
+    with pytest.raises(SimConfigError, match="found no JPEG/PNG/WebP images"):
+        run_simulation(cfg, tmp_path / "out2", corpus_dir=none, console=_quiet())
     with pytest.raises(SimConfigError, match="not a folder"):
-        run_simulation(cfg, tmp_path / "out3", corpus_dir=few / "a.png", console=_quiet())
+        run_simulation(cfg, tmp_path / "out3", corpus_dir=none / "notes.txt", console=_quiet())

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from blindmatch.client import ScanItem, Scanner, get_algo, hash_bytes
+from blindmatch.client import Scanner, get_algo, hash_bytes
 from blindmatch.protocol import BlindmatchError, HashAlgo, Protocol
 from PIL import Image
 
@@ -41,6 +41,7 @@ from ..decide.database import build_set_dir
 from ..decide.variants import Variant
 from ..machine import tree_cpu_seconds
 from ..stats import percentiles
+from ..verify.checks import sim_queries
 from ..verify.oracle import MeteredTransport, Session, SimQuery, http_session, local_session
 
 __all__ = ["cost_queries", "hash_cost_12mp", "measure_protocol", "measure_variant"]
@@ -53,6 +54,11 @@ def _summary(values: list[float]) -> dict[str, float]:
     if a.size == 0:
         return {"mean": float("nan"), "p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
     return {"mean": float(a.mean()), **percentiles(a)}
+
+
+def _scan_image(scanner: Scanner, q: SimQuery, variant: Variant, algo: HashAlgo, ad: bytes) -> float:
+    """One image as the variant sends it (8 scans for a dihedral variant); its crypto time."""
+    return sum(scanner.scan_one(s.to_item(algo, ad)).crypto_ms for s in q.scans(variant))
 
 
 def measure_variant(
@@ -80,7 +86,7 @@ def measure_variant(
     try:
         with closing(sess.transport(account)) as tr:
             scanner = sess.scanner(tr, variant, algo, account, cache_dir, strict=True)
-            out["cold"] = _cold_query(scanner, tr, queries[0].to_item(algo, b"bmsim-cost-cold"))
+            out["cold"] = _cold_query(scanner, tr, queries[0], variant, algo)
             wall, crypto, client_cpu, server_ms, up, down, reqs = [], [], [], [], [], [], []
             pid = sess.pid
             me = os.getpid()
@@ -88,14 +94,14 @@ def measure_variant(
             start = time.perf_counter()
             i = 0
             while i < max_queries and (i < min_queries or time.perf_counter() - start < budget_s):
-                item = queries[(i + 1) % len(queries)].to_item(algo, f"bmsim-cost-{i}".encode())
+                q = queries[(i + 1) % len(queries)]
                 u0, d0, n0, h0 = tr.bytes_up, tr.bytes_down, tr.requests, tr.handler_cpu_s
                 t0, c0 = time.perf_counter(), time.process_time()
-                v = scanner.scan_one(item)
+                crypto_ms = _scan_image(scanner, q, variant, algo, f"bmsim-cost-{i}".encode())
                 c1, t1 = time.process_time(), time.perf_counter()
                 h = tr.handler_cpu_s - h0
                 wall.append((t1 - t0) * 1000)
-                crypto.append(v.crypto_ms)
+                crypto.append(crypto_ms)
                 client_cpu.append((c1 - c0 - h) * 1000)
                 server_ms.append(h * 1000)
                 up.append(tr.bytes_up - u0)
@@ -138,17 +144,19 @@ def measure_variant(
     return out
 
 
-def _cold_query(scanner: Scanner, tr: MeteredTransport, item: ScanItem) -> dict[str, Any]:
-    """The first query, which pays the one-time download."""
+def _cold_query(
+    scanner: Scanner, tr: MeteredTransport, q: SimQuery, variant: Variant, algo: HashAlgo
+) -> dict[str, Any]:
+    """The first image, which pays the one-time download."""
     t0, c0 = time.perf_counter(), time.process_time()
-    v = scanner.scan_one(item)
+    crypto_ms = _scan_image(scanner, q, variant, algo, b"bmsim-cost-cold")
     return {
         "wall_ms": (time.perf_counter() - t0) * 1000,
         "client_cpu_ms": (time.process_time() - c0) * 1000,
         "bytes_up": tr.bytes_up,
         "bytes_down": tr.bytes_down,
         "requests": tr.requests,
-        "crypto_ms": v.crypto_ms,
+        "crypto_ms": crypto_ms,
     }
 
 
@@ -178,17 +186,9 @@ def cost_queries(pool: QueryPool, pert_names: list[str], n: int = 40) -> list[Si
     """A fixed mix for cost runs: JPEG-70 copies of known images and unrelated ones, alternating."""
     pi = pert_names.index("jpeg-70") if "jpeg-70" in pert_names else 0
     pos = [int(i) for i in np.flatnonzero(pool.is_pos & (pool.pert_of == pi) & ~pool.gated)][: n // 2]
-    neg = [int(i) for i in np.flatnonzero(~pool.is_pos & ~pool.gated)][: n - len(pos)]
+    neg = [int(i) for i in pool.negatives if not pool.gated[i]][: n - len(pos)]
     order = [x for pair in itertools.zip_longest(pos, neg) for x in pair if x is not None]
-    return [
-        SimQuery(
-            i,
-            pool.raw[i].tobytes(),
-            pool.floats_of(i),
-            None if pool.quality[i] < 0 else int(pool.quality[i]),
-        )
-        for i in order
-    ]
+    return sim_queries(pool, order, dihedral=pool.dih_raw is not None)
 
 
 def _predict(hist: list[tuple[int, float, float]], size: int) -> tuple[float, float]:
@@ -204,6 +204,26 @@ def _predict(hist: list[tuple[int, float, float]], size: int) -> tuple[float, fl
     return setup, q1 * size / s1
 
 
+def _skip_reason(
+    c: dict[str, Any], hist: list[tuple[int, float, float]], size: int, scans: int, room: int
+) -> str | None:
+    """Why a cell is not measured: predicted set-up or per-image time too long, or no such set."""
+    if size > room:
+        return "skipped: set size larger than the generated database"
+    if not hist:
+        return None
+    setup_pred, scan_pred = _predict(hist, size)
+    if setup_pred > float(c["setup_timeout_s"]):
+        return f"skipped: predicted set-up {setup_pred:.0f} s > {c['setup_timeout_s']} s"
+    if scan_pred * scans > float(c["max_query_s"]):
+        return f"skipped: predicted {scan_pred * scans:.1f} s per image > {c['max_query_s']} s"
+    return None
+
+
+def _cell_stub(proto: Protocol, v: Variant, kind: str, size: int, status: str) -> dict[str, Any]:
+    return {"protocol": proto.name, "variant": v.label, "transport": kind, "set_size": size, "status": status}
+
+
 def measure_protocol(
     proto: Protocol,
     variants: list[Variant],
@@ -213,80 +233,76 @@ def measure_protocol(
     workdir: Path,
     done: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Cost cells for every variant, set size and transport; slow protocols stop early."""
+    """Cost cells for every variant, set size and transport; slow protocols (and the slow
+    variants of a protocol, such as its 8-scan dihedral one) stop early."""
     c = cfg["cost"]
     algo = get_algo(c["algo"])
+    variants = [v for v in variants if v.runs_on(algo.name)]
+    if not variants or not queries:
+        return []
     sizes = sorted({int(s) for s in c["sizes"]} | {int(s) for s in c["http_sizes"]})
     cells: list[dict[str, Any]] = []
-    history: dict[str, list[tuple[int, float, float]]] = {}  # transport -> [(size, setup s, worst query s)]
+    history: dict[str, list[tuple[int, float, float]]] = {}  # transport -> [(size, setup s, worst scan s)]
+    room = len(pool.known_rows) + len(pool.filler)
     for size in sizes:
         for kind in ("local", "http"):
             if size not in [int(s) for s in (c["sizes"] if kind == "local" else c["http_sizes"])]:
                 continue
-            skip = None
-            if history.get(kind):
-                setup_pred, query_pred = _predict(history[kind], size)
-                if setup_pred > float(c["setup_timeout_s"]):
-                    limit = c["setup_timeout_s"]
-                    skip = f"skipped: predicted set-up {setup_pred:.0f} s > {limit} s"
-                elif query_pred > float(c["max_query_s"]):
-                    skip = f"skipped: predicted {query_pred:.1f} s per query > {c['max_query_s']} s"
-            if skip is None and size > len(pool.known_rows) + len(pool.filler):
-                skip = "skipped: set size larger than the generated database"
-            if skip:
-                cells.extend(
-                    {
-                        "protocol": proto.name,
-                        "variant": v.label,
-                        "transport": kind,
-                        "set_size": size,
-                        "status": skip,
-                    }
-                    for v in variants
-                )
-                if done:
-                    done()
-                continue
-            base = workdir / re.sub(r"[^a-z0-9]+", "-", proto.name.lower()) / f"{size}" / kind
-            shutil.rmtree(base, ignore_errors=True)
-            try:
-                sd = build_set_dir(base / "set", algo, pool.rows(size), f"simulator cost set ({kind})")
-                ctx = (
-                    local_session(proto, sd, variants[0])
-                    if kind == "local"
-                    else http_session(
-                        proto, sd, variants[0], float(c["setup_timeout_s"]), base / "server.log"
-                    )
-                )
-                with ctx as sess:
-                    worst = 0.0
-                    for v in variants:
-                        cell = measure_variant(
-                            sess,
-                            v,
-                            algo,
-                            queries,
-                            f"bmsim-cost-{v.label}-{kind}".replace(" ", "-"),
-                            base / "client" / re.sub(r"[^a-z0-9]+", "-", v.label.lower()),
-                            int(c["min_queries"]),
-                            int(c["max_queries"]),
-                            float(c["budget_s"]),
-                        )
-                        cells.append(cell)
-                        if cell.get("status") == "ok":
-                            worst = max(worst, cell["wall_ms"]["mean"] / 1000)
-                    history.setdefault(kind, []).append((size, sess.setup_s, worst))
-            except (BlindmatchError, RuntimeError, OSError, ValueError) as e:
-                cells.extend(
-                    {
-                        "protocol": proto.name,
-                        "variant": v.label,
-                        "transport": kind,
-                        "set_size": size,
-                        "status": f"error: {type(e).__name__}: {e}"[:500],
-                    }
-                    for v in variants
-                )
+            hist = history.get(kind, [])
+            why = {v.label: _skip_reason(c, hist, size, v.scans_per_image, room) for v in variants}
+            cells.extend(
+                _cell_stub(proto, v, kind, size, why[v.label] or "") for v in variants if why[v.label]
+            )
+            run = [v for v in variants if why[v.label] is None]
+            if run:
+                cells.extend(_measure_size(proto, run, algo, pool, queries, c, workdir, size, kind, history))
             if done:
                 done()
+    return cells
+
+
+def _measure_size(
+    proto: Protocol,
+    variants: list[Variant],
+    algo: HashAlgo,
+    pool: QueryPool,
+    queries: list[SimQuery],
+    c: dict[str, Any],
+    workdir: Path,
+    size: int,
+    kind: str,
+    history: dict[str, list[tuple[int, float, float]]],
+) -> list[dict[str, Any]]:
+    """One server (in process or on loopback) at one set size, every variant measured against it."""
+    base = workdir / re.sub(r"[^a-z0-9]+", "-", proto.name.lower()) / f"{size}" / kind
+    shutil.rmtree(base, ignore_errors=True)
+    cells: list[dict[str, Any]] = []
+    try:
+        sd = build_set_dir(base / "set", algo, pool.rows(size), f"simulator cost set ({kind})")
+        ctx = (
+            local_session(proto, sd, variants[0])
+            if kind == "local"
+            else http_session(proto, sd, variants[0], float(c["setup_timeout_s"]), base / "server.log")
+        )
+        with ctx as sess:
+            worst = 0.0
+            for v in variants:
+                cell = measure_variant(
+                    sess,
+                    v,
+                    algo,
+                    queries,
+                    f"bmsim-cost-{v.label}-{kind}".replace(" ", "-"),
+                    base / "client" / re.sub(r"[^a-z0-9]+", "-", v.label.lower()),
+                    int(c["min_queries"]),
+                    int(c["max_queries"]),
+                    float(c["budget_s"]),
+                )
+                cells.append(cell)
+                if cell.get("status") == "ok":
+                    worst = max(worst, cell["wall_ms"]["mean"] / 1000 / v.scans_per_image)
+            history.setdefault(kind, []).append((size, sess.setup_s, worst))
+    except (BlindmatchError, RuntimeError, OSError, ValueError) as e:
+        status = f"error: {type(e).__name__}: {e}"[:500]
+        cells = [_cell_stub(proto, v, kind, size, status) for v in variants]
     return cells

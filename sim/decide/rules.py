@@ -87,6 +87,8 @@ class ExactIndex:
         self._sorted = np.unique(keys)
 
     def contains(self, raw: U8) -> npt.NDArray[np.bool_]:
+        if len(self._sorted) == 0 or len(raw) == 0:
+            return np.zeros(len(raw), dtype=np.bool_)
         q = np.ascontiguousarray(raw, dtype=np.uint8).view(f"V{self._nbytes}").reshape(-1)
         pos = np.searchsorted(self._sorted, q)
         pos = np.minimum(pos, len(self._sorted) - 1)
@@ -100,21 +102,28 @@ class DecisionSpec:
     kind: str  # "fuzzy" | "exact"
     radius: int = 0
     probe_bits: int = 0
+    dihedral: bool = False  # the rule applies to each of the 8 rotations/flips; matched if any is
 
     def describe(self, algo: HashAlgo) -> str:
+        of = f"the {algo.name} hash"
+        if self.dihedral:
+            of = f"any of the 8 {algo.name} hashes of the image's rotations and flips"
         if self.kind == "fuzzy":
-            return (
-                f"matched iff some set entry is within Hamming distance {self.radius} of the {algo.name} hash"
-            )
+            return f"matched iff some set entry is within Hamming distance {self.radius} of {of}"
         if self.probe_bits and algo.name == "pdq":
             return (
-                f"matched iff the {algo.name} hash or one of its 2^{self.probe_bits} flips of the "
+                f"matched iff {of} or one of its 2^{self.probe_bits} flips of the "
                 f"{self.probe_bits} least-stable bits is in the set"
             )
-        return f"matched iff the {algo.name} hash is exactly in the set"
+        return f"matched iff {of} is exactly in the set"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "radius": self.radius, "probe_bits": self.probe_bits}
+        return {
+            "kind": self.kind,
+            "radius": self.radius,
+            "probe_bits": self.probe_bits,
+            "dihedral": self.dihedral,
+        }
 
     def verdicts(
         self,

@@ -9,7 +9,7 @@ configuration can override any of this (options, server environment, variants).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from blindmatch.protocol import REGISTRY, HashAlgo, Learner, Matching, Protocol
@@ -31,6 +31,7 @@ _ALLOWED = {
     "verify_http",
     "lookup_fpr",
     "cost_model",
+    "dihedral",
 }
 
 
@@ -50,12 +51,23 @@ class Variant:
     threshold: int = 0  # matches per account before a server-learns protocol reveals
     lookup_fpr: float = 0.0  # false-positive rate per probe of an approximate filter (oprf's GCS)
     cost_model: str = "affine"  # server CPU vs set size: "affine" (fitted) or "proportional"
+    dihedral: bool = False  # PDQ only: query all 8 rotations/flips, matched if any matches
 
     def decision(self, algo: HashAlgo) -> DecisionSpec:
         if self.matching == Matching.FUZZY.value:
             r = self.radius if self.radius is not None else algo.default_threshold
-            return DecisionSpec("fuzzy", radius=int(r))
-        return DecisionSpec("exact", probe_bits=self.probe_bits if algo.name == "pdq" else 0)
+            return DecisionSpec("fuzzy", radius=int(r), dihedral=self.dihedral)
+        return DecisionSpec(
+            "exact", probe_bits=self.probe_bits if algo.name == "pdq" else 0, dihedral=self.dihedral
+        )
+
+    def runs_on(self, algo: str) -> bool:
+        """Dihedral variants exist for PDQ only (its transforms follow from one hash)."""
+        return algo == "pdq" or not self.dihedral
+
+    @property
+    def scans_per_image(self) -> int:
+        return 8 if self.dihedral else 1
 
     def client_options_for(self, algo: HashAlgo) -> dict[str, Any]:
         """Multi-probe uses PDQ's float values; for other algorithms the variant runs with k = 0."""
@@ -78,6 +90,7 @@ class Variant:
             "threshold": self.threshold,
             "lookup_fpr": self.lookup_fpr,
             "cost_model": self.cost_model,
+            "dihedral": self.dihedral,
         }
 
 
@@ -149,7 +162,19 @@ def protocol_variants(proto: Protocol, cfg: dict[str, Any]) -> list[Variant]:
                     _cost_model(pc),
                 )
             )
-    return out
+    return out + _dihedral_variants(proto, out, bool(pc.get("dihedral", cfg["variants"]["dihedral"])))
+
+
+def _dihedral_variants(proto: Protocol, base: list[Variant], enabled: bool) -> list[Variant]:
+    """One dihedral variant per learner mode, on the most robust (most probes) base variant."""
+    if not enabled or "pdq" not in proto.supported_algos:
+        return []
+    best: dict[str, Variant] = {}
+    for v in base:
+        mode = str(v.client_options.get("mode"))
+        if mode not in best or v.probe_bits > best[mode].probe_bits:
+            best[mode] = v
+    return [replace(v, label=f"{v.label} dihedral", dihedral=True) for v in best.values()]
 
 
 def all_variants(cfg: dict[str, Any]) -> list[Variant]:

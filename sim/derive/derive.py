@@ -151,11 +151,16 @@ def _rates(ctx: _Ctx, v: Variant) -> dict[str, Any]:
     """Per-pair bound and model for the cost hash, plus the filter's own false positives."""
     row = ctx.fm.get((ctx.calgo, *_rule(v, ctx.calgo)))
     spec = v.decision(get_algo(ctx.calgo))
-    lookups = 2**spec.probe_bits if spec.kind == "exact" else 1
+    scans = v.scans_per_image  # a dihedral variant compares 8 hashes per image: 8x the pairs
+    lookups = (2**spec.probe_bits if spec.kind == "exact" else 1) * scans
+
+    def per_image_pairs(p: float | None) -> float | None:
+        return None if p is None else fmr_for_set(p, scans)
+
     return {
         "row": row,
-        "upper": row["upper95"] if row else None,
-        "model": row["model_pair_rate"] if row else None,
+        "upper": per_image_pairs(row["upper95"]) if row else None,
+        "model": per_image_pairs(row["model_pair_rate"]) if row else None,
         "model_status": row["calibration"]["status"] if row else "not checked",
         "pairs": row["pairs"] if row else 0,
         "filter_fp": min(1.0, lookups * v.lookup_fpr),

@@ -29,6 +29,8 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "corpus_fingerprint",
     "corpus_spec",
+    "edit_source",
+    "empty_hashes",
     "hash_originals_task",
     "hash_perturbed_task",
     "load_original",
@@ -51,8 +53,8 @@ def corpus_spec(seed: int, count: int, directory: Path | None) -> dict[str, Any]
     if not d.is_dir():
         raise SimConfigError(f"--corpus {d}: not a folder")
     paths = sorted(str(p) for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if len(paths) < 4:
-        raise SimConfigError(f"--corpus {d}: found {len(paths)} JPEG/PNG/WebP images, need at least 4")
+    if not paths:
+        raise SimConfigError(f"--corpus {d}: found no JPEG/PNG/WebP images")
     return {"kind": "dir", "root": str(d), "paths": paths}
 
 
@@ -90,7 +92,8 @@ def _hash_all(
     return out
 
 
-def _empty(n: int, algos: list[str], shape: tuple[int, ...]) -> dict[str, npt.NDArray[Any]]:
+def empty_hashes(n: int, algos: list[str], shape: tuple[int, ...]) -> dict[str, npt.NDArray[Any]]:
+    """Zeroed hash arrays for ``shape`` images (quality -1: not hashed)."""
     res: dict[str, npt.NDArray[Any]] = {}
     for a in algos:
         res[f"hash_{a}"] = np.zeros((*shape, get_algo(a).nbytes), dtype=np.uint8)
@@ -115,7 +118,7 @@ def hash_originals_task(task: dict[str, Any]) -> dict[str, npt.NDArray[Any]]:
     """Hash the unmodified images ``task['indices']`` with every algorithm."""
     idx: list[int] = task["indices"]
     algos: list[str] = task["algos"]
-    res = _empty(len(idx), algos, (len(idx),))
+    res = empty_hashes(len(idx), algos, (len(idx),))
     res["ok"] = np.ones(len(idx), dtype=np.bool_)
     for j, i in enumerate(idx):
         try:
@@ -135,13 +138,30 @@ def hash_perturbed_task(task: dict[str, Any]) -> dict[str, npt.NDArray[Any]]:
     idx: list[int] = task["indices"]
     algos: list[str] = task["algos"]
     perts = [PERTURBATIONS[n] for n in task["perturbations"]]
-    res = _empty(len(idx), algos, (len(idx), len(perts)))
+    res = empty_hashes(len(idx), algos, (len(idx), len(perts)))
     for j, i in enumerate(idx):
         _, img, data = load_original(task["spec"], i)
+        src = edit_source(img, task.get("resolution", "full"), int(task.get("max_side", 0)))
         for k, p in enumerate(perts):
             rng = np.random.default_rng(
                 np.random.SeedSequence([task["seed"], i, zlib.crc32(p.name.encode())])
             )
-            out, file_bytes = p.apply(img, rng, data)
+            # the unchanged file is the original, whatever resolution the edits start from
+            out, file_bytes = p.apply(img if p.kind == "identity" else src, rng, data)
             _store(res, (j, k), _hash_all(out, file_bytes, algos))
     return res
+
+
+def edit_source(img: Image.Image, resolution: str, max_side: int) -> Image.Image:
+    """The image the edits start from: the decoded original, or a copy no larger than ``max_side``.
+
+    The known set is always hashed from the original file (as ``blindmatch db build``
+    does); only the edited copies depend on this choice.
+    """
+    if resolution == "full" or max(img.size) <= max_side:
+        return img
+    if resolution != "downscaled":
+        raise SimConfigError(f"perturb.resolution must be 'full' or 'downscaled', not {resolution!r}")
+    small = img.copy()
+    small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return small

@@ -13,18 +13,23 @@ __all__ = ["DETAIL_BUILDERS"]
 Rows = list[dict[str, str]]
 
 
+
+def _fmt(x: Any, spec: str, unit: str = "") -> str:
+    """``x`` formatted, or "n/a" where the corpus gave nothing to measure."""
+    return "n/a" if x is None else f"{x:{spec}}{unit}"
+
 def _corpus(res: dict[str, Any]) -> Rows:
     return [
         {
             "hash": d["algo"],
             "pairs": f"{d['pairs']:,}",
-            "mean": f"{d['mean']:.1f}",
+            "mean": _fmt(d["mean"], ".1f"),
             "binomial mean": f"{d['binomial_mean']:.0f}",
             "sd": f"{d['sd']:.2f}" if d["sd"] is not None else "n/a",
             "binomial sd": f"{d['binomial_sd']:.2f}",
-            "over-dispersion ρ": f"{d['beta_binomial']['rho']:.4f}",
-            "total variation vs binomial (2-bit bins)": f"{d['total_variation_vs_binomial']:.3f}",
-            "even distances": f"{100 * d['even_fraction']:.0f}%",
+            "over-dispersion ρ": _fmt((d["beta_binomial"] or {}).get("rho"), ".4f"),
+            "total variation vs binomial (2-bit bins)": _fmt(d["total_variation_vs_binomial"], ".3f"),
+            "even distances": _fmt(d["even_fraction"] and 100 * d["even_fraction"], ".0f", "%"),
             "closest pair": str(d["min_distance"]),
             "pairs within threshold": f"{d['pairs_within_threshold']} of {d['pairs']:,}",
         }

@@ -26,6 +26,7 @@ from typing import Any
 import jinja2
 from blindmatch.protocol import atomic_write
 
+from .copies import pipeline_sentence, real_copy_rows, real_copy_sentence, skipped_lines
 from .fmt import fmt_big, fmt_bytes, fmt_count, fmt_ms, fmt_rate, fmt_sci, sanitize
 from .meaning import meaning_facts
 from .plots import make_figures
@@ -140,6 +141,7 @@ def _csvs(res: dict[str, Any], out: Path) -> list[str]:
         "population.csv": [{k: v for k, v in r.items() if k != "fmr_measured"} for r in res["population"]],
         "accounts.csv": res["accounts"],
         "evasion.csv": res["evasion"]["attempts"],
+        "real_copies.csv": [_flat_rate(c) for c in (res.get("real_copies") or {}).get("cells", [])],
         "corpus_distances.csv": [
             {k: v for k, v in d.items() if k != "histogram"} for d in res["corpus"]["distances"].values()
         ],
@@ -163,6 +165,10 @@ def _context(res: dict[str, Any], figs: list[dict[str, str]], skipped: list[str]
         "false_matches": false_match_rows(res),
         "worked": worked_rows(res),
         "tables": detail_tables(res),
+        "copies": real_copy_rows(res),
+        "copies_text": real_copy_sentence(res),
+        "pipeline": pipeline_sentence(res),
+        "not_measured": skipped_lines(res),
     }
 
 

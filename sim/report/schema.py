@@ -381,6 +381,43 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "evasion": {"type": "object", "required": ["attempts", "config"]},
+        "skipped": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["what", "why"],
+                "properties": {"what": {"type": "string"}, "why": {"type": "string"}},
+            },
+        },
+        "perturbation_pipeline": {
+            "type": "object",
+            "required": ["resolution", "max_side", "set_hashed_from"],
+            "properties": {"resolution": {"enum": ["full", "downscaled"]}, "max_side": {"type": "integer"}},
+        },
+        "real_copies": {
+            "type": ["object", "null"],
+            "required": ["file", "pairs", "references", "labels", "cells"],
+            "properties": {
+                "pairs": {"type": "integer", "minimum": 1},
+                "references": {"type": "integer", "minimum": 1},
+                "labels": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+                "cells": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": [
+                            *_CELL_KEYS,
+                            "label",
+                            "gated",
+                            "median_distance_to_reference",
+                            "recall",
+                            *_RATE["required"],
+                        ],
+                        "properties": {**_CELL_KEYS, **_RATE["properties"], "label": {"type": "string"}},
+                    },
+                },
+            },
+        },
         "stages": {"type": "object"},
     },
 }

@@ -27,9 +27,10 @@ from blindmatch.protocol import BlindmatchError, Protocol
 from ..decide.accuracy import QueryPool
 from ..decide.database import build_set_dir
 from ..decide.variants import Variant
+from ..hashing.dihedral import dihedral_floats
 from .oracle import RealOutcome, SimQuery, http_session, local_session, real_verdicts
 
-__all__ = ["choose_sample", "code_fingerprint", "verify_protocol"]
+__all__ = ["choose_sample", "code_fingerprint", "sim_queries", "verify_protocol"]
 
 
 def code_fingerprint(proto: Protocol) -> str:
@@ -50,13 +51,17 @@ def choose_sample(pool: QueryPool, variant: Variant, n: int, rng: np.random.Gene
     near-boundary and random ones (a time budget may cut the sample short)."""
     spec = variant.decision(get_algo(pool.algo))
     verd = pool.verdicts[variant.label]
-    eligible = np.flatnonzero(~pool.gated)
+    pair = pool.is_pair if pool.is_pair is not None else np.zeros_like(pool.gated)
+    eligible = np.flatnonzero(~pool.gated & ~pair)
+    nearest = pool.dih_nearest_verify if variant.dihedral else pool.nearest_verify
+    assert nearest is not None
     if spec.kind == "fuzzy":
-        score = np.abs(pool.nearest_verify.astype(np.int64) - spec.radius)
+        score = np.abs(nearest.astype(np.int64) - spec.radius)
     else:
-        score = pool.nearest_verify.astype(np.int64)
+        score = nearest.astype(np.int64)
     streams: list[list[int]] = []
-    for group in (eligible[verd[eligible]], eligible[~verd[eligible]]):
+    copies = np.flatnonzero(~pool.gated & pair)  # real copy pairs: a stream of their own
+    for group in (eligible[verd[eligible]], eligible[~verd[eligible]], *([copies] if len(copies) else [])):
         perm = rng.permutation(group)
         near = perm[np.argsort(score[perm], kind="stable")].tolist()
         rand = perm.tolist()
@@ -78,25 +83,41 @@ def choose_sample(pool: QueryPool, variant: Variant, n: int, rng: np.random.Gene
     return out
 
 
-def _queries(pool: QueryPool, idx: list[int]) -> list[SimQuery]:
-    return [
-        SimQuery(
-            i,
-            pool.raw[i].tobytes(),
-            pool.floats_of(i),
-            None if pool.quality[i] < 0 else int(pool.quality[i]),
-        )
-        for i in idx
-    ]
+def sim_queries(pool: QueryPool, idx: list[int], dihedral: bool = False) -> list[SimQuery]:
+    """Pool rows as queries; with ``dihedral``, each carries its 8 transforms (PDQ floats included)."""
+    out = []
+    for i in idx:
+        q = None if pool.quality[i] < 0 else int(pool.quality[i])
+        dih: tuple[SimQuery, ...] = ()
+        if dihedral and pool.dih_raw is not None and pool.floats is not None:
+            fl = dihedral_floats(pool.floats[i])
+            dih = tuple(
+                SimQuery(i, pool.dih_raw[i, t].tobytes(), tuple(float(x) for x in fl[t]), q) for t in range(8)
+            )
+        out.append(SimQuery(i, pool.raw[i].tobytes(), pool.floats_of(i), q, dih))
+    return out
 
 
 def _compare(
-    pool: QueryPool, label: str, idx: list[int], out: RealOutcome, pert_names: list[str]
+    pool: QueryPool,
+    label: str,
+    idx: list[int],
+    out: RealOutcome,
+    pert_names: list[str],
+    n_fixed: int,
 ) -> dict[str, Any]:
+    """Agreement over the whole sample, and over its fixed prefix (the part no budget can cut)."""
     expected: npt.NDArray[np.bool_] = pool.verdicts[label]
     agree = disagree = unavailable = 0
     diffs = []
-    for i, got in zip(idx, out.verdicts, strict=False):
+    fixed = {"n": min(n_fixed, len(idx)), "agree": 0, "disagree": 0, "unavailable": 0}
+    kinds: dict[str, int] = {}
+    for i in idx:
+        kinds[_kind(pool, i)] = kinds.get(_kind(pool, i), 0) + 1
+    for j, (i, got) in enumerate(zip(idx, out.verdicts, strict=False)):
+        outcome = "unavailable" if got is None else "agree" if bool(got) == bool(expected[i]) else "disagree"
+        if j < fixed["n"]:
+            fixed[outcome] += 1
         if got is None:
             unavailable += 1
         elif bool(got) == bool(expected[i]):
@@ -106,7 +127,7 @@ def _compare(
             diffs.append(
                 {
                     "query": int(i),
-                    "kind": "perturbed known" if pool.is_pos[i] else "unrelated",
+                    "kind": _kind(pool, i),
                     "perturbation": pert_names[int(pool.pert_of[i])] if pool.is_pos[i] else None,
                     "nearest_distance": int(pool.nearest_verify[i]),
                     "expected": bool(expected[i]),
@@ -114,6 +135,7 @@ def _compare(
                 }
             )
     unavailable += max(0, len(idx) - len(out.verdicts))
+    fixed["unavailable"] += max(0, fixed["n"] - len(out.verdicts))
     return {
         "n": len(idx),
         "agree": agree,
@@ -125,7 +147,15 @@ def _compare(
         "seconds": round(out.seconds, 3),
         "errors": out.errors[:5],
         "disagreements": diffs[:20],
+        "fixed": fixed,
+        "kinds": kinds,
     }
+
+
+def _kind(pool: QueryPool, i: int) -> str:
+    if pool.is_pos[i]:
+        return "perturbed known"
+    return "real copy" if pool.is_pair is not None and pool.is_pair[i] else "unrelated"
 
 
 def verify_protocol(
@@ -145,12 +175,16 @@ def verify_protocol(
     pconf = cfg.get("protocols", {}).get(proto.name, {})
     n_local = int(pconf.get("verify_local", acc["verify_local"]))
     n_http = int(pconf.get("verify_http", acc["verify_http"]))
+    n_fixed = int(acc["verify_min"])
     kinds = ("local", "http") if http else ("local",)
     budget = min(
         float(acc["verify_budget_s"]),
         float(acc["protocol_budget_s"]) / max(1, len(kinds) * len(variants) * int(n_algos)),
     )
     algo = get_algo(algo_name)
+    variants = [v for v in variants if v.runs_on(algo_name)]
+    if not variants:
+        return []
     rows = pool.rows(pool.verify_size)
     primers = [
         SimQuery(
@@ -204,13 +238,14 @@ def verify_protocol(
                         sess,
                         v,
                         algo,
-                        _queries(pool, idx),
+                        sim_queries(pool, idx, v.dihedral),
                         primers,
                         account,
                         base / "client" / _slug(v.label),
                         budget,
+                        min_queries=n_fixed,
                     )
-                    records[v.label][kind] = _compare(pool, v.label, idx, out, pert_names)
+                    records[v.label][kind] = _compare(pool, v.label, idx, out, pert_names, n_fixed)
         except (BlindmatchError, RuntimeError, OSError, ValueError) as e:
             for v in variants:
                 records[v.label][kind] = {
@@ -224,6 +259,7 @@ def verify_protocol(
                     "seconds": 0.0,
                     "errors": [],
                     "disagreements": [],
+                    "fixed": {"n": 0, "agree": 0, "disagree": 0, "unavailable": 0},
                 }
     for r in records.values():
         checks = [r[k] for k in ("local", "http") if r[k] is not None]

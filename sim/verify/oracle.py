@@ -73,6 +73,15 @@ class SimQuery:
     raw: bytes
     floats: tuple[float, ...] | None = None
     quality: int | None = None
+    dihedral: tuple[SimQuery, ...] = ()  # the 8 rotations/flips, for dihedral variants
+
+    def scans(self, variant: Variant) -> tuple[SimQuery, ...]:
+        """What the client sends for one image: itself, or all 8 transforms (matched if any is)."""
+        if not variant.dihedral:
+            return (self,)
+        if len(self.dihedral) != 8:
+            raise ValueError(f"{variant.label}: query {self.qid} carries no dihedral hashes")
+        return self.dihedral
 
     def to_item(self, algo: HashAlgo, ad: bytes) -> ScanItem:
         hashed = HashedImage(algo.from_bytes(self.raw), self.quality, self.floats)
@@ -260,21 +269,29 @@ def _server_verdicts(sess: Session, account: str) -> tuple[list[ServerVerdict] |
 
 
 def _from_server(
-    verdicts: list[ServerVerdict], nonce: str, sent: int, queries: list[SimQuery], n_out: int, clean: bool
+    verdicts: list[ServerVerdict],
+    nonce: str,
+    sent: int,
+    queries: list[SimQuery],
+    n_out: int,
+    clean: bool,
+    per: int = 1,
 ) -> tuple[list[bool | None] | None, str]:
     """Per-query verdicts from the server's list, or (None, why not).
 
     A log (verdicts without associated data) lines up with the queries only if
-    every scan went through (``clean``)."""
+    every scan went through (``clean``); ``per`` scans make one image (8 for a
+    dihedral variant), matched if any of them is."""
     revealed = b"\n".join(v.associated_data for v in verdicts if v.associated_data is not None)
     if revealed:
         text = revealed.decode("utf-8", errors="replace")
         if not all(_found(_token(nonce, "p", i), text) for i in range(sent)):
             return None, "the primers were not revealed"
         return [_found(_token(nonce, "q", q.qid), text) for q in queries[:n_out]], "server-reveal"
-    if clean and len(verdicts) == sent + n_out and all(v.matched for v in verdicts[:sent]):
-        return [v.matched for v in verdicts[sent:]], "server-log"
-    return None, f"{len(verdicts)} server verdicts for {sent} primers and {n_out} queries"
+    if clean and len(verdicts) == sent + per * n_out and all(v.matched for v in verdicts[:sent]):
+        log = [v.matched for v in verdicts[sent:]]
+        return [any(log[per * j : per * (j + 1)]) for j in range(n_out)], "server-log"
+    return None, f"{len(verdicts)} server verdicts for {sent} primers and {n_out} × {per} scans"
 
 
 def real_verdicts(
@@ -286,11 +303,26 @@ def real_verdicts(
     account: str,
     cache_dir: Path,
     budget_s: float,
+    min_queries: int = 2,
 ) -> RealOutcome:
-    """Run the real client half against ``sess`` for each query and collect verdicts."""
+    """Run the real client half against ``sess`` for each query and collect verdicts.
+
+    The first ``min_queries`` always run; the time budget may cut only the rest
+    (those extra verdicts are reported but kept out of the deterministic digest).
+    A dihedral variant sends each image's 8 orientations; the image matched if any did.
+    """
     t0 = time.perf_counter()
     nonce = account
     n_primers = max(1, variant.threshold) if variant.learner == "server" else 0
+    if not queries:
+        return RealOutcome([], "unavailable", "no query to check (every candidate was quality-gated)")
+    if n_primers > len(primers):
+        return RealOutcome(
+            [None] * len(queries),
+            "unavailable",
+            f"the server-side read-out needs {n_primers} exact set members to prime it; "
+            f"the set holds {len(primers)} from images",
+        )
     out: list[bool | None] = []
     errors: list[str] = []
     truncated = False
@@ -307,12 +339,16 @@ def real_verdicts(
                 seconds=time.perf_counter() - t0,
                 errors=[str(e)],
             )
-        items = (q.to_item(algo, _token(nonce, "q", q.qid).encode()) for q in queries)
-        for q, v in zip(queries, scanner.iter_scan(items), strict=False):
-            if v.error is not None:
-                errors.append(f"query {q.qid}: {v.error.code}: {v.error.detail}")
-            out.append(v.matched)
-            if len(out) < len(queries) and time.perf_counter() - t0 > budget_s and len(out) >= 2:
+        for q in queries:
+            ad = _token(nonce, "q", q.qid).encode()
+            vs = [scanner.scan_one(s.to_item(algo, ad)) for s in q.scans(variant)]
+            err = next((v.error for v in vs if v.error is not None), None)
+            if err is not None:
+                errors.append(f"query {q.qid}: {err.code}: {err.detail}")
+            seen = [v.matched for v in vs]
+            out.append(None if err is not None or any(m is None for m in seen) else any(seen))
+            over = time.perf_counter() - t0 > budget_s
+            if len(out) < len(queries) and over and len(out) >= max(1, min_queries):
                 truncated = True
                 break
     if any(m is not None for m in out):
@@ -322,7 +358,9 @@ def real_verdicts(
     verdicts, why = _server_verdicts(sess, account)
     got: list[bool | None] | None = None
     if verdicts is not None:
-        got, why = _from_server(verdicts, nonce, sent, queries, len(out), not errors)
+        got, why = _from_server(
+            verdicts, nonce, sent, queries, len(out), not errors, variant.scans_per_image
+        )
     if got is None:
         return RealOutcome(
             [None] * len(out),
