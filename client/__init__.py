@@ -10,6 +10,7 @@ server.
 
 from blindmatch.protocol import ALGOS, HammingIndex, HashAlgo, HashSet, HashValue, get_algo
 
+from .dihedral import dihedral_floats, dihedral_hashes
 from .hashers import PDQ_MIN_QUALITY, HashedImage, hash_bytes, hash_dihedral, hash_file, hash_image
 from .images import MAX_PIXELS, decode_image, load_image, to_rgb
 from .scanner import Progress, ScanData, ScanInput, ScanItem, Scanner, Verdict
@@ -34,6 +35,8 @@ __all__ = [
     "ServerUnreachableError",
     "Verdict",
     "decode_image",
+    "dihedral_floats",
+    "dihedral_hashes",
     "get_algo",
     "hash_bytes",
     "hash_dihedral",

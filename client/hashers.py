@@ -20,6 +20,7 @@ import pdqhash
 from blindmatch.protocol import HashAlgo, HashValue, get_algo
 from PIL import Image
 
+from .dihedral import dihedral_floats, dihedral_hashes
 from .images import PDQ_MAX_SIDE, decode_image, load_image
 
 __all__ = [
@@ -67,10 +68,7 @@ def hash_image(img: Image.Image, algo: str = "pdq", dihedral: bool = False) -> H
         med = float(np.median(floats))
         bits = (floats > med).astype(np.uint8)
         hv = a.from_bits(bits)
-        dih = None
-        if dihedral:
-            hashes, _ = pdqhash.compute_dihedral(arr)
-            dih = tuple(a.from_bits(h) for h in hashes)
+        dih = tuple(a.from_bytes(h.tobytes()) for h in dihedral_hashes(floats)) if dihedral else None
         return HashedImage(hv, int(quality), tuple(float(x) for x in floats), dih)
     if a.name in ("phash", "dhash"):
         fn = imagehash.phash if a.name == "phash" else imagehash.dhash
@@ -81,12 +79,22 @@ def hash_image(img: Image.Image, algo: str = "pdq", dihedral: bool = False) -> H
 
 
 def hash_dihedral(img: Image.Image, algo: str = "pdq") -> tuple[HashedImage, ...]:
-    """The 8 rotations/flips of ``img``, identity first, each hashed on its own.
+    """The 8 rotations/flips of ``img``, identity first, each with its own float values.
 
-    Unlike ``HashedImage.dihedral`` (PDQ's one-pass dihedral hashes), every
-    entry carries its own quality and float values, so multi-probe can run on
-    each orientation.
+    PDQ: Meta's one-pass definition (``pdqhash.compute_dihedral``, derived here from
+    the one set of DCT floats so multi-probe can run on each orientation; the
+    simulator uses the same function). pHash and dHash have no such identity: each
+    rotated image is hashed on its own.
     """
+    a = get_algo(algo)
+    if a.name == "pdq":
+        base = hash_image(img, "pdq")
+        floats = dihedral_floats(np.asarray(base.float_values))
+        hashes = dihedral_hashes(np.asarray(base.float_values))
+        return tuple(
+            HashedImage(a.from_bytes(h.tobytes()), base.quality, tuple(float(x) for x in f))
+            for h, f in zip(hashes, floats, strict=True)
+        )
     return tuple(hash_image(_dihedral(img, k), algo) for k in range(8))
 
 

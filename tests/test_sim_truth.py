@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import pdqhash
 import pytest
-from blindmatch.client import hash_file, load_image
+from blindmatch.client import dihedral_hashes, hash_file, load_image
 from blindmatch.sim.config import load_config
-from blindmatch.sim.hashing.dihedral import dihedral_hashes
 from blindmatch.sim.hashing.images import corpus_spec, hash_originals_task, hash_perturbed_task
 from blindmatch.sim.hashing.pairs import PairsFileError, read_pairs
 from blindmatch.sim.report.schema import validate

@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from blindmatch.client import get_algo
+from blindmatch.client import dihedral_floats, dihedral_hashes, get_algo
 
-from ..hashing.dihedral import dihedral_floats, dihedral_hashes
 from ..perturb.edits import Perturbation
 from ..stats import rate
 from .database import filler_hashes, set_rows

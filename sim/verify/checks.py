@@ -21,13 +21,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from blindmatch.client import get_algo
+from blindmatch.client import dihedral_floats, get_algo
 from blindmatch.protocol import BlindmatchError, Protocol
 
 from ..decide.accuracy import QueryPool
 from ..decide.database import build_set_dir
 from ..decide.variants import Variant
-from ..hashing.dihedral import dihedral_floats
 from .oracle import RealOutcome, SimQuery, http_session, local_session, real_verdicts
 
 __all__ = ["choose_sample", "code_fingerprint", "sim_queries", "verify_protocol"]
