@@ -21,7 +21,6 @@ the parties' CPU includes their shard workers (child processes).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import httpx
 import numpy as np
 from blindmatch.protocol import Query, get_algo, get_protocol
+from blindmatch.server.testing import free_port_block
 
 from .context import BenchContext, Metric, make_row
 from .protocols import build_set, make_queries
@@ -38,23 +38,6 @@ from .timing import Stat, stat
 __all__ = ["mpc_floor_seconds", "run_mpc_suite"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _free_block(n: int = 6) -> int:
-    for base in range(31000, 60000, 17):
-        socks = []
-        try:
-            for i in range(n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + i))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block for the mpc parties")
 
 
 def _proc_cpu(pid: int) -> float:
@@ -77,7 +60,7 @@ class Parties:
     def __init__(self, set_dir: Path, log_dir: Path, workers: int = 1) -> None:
         from blindmatch.server.mpc import party_commands
 
-        self.base = _free_block(3 + 3 * workers)
+        self.base = free_port_block(3 + 3 * workers)
         self.logs = [open(log_dir / f"party-{i}.log", "ab") for i in range(3)]  # noqa: SIM115
         commands = party_commands(set_dir, "127.0.0.1", self.base, workers=workers)
         self.procs = [

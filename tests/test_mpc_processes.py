@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from blindmatch.client import HttpTransport, hash_bytes
 from blindmatch.protocol import HashValue, Query, get_algo, get_protocol
 from blindmatch.protocol.mpc._wire import MpcQuery
 from blindmatch.server import SetDir
+from blindmatch.server.testing import free_port_block
 from PIL import Image
 
 from blindmatch.corpus import generate_image
@@ -28,24 +28,6 @@ from .conftest import encode
 PDQ = get_algo("pdq")
 BLINDMATCH = str(Path(sys.executable).parent / "blindmatch")
 TOKEN = "mpc-admin-token"
-
-
-def _free_block(n: int = 6) -> int:
-    for _ in range(200):
-        base = int(np.random.default_rng().integers(20000, 60000))
-        socks = []
-        try:
-            for i in range(n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + i))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block")
 
 
 def _healthy(url: str) -> bool:
@@ -59,7 +41,7 @@ class Trio:
     """Three `blindmatch serve --mpc-party I` processes."""
 
     def __init__(self, db: Path) -> None:
-        self.db, self.base = db, _free_block()
+        self.db, self.base = db, free_port_block(6)
         self.peers = ",".join(f"127.0.0.1:{self.base + 3 + i}" for i in range(3))
         self.procs: list[subprocess.Popen[bytes] | None] = [None, None, None]
 
@@ -297,7 +279,7 @@ def test_a_party_down_is_a_typed_error_and_recovers(
 
 
 def test_mpc_up_serves_and_stops_on_sigterm(set_dir: Path, tmp_path: Path, images: list[Image.Image]) -> None:
-    base = _free_block()
+    base = free_port_block(6)
     proc = subprocess.Popen(
         [BLINDMATCH, "mpc", "up", "--db", str(set_dir), "--port", str(base)],
         stdout=subprocess.DEVNULL,
