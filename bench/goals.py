@@ -71,7 +71,7 @@ GOALS: tuple[Goal, ...] = (
     Goal(
         "oprf-filter-size",
         "oprf filter within 15% of log2(1/fpr) bits/element and no larger than openmined-psi GCS "
-        "(issue 3; the same filter in both modes)",
+        "(the same filter in both modes)",
         "filter_size",
         1.15,
     ),

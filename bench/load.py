@@ -172,20 +172,8 @@ def _prepare_state(ctx: BenchContext, name: str, base_set: Path) -> tuple[Path, 
     return a, b
 
 
-def _row_from(
-    ctx: BenchContext,
-    sc: LoadScenario,
-    workers: int,
-    res: dict[str, Any],
-    before: dict[str, float],
-    after: dict[str, float],
-    alive: bool,
-    kind: str,
-    n: int,
-    rate_env: Mapping[str, str],
-    extra_note: str | None = None,
-) -> dict[str, Any]:
-    lat = res["latency_s"]
+def _refusals(res: dict[str, Any], kind: str) -> tuple[int, int]:
+    """Errors and 429/503 refusals of one run: refusals count as errors only where the kind forbids them."""
     non_ok = {k: v for k, v in res["status_counts"].items() if not k.startswith("2")}
     limited = sum(v for k, v in non_ok.items() if k in ("429", "503"))
     other = sum(v for k, v in non_ok.items() if k not in ("429", "503")) + sum(
@@ -194,6 +182,14 @@ def _row_from(
     # at throughput settings nothing may be refused; past saturation refusals are allowed,
     # but only with Retry-After
     errors = other + (limited if kind.startswith("throughput") else res["retry_after_missing"])
+    return errors, limited
+
+
+def _load_metrics(
+    sc: LoadScenario, res: dict[str, Any], before: dict[str, float], after: dict[str, float], errors: int
+) -> dict[str, Metric]:
+    """Throughput, latency and server CPU per request/item; CPU per item is what prices capacity."""
+    lat = res["latency_s"]
     answered = sum(res["status_counts"].values())
     cpu_per_req = (after["cpu_s"] - before["cpu_s"]) / answered if answered else None
     metrics: dict[str, Metric] = {
@@ -220,6 +216,24 @@ def _row_from(
                 Stat(cap, cap, cap, 1, "items/s"),
                 note="items per second of server CPU (uvicorn process tree), HTTP included",
             )
+    return metrics
+
+
+def _row_from(
+    ctx: BenchContext,
+    sc: LoadScenario,
+    workers: int,
+    res: dict[str, Any],
+    before: dict[str, float],
+    after: dict[str, float],
+    alive: bool,
+    kind: str,
+    n: int,
+    rate_env: Mapping[str, str],
+    extra_note: str | None = None,
+) -> dict[str, Any]:
+    errors, limited = _refusals(res, kind)
+    metrics = _load_metrics(sc, res, before, after, errors)
     notes = [extra_note] if extra_note else []
     if res.get("exhausted"):
         notes.append(f"stopped when the {res['bodies_available']} single-use bodies ran out")
@@ -382,23 +396,9 @@ _DELAYED_ACK_NOTE = (
 )
 
 
-def _run_scenario(
-    ctx: BenchContext,
-    sc: LoadScenario,
-    si: int,
-    served: Path,
-    recorder: Path,
-    n: int,
-    duration: float,
-    conc: int,
-) -> None:
-    """Throughput at 1 and 2 workers; for a protocol's first scenario also the two-worker run
-    with an ordinary client ACK and the two saturation runs.
-
-    Reusable bodies are recorded once (a few dozen, replayed round-robin). Single-use
-    bodies are recorded once for all runs and split between them; a run that uses up
-    its share stops early and says so, its throughput taken over the time it ran.
-    """
+def _runs_for(ctx: BenchContext, sc: LoadScenario, si: int, conc: int) -> list[_Run]:
+    """Throughput at 1 and 2 workers; only a protocol's first scenario adds the delayed-ACK and
+    saturation runs, so those run once per protocol."""
     hc = 16 if ctx.quick else 128
     # the driver stands in for a trusted proxy that names each client in a header
     low = {
@@ -435,6 +435,11 @@ def _run_scenario(
                 "one client id against a 20 req/s bucket: expect 429 + Retry-After",
             ),
         ]
+    return runs
+
+
+def _body_shares(ctx: BenchContext, sc: LoadScenario, runs: list[_Run], duration: float) -> list[int]:
+    """Bodies each run needs: single-use bodies are split by share, reusable ones replayed round-robin."""
     if sc.unique:
         items = 100 if ctx.quick else int(min(3000, max(400, 300 * duration)))
         shares = [
@@ -448,6 +453,28 @@ def _run_scenario(
         ]
     else:
         shares = [16 if ctx.quick else 64] * len(runs)
+    return shares
+
+
+def _run_scenario(
+    ctx: BenchContext,
+    sc: LoadScenario,
+    si: int,
+    served: Path,
+    recorder: Path,
+    n: int,
+    duration: float,
+    conc: int,
+) -> None:
+    """Throughput at 1 and 2 workers; for a protocol's first scenario also the two-worker run
+    with an ordinary client ACK and the two saturation runs.
+
+    Reusable bodies are recorded once (a few dozen, replayed round-robin). Single-use
+    bodies are recorded once for all runs and split between them; a run that uses up
+    its share stops early and says so, its throughput taken over the time it ran.
+    """
+    runs = _runs_for(ctx, sc, si, conc)
+    shares = _body_shares(ctx, sc, runs, duration)
     total = sum(shares) if sc.unique else shares[0]
     ctx.log(f"load: {sc.label}: recording {total} request bodies with the real client")
     bodies, headers = record_bodies(ctx, sc, recorder, total, time_cap_s=10.0 if ctx.quick else 90.0)

@@ -26,7 +26,7 @@ import socket
 import struct
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -149,18 +149,126 @@ class _H11Conn:
         return _Resp(status, rh, b"".join(chunks))
 
 
-async def _run(spec: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class _Tally:
+    """Outcomes of every request, kept apart from the send loop so the report reads them in one place."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    ra_missing: int = 0
+    retry_after_values: list[str] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    error_samples: list[str] = field(default_factory=list)
+
+    def record(self, t0: float, r: _Resp) -> None:
+        """Count a status; only successes time latency, so shed load cannot flatter the percentiles."""
+        code = str(r.status)
+        self.statuses[code] = self.statuses.get(code, 0) + 1
+        if r.status in (429, 503):
+            ra = r.headers.get("retry-after")
+            if ra is None:
+                self.ra_missing += 1
+            elif len(self.retry_after_values) < 20:
+                self.retry_after_values.append(ra)
+        elif r.status >= 400 and len(self.error_samples) < 5:
+            self.error_samples.append(f"{code}: {r.body[:200]!r}")
+        if r.status < 400:
+            self.latencies.append(time.perf_counter() - t0)
+
+    def fail(self, e: BaseException) -> None:
+        """Count a transport error by type, with a few samples to tell them apart."""
+        name = type(e).__name__
+        self.errors[name] = self.errors.get(name, 0) + 1
+        if len(self.error_samples) < 5:
+            self.error_samples.append(f"{name}: {e}")
+
+
+def _target(spec: dict[str, Any]) -> tuple[str, Any, str | None]:
+    """The full URL, its parts and host; refuses anything but loopback so a spec cannot aim load elsewhere."""
     url = spec["url"].rstrip("/") + spec["path"]
     parts = urlsplit(url)
     host = parts.hostname
     if host not in LOOPBACK:
         raise SystemExit(f"refusing non-loopback target {host!r}")
+    return url, parts, host
+
+
+def _bodies_and_engine(spec: dict[str, Any]) -> tuple[list[bytes], str]:
+    """Load the recorded bodies and check the engine before any connection opens, so a bad spec fails fast."""
     bodies = read_bodies(Path(spec["bodies_file"])) if spec.get("bodies_file") else [b""]
     if not bodies:
         raise SystemExit("no request bodies")
     engine = spec.get("engine", "h11")
     if engine not in ("h11", "httpx"):
         raise SystemExit(f"unknown engine {engine!r}")
+    return bodies, engine
+
+
+async def _send(
+    conn: _H11Conn | None,
+    client: httpx.AsyncClient | None,
+    method: str,
+    url: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    timeout: float,
+) -> _Resp:
+    """One request on whichever engine is in use, answered in one shape so the tally need not care."""
+    if conn is not None:
+        return await asyncio.wait_for(conn.request(method, path, headers, body), timeout)
+    assert client is not None
+    hr = await client.request(method, url, content=body if method == "POST" else None, headers=headers)
+    return _Resp(hr.status_code, dict(hr.headers), hr.content)
+
+
+def _report(
+    spec: dict[str, Any],
+    url: str,
+    engine: str,
+    conc: int,
+    elapsed: float,
+    driver_cpu: float,
+    tally: _Tally,
+    bodies_available: int,
+    exhausted: bool,
+) -> dict[str, Any]:
+    """The JSON result; driver CPU is reported so a reader can tell a driver-bound run."""
+    lat = sorted(tally.latencies)
+    ok = sum(v for k, v in tally.statuses.items() if k.startswith("2"))
+    return {
+        "url": url,
+        "engine": engine,
+        "quickack": bool(spec.get("quickack")),
+        "concurrency": conc,
+        "duration_s": elapsed,
+        "driver_cpu_s": driver_cpu,
+        "driver_cpu_share": driver_cpu / elapsed if elapsed > 0 else None,
+        "requests": sum(tally.statuses.values()) + sum(tally.errors.values()),
+        "ok": ok,
+        "status_counts": tally.statuses,
+        "transport_errors": tally.errors,
+        "error_samples": tally.error_samples,
+        "retry_after_missing": tally.ra_missing,
+        "retry_after_values": tally.retry_after_values,
+        "throughput_rps": ok / elapsed if elapsed > 0 else 0.0,
+        "latency_s": {
+            "p50": _percentile(lat, 0.50),
+            "p90": _percentile(lat, 0.90),
+            "p99": _percentile(lat, 0.99),
+            "min": lat[0] if lat else None,
+            "max": lat[-1] if lat else None,
+            "n": len(lat),
+        },
+        "bodies_available": bodies_available,
+        "exhausted": exhausted,
+    }
+
+
+async def _run(spec: dict[str, Any]) -> dict[str, Any]:
+    """One load run: the workers share one body counter and deadline, so the driver stops by itself."""
+    url, parts, host = _target(spec)
+    bodies, engine = _bodies_and_engine(spec)
     method = spec.get("method", "POST")
     conc = int(spec["concurrency"])
     duration = float(spec["duration_s"])
@@ -174,36 +282,11 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
     prefix = spec.get("client_id_prefix", "load")
     base_headers = {"content-type": "application/octet-stream", **spec.get("headers", {})}
 
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    ra_missing = [0]
-    retry_after_values: list[str] = []
-    errors: dict[str, int] = {}
-    error_samples: list[str] = []
+    tally = _Tally()
     counter = {"next": 0}
     cpu0 = time.process_time()
     start = time.monotonic()
     deadline = start + duration
-
-    def record(t0: float, r: _Resp) -> None:
-        code = str(r.status)
-        statuses[code] = statuses.get(code, 0) + 1
-        if r.status in (429, 503):
-            ra = r.headers.get("retry-after")
-            if ra is None:
-                ra_missing[0] += 1
-            elif len(retry_after_values) < 20:
-                retry_after_values.append(ra)
-        elif r.status >= 400 and len(error_samples) < 5:
-            error_samples.append(f"{code}: {r.body[:200]!r}")
-        if r.status < 400:
-            latencies.append(time.perf_counter() - t0)
-
-    def fail(e: BaseException) -> None:
-        name = type(e).__name__
-        errors[name] = errors.get(name, 0) + 1
-        if len(error_samples) < 5:
-            error_samples.append(f"{name}: {e}")
 
     def next_body() -> bytes | None:
         i = counter["next"]
@@ -232,21 +315,14 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
                 while (body := next_body()) is not None:
                     t0 = time.perf_counter()
                     try:
-                        if conn is not None:
-                            r = await asyncio.wait_for(
-                                conn.request(method, parts.path, headers, body), timeout
-                            )
-                        else:
-                            hr = await clients[wid // _PER_POOL].request(
-                                method, url, content=body if method == "POST" else None, headers=headers
-                            )
-                            r = _Resp(hr.status_code, dict(hr.headers), hr.content)
+                        client = None if conn is not None else clients[wid // _PER_POOL]
+                        r = await _send(conn, client, method, url, parts.path, headers, body, timeout)
                     except (OSError, TimeoutError, h11.ProtocolError, httpx.HTTPError) as e:
-                        fail(e)
+                        tally.fail(e)
                         if conn is not None:
                             conn.close()
                         continue
-                    record(t0, r)
+                    tally.record(t0, r)
             finally:
                 if conn is not None:
                     conn.close()
@@ -255,38 +331,18 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
         try:
             await asyncio.wait_for(asyncio.gather(*(worker(w) for w in range(conc))), hard)
         except TimeoutError:
-            errors["driver_hard_deadline"] = errors.get("driver_hard_deadline", 0) + 1
-    elapsed = time.monotonic() - start
-    driver_cpu = time.process_time() - cpu0
-    lat = sorted(latencies)
-    ok = sum(v for k, v in statuses.items() if k.startswith("2"))
-    return {
-        "url": url,
-        "engine": engine,
-        "quickack": bool(spec.get("quickack")),
-        "concurrency": conc,
-        "duration_s": elapsed,
-        "driver_cpu_s": driver_cpu,
-        "driver_cpu_share": driver_cpu / elapsed if elapsed > 0 else None,
-        "requests": sum(statuses.values()) + sum(errors.values()),
-        "ok": ok,
-        "status_counts": statuses,
-        "transport_errors": errors,
-        "error_samples": error_samples,
-        "retry_after_missing": ra_missing[0],
-        "retry_after_values": retry_after_values,
-        "throughput_rps": ok / elapsed if elapsed > 0 else 0.0,
-        "latency_s": {
-            "p50": _percentile(lat, 0.50),
-            "p90": _percentile(lat, 0.90),
-            "p99": _percentile(lat, 0.99),
-            "min": lat[0] if lat else None,
-            "max": lat[-1] if lat else None,
-            "n": len(lat),
-        },
-        "bodies_available": len(bodies) - offset,
-        "exhausted": unique and counter["next"] >= max_requests,
-    }
+            tally.errors["driver_hard_deadline"] = tally.errors.get("driver_hard_deadline", 0) + 1
+    return _report(
+        spec,
+        url,
+        engine,
+        conc,
+        time.monotonic() - start,
+        time.process_time() - cpu0,
+        tally,
+        len(bodies) - offset,
+        unique and counter["next"] >= max_requests,
+    )
 
 
 def run_load(spec: dict[str, Any]) -> dict[str, Any]:

@@ -158,11 +158,13 @@ _PEER_METRICS = (
 )
 
 
-def _psi_rows(ctx: BenchContext, n: int) -> None:
-    from blindmatch.server import SetDir
+_Mine = list[tuple[str, dict[str, Any], dict[str, Any]]]
 
+
+def _my_views(ctx: BenchContext, n: int) -> tuple[_Mine, float]:
+    """Our cells at size n and the fpr they declare, so the peers are built to the same error rate."""
     fpr = DEFAULT_FPR  # the peers' false-positive rate unless a measured cell declares one
-    mine: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    mine: _Mine = []
     wanted = [p for p in PEER_PROTOCOLS if p in REGISTRY and p in ctx.protocol_names()]
     for name in with_variants(wanted):
         sizes = [s for s in sorted(ctx.sizes) if s <= n]
@@ -172,8 +174,14 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
         view = _oprf_view(cell, impl)
         view["mode"] = mode
         mine.append((name, view, cell))
-    built = _openmined(ctx, n, fpr)
-    contenders: list[Contender] = [c for _, c in built]
+    return mine, fpr
+
+
+def _my_contenders(ctx: BenchContext, n: int, mine: _Mine) -> list[Contender]:
+    """Measured (not extrapolated) cells join the paired rounds; the hash set is built only if one does."""
+    from blindmatch.server import SetDir
+
+    contenders: list[Contender] = []
     algo = get_algo("pdq")
     hashes: HashSet | None = None
     for name, view, cell in mine:
@@ -192,14 +200,13 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
                     make_queries(ctx.seed, hashes, 65, tag=11),
                 )
             )
-    floor = FloorContender()
-    try:
-        paired = _paired(ctx, contenders, floor)
-    finally:
-        for c in contenders:
-            c.close()
-    floor_prims = {k: v.median for k, v in floor.prims().items()}
-    peers = [{**view, **paired[view["impl"]]} for view, _ in built]
+    return contenders
+
+
+def _attach_paired(
+    ctx: BenchContext, mine: _Mine, paired: dict[str, Any], floor_prims: dict[str, Any]
+) -> None:
+    """Paired numbers replace a cell's own, and its bounds use the floor measured in the same rounds."""
     for _, view, cell in mine:
         if view["impl"] in paired:
             view.update(paired[view["impl"]])
@@ -209,7 +216,10 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
             bounds = _bounds_for(ctx, cell)
             view["floor_source"] = "the cell's primitives (no paired rounds for this cell)"
         view["bounds"] = {k: {"value": v, "formula": f} for k, (v, f) in bounds.items()}
-    mine_views = [(name, view) for name, view, _ in mine]
+
+
+def _add_peer_rows(ctx: BenchContext, n: int, fpr: float, peers: list[dict[str, Any]]) -> None:
+    """One row per peer, so the peer's own numbers are on record next to the ratios."""
     for p in peers:
         ctx.add(
             make_row(
@@ -228,18 +238,16 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
                 reason=f"{p['verdict_errors']} wrong verdicts" if p["verdict_errors"] else None,
             )
         )
-    if not mine_views:
-        ctx.add(
-            make_row(
-                "peers",
-                "oprf vs openmined-psi",
-                f"oprf n={n}",
-                status="skipped",
-                reason="oprf is not registered in this build; openmined-psi measured alone",
-                params={"n": n, "fpr": fpr},
-            )
-        )
-        return
+
+
+def _add_ratio_rows(
+    ctx: BenchContext,
+    n: int,
+    fpr: float,
+    mine_views: list[tuple[str, dict[str, Any]]],
+    peers: list[dict[str, Any]],
+) -> None:
+    """One row per cell of ours with its ratio to every peer, metric by metric."""
     for name, oprf in mine_views:
         ms: dict[str, Metric] = {}
         ratios: dict[str, dict[str, float | None]] = {}
@@ -272,6 +280,38 @@ def _psi_rows(ctx: BenchContext, n: int) -> None:
                 reason="ratio < 1 means oprf is cheaper/smaller",
             )
         )
+
+
+def _psi_rows(ctx: BenchContext, n: int) -> None:
+    """Peers and our cells at size n, measured in the same paired rounds so machine load hits all alike."""
+    mine, fpr = _my_views(ctx, n)
+    built = _openmined(ctx, n, fpr)
+    contenders: list[Contender] = [c for _, c in built]
+    contenders.extend(_my_contenders(ctx, n, mine))
+    floor = FloorContender()
+    try:
+        paired = _paired(ctx, contenders, floor)
+    finally:
+        for c in contenders:
+            c.close()
+    floor_prims = {k: v.median for k, v in floor.prims().items()}
+    peers = [{**view, **paired[view["impl"]]} for view, _ in built]
+    _attach_paired(ctx, mine, paired, floor_prims)
+    mine_views = [(name, view) for name, view, _ in mine]
+    _add_peer_rows(ctx, n, fpr, peers)
+    if not mine_views:
+        ctx.add(
+            make_row(
+                "peers",
+                "oprf vs openmined-psi",
+                f"oprf n={n}",
+                status="skipped",
+                reason="oprf is not registered in this build; openmined-psi measured alone",
+                params={"n": n, "fpr": fpr},
+            )
+        )
+        return
+    _add_ratio_rows(ctx, n, fpr, mine_views, peers)
 
 
 def _baseline() -> str | None:

@@ -73,6 +73,65 @@ def _suite_fns() -> dict[str, Callable[[BenchContext], None]]:
     }
 
 
+def _run_suites(ctx: BenchContext, suites: list[str], fns: dict[str, Callable[[BenchContext], None]]) -> None:
+    """Run the suites in order; a crashed suite is recorded as an error so the others still run."""
+    for s in suites:
+        ctx.log(f"suite {s}")
+        try:
+            fns[s](ctx)
+        except Exception as e:  # a crashed suite is reported, the others still run
+            ctx.errors.append(
+                {
+                    "suite": s,
+                    "where": "suite",
+                    "error": repr(e),
+                    "traceback": traceback.format_exc()[-3000:],
+                }
+            )
+
+
+def _document(
+    ctx: BenchContext,
+    machine: dict[str, Any],
+    suite: str,
+    suites: list[str],
+    sizes: list[int],
+    repeats: int,
+    seed: int,
+    quick: bool,
+    protocols: list[str] | None,
+    load_seconds: float,
+    cell_budget_s: float,
+    note: str | None,
+    t0: float,
+) -> dict[str, Any]:
+    """The results document before goals: the config is recorded so a reader can rerun the same bench."""
+    from blindmatch.protocol import REGISTRY
+
+    return {
+        "schema": SCHEMA,
+        "machine": machine,
+        "seed": seed,
+        "config": {
+            "suite": suite,
+            "suites": suites,
+            "sizes": sizes,
+            "repeats": repeats,
+            "quick": quick,
+            "protocols": protocols,
+            "registered_protocols": sorted(REGISTRY),
+            "load_seconds": load_seconds,
+            "cell_budget_s": cell_budget_s,
+            "note": note,
+        },
+        "duration_s": time.monotonic() - t0,
+        "primitives": {k: v.to_dict() for k, v in ctx.prims.items()},
+        "primitive_params": ctx.prim_info,
+        "rows": ctx.rows,
+        "errors": ctx.errors,
+    }
+
+
 def run_bench(
     suite: str,
     out: Path,
@@ -113,46 +172,25 @@ def run_bench(
     ctx.log(f"machine: {machine['cpu_model']}, {machine['logical_cpus']} cores; seed {seed}; sizes {sizes}")
     fns = _suite_fns()
     try:
-        for s in suites:
-            ctx.log(f"suite {s}")
-            try:
-                fns[s](ctx)
-            except Exception as e:  # a crashed suite is reported, the others still run
-                ctx.errors.append(
-                    {
-                        "suite": s,
-                        "where": "suite",
-                        "error": repr(e),
-                        "traceback": traceback.format_exc()[-3000:],
-                    }
-                )
+        _run_suites(ctx, suites, fns)
     finally:
         if own_tmp:
             shutil.rmtree(wd, ignore_errors=True)
-    from blindmatch.protocol import REGISTRY
-
-    res: dict[str, Any] = {
-        "schema": SCHEMA,
-        "machine": machine,
-        "seed": seed,
-        "config": {
-            "suite": suite,
-            "suites": suites,
-            "sizes": sizes,
-            "repeats": repeats,
-            "quick": quick,
-            "protocols": protocols,
-            "registered_protocols": sorted(REGISTRY),
-            "load_seconds": load_seconds,
-            "cell_budget_s": cell_budget_s,
-            "note": note,
-        },
-        "duration_s": time.monotonic() - t0,
-        "primitives": {k: v.to_dict() for k, v in ctx.prims.items()},
-        "primitive_params": ctx.prim_info,
-        "rows": ctx.rows,
-        "errors": ctx.errors,
-    }
+    res = _document(
+        ctx,
+        machine,
+        suite,
+        suites,
+        sizes,
+        repeats,
+        seed,
+        quick,
+        protocols,
+        load_seconds,
+        cell_budget_s,
+        note,
+        t0,
+    )
     res["goals"] = evaluate_goals(res)
     problems = validate_results(res)
     if problems:  # a bug in the bench itself: fail loudly rather than publish a broken file
