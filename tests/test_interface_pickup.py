@@ -111,11 +111,14 @@ def test_simulator_uses_the_declared_options_and_verdicts(
     reveal, exact = toys
     cfg = load_config(quick=True)
     cfg["variants"]["probe_bits"] = [0, 2]
-    ks = [v.client_options.get("probe_bits") for v in protocol_variants(exact, cfg)]
+    variants = protocol_variants(exact, cfg)
+    ks = [v.client_options.get("probe_bits") for v in variants if not v.dihedral]
     assert ks == [0, 2]  # the exact protocol declares probe_bits: one variant per k
+    # and one dihedral variant on the most robust of them
+    assert [v.client_options.get("probe_bits") for v in variants if v.dihedral] == [2]
     assert all("probe_bits" not in v.client_options for v in protocol_variants(reveal, cfg))
     cfg["protocols"]["test-reveal"] = {"server_options": {"threshold": 2}}
-    (variant,) = protocol_variants(reveal, cfg)
+    (variant,) = [v for v in protocol_variants(reveal, cfg) if not v.dihedral]
     raw = [set_dir.hashes.value(i).raw for i in range(4)]
     primers = [SimQuery(100 + i, r) for i, r in enumerate(raw[:2])]
     queries = [SimQuery(0, raw[2]), SimQuery(1, bytes(32))]
