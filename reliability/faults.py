@@ -122,12 +122,69 @@ class KillReport:
         )
 
 
+def _audit_uploads(
+    log: list[tuple[str, bytes, int, bytes]], rep: KillReport
+) -> tuple[dict[bytes, bytes], list[list[bytes]], set[bytes]]:
+    """What the clients sent and what the server acknowledged, read back from the wire log."""
+    from blindmatch.protocol.tpsi import UploadBatch, UploadReply
+
+    sent: dict[bytes, bytes] = {}
+    batches: list[list[bytes]] = []
+    acked: set[bytes] = set()
+    for path, body, status, reply in log:
+        if path != "vouchers":
+            continue
+        rep.batches_sent += 1
+        try:
+            vouchers = UploadBatch.from_bytes(body, 1 << 20).parsed()
+        except BlindmatchError:
+            continue
+        vids = []
+        for v in vouchers:
+            sent[v.vid] = hashlib.sha256(v.to_bytes()).digest()
+            vids.append(v.vid)
+        batches.append(vids)
+        if status == 200:
+            rep.batches_acked += 1
+            acked.update(UploadReply.from_bytes(reply).acked)
+    rep.vouchers_acked = len(acked)
+    return sent, batches, acked
+
+
+def _audit_store(
+    db_path: Path, rep: KillReport, sent: dict[bytes, bytes], batches: list[list[bytes]], acked: set[bytes]
+) -> None:
+    """Compare the database after the kills with the wire log: nothing acked lost, nothing torn."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        rep.integrity = str(db.execute("PRAGMA integrity_check").fetchone()[0])
+        rows = db.execute("SELECT vid, account, digest, status, inner FROM vouchers").fetchall()
+        per_acct = dict(db.execute("SELECT account, opened FROM accounts").fetchall())
+    finally:
+        db.close()
+    stored = {bytes(v): (a, bytes(d), int(s), i) for v, a, d, s, i in rows}
+    rep.vouchers_stored = len(stored)
+    rep.lost_acked = sorted(v.hex() for v in acked if v not in stored)
+    for vid, (_a, digest, status, inner) in stored.items():
+        if vid not in sent:
+            rep.unknown_stored.append(vid.hex())
+        elif sent[vid] != digest:
+            rep.digest_mismatch.append(vid.hex())
+        if (status == 1) != (inner is not None and len(inner) > 0):
+            rep.inconsistent.append(vid.hex())
+    rep.partial_batches = sum(1 for b in batches if 0 < sum(v in stored for v in b) < len(b))
+    opened: dict[str, int] = {}
+    for a, _d, s, _i in stored.values():
+        opened[a] = opened.get(a, 0) + (s != 0)
+    rep.account_counts_ok = all(per_acct.get(a, 0) == n for a, n in opened.items())
+
+
 def kill_cycles(
     work: Path, cycles: int = 3, seed: int = 1, uploaders: int = 2, batch: int = 6,
     min_alive: float = 0.4, max_alive: float = 2.5,
 ) -> KillReport:
     """SIGKILL a tpsi server ``cycles`` times while vouchers are being uploaded; then audit."""
-    from blindmatch.protocol.tpsi import DB_NAME, UploadBatch, UploadReply
+    from blindmatch.protocol.tpsi import DB_NAME
 
     rng = random.Random(seed)  # noqa: S311 — kill timing, not cryptography
     hs = random_set(64, seed=seed)
@@ -177,50 +234,8 @@ def kill_cycles(
     with LiveServer(sd.path, env=env):
         pass
 
-    sent: dict[bytes, bytes] = {}
-    batches: list[list[bytes]] = []
-    acked: set[bytes] = set()
-    for path, body, status, reply in log:
-        if path != "vouchers":
-            continue
-        rep.batches_sent += 1
-        try:
-            vouchers = UploadBatch.from_bytes(body, 1 << 20).parsed()
-        except BlindmatchError:
-            continue
-        vids = []
-        for v in vouchers:
-            sent[v.vid] = hashlib.sha256(v.to_bytes()).digest()
-            vids.append(v.vid)
-        batches.append(vids)
-        if status == 200:
-            rep.batches_acked += 1
-            acked.update(UploadReply.from_bytes(reply).acked)
-    rep.vouchers_acked = len(acked)
-
-    db_path = sd.state_dir("tpsi") / DB_NAME
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        rep.integrity = str(db.execute("PRAGMA integrity_check").fetchone()[0])
-        rows = db.execute("SELECT vid, account, digest, status, inner FROM vouchers").fetchall()
-        per_acct = dict(db.execute("SELECT account, opened FROM accounts").fetchall())
-    finally:
-        db.close()
-    stored = {bytes(v): (a, bytes(d), int(s), i) for v, a, d, s, i in rows}
-    rep.vouchers_stored = len(stored)
-    rep.lost_acked = sorted(v.hex() for v in acked if v not in stored)
-    for vid, (_a, digest, status, inner) in stored.items():
-        if vid not in sent:
-            rep.unknown_stored.append(vid.hex())
-        elif sent[vid] != digest:
-            rep.digest_mismatch.append(vid.hex())
-        if (status == 1) != (inner is not None and len(inner) > 0):
-            rep.inconsistent.append(vid.hex())
-    rep.partial_batches = sum(1 for b in batches if 0 < sum(v in stored for v in b) < len(b))
-    opened: dict[str, int] = {}
-    for a, _d, s, _i in stored.values():
-        opened[a] = opened.get(a, 0) + (s != 0)
-    rep.account_counts_ok = all(per_acct.get(a, 0) == n for a, n in opened.items())
+    sent, batches, acked = _audit_uploads(log, rep)
+    _audit_store(sd.state_dir("tpsi") / DB_NAME, rep, sent, batches, acked)
     return rep
 
 
@@ -333,23 +348,36 @@ def soak(
         return float(sum(row[key] for row in rep.loads))
 
     with contextlib.ExitStack() as stack:
-        servers = []
-        for j, ld in enumerate(loads):
-            hs = random_set(ld.set_size, seed=seed + j)
-            sd = SetDir.build(work / f"set{j}", hs.algo, hs.values(), ["soak"])
-            env = {**LIVE_ENV, "BLINDMATCH_PROTOCOLS": ",".join(ld.protocols),
-                   "BLINDMATCH_RATE_PER_SECOND": "1000000", "BLINDMATCH_RATE_BURST": "1000000"}
-            servers.append((stack.enter_context(LiveServer(sd.path, env=env)), hs, ld))
+        servers = _start_soak_servers(stack, work, loads, seed)
         # warm-up: first downloads, caches and allocator growth are not "growth"
         run_all(servers, time.monotonic() + warmup, False)
         rep.rss_start_mb = rss(servers, "rss_start_mb")
         run_all(servers, math.inf if seconds is None else time.monotonic() + seconds, True)
         with contextlib.suppress(OSError):
             rep.rss_end_mb = rss(servers, "rss_end_mb")
+    _summarise_latency(rep, lat)
+    return rep
+
+
+def _start_soak_servers(
+    stack: contextlib.ExitStack, work: Path, loads: Sequence[SoakLoad], seed: int
+) -> list[tuple[LiveServer, HashSet, SoakLoad]]:
+    """One live server per load on its own random set; rate limits lifted so the soak measures the server."""
+    servers = []
+    for j, ld in enumerate(loads):
+        hs = random_set(ld.set_size, seed=seed + j)
+        sd = SetDir.build(work / f"set{j}", hs.algo, hs.values(), ["soak"])
+        env = {**LIVE_ENV, "BLINDMATCH_PROTOCOLS": ",".join(ld.protocols),
+               "BLINDMATCH_RATE_PER_SECOND": "1000000", "BLINDMATCH_RATE_BURST": "1000000"}
+        servers.append((stack.enter_context(LiveServer(sd.path, env=env)), hs, ld))
+    return servers
+
+
+def _summarise_latency(rep: SoakReport, lat: dict[str, list[float]]) -> None:
+    """Overall and per-protocol latency percentiles from the measured (post-warm-up) scans."""
     every = [x for v in lat.values() for x in v]
     if every:
         overall = _percentiles(every)
         rep.p50_ms, rep.p99_ms, rep.max_ms = overall["p50_ms"], overall["p99_ms"], overall["max_ms"]
     rep.per_protocol = {n: _percentiles(v) for n, v in lat.items() if v}
     rep.requests = rep.scans
-    return rep

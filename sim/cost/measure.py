@@ -61,6 +61,20 @@ def _scan_image(scanner: Scanner, q: SimQuery, variant: Variant, algo: HashAlgo,
     return sum(scanner.scan_one(s.to_item(algo, ad)).crypto_ms for s in q.scans(variant))
 
 
+def _variant_header(sess: Session, variant: Variant, algo: HashAlgo) -> dict[str, Any]:
+    """What identifies the run and its one-time setup cost, known before any query."""
+    return {
+        "protocol": variant.protocol,
+        "variant": variant.label,
+        "transport": sess.kind,
+        "set_size": len(sess.set_dir.hashes),
+        "setup_s": sess.setup_s,
+        "setup_cpu_s": sess.setup_cpu_s if sess.kind == "local" else None,
+        "setup_bytes": sess.server.setup_bytes() if sess.server is not None else None,
+        "predicted_download_bytes": int(sess.proto.download_bytes(len(sess.set_dir.hashes), algo)),
+    }
+
+
 def measure_variant(
     sess: Session,
     variant: Variant,
@@ -73,16 +87,7 @@ def measure_variant(
     budget_s: float,
 ) -> dict[str, Any]:
     """Cold first query, then steady-state queries until the budget or the cap."""
-    out: dict[str, Any] = {
-        "protocol": variant.protocol,
-        "variant": variant.label,
-        "transport": sess.kind,
-        "set_size": len(sess.set_dir.hashes),
-        "setup_s": sess.setup_s,
-        "setup_cpu_s": sess.setup_cpu_s if sess.kind == "local" else None,
-        "setup_bytes": sess.server.setup_bytes() if sess.server is not None else None,
-        "predicted_download_bytes": int(sess.proto.download_bytes(len(sess.set_dir.hashes), algo)),
-    }
+    out = _variant_header(sess, variant, algo)
     try:
         with closing(sess.transport(account)) as tr:
             scanner = sess.scanner(tr, variant, algo, account, cache_dir, strict=True)

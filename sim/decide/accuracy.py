@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from blindmatch.client import dihedral_floats, dihedral_hashes, get_algo
+from blindmatch.protocol import HashAlgo
 
 from ..perturb.edits import Perturbation
 from ..stats import rate
@@ -264,6 +265,47 @@ def _nearest_for(variant: Variant, pool: QueryPool, size_index: int | None) -> n
     return arr if size_index is None else arr[:, size_index]
 
 
+def _det_curves(
+    data: HashData, pool: QueryPool, algo: HashAlgo, pos: npt.NDArray[Any], neg: npt.NDArray[Any]
+) -> dict[str, Any]:
+    """DET over the threshold for one algo, so a reader can see what another threshold would cost."""
+    # DET over the threshold (fuzzy matching), at the verified set size for FNMR
+    taus = list(range(0, algo.bits // 2 + 1))
+    pos_d = np.where(pool.gated[pos], np.iinfo(np.uint16).max, pool.nearest_verify[pos])
+    fam_curves = {}
+    for fam in sorted({p.family for p in data.perts} - {"control"}):
+        members = [i for i, p in enumerate(data.perts) if p.family == fam]
+        dd = pos_d[np.isin(pool.pert_of[pos], members)]
+        fam_curves[fam] = [_share(dd > t) for t in taus]
+    dd_all = pos_d[pool.pert_of[pos] != 0]
+    fam_curves["all edits"] = [_share(dd_all > t) for t in taus]
+    neg_d = np.where(pool.gated[neg][:, None], np.iinfo(np.uint16).max, pool.neg_nearest)
+    return {
+        "thresholds": taus,
+        "default_threshold": algo.default_threshold,
+        "fnmr": fam_curves,
+        "fmr": {
+            str(s): [_share(neg_d[:, si] <= t) for t in taus] for si, s in enumerate(pool.sizes)
+        },
+        "n_positive": len(dd_all),
+        "n_negative": len(neg),
+    }
+
+
+def _histograms(data: HashData, pool: QueryPool, algo: HashAlgo, pos: npt.NDArray[Any]) -> dict[str, Any]:
+    """Distance histograms for one algo: how far edits move a hash versus how near strangers land."""
+    bins = algo.bits + 1
+    return {
+        "own_by_perturbation": {
+            p.name: np.bincount(pool.d_own[pool.pert_of[pos] == i], minlength=bins).tolist()
+            for i, p in enumerate(data.perts)
+        },
+        "unrelated_nearest_verify": np.bincount(
+            pool.neg_nearest[:, pool.sizes.index(pool.verify_size)], minlength=bins
+        ).tolist(),
+    }
+
+
 def analyse(
     data: HashData,
     pools: dict[str, QueryPool],
@@ -331,37 +373,8 @@ def analyse(
                             **rate(int(vn.sum()), len(neg)),
                         }
                     )
-        # DET over the threshold (fuzzy matching), at the verified set size for FNMR
-        taus = list(range(0, algo.bits // 2 + 1))
-        pos_d = np.where(pool.gated[pos], np.iinfo(np.uint16).max, pool.nearest_verify[pos])
-        fam_curves = {}
-        for fam in sorted({p.family for p in data.perts} - {"control"}):
-            members = [i for i, p in enumerate(data.perts) if p.family == fam]
-            dd = pos_d[np.isin(pool.pert_of[pos], members)]
-            fam_curves[fam] = [_share(dd > t) for t in taus]
-        dd_all = pos_d[pool.pert_of[pos] != 0]
-        fam_curves["all edits"] = [_share(dd_all > t) for t in taus]
-        neg_d = np.where(pool.gated[neg][:, None], np.iinfo(np.uint16).max, pool.neg_nearest)
-        det[a] = {
-            "thresholds": taus,
-            "default_threshold": algo.default_threshold,
-            "fnmr": fam_curves,
-            "fmr": {
-                str(s): [_share(neg_d[:, si] <= t) for t in taus] for si, s in enumerate(pool.sizes)
-            },
-            "n_positive": len(dd_all),
-            "n_negative": len(neg),
-        }
-        bins = algo.bits + 1
-        hist[a] = {
-            "own_by_perturbation": {
-                p.name: np.bincount(pool.d_own[pool.pert_of[pos] == i], minlength=bins).tolist()
-                for i, p in enumerate(data.perts)
-            },
-            "unrelated_nearest_verify": np.bincount(
-                pool.neg_nearest[:, pool.sizes.index(pool.verify_size)], minlength=bins
-            ).tolist(),
-        }
+        det[a] = _det_curves(data, pool, algo, pos, neg)
+        hist[a] = _histograms(data, pool, algo, pos)
     return {"fnmr": fnmr, "fmr": fmr, "det": det, "histograms": hist}
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from blindmatch.client import dihedral_floats, get_algo
-from blindmatch.protocol import BlindmatchError, Protocol
+from blindmatch.protocol import BlindmatchError, HashAlgo, Protocol
 
 from ..decide.accuracy import QueryPool
 from ..decide.database import build_set_dir
@@ -185,34 +185,14 @@ def verify_protocol(
     if not variants:
         return []
     rows = pool.rows(pool.verify_size)
-    primers = [
-        SimQuery(
-            -1 - j,
-            pool.known_rows[j].tobytes(),
-            None if pool.known_floats is None else tuple(float(x) for x in pool.known_floats[j]),
-            None if pool.known_quality is None else int(pool.known_quality[j]),
-        )
-        for j in range(min(64, len(pool.known_rows)))
-    ]
+    primers = _primers(pool)
     samples = {}
     for v in variants:
         rng = np.random.default_rng(
             np.random.SeedSequence([seed, 0x5EED, *v.label.encode(), *algo_name.encode()])
         )
         samples[v.label] = choose_sample(pool, v, n_local, rng)
-    records: dict[str, dict[str, Any]] = {
-        v.label: {
-            "protocol": proto.name,
-            "variant": v.label,
-            "algo": algo_name,
-            "decision": v.decision(algo).describe(algo),
-            "decision_spec": v.decision(algo).to_dict(),
-            "set_size": pool.verify_size,
-            "local": None,
-            "http": None,
-        }
-        for v in variants
-    }
+    records = _empty_records(proto, variants, algo_name, algo, pool)
     for kind in kinds:
         base = workdir / _slug(proto.name) / algo_name / kind
         shutil.rmtree(base, ignore_errors=True)
@@ -247,23 +227,65 @@ def verify_protocol(
                     records[v.label][kind] = _compare(pool, v.label, idx, out, pert_names, n_fixed)
         except (BlindmatchError, RuntimeError, OSError, ValueError) as e:
             for v in variants:
-                records[v.label][kind] = {
-                    "n": 0,
-                    "agree": 0,
-                    "disagree": 0,
-                    "unavailable": 0,
-                    "source": "unavailable",
-                    "note": f"{type(e).__name__}: {e}"[:500],
-                    "truncated": False,
-                    "seconds": 0.0,
-                    "errors": [],
-                    "disagreements": [],
-                    "fixed": {"n": 0, "agree": 0, "disagree": 0, "unavailable": 0},
-                }
+                records[v.label][kind] = _unavailable_check(e)
     for r in records.values():
-        checks = [r[k] for k in ("local", "http") if r[k] is not None]
-        r["verified"] = bool(checks) and all(
-            c["source"] != "unavailable" and c["disagree"] == 0 and c["agree"] > 0 for c in checks
-        )
-        r["verdict_source"] = checks[0]["source"] if checks else "unavailable"
+        _mark_verified(r)
     return list(records.values())
+
+
+def _primers(pool: QueryPool) -> list[SimQuery]:
+    """Exact set members the server-side read-out needs before any real query counts."""
+    return [
+        SimQuery(
+            -1 - j,
+            pool.known_rows[j].tobytes(),
+            None if pool.known_floats is None else tuple(float(x) for x in pool.known_floats[j]),
+            None if pool.known_quality is None else int(pool.known_quality[j]),
+        )
+        for j in range(min(64, len(pool.known_rows)))
+    ]
+
+
+def _empty_records(
+    proto: Protocol, variants: list[Variant], algo_name: str, algo: HashAlgo, pool: QueryPool
+) -> dict[str, dict[str, Any]]:
+    """One record per variant with its decision rule; the transports fill in their checks."""
+    return {
+        v.label: {
+            "protocol": proto.name,
+            "variant": v.label,
+            "algo": algo_name,
+            "decision": v.decision(algo).describe(algo),
+            "decision_spec": v.decision(algo).to_dict(),
+            "set_size": pool.verify_size,
+            "local": None,
+            "http": None,
+        }
+        for v in variants
+    }
+
+
+def _unavailable_check(e: Exception) -> dict[str, Any]:
+    """A check that could not run, shaped like a real one so the report keeps its columns."""
+    return {
+        "n": 0,
+        "agree": 0,
+        "disagree": 0,
+        "unavailable": 0,
+        "source": "unavailable",
+        "note": f"{type(e).__name__}: {e}"[:500],
+        "truncated": False,
+        "seconds": 0.0,
+        "errors": [],
+        "disagreements": [],
+        "fixed": {"n": 0, "agree": 0, "disagree": 0, "unavailable": 0},
+    }
+
+
+def _mark_verified(r: dict[str, Any]) -> None:
+    """A variant counts as verified only if every transport that ran agreed on every verdict."""
+    checks = [r[k] for k in ("local", "http") if r[k] is not None]
+    r["verified"] = bool(checks) and all(
+        c["source"] != "unavailable" and c["disagree"] == 0 and c["agree"] > 0 for c in checks
+    )
+    r["verdict_source"] = checks[0]["source"] if checks else "unavailable"

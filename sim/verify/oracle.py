@@ -355,6 +355,25 @@ def real_verdicts(
         note = "some queries failed" if errors else ""
         return RealOutcome(out, "client", note, truncated, time.perf_counter() - t0, errors)
     sent = min(n_primers, len(primers))
+    return _server_outcome(sess, variant, queries, account, sent, out, errors, truncated, t0)
+
+
+def _server_outcome(
+    sess: Session,
+    variant: Variant,
+    queries: list[SimQuery],
+    account: str,
+    sent: int,
+    out: list[bool | None],
+    errors: list[str],
+    truncated: bool,
+    t0: float,
+) -> RealOutcome:
+    """Read the verdicts from the server when the client half cannot learn them itself.
+
+    Queries whose scan failed stay unknown even if the server logged a verdict for them.
+    """
+    nonce = account
     verdicts, why = _server_verdicts(sess, account)
     got: list[bool | None] | None = None
     if verdicts is not None:
