@@ -371,6 +371,14 @@ class Recording:
     def endpoints(self) -> list[Endpoint]:
         return list(self.eps)
 
+    @property
+    def in_process(self) -> bool:
+        """Whether its handlers can run here. A multi-process protocol (mpc) answers only
+        from its real party processes; the half opened in-process is an unconfigured stub
+        that refuses every call with 503, so batteries and fuzzing drive it over HTTP
+        instead (tests/test_limits.py, tests/test_api_schemathesis.py)."""
+        return self.protocol.server_processes == 1
+
     def requests(self, method: str, path: str) -> list[bytes]:
         return _uniq(e.request for e in self.exchanges if (e.method, e.path) == (method, path))
 
