@@ -63,6 +63,8 @@ def test_discovery_finds_every_protocol_module(recordings: dict[str, H.Recording
     assert "blindmatch.protocol.plain.PlainQuery" in names
     assert "blindmatch.client.images.decode_image" in names
     for rec in recordings.values():
+        if not rec.in_process:  # answers only from its party processes (see Recording.in_process)
+            continue
         assert rec.client_options, f"{rec.name}: no client variant completed a scan: {rec.errors}"
         assert rec.exchanges, f"{rec.name}: nothing recorded"
         mod = type(rec.protocol).__module__
