@@ -72,7 +72,9 @@ def test_headline_false_matches_are_measured_bounds(sim_tiny: Run) -> None:
     for h in res["headline"]:
         m = h["fmr_pair"]
         assert m["n"] == d["pairs"] and h["fmr_bound_label"] == f"upper bound from {d['pairs']:,} pairs"
-        assert h["fmr_pair_upper95"] == m["clopper_pearson"][1]
+        # a dihedral variant makes 8 comparisons per pair: 1 - (1 - p)^8 of the measured bound
+        looks = 8 if h["variant"].endswith("dihedral") else 1
+        assert h["fmr_pair_upper95"] == pytest.approx(1 - (1 - m["clopper_pearson"][1]) ** looks)
         if h["fmr_model_status"] != "accepted":
             assert h["fmr_model"] is None
     rows = headline_rows(res)
