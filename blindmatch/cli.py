@@ -450,6 +450,9 @@ def _scan_record(v: Verdict, protocol: str, algo: str) -> dict[str, Any]:
         return rec
     if v.distance is not None:
         rec["distance"] = v.distance
+    counts = [r.count for r in v.results if r.count is not None]
+    if counts:  # mpc --output count; with several variants (dihedral) the largest
+        rec["count"] = max(counts)
     rec.update({
         "client_ms": round(v.hash_ms + v.crypto_ms, 3),
         "hash_ms": round(v.hash_ms, 3),
@@ -470,6 +473,8 @@ def scan(
         int, typer.Option(help="oprf/tpsi: also probe 2^k flips of the least-stable bits")
     ] = 0,
     mode: Annotated[str, typer.Option(help="he, mpc: client-learns | server-learns")] = "client-learns",
+    output: Annotated[str, typer.Option(
+        help="mpc: any | count (the learner gets the number of set entries within the radius)")] = "any",
     account: Annotated[str | None, typer.Option(help="tpsi: account id")] = None,
     ad: Annotated[str | None, typer.Option(help="tpsi: associated data (default: the path)")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where one-time downloads are cached")] = None,
@@ -496,7 +501,7 @@ def scan(
         raise BadHashError("--account is required with --protocol tpsi")
     cache = cache_dir or Path.home() / ".cache" / "blindmatch"
     # only the flags the user changed: a protocol rejects options it does not take (OptionError)
-    given = {"probe_bits": (probe_bits, 0), "mode": (mode, "client-learns"),
+    given = {"probe_bits": (probe_bits, 0), "mode": (mode, "client-learns"), "output": (output, "any"),
              "allow_unverified": (allow_unverified, False),
              "allow_server_learns": (allow_server_learns, False),
              "min_threshold": (min_threshold, 10), "min_synthetic_rate": (min_synthetic_rate, 0.01)}

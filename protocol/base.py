@@ -182,10 +182,15 @@ class Query:
 
 @dataclass
 class ScanResult:
-    """The client's view of one scan. ``matched`` is None when the client cannot know."""
+    """The client's view of one scan. ``matched`` is None when the client cannot know.
+
+    ``count`` is the number of set entries that matched, for a protocol asked to
+    count (mpc's ``output="count"``); None otherwise.
+    """
 
     matched: bool | None
     distance: int | None = None
+    count: int | None = None
     bytes_up: int = 0
     bytes_down: int = 0
     crypto_ms: float = 0.0
@@ -198,16 +203,21 @@ class ServerVerdict:
 
     ``associated_data`` is the query's associated data when the server learns
     it with the verdict (a threshold protocol's reveal), else None; ``at`` is
-    the Unix time the server learned it.
+    the Unix time the server learned it; ``count`` the number of matching set
+    entries when the server learned a count (mpc's count mode), else None.
     """
 
     matched: bool
     associated_data: bytes | None = None
     at: float | None = None
+    count: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         ad = self.associated_data
-        return {"matched": self.matched, "associated_data": None if ad is None else ad.hex(), "at": self.at}
+        out = {"matched": self.matched, "associated_data": None if ad is None else ad.hex(), "at": self.at}
+        if self.count is not None:
+            out["count"] = self.count
+        return out
 
 
 class ServerHalf(ABC):

@@ -11,6 +11,7 @@ no detail that would help an attacker (no "which byte", no "which proof").
      │    ├── UnknownVersionError            byte 0 is not a version we speak
      │    ├── WrongProtocolError             suite/protocol id mismatch
      │    ├── LengthError                    truncated or extra bytes
+     │    ├── UnknownModeError               mpc: a query mode byte (learner, output) we do not know
      │    └── DeserializeError               RFC 9497: not a valid group element
      ├── InputError (ValueError)             a well-formed but unusable request
      │    ├── InvalidInputError              RFC 9497: input maps to identity
@@ -92,6 +93,7 @@ __all__ = [
     "StorageUnavailableError",
     "StoreError",
     "UnknownEpochError",
+    "UnknownModeError",
     "UnknownPartyError",
     "UnknownProtocolError",
     "UnknownVersionError",
@@ -126,6 +128,10 @@ class WrongProtocolError(DecodeError):
 
 class LengthError(DecodeError):
     code = "bad_length"
+
+
+class UnknownModeError(DecodeError):
+    code = "unknown_mode"
 
 
 class DeserializeError(DecodeError):

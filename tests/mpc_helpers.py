@@ -48,20 +48,13 @@ def bits_of(words: np.ndarray) -> np.ndarray:
     return np.unpackbits(words.astype(">u8").view(np.uint8)).astype(np.uint32)
 
 
-def run_three(
-    cols: SetColumns,
-    x: Vec,
-    comps: tuple[Vec, Vec, Vec] | None = None,
-    pairs: list[tuple[Vec, Vec]] | None = None,
-    server_learns: bool = False,
-    chunk: int = 1 << 19,
+def run_circuits(
+    body: Callable[[int, PartyCircuit], Vec | None],
     tamper: Callable[[int, int, bytes], bytes] | None = None,
 ) -> Run:
-    """One query through three party threads; ``pairs`` overrides what each party receives."""
-    comps = comps or share_vector(x.astype(np.uint32))
-    pairs = pairs or [(comps[i], comps[(i + 1) % 3]) for i in range(3)]
+    """Run ``body(i, circuit)`` for the three parties in threads, on queues, with fresh keys."""
     q = {(a, b): queue.Queue() for a in range(3) for b in range(3)}
-    run_id, check_key = secrets.token_bytes(16), secrets.token_bytes(16)
+    run_id = secrets.token_bytes(16)
     pair_secrets = [secrets.token_bytes(32) for _ in range(3)]
     keys = [derive_component_key(pair_secrets[j], run_id, j) for j in range(3)]
     run = Run([None] * 3, [None] * 3, {i: [] for i in range(3)})
@@ -77,9 +70,7 @@ def run_three(
 
         circuit = PartyCircuit(i, PairKeys(keys[i], keys[(i + 1) % 3]), (send, recv), run_id)
         try:
-            run.outputs[i] = run_party(
-                circuit, cols, pairs[i][0], pairs[i][1], check_key, server_learns, chunk
-            )
+            run.outputs[i] = body(i, circuit)
         except BaseException as e:  # recorded for the test to inspect
             run.errors[i] = e
 
@@ -89,6 +80,28 @@ def run_three(
     for t in threads:
         t.join()
     return run
+
+
+def run_three(
+    cols: SetColumns,
+    x: Vec,
+    comps: tuple[Vec, Vec, Vec] | None = None,
+    pairs: list[tuple[Vec, Vec]] | None = None,
+    server_learns: bool = False,
+    chunk: int = 1 << 19,
+    tamper: Callable[[int, int, bytes], bytes] | None = None,
+    count: bool = False,
+) -> Run:
+    """One query through three party threads; ``pairs`` overrides what each party receives."""
+    comps = comps or share_vector(x.astype(np.uint32))
+    shares = pairs or [(comps[i], comps[(i + 1) % 3]) for i in range(3)]
+    check_key = secrets.token_bytes(16)
+
+    def body(i: int, circuit: PartyCircuit) -> Vec | None:
+        a, b = shares[i]
+        return run_party(circuit, cols, a, b, check_key, server_learns, chunk, count=count)
+
+    return run_circuits(body, tamper)
 
 
 class RemoteError(BlindmatchError):

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from blindmatch.protocol import LengthError, MaliciousSharesError, UnknownVersionError, get_algo
-from blindmatch.protocol.mpc._circuit import SetColumns, roots
+from blindmatch.protocol import (
+    LengthError,
+    MaliciousSharesError,
+    UnknownModeError,
+    UnknownVersionError,
+    get_algo,
+)
+from blindmatch.protocol.mpc._circuit import FERMAT_MULS, PartyCircuit, SetColumns, roots
 from blindmatch.protocol.mpc._field import P, from_wire, prg, to_wire
 from blindmatch.protocol.mpc._sharing import share_vector
-from blindmatch.protocol.mpc._wire import MpcManifest, MpcQuery, MpcReply, PartyInfo
+from blindmatch.protocol.mpc._wire import MpcManifest, MpcQuery, MpcReply, PartyInfo, QueryMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .mpc_helpers import bits_of, run_three
+from .mpc_helpers import bits_of, run_circuits, run_three
 
 PDQ = get_algo("pdq")
 
@@ -38,6 +44,61 @@ def test_verdict_equals_plaintext_hamming(seed: int, n: int, flips: int, radius:
     run = run_three(SetColumns.build(words, radius), x, chunk=chunk)
     assert run.errors == [None, None, None]
     assert bool(np.all(run.opened == 0)) == (_hamming_min(words, x) <= radius)
+
+
+def _flip(bits: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    out = bits.copy()
+    out[rng.choice(bits.size, k, replace=False)] ^= 1
+    return out
+
+
+def _distances(words: np.ndarray, x: np.ndarray) -> np.ndarray:
+    q = np.packbits(x.astype(np.uint8)).view(">u8").astype(np.uint64)
+    return np.unpackbits((words ^ q).view(np.uint8), axis=1).sum(axis=1)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(0, 200),
+    planted=st.sampled_from([0, 1, 3]),
+    radius=st.sampled_from([31, 10, 0]),
+    chunk=st.sampled_from([7, 64, 1 << 19]),
+    server_learns=st.booleans(),
+)
+def test_count_equals_plaintext_number_within_radius(
+    seed: int, n: int, planted: int, radius: int, chunk: int, server_learns: bool
+) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 2, 256).astype(np.uint32)
+    near = [_flip(x, int(rng.integers(0, radius + 1)), rng) for _ in range(planted)]
+    edge = [_flip(x, radius + 1, rng)]  # just outside the radius: must not be counted
+    rows = [np.packbits(b.astype(np.uint8)).view(">u8").astype(np.uint64) for b in near + edge]
+    words = np.concatenate([rng.integers(0, 2**63, (n, 4), dtype=np.uint64), np.stack(rows)])
+    words = words[rng.permutation(len(words))]
+    expect = int((_distances(words, x) <= radius).sum())
+    assert expect == planted  # random entries are ~128 bits away
+    run = run_three(SetColumns.build(words, radius), x, chunk=chunk, count=True, server_learns=server_learns)
+    assert run.errors == [None, None, None]
+    if server_learns:
+        assert run.outputs[1] is None and run.outputs[2] is None and run.outputs[0] is not None
+        assert run.outputs[0].tolist() == [expect]
+    else:
+        assert run.opened.tolist() == [expect]
+
+
+def test_fermat_indicator_is_exact_on_every_field_element() -> None:
+    """f^(p−1) = 1 for f ≠ 0 and 0 for f = 0, over all of GF(p), in FERMAT_MULS rounds."""
+    f = np.arange(P, dtype=np.uint32)
+    comps = share_vector(f)
+
+    def body(i: int, circuit: PartyCircuit) -> np.ndarray:
+        return circuit.fermat(comps[i], comps[(i + 1) % 3])[0]
+
+    run = run_circuits(body)
+    assert run.errors == [None, None, None]
+    assert run.opened.tolist() == [0] + [1] * (P - 1)
+    assert len(run.views[0]) == FERMAT_MULS == 16  # one frame per multiplication round
 
 
 def test_server_learns_opens_only_at_party_0() -> None:
@@ -154,3 +215,33 @@ def test_truncated_extra_and_unknown_version_fail_closed(cut: int) -> None:
         MpcQuery.from_bytes(bytes([9]) + body[1:])
     with pytest.raises(LengthError):
         MpcManifest.from_bytes(_manifest().to_bytes()[:-cut])
+
+
+def test_query_mode_byte_keeps_the_old_encodings_and_refuses_unknown_values() -> None:
+    assert QueryMode(False, False).to_byte() == 0  # client-learns, before count mode existed
+    assert QueryMode(True, False).to_byte() == 1  # server-learns, before count mode existed
+    for byte in range(4):
+        assert QueryMode.from_byte(byte).to_byte() == byte
+    assert QueryMode.from_byte(2) == QueryMode(server_learns=False, count=True)
+    assert QueryMode.from_byte(3) == QueryMode(server_learns=True, count=True)
+    for bad in (4, 7, 128, 255):
+        with pytest.raises(UnknownModeError):
+            MpcQuery.from_bytes(MpcQuery(bad, b"e" * 32, (b"a", b"b", b"c")).to_bytes())
+        with pytest.raises(UnknownModeError):
+            QueryMode.from_byte(bad)
+
+
+# Queries as encoded before count mode existed (mode byte 0 and 1); the encoding must not change.
+_GOLDEN_QUERIES = {
+    0: "010501050000000100000000206565656565656565656565656565656565656565656565656565656565656565"
+    "000000016100000001620000000163",
+    1: "010501050000000101000000206565656565656565656565656565656565656565656565656565656565656565"
+    "000000016100000001620000000163",
+}
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+def test_queries_of_before_count_mode_keep_their_bytes(mode: int) -> None:
+    golden = bytes.fromhex(_GOLDEN_QUERIES[mode])
+    assert MpcQuery(mode, b"e" * 32, (b"a", b"b", b"c")).to_bytes() == golden
+    assert QueryMode.from_byte(MpcQuery.from_bytes(golden).mode) == QueryMode(server_learns=bool(mode))

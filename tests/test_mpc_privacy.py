@@ -11,6 +11,11 @@ unrelated one:
 
 ``test_detects_a_deliberate_leak`` runs the same statistics with the zero-sharing
 switched off (unmasked products) and requires them to fire: the test can fail.
+
+Count mode adds a learner who sees the three output components: with the client's
+shares held fixed (a malicious client can choose them), each component must still be
+uniform over repeated queries, so the components say nothing beyond their sum (the
+count). Without the zero-sharing they are a fixed function of the shares and the set.
 """
 
 from __future__ import annotations
@@ -41,12 +46,12 @@ def _set_and_hashes(seed: int = 11) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return words, bits_of(a), bits_of(b)
 
 
-def _party1_view(cols: SetColumns, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _party1_view(cols: SetColumns, x: np.ndarray, count: bool) -> tuple[np.ndarray, np.ndarray]:
     """(all multiplication elements party 1 received, the distances solved from round one)."""
     elements, solved = [], []
     for _ in range(QUERIES):
         comps = share_vector(x)
-        run = run_three(cols, x, comps=comps)
+        run = run_three(cols, x, comps=comps, count=count)
         assert run.errors == [None, None, None]
         frames = [np.frombuffer(f, "<u2").astype(np.int64) for peer, f in run.views[1] if peer == 2]
         frames = frames[1:]  # frame 0 is the input check (digests), not field elements
@@ -71,11 +76,11 @@ def pow_inv(v: np.ndarray) -> np.ndarray:
     return out
 
 
-def _statistics() -> dict[str, float]:
+def _statistics(count: bool = False) -> dict[str, float]:
     words, a, b = _set_and_hashes()
     cols = SetColumns.build(words, RADIUS)
-    ea, sa = _party1_view(cols, a)
-    eb, sb = _party1_view(cols, b)
+    ea, sa = _party1_view(cols, a, count)
+    eb, sb = _party1_view(cols, b, count)
     hist = lambda v: np.histogram(v, bins=BINS, range=(0, P))[0]  # noqa: E731
     # fine bins over the possible distances 0..256, one bin for the rest of the field
     near = lambda v: np.histogram(v, bins=[*range(0, 257, 8), P])[0]  # noqa: E731
@@ -88,8 +93,9 @@ def _statistics() -> dict[str, float]:
     }
 
 
-def test_curious_party_view_is_independent_of_the_hash() -> None:
-    pvalues = _statistics()
+@pytest.mark.parametrize("count", [False, True], ids=["any", "count"])
+def test_curious_party_view_is_independent_of_the_hash(count: bool) -> None:
+    pvalues = _statistics(count)
     # five tests at 1e-4 each: a false alarm has probability < 5e-4 per run
     assert min(pvalues.values()) > 1e-4, pvalues
 
@@ -99,3 +105,31 @@ def test_detects_a_deliberate_leak(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_sharing.PairKeys, "zero", lambda self, label, n: np.zeros(n, dtype=np.uint32))
     pvalues = _statistics()
     assert pvalues["uniform_solved_a"] < 1e-6 and pvalues["same_solved_a_b"] < 1e-6, pvalues
+
+
+LEARNER_RUNS = 240
+
+
+def _learner_components() -> np.ndarray:
+    """Party 0's output component in count mode over repeated queries with the same client shares."""
+    words, a, _ = _set_and_hashes()
+    cols = SetColumns.build(words[120:140], RADIUS)  # 8 entries near a, 12 far: count 8
+    comps = share_vector(a)
+    out = []
+    for _ in range(LEARNER_RUNS):
+        run = run_three(cols, a, comps=comps, count=True)
+        assert run.errors == [None, None, None] and run.opened.tolist() == [8]
+        assert run.outputs[0] is not None
+        out.append(int(run.outputs[0][0]))
+    return np.array(out)
+
+
+def test_count_learner_sees_uniform_components() -> None:
+    hist = np.histogram(_learner_components(), bins=16, range=(0, P))[0]
+    assert stats.chisquare(hist).pvalue > 1e-4, hist
+
+
+def test_count_learner_test_detects_unmasked_components(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_sharing.PairKeys, "zero", lambda self, label, n: np.zeros(n, dtype=np.uint32))
+    hist = np.histogram(_learner_components(), bins=16, range=(0, P))[0]
+    assert stats.chisquare(hist).pvalue < 1e-6, hist

@@ -147,6 +147,33 @@ def test_cli_scan_matches_exact_and_jpeg_q50_copies_and_never_unrelated(
     assert all(r["protocol"] == "mpc" for r in map(json.loads, out.stdout.splitlines()))
 
 
+def test_cli_count_mode_reports_the_number_of_entries_within_radius(
+    trio: Trio, set_dir: Path, images: list[Image.Image], tmp_path: Path
+) -> None:
+    hashes = SetDir.open(set_dir).hashes
+    expect = {}
+    for i in (0, 6):
+        data = encode(images[i], "JPEG", quality=50)
+        (tmp_path / f"img{i}.jpg").write_bytes(data)
+        h = hash_bytes(data).hash
+        expect[f"img{i}.jpg"] = sum(h.distance(v) <= 31 for v in hashes.values())
+    assert expect == {"img0.jpg": 1, "img6.jpg": 0}  # the fixture is meaningful
+    out = _scan(trio.url(0), sorted(tmp_path.iterdir()), "--output", "count")
+    assert out.returncode == 0, out.stderr
+    got = {Path(r["path"]).name: (r["count"], r["matched"]) for r in map(json.loads, out.stdout.splitlines())}
+    assert got == {name: (n, n > 0) for name, n in expect.items()}
+
+
+def test_unknown_or_relabelled_mode_byte_is_refused(trio: Trio) -> None:
+    good = MpcQuery.from_bytes(_client_body(trio, np.zeros(256, dtype=np.uint32)))
+    rep = _post(trio.url(0), MpcQuery(4, good.eph_pub, good.boxes).to_bytes())
+    assert rep.status_code == 400 and rep.json()["error"] == "unknown_mode"
+    # the mode byte is in every box's associated data: a client-learns query relabelled as count fails
+    rep = _post(trio.url(0), MpcQuery(2, good.eph_pub, good.boxes).to_bytes())
+    assert rep.status_code == 400 and rep.json()["error"] == "crypto_error"
+    assert _post(trio.url(0), good.to_bytes()).status_code == 200
+
+
 def test_server_learns_verdict_reaches_party_0_only(
     trio: Trio, set_dir: Path, tmp_path: Path, images: list[Image.Image]
 ) -> None:

@@ -6,7 +6,8 @@ box only that party can open. The three parties hold the hash set in the clear,
 compute the client's Hamming distance to every entry locally, test "distance ≤ r"
 with the product Π_j (w² − j²), OR all entries by a product tree, multiply by
 random masks and open the result only to the learner: the client (default) or
-party 0, the provider (server-learns). See docs/protocols/mpc.md.
+party 0, the provider (server-learns). In count mode (``output="count"``) the
+learner gets the number of entries within r instead. See docs/protocols/mpc.md.
 
 Trust: semi-honest parties with an honest majority. One party alone learns
 nothing about the hash; **any two colluding parties learn the hash**. The client
@@ -61,7 +62,7 @@ from ._field import ELEMENT_BYTES, P, from_wire, to_wire
 from ._options import MpcClientOptions, MpcServerOptions
 from ._party import PartyConfig, PartyNode, load_identity, parse_peers, pinned_key_reader
 from ._sharing import share_vector
-from ._wire import MODE_CLIENT, MODE_SERVER, PROTOCOL_ID, MpcAck, MpcManifest, MpcQuery, MpcReply, PartyInfo
+from ._wire import PROTOCOL_ID, MpcAck, MpcManifest, MpcQuery, MpcReply, PartyInfo, QueryMode
 from ._workers import ShardPool, shard_bounds
 
 __all__ = [
@@ -75,6 +76,11 @@ __all__ = [
 ]
 
 _BOX_OVERHEAD = 48
+
+
+def output_elements(count: bool) -> int:
+    """Field elements per party in the result: the masked OR values, or the count."""
+    return 1 if count else MASKS
 
 
 class MpcServer(ServerHalf):
@@ -102,7 +108,7 @@ class MpcServer(ServerHalf):
                 raise
             self.node.shards = self.pool
         self._lock = threading.Lock()
-        self._log: list[tuple[str, bool, float]] = []
+        self._log: list[tuple[str, ServerVerdict]] = []
 
     def manifest(self) -> MpcManifest:
         kex = self.node.peers_kex(self.cfg.connect_wait_s)
@@ -135,11 +141,17 @@ class MpcServer(ServerHalf):
         if self.cfg.index != 0:
             raise UnknownPartyError("queries go to party 0, which relays the sealed boxes")
         q = MpcQuery.from_bytes(req.body)
+        mode = QueryMode.from_byte(q.mode)
         with self._lock:
-            outcome, results, seal_own = self.node.lead(q.mode, q.eph_pub, q.boxes, q.mode == MODE_SERVER)
-        if q.mode == MODE_SERVER:
+            outcome, results, seal_own = self.node.lead(q.mode, q.eph_pub, q.boxes)
+        if mode.server_learns:
             assert outcome.opened is not None
-            self._log.append((req.client_id, bool(np.all(outcome.opened == 0)), time.time()))
+            if mode.count:
+                n = int(outcome.opened[0])
+                verdict = ServerVerdict(n > 0, at=time.time(), count=n)
+            else:
+                verdict = ServerVerdict(bool(np.all(outcome.opened == 0)), at=time.time())
+            self._log.append((req.client_id, verdict))
             return Reply(MpcAck().to_bytes(), headers=self._cost_headers())
         assert outcome.component is not None
         own = seal_own(to_wire(outcome.component))
@@ -151,7 +163,7 @@ class MpcServer(ServerHalf):
 
     def server_verdicts(self, account: str) -> list[ServerVerdict]:
         """Server-learns verdicts party 0 opened for ``account``, in query order."""
-        return [ServerVerdict(m, at=t) for a, m, t in self._log if a == account]
+        return [v for a, v in self._log if a == account]
 
     @property
     def last_party_bytes(self) -> int:
@@ -207,7 +219,7 @@ class MpcClient(ClientHalf):
 
     def __init__(self, algo: HashAlgo, options: MpcClientOptions) -> None:
         self.algo = algo
-        self.server_learns = options.mode == "server-learns"
+        self.mode = QueryMode(options.mode == "server-learns", options.output == "count")
         key = options.pinned_signing_key
         try:
             self.pinned = None if key is None else bytes.fromhex(key)
@@ -234,33 +246,46 @@ class MpcClient(ClientHalf):
         up0, down0 = transport.bytes_up, transport.bytes_down
         m = self._load_manifest(transport)
         t0 = time.perf_counter()
-        mode = MODE_SERVER if self.server_learns else MODE_CLIENT
-        body, keys = self._seal(query.hash.bits(), m, mode)
+        body, keys = self._seal(query.hash.bits(), m, self.mode.to_byte())
         cpu = elapsed_ms(t0)
         rep = transport.post("query", body)
         t1 = time.perf_counter()
         verdict: bool | None = None
-        extra: dict[str, Any] = {"mode": "server-learns" if self.server_learns else "client-learns"}
-        if mode == MODE_SERVER:
+        count: int | None = None
+        extra: dict[str, Any] = {
+            "mode": "server-learns" if self.mode.server_learns else "client-learns",
+            "output": "count" if self.mode.count else "any",
+        }
+        if self.mode.server_learns:
             MpcAck.from_bytes(rep.body)
         else:
-            boxes = MpcReply.from_bytes(rep.body).boxes
-            total = np.zeros(MASKS, dtype=np.uint32)
-            for j in range(3):
-                plain = keys[j].open_reply(boxes[j])
-                if len(plain) != MASKS * ELEMENT_BYTES:
-                    raise LengthError("result box of the wrong size")
-                total += from_wire(plain, MASKS)
-            verdict = bool(np.all(total % P == 0))
+            opened = self._open_reply(MpcReply.from_bytes(rep.body), keys)
+            if self.mode.count:
+                count = int(opened[0])
+                verdict = count > 0
+            else:
+                verdict = bool(np.all(opened == 0))
         cpu += elapsed_ms(t1)
         extra["party0_bytes"] = int(rep.headers.get("x-blindmatch-mpc-party-bytes", 0))
         return ScanResult(
             matched=verdict,
+            count=count,
             bytes_up=transport.bytes_up - up0,
             bytes_down=transport.bytes_down - down0,
             crypto_ms=cpu,
             extra=extra,
         )
+
+    def _open_reply(self, reply: MpcReply, keys: list[Any]) -> np.ndarray:
+        """Add the three parties' output components (each in its own sealed box)."""
+        n = output_elements(self.mode.count)
+        total = np.zeros(n, dtype=np.uint32)
+        for j in range(3):
+            plain = keys[j].open_reply(reply.boxes[j])
+            if len(plain) != n * ELEMENT_BYTES:
+                raise LengthError("result box of the wrong size")
+            total += from_wire(plain, n)
+        return total % P
 
     def _seal(self, bits: np.ndarray, m: MpcManifest, mode: int) -> tuple[bytes, list[Any]]:
         comps = share_vector(bits.astype(np.uint32))
@@ -281,12 +306,13 @@ class Mpc(Protocol):
     leakage = Leakage(
         client=(
             "whether some set entry is within the radius (client-learns); nothing in server-learns",
+            "count mode: how many set entries are within the radius (exact below 8191), not which",
             "the set size and the parties' keys (signed manifest)",
         ),
         server=(
             "any single party: nothing about the hash (honest majority)",
             "TWO COLLUDING PARTIES LEARN THE HASH IN FULL",
-            "party 0 in server-learns: whether the query matched",
+            "party 0 in server-learns: whether the query matched (count mode: how many entries matched)",
             "query timing and volume at every party",
         ),
         network=("fixed-size sealed boxes client↔party 0 and AES-GCM frames of fixed size between parties",),
@@ -335,10 +361,11 @@ class Mpc(Protocol):
         client_options: Mapping[str, Any] | Options | None = None,
     ) -> CostFloor:
         """Bytes: the query's three boxes and the result boxes; both are fixed by the hash size."""
+        count = MpcClientOptions.from_options(client_options).output == "count"
         return CostFloor(
             bytes_per_query=Floor.constant(
-                float(self.query_bytes(algo) + 3 * (MASKS * ELEMENT_BYTES + _BOX_OVERHEAD)),
-                "3 sealed boxes of 2 share components up + 3 sealed boxes of the masked outputs down",
+                float(self.query_bytes(algo) + 3 * (output_elements(count) * ELEMENT_BYTES + _BOX_OVERHEAD)),
+                "3 sealed boxes of 2 share components up + 3 sealed boxes of the outputs down",
             ),
             params={"p": P, "masks": MASKS, "element_bytes": ELEMENT_BYTES},
         )

@@ -35,7 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ..errors import CryptoError, PartyProtocolError, PartyUnavailableError
+from ..errors import CryptoError, PartyError, PartyProtocolError, PartyUnavailableError
 from ..hazmat.channel import FrameCipher
 from ..hazmat.kex import KexKey, hkdf_sha256
 
@@ -78,7 +78,13 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 class Channel:
-    """One encrypted duplex channel; sends are queued to a thread, receives block with a timeout."""
+    """One encrypted duplex channel: a sender thread drains a queue, a reader thread fills an inbox.
+
+    Why a reader thread: a peer that goes away (its process killed and restarted)
+    closes the socket; reading continuously notices that at once and marks the
+    channel dead, so the connecting side re-connects before the next query instead
+    of finding out by failing it.
+    """
 
     def __init__(
         self,
@@ -95,10 +101,13 @@ class Channel:
         self.peer_kex = peer_kex
         self._send_frames, self._recv_frames = FrameCipher(k_send), FrameCipher(k_recv)
         self._q: queue.Queue[bytes | None] = queue.Queue()
+        self._inbox: queue.Queue[tuple[int, bytes, bytes] | PartyError] = queue.Queue()
         self.alive = True
         self.bytes_sent = 0
         self._thread = threading.Thread(target=self._sender, name=f"mpc-send-{peer}", daemon=True)
         self._thread.start()
+        self._reader = threading.Thread(target=self._read_loop, name=f"mpc-read-{peer}", daemon=True)
+        self._reader.start()
 
     def _sender(self) -> None:
         while True:
@@ -111,6 +120,32 @@ class Channel:
                 self.alive = False
                 return
 
+    def _read_frame(self) -> tuple[int, bytes, bytes]:
+        (n,) = _LEN.unpack(_recv_exact(self.sock, _LEN.size))
+        if n > MAX_FRAME or n < 33:
+            raise PartyProtocolError(f"frame of {n} bytes from party {self.peer}")
+        ct = _recv_exact(self.sock, n)
+        try:
+            pt = self._recv_frames.open(ct)
+        except CryptoError:
+            raise PartyProtocolError(f"frame from party {self.peer} failed authentication") from None
+        return pt[0], pt[1:17], pt[17:]
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                frame = self._read_frame()
+            except PartyProtocolError as e:
+                failure: PartyError = e
+            except (OSError, PartyUnavailableError) as e:
+                failure = PartyUnavailableError(f"party {self.peer} is gone: {type(e).__name__}")
+            else:
+                self._inbox.put(frame)
+                continue
+            self.close()
+            self._inbox.put(failure)
+            return
+
     def send(self, kind: int, run_id: bytes, payload: bytes) -> None:
         if not self.alive:
             raise PartyUnavailableError(f"party {self.peer} is not connected")
@@ -119,24 +154,16 @@ class Channel:
         self._q.put(_LEN.pack(len(ct)) + ct)
 
     def recv(self, timeout: float) -> tuple[int, bytes, bytes]:
-        """(kind, run id, payload) of the next frame."""
-        if not self.alive:
-            raise PartyUnavailableError(f"party {self.peer} is not connected")
+        """(kind, run id, payload) of the next frame; a timeout closes the channel."""
         try:
-            self.sock.settimeout(timeout)
-            (n,) = _LEN.unpack(_recv_exact(self.sock, _LEN.size))
-            if n > MAX_FRAME or n < 33:
-                raise PartyProtocolError(f"frame of {n} bytes from party {self.peer}")
-            ct = _recv_exact(self.sock, n)
-        except (TimeoutError, OSError, PartyUnavailableError) as e:
+            item = self._inbox.get(timeout=timeout)
+        except queue.Empty:
             self.close()
-            raise PartyUnavailableError(f"party {self.peer} did not answer: {type(e).__name__}") from None
-        try:
-            pt = self._recv_frames.open(ct)
-        except CryptoError:
-            self.close()
-            raise PartyProtocolError(f"frame from party {self.peer} failed authentication") from None
-        return pt[0], pt[1:17], pt[17:]
+            raise PartyUnavailableError(f"party {self.peer} did not answer: TimeoutError") from None
+        if isinstance(item, PartyError):
+            self._inbox.put(item)  # the channel stays failed for every later receive
+            raise type(item)(item.detail)
+        return item
 
     def close(self) -> None:
         if self.alive:

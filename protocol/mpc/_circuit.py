@@ -12,6 +12,15 @@ P = 0 exactly when some entry is within r (a field has no zero divisors), so eve
 v_m is 0 on a match and uniform otherwise; the learner sees nothing else. K = 5
 masks make a false match (all masks zero) 2^-65 likely.
 
+Count mode replaces the OR and the masks::
+
+    b_k  = 1 − f_k^(p−1)                          1 iff f_k = 0 (Fermat); 16 multiplications
+    c    = Σ_k b_k                                local: a sum of replicated shares is free
+
+and opens c (mod p, so exact below p = 8191 matching entries) to the learner. Each
+party's component of c is a sum of outputs of multiplications, each re-randomised
+by a fresh zero-sharing, so the three components are uniform given c.
+
 Each multiplication is Araki et al.'s: party i computes a·(c + d) + b·c + α_i on its
 pairs (a, b), (c, d), sends the result to party i − 1 and receives party i + 1's:
 one element per party per product and one round per tree level. The linear step
@@ -40,7 +49,17 @@ from ..hamming import popcount64
 from ._field import P, Vec, canon, from_wire, prg, reduce, to_wire
 from ._sharing import PairKeys
 
-__all__ = ["CHECK_REPS", "MASKS", "Net", "PartyCircuit", "SetColumns", "ShardRunner", "roots", "run_party"]
+__all__ = [
+    "CHECK_REPS",
+    "FERMAT_MULS",
+    "MASKS",
+    "Net",
+    "PartyCircuit",
+    "SetColumns",
+    "ShardRunner",
+    "roots",
+    "run_party",
+]
 
 CHECK_REPS = 5
 MASKS = 5
@@ -49,6 +68,22 @@ LINEAR_BLOCK = 1 << 17
 _P32 = np.uint32(P)
 
 Net = tuple[Callable[[int, bytes], None], Callable[[int], bytes]]
+
+
+def _ones_chain(m: int) -> list[tuple[int, int]]:
+    """Steps (a, b) from f^(2^1 − 1) to f^(2^m − 1): f^(2^(a+b) − 1) = (f^(2^a − 1))^(2^b) · f^(2^b − 1)."""
+    steps, have, cur = [], [1], 1
+    while cur < m:
+        b = max(x for x in have if cur + x <= m)
+        steps.append((cur, b))
+        cur += b
+        have.append(cur)
+    return steps
+
+
+_P_BITS = P.bit_length()  # p = 2^13 − 1, so p − 1 = 2 · (2^12 − 1)
+_FERMAT_CHAIN = _ones_chain(_P_BITS - 1)
+FERMAT_MULS = sum(b + 1 for _, b in _FERMAT_CHAIN) + 1  # 16 for p = 8191
 
 
 def roots(radius: int) -> list[int]:
@@ -257,16 +292,49 @@ class PartyCircuit:
             canon(fb)
         return self.product(fa, fb)
 
-    def evaluate(self, cols: SetColumns, xa: Vec, xb: Vec, chunk: int) -> tuple[Vec, Vec]:
-        """Shared P = Π_k f_k over the whole set, in chunks of ``chunk`` entries."""
+    def fermat(self, a: Vec, b: Vec) -> tuple[Vec, Vec]:
+        """f^(p−1) elementwise: 1 where f ≠ 0, 0 where f = 0 (FERMAT_MULS rounds)."""
+        powers = {1: (a, b)}  # m → shares of f^(2^m − 1)
+        cur = 1
+        for _, step in _FERMAT_CHAIN:
+            xa, xb = powers[cur]
+            for _ in range(step):
+                xa, xb = self.square(xa, xb)
+            cur += step
+            powers[cur] = self.mul(xa, xb, *powers[step])
+        return self.square(*powers[cur])  # p − 1 = 2 · (2^(bits−1) − 1)
+
+    def count_zeros(self, a: Vec, b: Vec) -> tuple[Vec, Vec]:
+        """Σ_k (1 − f_k^(p−1)): the number of zero elements, as a 1-element replicated pair."""
+        ga, gb = self.fermat(a, b)
+        ca, cb = self.const_pair(a.size % P, 1)
+        sa = (int(ca[0]) - int(ga.sum(dtype=np.uint64))) % P
+        sb = (int(cb[0]) - int(gb.sum(dtype=np.uint64))) % P
+        return np.array([sa], dtype=np.uint32), np.array([sb], dtype=np.uint32)
+
+    def combine(self, parts: list[tuple[Vec, Vec]], count: bool) -> tuple[Vec, Vec]:
+        """Join per-chunk (or per-shard) results: counts add (local), OR products multiply."""
+        if count:
+            sa = sum(int(a.sum(dtype=np.uint64)) for a, _ in parts) % P
+            sb = sum(int(b.sum(dtype=np.uint64)) for _, b in parts) % P
+            return np.array([sa], dtype=np.uint32), np.array([sb], dtype=np.uint32)
+        if not parts:
+            return self.const_pair(1, 1)
+        return self.or_tree(np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
+
+    def evaluate(
+        self, cols: SetColumns, xa: Vec, xb: Vec, chunk: int, count: bool = False
+    ) -> tuple[Vec, Vec]:
+        """Shared P = Π_k f_k over the whole set, or (``count``) the number of entries within r.
+
+        Works in chunks of ``chunk`` entries, so memory stays bounded at any set size.
+        """
         tab_a, tab_b = column_tables(xa), column_tables(xb)
-        parts_a, parts_b = [], []
+        parts = []
         for start in range(0, len(cols), chunk):
             fa, fb = self.zero_test(cols.slice(start, start + chunk), tab_a, tab_b)
-            pa, pb = self.or_tree(fa, fb)
-            parts_a.append(pa)
-            parts_b.append(pb)
-        return self.or_tree(np.concatenate(parts_a), np.concatenate(parts_b))
+            parts.append(self.count_zeros(fa, fb) if count else self.or_tree(fa, fb))
+        return self.combine(parts, count)
 
     def mask(self, pa: Vec, pb: Vec) -> tuple[Vec, Vec]:
         """v_m = ρ_m · P for MASKS fresh uniform ρ_m no party knows."""
@@ -290,7 +358,7 @@ class ShardRunner(Protocol):
 
     last_party_bytes: int
 
-    def start(self, run_id: bytes, xa: Vec, xb: Vec) -> None: ...
+    def start(self, run_id: bytes, xa: Vec, xb: Vec, count: bool) -> None: ...
 
     def collect(self, run_id: bytes) -> list[tuple[Vec, Vec]]: ...
 
@@ -304,25 +372,24 @@ def run_party(
     open_to_party0: bool,
     chunk: int = 1 << 19,
     shards: ShardRunner | None = None,
+    count: bool = False,
 ) -> Vec | None:
-    """The whole query at one party: checks, circuit, masks, opening.
+    """The whole query at one party: checks, circuit, masks (or the count), opening.
 
     With ``shards``, the other shards run on the checked inputs while this process
-    evaluates ``cols``; their products join this one in the same OR tree before the
-    masks. Returns this party's component of the masked outputs (client-learns: the
-    client adds the three) or, server-learns, the opened values at party 0 and None
-    elsewhere.
+    evaluates ``cols``; their results join this one's (products in the OR tree, or
+    counts summed) before the masks. Returns this party's component of the outputs
+    (client-learns: the client adds the three) or, server-learns, the opened values
+    at party 0 and None elsewhere.
     """
     circuit.check_inputs(xa, xb, check_key)
     if shards is not None:
-        shards.start(circuit.run_id, xa, xb)
-    pa, pb = circuit.evaluate(cols, xa, xb, chunk)
+        shards.start(circuit.run_id, xa, xb, count)
+    parts = [circuit.evaluate(cols, xa, xb, chunk, count)]
     if shards is not None:
-        more = shards.collect(circuit.run_id)
-        pa, pb = circuit.or_tree(
-            np.concatenate([pa, *(a for a, _ in more)]), np.concatenate([pb, *(b for _, b in more)])
-        )
-    va, vb = circuit.mask(pa, pb)
+        parts += shards.collect(circuit.run_id)
+    pa, pb = circuit.combine(parts, count) if len(parts) > 1 else parts[0]
+    va, vb = (pa, pb) if count else circuit.mask(pa, pb)
     if open_to_party0:
         return circuit.open_to(0, va, vb)
     return va

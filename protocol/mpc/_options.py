@@ -49,6 +49,9 @@ class MpcClientOptions(Options):
     mode: Literal["client-learns", "server-learns"] = option(
         "client-learns", "who learns the verdict: the client, or party 0 (the provider)"
     )
+    output: Literal["any", "count"] = option(
+        "any", "what the learner gets: whether any entry is within r, or how many are (count)"
+    )
     pinned_signing_key: str | None = option(
         None, "hex Ed25519 key of party 0 the manifest must be signed with (None: trust on first use)"
     )

@@ -33,6 +33,7 @@ from ..errors import (
     PartyError,
     PartyProtocolError,
     PartyUnavailableError,
+    UnknownModeError,
     UnknownPartyError,
 )
 from ..files import atomic_write
@@ -43,13 +44,13 @@ from ._channel import FRAME_ABORT, FRAME_DATA, FRAME_RESULT, FRAME_START, Channe
 from ._circuit import PartyCircuit, SetColumns, ShardRunner, run_party
 from ._field import ELEMENT_BYTES, Vec, from_wire, to_wire
 from ._sharing import PairKeys, derive_component_key
+from ._wire import QueryMode
 
 __all__ = ["ERRORS", "PartyConfig", "PartyNode", "load_identity", "parse_peers", "pinned_key_reader"]
 
 log = logging.getLogger("blindmatch.mpc")
-ERRORS: dict[str, type[BlindmatchError]] = {
-    c.code: c for c in (MaliciousSharesError, CryptoError, DecodeError, LengthError, PartyProtocolError)
-}
+_RELAYED = (MaliciousSharesError, CryptoError, DecodeError, LengthError, UnknownModeError, PartyProtocolError)
+ERRORS: dict[str, type[BlindmatchError]] = {c.code: c for c in _RELAYED}
 
 
 def parse_peers(text: str) -> list[tuple[str, int]]:
@@ -134,7 +135,7 @@ class PartyConfig:
 
 @dataclass
 class QueryOutcome:
-    component: Vec | None  # client-learns: this party's masked component
+    component: Vec | None  # client-learns: this party's output component
     opened: Vec | None  # server-learns at party 0: the opened values
 
 
@@ -279,15 +280,16 @@ class PartyNode:
         except ValueError:
             raise MaliciousSharesError("share component outside the field") from None
 
-    def compute(self, run_id: bytes, check_key: bytes, plain: bytes, open_to_party0: bool) -> QueryOutcome:
+    def compute(self, run_id: bytes, check_key: bytes, plain: bytes, mode: QueryMode) -> QueryOutcome:
         """Run this party's share of the circuit; any failure is sent to the peers as ABORT."""
+        open_to_party0 = mode.server_learns
         circuit: PartyCircuit | None = None
         sent0 = sum(ch.bytes_sent for ch in self.channels.values())
         try:
             xa, xb = self._shares(plain)
             circuit = PartyCircuit(self.i, self._pair_keys(run_id), self._net(run_id), run_id)
             out = run_party(
-                circuit, self.cols, xa, xb, check_key, open_to_party0, self.cfg.chunk, self.shards
+                circuit, self.cols, xa, xb, check_key, open_to_party0, self.cfg.chunk, self.shards, mode.count
             )
         except BlindmatchError as e:
             self._abort(run_id, e)
@@ -300,15 +302,15 @@ class PartyNode:
             return QueryOutcome(None, out if self.i == 0 else None)
         return QueryOutcome(out, None)
 
-    def evaluate_shard(self, run_id: bytes, xa: Vec, xb: Vec) -> tuple[Vec, Vec]:
-        """Shard worker: this party's replicated share of Π f_k over its shard (inputs already checked)."""
+    def evaluate_shard(self, run_id: bytes, xa: Vec, xb: Vec, count: bool) -> tuple[Vec, Vec]:
+        """Shard worker: this party's share of Π f_k (or of the count) over its shard (inputs checked)."""
         sent0 = sum(ch.bytes_sent for ch in self.channels.values())
         try:
             for j in range(3):  # right after start-up the peers' shard workers may still be connecting
                 if j != self.i:
                     self.channel(j, self.cfg.timeout_s)
             circuit = PartyCircuit(self.i, self._pair_keys(run_id), self._net(run_id), run_id)
-            return circuit.evaluate(self.cols, xa, xb, self.cfg.chunk)
+            return circuit.evaluate(self.cols, xa, xb, self.cfg.chunk, count)
         except BlindmatchError as e:
             self._abort(run_id, e)
             raise
@@ -316,21 +318,20 @@ class PartyNode:
             self.last_party_bytes = sum(ch.bytes_sent for ch in self.channels.values()) - sent0
 
     def lead(
-        self,
-        mode: int,
-        eph_pub: bytes,
-        boxes: tuple[bytes, bytes, bytes],
-        open_to_party0: bool,
+        self, mode: int, eph_pub: bytes, boxes: tuple[bytes, bytes, bytes]
     ) -> tuple[QueryOutcome, dict[int, bytes], Callable[[bytes], bytes]]:
         """Party 0: open box 0, start parties 1 and 2, compute, collect their result boxes."""
+        query_mode = QueryMode.from_byte(mode)
         keys = box_keys(self.ident.kex, eph_pub, eph_pub, 0, mode)
         plain = keys.open_request(boxes[0])
         run_id, check_key = secrets.token_bytes(16), secrets.token_bytes(16)
         head = check_key + bytes([mode]) + eph_pub
         for j in (1, 2):
             self.channel(j, self.cfg.connect_wait_s).send(FRAME_START, run_id, head + boxes[j])
-        outcome = self.compute(run_id, check_key, plain, open_to_party0)
-        results = {} if open_to_party0 else {j: self._recv_frame(j, run_id, FRAME_RESULT) for j in (1, 2)}
+        outcome = self.compute(run_id, check_key, plain, query_mode)
+        results = {}
+        if not query_mode.server_learns:
+            results = {j: self._recv_frame(j, run_id, FRAME_RESULT) for j in (1, 2)}
         return outcome, results, keys.seal_reply
 
     def _follow_loop(self) -> None:
@@ -349,13 +350,14 @@ class PartyNode:
 
     def _follow(self, run_id: bytes, payload: bytes) -> None:
         check_key, mode, eph_pub, box = payload[:16], payload[16], payload[17:49], payload[49:]
-        keys = box_keys(self.ident.kex, eph_pub, eph_pub, self.i, mode)
         try:
+            query_mode = QueryMode.from_byte(mode)
+            keys = box_keys(self.ident.kex, eph_pub, eph_pub, self.i, mode)
             plain = keys.open_request(box)
         except BlindmatchError as e:
             self._abort(run_id, e)
             raise
-        outcome = self.compute(run_id, check_key, plain, open_to_party0=bool(mode))
+        outcome = self.compute(run_id, check_key, plain, query_mode)
         if outcome.component is not None:
             reply = keys.seal_reply(to_wire(outcome.component))
             self.channel(0, 0).send(FRAME_RESULT, run_id, reply)
