@@ -15,7 +15,9 @@ and the client is the real client over HTTP. Reported per set size:
 * he at 10^6 as the reference (one measured query; seconds of BFV work each).
 
 Every size is measured with W = 1 and W = 2 processes per party (``--mpc-workers``):
-the parties' CPU includes their shard workers (child processes).
+the parties' CPU includes their shard workers (child processes). Count mode
+(``output="count"``: 16 Fermat multiplications per entry more, next to the OR tree)
+gets its own row at W = 1, its counts checked against the clear.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-from blindmatch.protocol import Query, get_algo, get_protocol
+from blindmatch.protocol import HashSet, Query, get_algo, get_protocol
+from blindmatch.protocol.hamming import popcount64
 from blindmatch.server.testing import free_port_block
 
 from .context import BenchContext, Metric, make_row
@@ -105,15 +108,22 @@ class Parties:
             f.close()
 
 
-def mults_per_entry(radius: int) -> int:
-    """Squaring + product tree over the paired roots + the OR tree's one product per entry."""
-    from blindmatch.protocol.mpc._circuit import roots
+def mults_per_entry(radius: int, count: bool = False) -> int:
+    """Squaring + product tree over the paired roots + the OR tree's one product per entry
+    (count mode: + the Fermat power's multiplications instead of the OR product)."""
+    from blindmatch.protocol.mpc._circuit import FERMAT_MULS, roots
 
-    return 1 + (len(roots(radius)) - 1) + 1
+    return 1 + (len(roots(radius)) - 1) + 1 + (FERMAT_MULS if count else 0)
+
+
+def _count_within(hashes: HashSet, q: Query, radius: int) -> int:
+    words = hashes.words
+    d = popcount64(words ^ q.hash.words()).sum(axis=1, dtype=np.int64)
+    return int((d <= radius).sum())
 
 
 def mpc_floor_seconds(
-    n: int, radius: int, repeats: int = 3, workers: int = 1
+    n: int, radius: int, repeats: int = 3, workers: int = 1, count: bool = False
 ) -> tuple[float, float, float]:
     """(scan, multiplications) CPU s of one party, measured now; and the 3-party wall floor here."""
     from blindmatch.protocol.mpc._circuit import local_product
@@ -130,12 +140,14 @@ def mpc_floor_seconds(
         t0 = time.process_time()
         local_product(a, b, c, d, z)
         mults.append(time.process_time() - t0)
-    scan, mult = float(np.median(scans)), float(np.median(mults)) * mults_per_entry(radius)
+    scan, mult = float(np.median(scans)), float(np.median(mults)) * mults_per_entry(radius, count)
     cores = max(1, len(os.sched_getaffinity(0)))
     return scan, mult, 3 * (scan + mult) / min(3 * workers, cores)
 
 
-def _measure(ctx: BenchContext, n: int, queries: int, workers: int = 1) -> dict[str, Any]:
+def _measure(
+    ctx: BenchContext, n: int, queries: int, workers: int = 1, count: bool = False
+) -> dict[str, Any]:
     algo = get_algo("pdq")
     set_dir = build_set(ctx, n, algo)
     from blindmatch.client import HttpTransport
@@ -147,7 +159,7 @@ def _measure(ctx: BenchContext, n: int, queries: int, workers: int = 1) -> dict[
         t0 = time.monotonic()
         parties.wait_ready()
         startup = time.monotonic() - t0
-        client = get_protocol("mpc").new_client(algo)
+        client = get_protocol("mpc").new_client(algo, options={"output": "count"} if count else None)
         transport = HttpTransport(parties.url, "mpc", timeout=600)
         client.scan(Query(hashes.value(0)), transport)  # manifest download, warm channels
         walls, cpus, client_ms, up, down, p2p, correct = [], [], [], [], [], [], 0
@@ -160,7 +172,11 @@ def _measure(ctx: BenchContext, n: int, queries: int, workers: int = 1) -> dict[
             up.append(r.bytes_up)
             down.append(r.bytes_down)
             p2p.append(r.extra["party0_bytes"])
-            correct += int(r.matched == member)
+            right = r.matched == member
+            if count:
+                want = _count_within(hashes, q, algo.default_threshold)
+                right = r.count == want % 8191 and r.matched == (want > 0)
+            correct += int(right)
         transport.close()
     finally:
         parties.stop()
@@ -196,12 +212,13 @@ def _he_reference(ctx: BenchContext, n: int) -> Stat | None:
 
 
 WORKERS = (1, 2)
+SIZES = (10**5, 10**6, 10**7)
 
 
 def run_mpc_suite(ctx: BenchContext) -> None:
     if ctx.protocols is not None and "mpc" not in ctx.protocols:
         return
-    sizes = [10**4] if ctx.quick else [n for n in (10**6, 10**7) if not ctx.sizes or n <= max(ctx.sizes) * 10]
+    sizes = [10**4] if ctx.quick else [n for n in SIZES if not ctx.sizes or n <= max(ctx.sizes) * 10]
     radius = get_algo("pdq").default_threshold
     want_he = not ctx.quick and (ctx.protocols is None or "he" in ctx.protocols)
     # he at 10^6 costs minutes of BFV work per query on this machine; measured at 10^5 in the
@@ -211,14 +228,19 @@ def run_mpc_suite(ctx: BenchContext) -> None:
     for n in sizes:
         for workers in WORKERS:
             _measure_row(ctx, n, radius, workers, he_wall)
+        _measure_row(ctx, n, radius, 1, None, count=True)
 
 
-def _measure_row(ctx: BenchContext, n: int, radius: int, workers: int, he_wall: Stat | None) -> None:
-    ctx.log(f"mpc n={n} W={workers}: three party processes on loopback, {workers} process(es) each")
-    m = _measure(ctx, n, max(2, ctx.repeats), workers)
-    scan_s, mult_s, floor_s = mpc_floor_seconds(n, radius, workers=workers)
+def _measure_row(
+    ctx: BenchContext, n: int, radius: int, workers: int, he_wall: Stat | None, count: bool = False
+) -> None:
+    what = " count mode" if count else ""
+    ctx.log(f"mpc n={n} W={workers}{what}: three party processes on loopback, {workers} process(es) each")
+    m = _measure(ctx, n, max(2, ctx.repeats), workers, count)
+    scan_s, mult_s, floor_s = mpc_floor_seconds(n, radius, workers=workers, count=count)
     wall = stat(m["wall"], "s")
-    bound_p2p = mults_per_entry(radius) * 2 * n
+    mults = mults_per_entry(radius, count)
+    bound_p2p = mults * 2 * n
     metrics = {
         "query_wall": Metric(
             wall,
@@ -234,7 +256,7 @@ def _measure_row(ctx: BenchContext, n: int, radius: int, workers: int, he_wall: 
         "party_bytes": Metric(
             stat(m["p2p"], "B"),
             float(bound_p2p),
-            f"{mults_per_entry(radius)} mults/entry × 2 B × {n} entries (party 0)",
+            f"{mults} mults/entry × 2 B × {n} entries (party 0)",
         ),
     }
     if he_wall is not None and n == 10**6:
@@ -246,11 +268,12 @@ def _measure_row(ctx: BenchContext, n: int, radius: int, workers: int, he_wall: 
         make_row(
             "mpc",
             "mpc",
-            f"mpc n={n}" if workers == 1 else f"mpc n={n} W={workers}",
+            f"mpc n={n}" + ("" if workers == 1 else f" W={workers}") + (" count" if count else ""),
             metrics,
             params={
                 "n": n,
                 "workers": workers,
+                "output": "count" if count else "any",
                 "radius": radius,
                 "queries": m["queries"],
                 "correct": m["correct"],

@@ -378,7 +378,8 @@ def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
         m = r["metrics"]
         he = m.get("he_wall_1e6")
         body.append([
-            f"{r['params']['n']}, W = {r['params'].get('workers', 1)}",
+            f"{r['params']['n']}, W = {r['params'].get('workers', 1)}"
+            + (", count mode" if r["params"].get("output") == "count" else ""),
             fig(m["query_wall"]) + " s",
             fig(m["party_cpu"]) + " s",
             fig(m["client_cpu"]) + " ms",

@@ -11,7 +11,14 @@ from blindmatch.protocol import (
     UnknownVersionError,
     get_algo,
 )
-from blindmatch.protocol.mpc._circuit import FERMAT_MULS, PartyCircuit, SetColumns, roots
+from blindmatch.protocol.mpc._circuit import (
+    FERMAT_MULS,
+    MASKS,
+    PartyCircuit,
+    SetColumns,
+    read_outputs,
+    roots,
+)
 from blindmatch.protocol.mpc._field import P, from_wire, prg, to_wire
 from blindmatch.protocol.mpc._sharing import share_vector
 from blindmatch.protocol.mpc._wire import MpcManifest, MpcQuery, MpcReply, PartyInfo, QueryMode
@@ -82,9 +89,23 @@ def test_count_equals_plaintext_number_within_radius(
     assert run.errors == [None, None, None]
     if server_learns:
         assert run.outputs[1] is None and run.outputs[2] is None and run.outputs[0] is not None
-        assert run.outputs[0].tolist() == [expect]
+        opened = run.outputs[0]
     else:
-        assert run.opened.tolist() == [expect]
+        opened = run.opened
+    assert opened.size == 1 + MASKS
+    assert read_outputs(opened, count=True) == (expect > 0, expect)
+
+
+@pytest.mark.parametrize("near", [P, P + 2])
+def test_count_mode_verdict_stays_exact_when_the_count_wraps(near: int) -> None:
+    """p entries within r open as a count of 0 (mod p): the verdict comes from the masked OR."""
+    rng = np.random.default_rng(near)
+    x = rng.integers(0, 2, 256).astype(np.uint32)
+    rows = np.packbits(np.repeat(x[None, :].astype(np.uint8), near, axis=0), axis=1).view(">u8")
+    words = np.concatenate([rows.astype(np.uint64), rng.integers(0, 2**63, (50, 4), dtype=np.uint64)])
+    run = run_three(SetColumns.build(words, 31), x, chunk=4096, count=True)
+    assert run.errors == [None, None, None]
+    assert read_outputs(run.opened, count=True) == (True, near % P)  # matched, although c = 0 for p
 
 
 def test_fermat_indicator_is_exact_on_every_field_element() -> None:

@@ -12,10 +12,11 @@ unrelated one:
 ``test_detects_a_deliberate_leak`` runs the same statistics with the zero-sharing
 switched off (unmasked products) and requires them to fire: the test can fail.
 
-Count mode adds a learner who sees the three output components: with the client's
-shares held fixed (a malicious client can choose them), each component must still be
-uniform over repeated queries, so the components say nothing beyond their sum (the
-count). Without the zero-sharing they are a fixed function of the shares and the set.
+Count mode adds a learner who sees the three components of the count: with the
+client's shares held fixed (a malicious client can choose them), each component must
+still be uniform over repeated queries, so the components say nothing beyond their
+sum (the count). Without the zero-sharing they are a fixed function of the shares
+and the set.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def _learner_components() -> np.ndarray:
     out = []
     for _ in range(LEARNER_RUNS):
         run = run_three(cols, a, comps=comps, count=True)
-        assert run.errors == [None, None, None] and run.opened.tolist() == [8]
+        assert run.errors == [None, None, None] and int(run.opened[0]) == 8
         assert run.outputs[0] is not None
         out.append(int(run.outputs[0][0]))
     return np.array(out)

@@ -57,7 +57,7 @@ from ..hashes import ALGO_IDS, HashAlgo, HashSet
 from ..hazmat.kex import KexKey
 from ..options import Options
 from ._boxes import box_keys
-from ._circuit import MASKS, SetColumns
+from ._circuit import MASKS, SetColumns, read_outputs
 from ._field import ELEMENT_BYTES, P, from_wire, to_wire
 from ._options import MpcClientOptions, MpcServerOptions
 from ._party import PartyConfig, PartyNode, load_identity, parse_peers, pinned_key_reader
@@ -79,8 +79,8 @@ _BOX_OVERHEAD = 48
 
 
 def output_elements(count: bool) -> int:
-    """Field elements per party in the result: the masked OR values, or the count."""
-    return 1 if count else MASKS
+    """Field elements per party in the result: the masked OR values (count mode: the count first)."""
+    return 1 + MASKS if count else MASKS
 
 
 class MpcServer(ServerHalf):
@@ -146,11 +146,8 @@ class MpcServer(ServerHalf):
             outcome, results, seal_own = self.node.lead(q.mode, q.eph_pub, q.boxes)
         if mode.server_learns:
             assert outcome.opened is not None
-            if mode.count:
-                n = int(outcome.opened[0])
-                verdict = ServerVerdict(n > 0, at=time.time(), count=n)
-            else:
-                verdict = ServerVerdict(bool(np.all(outcome.opened == 0)), at=time.time())
+            matched, count = read_outputs(outcome.opened, mode.count)
+            verdict = ServerVerdict(matched, at=time.time(), count=count)
             self._log.append((req.client_id, verdict))
             return Reply(MpcAck().to_bytes(), headers=self._cost_headers())
         assert outcome.component is not None
@@ -260,11 +257,7 @@ class MpcClient(ClientHalf):
             MpcAck.from_bytes(rep.body)
         else:
             opened = self._open_reply(MpcReply.from_bytes(rep.body), keys)
-            if self.mode.count:
-                count = int(opened[0])
-                verdict = count > 0
-            else:
-                verdict = bool(np.all(opened == 0))
+            verdict, count = read_outputs(opened, self.mode.count)
         cpu += elapsed_ms(t1)
         extra["party0_bytes"] = int(rep.headers.get("x-blindmatch-mpc-party-bytes", 0))
         return ScanResult(
@@ -306,7 +299,7 @@ class Mpc(Protocol):
     leakage = Leakage(
         client=(
             "whether some set entry is within the radius (client-learns); nothing in server-learns",
-            "count mode: how many set entries are within the radius (exact below 8191), not which",
+            "count mode: how many set entries are within the radius (mod 8191), not which",
             "the set size and the parties' keys (signed manifest)",
         ),
         server=(

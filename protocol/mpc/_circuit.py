@@ -12,14 +12,15 @@ P = 0 exactly when some entry is within r (a field has no zero divisors), so eve
 v_m is 0 on a match and uniform otherwise; the learner sees nothing else. K = 5
 masks make a false match (all masks zero) 2^-65 likely.
 
-Count mode replaces the OR and the masks::
+Count mode adds, next to the masked OR::
 
     b_k  = 1 − f_k^(p−1)                          1 iff f_k = 0 (Fermat); 16 multiplications
     c    = Σ_k b_k                                local: a sum of replicated shares is free
 
-and opens c (mod p, so exact below p = 8191 matching entries) to the learner. Each
-party's component of c is a sum of outputs of multiplications, each re-randomised
-by a fresh zero-sharing, so the three components are uniform given c.
+and opens (c, v_1..v_K). c is exact below p = 8191 matching entries (it is a sum mod
+p); the verdict still comes from the v_m, so it stays exact when c wraps. Each party's
+component of c is a sum of outputs of multiplications, each re-randomised by a fresh
+zero-sharing, so the three components are uniform given c.
 
 Each multiplication is Araki et al.'s: party i computes a·(c + d) + b·c + α_i on its
 pairs (a, b), (c, d), sends the result to party i − 1 and receives party i + 1's:
@@ -57,6 +58,7 @@ __all__ = [
     "PartyCircuit",
     "SetColumns",
     "ShardRunner",
+    "read_outputs",
     "roots",
     "run_party",
 ]
@@ -313,19 +315,26 @@ class PartyCircuit:
         return np.array([sa], dtype=np.uint32), np.array([sb], dtype=np.uint32)
 
     def combine(self, parts: list[tuple[Vec, Vec]], count: bool) -> tuple[Vec, Vec]:
-        """Join per-chunk (or per-shard) results: counts add (local), OR products multiply."""
-        if count:
-            sa = sum(int(a.sum(dtype=np.uint64)) for a, _ in parts) % P
-            sb = sum(int(b.sum(dtype=np.uint64)) for _, b in parts) % P
-            return np.array([sa], dtype=np.uint32), np.array([sb], dtype=np.uint32)
+        """Join per-chunk (or per-shard) results: OR products multiply, counts add (local).
+
+        A part is the OR product P (1 element) or, in count mode, (c, P) (2 elements).
+        """
         if not parts:
-            return self.const_pair(1, 1)
-        return self.or_tree(np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts]))
+            parts = [self.const_pair(1, 1)]
+            if count:
+                parts = [(np.array([0, 1], dtype=np.uint32), np.array([0, 1], dtype=np.uint32))]
+        k = 1 if count else 0  # where P sits in a part
+        pa, pb = self.or_tree(np.array([a[k] for a, _ in parts]), np.array([b[k] for _, b in parts]))
+        if not count:
+            return pa, pb
+        sa = sum(int(a[0]) for a, _ in parts) % P
+        sb = sum(int(b[0]) for _, b in parts) % P
+        return np.array([sa, pa[0]], dtype=np.uint32), np.array([sb, pb[0]], dtype=np.uint32)
 
     def evaluate(
         self, cols: SetColumns, xa: Vec, xb: Vec, chunk: int, count: bool = False
     ) -> tuple[Vec, Vec]:
-        """Shared P = Π_k f_k over the whole set, or (``count``) the number of entries within r.
+        """Shared P = Π_k f_k over the whole set; with ``count``, (c, P), c the entries within r.
 
         Works in chunks of ``chunk`` entries, so memory stays bounded at any set size.
         """
@@ -333,7 +342,11 @@ class PartyCircuit:
         parts = []
         for start in range(0, len(cols), chunk):
             fa, fb = self.zero_test(cols.slice(start, start + chunk), tab_a, tab_b)
-            parts.append(self.count_zeros(fa, fb) if count else self.or_tree(fa, fb))
+            pa, pb = self.or_tree(fa, fb)
+            if count:
+                ca, cb = self.count_zeros(fa, fb)
+                pa, pb = np.concatenate([ca, pa]), np.concatenate([cb, pb])
+            parts.append((pa, pb))
         return self.combine(parts, count)
 
     def mask(self, pa: Vec, pb: Vec) -> tuple[Vec, Vec]:
@@ -374,10 +387,10 @@ def run_party(
     shards: ShardRunner | None = None,
     count: bool = False,
 ) -> Vec | None:
-    """The whole query at one party: checks, circuit, masks (or the count), opening.
+    """The whole query at one party: checks, circuit, masks (and the count), opening.
 
     With ``shards``, the other shards run on the checked inputs while this process
-    evaluates ``cols``; their results join this one's (products in the OR tree, or
+    evaluates ``cols``; their results join this one's (products in the OR tree,
     counts summed) before the masks. Returns this party's component of the outputs
     (client-learns: the client adds the three) or, server-learns, the opened values
     at party 0 and None elsewhere.
@@ -389,7 +402,22 @@ def run_party(
     if shards is not None:
         parts += shards.collect(circuit.run_id)
     pa, pb = circuit.combine(parts, count) if len(parts) > 1 else parts[0]
-    va, vb = (pa, pb) if count else circuit.mask(pa, pb)
+    if count:  # (c, ρ_1·P, …, ρ_K·P)
+        ma, mb = circuit.mask(pa[1:], pb[1:])
+        va, vb = np.concatenate([pa[:1], ma]), np.concatenate([pb[:1], mb])
+    else:
+        va, vb = circuit.mask(pa, pb)
     if open_to_party0:
         return circuit.open_to(0, va, vb)
     return va
+
+
+def read_outputs(opened: Vec, count: bool) -> tuple[bool, int | None]:
+    """(matched, count) from the opened outputs: (ρ_1·P, …) or, in count mode, (c, ρ_1·P, …).
+
+    The verdict always comes from the masked OR, so it stays exact when c (a sum mod p)
+    wraps at p matching entries.
+    """
+    if count:
+        return bool(np.all(opened[1:] == 0)), int(opened[0])
+    return bool(np.all(opened == 0)), None

@@ -9,9 +9,9 @@ that names (w, W), so shard w only ever pairs with shard w of the other parties.
 Per query, the party's own process (shard 0) runs the input check first, so every
 shard starts only on shares that all three parties accepted; it then hands its pair
 of the client's bits to the workers over a local pipe, evaluates shard 0 itself, and
-collects each worker's replicated share of P_w = Π_{k in shard w} f_k (or, in count
-mode, of the shard's count c_w). The shares never leave the party. ``run_party``
-multiplies the P_w into P with the same OR tree (or adds the c_w: a count is a sum),
+collects each worker's replicated share of P_w = Π_{k in shard w} f_k (in count
+mode also of the shard's count c_w). The shares never leave the party. ``run_party``
+multiplies the P_w into P with the same OR tree (and adds the c_w: a count is a sum),
 then masks and opens once, so the learner's view and the wire formats do not depend
 on W.
 
@@ -131,6 +131,7 @@ class ShardPool:
         self.timeout_s = cfg.timeout_s
         self.last_party_bytes = 0
         self.restarts = 0
+        self._elements = 1  # per share component in an answer: P, or (c, P) in count mode
         bounds = shard_bounds(len(words), cfg.workers)
         self._specs = {
             w: _ShardSpec(state_dir, cfg.for_shard(w), words[a:b].copy(), radius, bits, set_digest, algo)
@@ -181,6 +182,7 @@ class ShardPool:
     def start(self, run_id: bytes, xa: Vec, xb: Vec, count: bool = False) -> None:
         """Hand this party's pair of the (checked) client bits to every worker."""
         msg = (run_id, to_wire(xa), to_wire(xb), count)
+        self._elements = 2 if count else 1
         for worker in list(self._workers):
             try:
                 worker.conn.send(msg)
@@ -216,11 +218,12 @@ class ShardPool:
             if status != "ok":
                 detail = f"shard {worker.shard}: {data.decode(errors='replace')}"
                 failure = failure or ERRORS.get(status, PartyError)(detail)
-            elif len(data) != 2 * ELEMENT_BYTES:
+            elif len(data) != 2 * self._elements * ELEMENT_BYTES:
                 malformed = f"mpc shard worker {worker.shard} sent a malformed result"
                 failure = failure or PartyUnavailableError(malformed)
             else:
-                out.append((from_wire(data[:ELEMENT_BYTES], 1), from_wire(data[ELEMENT_BYTES:], 1)))
+                half = self._elements * ELEMENT_BYTES
+                out.append((from_wire(data[:half], self._elements), from_wire(data[half:], self._elements)))
         self.last_party_bytes = total
         if failure is not None:
             raise failure
