@@ -13,6 +13,9 @@ fewer trusts party 0 to name the others (docs/threat-model.md), which
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,8 +43,12 @@ from blindmatch.protocol.mpc._wire import MpcManifest, MpcQuery, PartyInfo
 from blindmatch.server import SetDir
 from blindmatch.server.testing import LiveParties
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from PIL import Image
+
+from .conftest import encode
 
 PDQ = get_algo("pdq")
+BLINDMATCH = str(Path(sys.executable).parent / "blindmatch")
 TOKEN = "mpc-pin-admin-token"
 SET_SIZE = 300
 
@@ -192,3 +199,49 @@ def test_unpinned_client_trusts_party0_to_name_the_others(parties: Parties, pin_
         client.scan(Query(target), front)
     assert len(front.posts) == 1
     assert np.array_equal(_adversary_reads(front.posts[0], held), target.bits())
+
+
+def test_cli_prints_the_three_keys_and_scan_pins_them(
+    parties: Parties, images: list[Image.Image], tmp_path: Path
+) -> None:
+    """`db info` prints the pin; `scan --pin-key` with it runs; one wrong key: exit 1, one
+    line on stderr, and no query reaches the parties."""
+    info = subprocess.run(
+        [BLINDMATCH, "db", "info", str(parties.state.parent.parent)], capture_output=True, text=True
+    )
+    assert info.returncode == 0, info.stderr
+    pins = json.loads(info.stdout)["mpc"]["pinned_signing_keys"]
+    assert pins == parties.pins and len(pins.split(",")) == 3
+    (tmp_path / "a.png").write_bytes(encode(images[0]))
+
+    def scan(pin: str, account: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                BLINDMATCH,
+                "scan",
+                "--protocol",
+                "mpc",
+                "--server",
+                parties.live.url,
+                "--pin-key",
+                pin,
+                "--mode",
+                "server-learns",
+                "--account",
+                account,
+                str(tmp_path / "a.png"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    ok = scan(pins, "acct-cli-ok")
+    assert ok.returncode == 0, ok.stderr
+    assert parties.verdicts("acct-cli-ok") == [False]
+    wrong = ",".join(
+        [*pins.split(",")[:2], Ed25519PrivateKey.generate().public_key().public_bytes_raw().hex()]
+    )
+    bad = scan(wrong, "acct-cli-wrong")
+    assert bad.returncode != 0 and "party 2" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert parties.verdicts("acct-cli-wrong") == []
