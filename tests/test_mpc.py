@@ -220,3 +220,28 @@ def test_truncated_extra_and_unknown_version_fail_closed(cut: int) -> None:
         MpcQuery.from_bytes(bytes([9]) + body[1:])
     with pytest.raises(LengthError):
         MpcManifest.from_bytes(_manifest().to_bytes()[:-cut])
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"pinned_signing_keys": "aa" * 32}, "three comma-separated"),
+        ({"pinned_signing_keys": ",".join(["aa" * 32, "bb" * 32, "zz" * 32])}, "32 bytes of hex"),
+        ({"pinned_signing_keys": ",".join(["aa" * 32, "bb" * 32, "aa" * 32])}, "one key twice"),
+        (
+            {
+                "pinned_signing_keys": ",".join(["aa" * 32, "bb" * 32, "cc" * 32]),
+                "pinned_signing_key": "dd" * 32,
+            },
+            "disagree about party 0",
+        ),
+    ],
+)
+def test_pinned_signing_keys_are_checked_as_options(options: dict[str, str], match: str) -> None:
+    from blindmatch.protocol import OptionError
+    from blindmatch.protocol.mpc import MpcClientOptions
+
+    with pytest.raises(OptionError, match=match):
+        MpcClientOptions.from_options(options)
+    three = ",".join(["aa" * 32, "bb" * 32, "cc" * 32])
+    assert MpcClientOptions.from_options({"pinned_signing_keys": three}).pins()[2] == b"\xcc" * 32

@@ -11,6 +11,11 @@ party 0, the provider (server-learns). See docs/protocols/mpc.md.
 Trust: semi-honest parties with an honest majority. One party alone learns
 nothing about the hash; **any two colluding parties learn the hash**. The client
 may be malicious: non-bit inputs and disagreeing replicated copies are refused.
+The client learns the parties' box keys from party 0's manifest, in which each
+party signs its own entry; a client that pins all three signing keys
+(``pinned_signing_keys``) refuses a party 0 that names keys of its own for the
+others, and **a client that does not pin the three parties' keys trusts party 0
+to name the others** (a lying party 0 would receive all three shares).
 """
 
 from __future__ import annotations
@@ -331,6 +336,8 @@ class Mpc(Protocol):
         server=(
             "any single party: nothing about the hash (honest majority)",
             "TWO COLLUDING PARTIES LEARN THE HASH IN FULL",
+            "party 0 alone learns the hash from a client that does not pin the three parties' keys "
+            "(it names the others' keys; pinned_signing_keys closes this)",
             "party 0 in server-learns: whether the query matched",
             "query timing and volume at every party",
         ),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import OptionError, UnknownPartyError
-from ..options import Options, option
+from ..options import Options, option, pin_bytes
 
 __all__ = ["MpcClientOptions", "MpcServerOptions"]
 
@@ -66,25 +66,13 @@ class MpcClientOptions(Options):
 
     def pins(self) -> tuple[bytes | None, bytes | None, bytes | None]:
         """The pinned signing key of each party (None where not pinned)."""
-        one = _hex_key("pinned_signing_key", self.pinned_signing_key)
+        one = pin_bytes("mpc", "pinned_signing_key", self.pinned_signing_key)
         if self.pinned_signing_keys is None:
             return one, None, None
         parts = [p.strip() for p in self.pinned_signing_keys.split(",")]
         if len(parts) != 3:
             raise OptionError("mpc option pinned_signing_keys needs three comma-separated keys")
-        keys = [_hex_key("pinned_signing_keys", p) for p in parts]
+        keys = [pin_bytes("mpc", "pinned_signing_keys", p) for p in parts]
         if len(set(keys)) != 3:
             raise OptionError("mpc option pinned_signing_keys names one key twice")
         return keys[0], keys[1], keys[2]
-
-
-def _hex_key(name: str, value: str | None) -> bytes | None:
-    if value is None:
-        return None
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise OptionError(f"mpc option {name} must be 32-byte Ed25519 keys in hex")
-    return raw
