@@ -202,3 +202,11 @@ def test_a_stuck_shard_worker_fails_its_query_and_never_a_later_one(set_dir: Pat
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker, signal.SIGCONT)
+        # a worker that dies between queries: the manifest waits for its replacement
+        (replacement,) = _shard_workers(parties.proc.pid)
+        assert replacement != worker
+        os.kill(replacement, signal.SIGKILL)
+        time.sleep(0.5)
+        _wait_for_manifest(parties.url, 120)
+        assert client.scan(Query(in_shard_1), t).matched is True
+        assert client.scan(Query(stranger), t).matched is False

@@ -131,6 +131,7 @@ class ShardPool:
         self.timeout_s = cfg.timeout_s
         self.last_party_bytes = 0
         self.restarts = 0
+        self._restarting = threading.Lock()  # queries and manifest requests run on different threads
         self._elements = 1  # per share component in an answer: P, or (c, P) in count mode
         bounds = shard_bounds(len(words), cfg.workers)
         self._specs = {
@@ -164,18 +165,27 @@ class ShardPool:
         Not waiting for the new one to be ready: its "ready" message carries no run id
         and is skipped by ``collect``; until it is connected, ``wait_connected`` fails.
         """
-        worker.proc.kill()
-        worker.proc.join(timeout=10.0)
-        worker.conn.close()
-        fresh = self._spawn(worker.shard)
-        self._workers[self._workers.index(worker)] = fresh
-        self.restarts += 1
-        return fresh
+        with self._restarting:
+            if worker not in self._workers:  # another thread replaced it already
+                return next(w for w in self._workers if w.shard == worker.shard)
+            worker.proc.kill()
+            worker.proc.join(timeout=10.0)
+            worker.conn.close()
+            fresh = self._spawn(worker.shard)
+            self._workers[self._workers.index(worker)] = fresh
+            self.restarts += 1
+            return fresh
 
     def wait_connected(self, wait_s: float) -> None:
-        """Every worker has channels to its two peer shards (else ``PartyUnavailableError``)."""
+        """Every worker is alive and has channels to its two peer shards (else ``PartyUnavailableError``).
+
+        A worker that died since the last query is started again here, so the manifest
+        (which waits for this) is not served while a shard cannot run.
+        """
         deadline = time.monotonic() + wait_s
-        for worker in self._workers:
+        for worker in list(self._workers):
+            if not worker.proc.is_alive():
+                worker = self._restart(worker)
             if not worker.connected.wait(max(0.0, deadline - time.monotonic())):
                 raise PartyUnavailableError(f"shard {worker.shard} is not connected to its peer shards")
 
