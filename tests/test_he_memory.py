@@ -59,3 +59,20 @@ def test_endless_server_learns_sessions_keep_server_memory_bounded(tmp_path: Pat
         again = first.scan(Query(hs.value(0)), tr)
         assert again.extra["keys_sent"] is True and again.extra["psi_slots"] >= 32
         tr.close()
+
+
+def test_key_cache_bounds_bytes_and_idle_time() -> None:
+    from blindmatch.protocol.he._keycache import KeyCache
+
+    now = [0.0]
+    cache = KeyCache(max_bytes=250, ttl_s=10.0, clock=lambda: now[0])
+    for i in range(5):
+        cache.put(bytes([i]), bytes(100))
+        assert cache.nbytes <= 250 and len(cache) <= 2
+    assert cache.get(b"\x00") is None and cache.get(b"\x04") == bytes(100)
+    cache.put(b"\x05", bytes(100))  # \x03 is now the least recently used
+    assert cache.get(b"\x03") is None and cache.get(b"\x04") is not None
+    cache.put(b"big", bytes(1000))  # one bundle over the budget still serves its query
+    assert len(cache) == 1 and cache.get(b"big") is not None
+    now[0] = 10.5
+    assert cache.get(b"big") is None and len(cache) == 0 and cache.nbytes == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 __all__ = ["KeyCache"]
 
@@ -21,9 +22,12 @@ __all__ = ["KeyCache"]
 class KeyCache:
     """LRU of key bundles by digest, at most ``max_bytes`` and ``ttl_s`` idle (0: no TTL)."""
 
-    def __init__(self, max_bytes: int, ttl_s: float = 0.0) -> None:
+    def __init__(
+        self, max_bytes: int, ttl_s: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
+        self._clock = clock
         self._lock = threading.Lock()
         self._items: OrderedDict[bytes, tuple[bytes, float]] = OrderedDict()
         self._bytes = 0
@@ -31,7 +35,7 @@ class KeyCache:
     def put(self, digest: bytes, bundle: bytes) -> None:
         with self._lock:
             self._drop(digest)
-            self._items[digest] = (bundle, time.monotonic())
+            self._items[digest] = (bundle, self._clock())
             self._bytes += len(bundle)
             self._expire()
             while self._bytes > self.max_bytes and len(self._items) > 1:
@@ -44,7 +48,7 @@ class KeyCache:
             hit = self._items.get(digest)
             if hit is None:
                 return None
-            self._items[digest] = (hit[0], time.monotonic())
+            self._items[digest] = (hit[0], self._clock())
             self._items.move_to_end(digest)
             return hit[0]
 
@@ -69,7 +73,7 @@ class KeyCache:
     def _expire(self) -> None:
         if self.ttl_s <= 0:
             return
-        cutoff = time.monotonic() - self.ttl_s
+        cutoff = self._clock() - self.ttl_s
         while self._items:
             oldest = next(iter(self._items))
             if self._items[oldest][1] >= cutoff:
