@@ -56,6 +56,11 @@ class KeyCache:
         with self._lock:
             self._drop(digest)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
