@@ -13,6 +13,7 @@ its first rate-limited endpoint.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +26,13 @@ from .goals import PEER_MODES, PEER_PROTOCOL
 __all__ = [
     "LOAD_SCENARIOS",
     "OWN_SUITE",
+    "OWN_SUITE_REFERENCE",
     "PEER_LABELS",
     "PEER_PROTOCOLS",
     "QUICK_SKIP",
     "VARIANTS",
     "LoadScenario",
+    "SuiteReference",
     "base_protocol",
     "client_options",
     "cost_floor",
@@ -104,6 +107,44 @@ def client_options(name: str) -> dict[str, Any]:
 # protocols whose servers are several processes: measured by their own suite, not in-process
 OWN_SUITE: dict[str, str] = {
     "mpc": "three party processes exchanging megabytes per query: the mpc suite measures them on loopback",
+}
+
+
+@dataclass(frozen=True)
+class SuiteReference:
+    """A protocol measured in an own suite's run as its point of comparison.
+
+    One set-up and one query at ``set_size``, scaled linearly to ``scaled_to`` (the
+    reference's server work is linear in n), because at ``scaled_to`` a query costs minutes.
+    """
+
+    protocol: str
+    set_size: int
+    scaled_to: int
+
+    @property
+    def metric(self) -> str:
+        """The row metric the scaled figure is stored under, e.g. ``he_wall_1e6``."""
+        return f"{self.protocol}_wall_1e{_decade(self.scaled_to)}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.protocol} at 1e{_decade(self.scaled_to)}"
+
+    @property
+    def scaling(self) -> str:
+        """How the figure was obtained, e.g. ``he at 10^5 ×10 (linear model)``."""
+        factor = self.scaled_to // self.set_size
+        return f"{self.protocol} at 10^{_decade(self.set_size)} ×{factor} (linear model)"
+
+
+def _decade(n: int) -> int:
+    return round(math.log10(n))
+
+
+# own suite -> the protocol it is compared with (the BFV protocol: the other fuzzy, private one)
+OWN_SUITE_REFERENCE: dict[str, SuiteReference] = {
+    "mpc": SuiteReference("he", 10**5, 10**6),
 }
 
 

@@ -1,4 +1,4 @@
-"""mpc: the three parties as separate processes on loopback, against he and the floor.
+"""mpc: the three parties as separate processes on loopback, against a reference and the floor.
 
 Why its own suite: ``protocols`` runs server halves in-process, but the point of
 ``mpc`` is three processes that exchange megabytes per query, so here each party
@@ -12,7 +12,8 @@ and the client is the real client over HTTP. Reported per set size:
 * the floor, measured in the same run: one pass over the packed set's columns plus
   that many blockwise field multiplications per entry, for three parties on the
   machine's cores, and the ratio of the wall time to it;
-* he at 10^6 as the reference (one measured query; seconds of BFV work each).
+* a reference protocol at 10^6 (``hooks.OWN_SUITE_REFERENCE``, he: one measured query at
+  10^5, scaled linearly, because one query at 10^6 costs minutes of BFV work).
 
 Every size is measured with W = 1 and W = 2 processes per party (``--mpc-workers``):
 the parties' CPU includes their shard workers (child processes).
@@ -32,6 +33,7 @@ from blindmatch.protocol import Query, get_algo, get_protocol
 from blindmatch.server.testing import free_port_block
 
 from .context import BenchContext, Metric, make_row
+from .hooks import OWN_SUITE_REFERENCE
 from .protocols import build_set, make_queries
 from .timing import Stat, stat
 
@@ -178,21 +180,26 @@ def _measure(ctx: BenchContext, n: int, queries: int, workers: int = 1) -> dict[
     }
 
 
-HE_REFERENCE_N = 10**5
+REFERENCE = OWN_SUITE_REFERENCE["mpc"]
 
 
-def _he_reference(ctx: BenchContext, n: int) -> Stat | None:
+def _reference_wall(ctx: BenchContext) -> Stat | None:
+    """The reference protocol's query wall time, measured at its set size and scaled up."""
     from .protocols import measure_cell
 
-    repeats, ctx.repeats = ctx.repeats, 1  # one set-up and one steady query: minutes each at 10^6
+    ref = REFERENCE
+    if ctx.quick or (ctx.protocols is not None and ref.protocol not in ctx.protocols):
+        return None
+    repeats, ctx.repeats = ctx.repeats, 1  # one set-up and one steady query
     try:
-        cell = measure_cell(ctx, "he", n, max_queries=1)
+        cell = measure_cell(ctx, ref.protocol, ref.set_size, max_queries=1)
     except Exception as e:  # reported, the mpc rows still stand
-        ctx.errors.append({"suite": "mpc", "where": "he reference", "error": repr(e)})
+        ctx.errors.append({"suite": "mpc", "where": f"{ref.protocol} reference", "error": repr(e)})
         return None
     finally:
         ctx.repeats = repeats
-    return Stat.from_dict(cell["metrics"]["query_wall_s"])
+    small = Stat.from_dict(cell["metrics"]["query_wall_s"])
+    return small.scaled(ref.scaled_to / ref.set_size, "s")
 
 
 WORKERS = (1, 2)
@@ -203,17 +210,13 @@ def run_mpc_suite(ctx: BenchContext) -> None:
         return
     sizes = [10**4] if ctx.quick else [n for n in (10**6, 10**7) if not ctx.sizes or n <= max(ctx.sizes) * 10]
     radius = get_algo("pdq").default_threshold
-    want_he = not ctx.quick and (ctx.protocols is None or "he" in ctx.protocols)
-    # he at 10^6 costs minutes of BFV work per query on this machine; measured at 10^5 in the
-    # same run and scaled ×10 (its server work is linear in n: ⌈n × bits ÷ slots⌉ products)
-    he_small = _he_reference(ctx, HE_REFERENCE_N) if want_he else None
-    he_wall = None if he_small is None else he_small.scaled(10**6 / HE_REFERENCE_N, "s")
+    ref_wall = _reference_wall(ctx)
     for n in sizes:
         for workers in WORKERS:
-            _measure_row(ctx, n, radius, workers, he_wall)
+            _measure_row(ctx, n, radius, workers, ref_wall)
 
 
-def _measure_row(ctx: BenchContext, n: int, radius: int, workers: int, he_wall: Stat | None) -> None:
+def _measure_row(ctx: BenchContext, n: int, radius: int, workers: int, ref_wall: Stat | None) -> None:
     ctx.log(f"mpc n={n} W={workers}: three party processes on loopback, {workers} process(es) each")
     m = _measure(ctx, n, max(2, ctx.repeats), workers)
     scan_s, mult_s, floor_s = mpc_floor_seconds(n, radius, workers=workers)
@@ -237,10 +240,10 @@ def _measure_row(ctx: BenchContext, n: int, radius: int, workers: int, he_wall: 
             f"{mults_per_entry(radius)} mults/entry × 2 B × {n} entries (party 0)",
         ),
     }
-    if he_wall is not None and n == 10**6:
-        metrics["he_wall_1e6"] = Metric(
-            he_wall,
-            note=f"he at 10^5 ×10 (linear model); he ÷ mpc = {he_wall.median / wall.median:.0f}×",
+    if ref_wall is not None and n == REFERENCE.scaled_to:
+        metrics[REFERENCE.metric] = Metric(
+            ref_wall,
+            note=f"{REFERENCE.scaling}; {REFERENCE.protocol} ÷ mpc = {ref_wall.median / wall.median:.0f}×",
         )
     ctx.add(
         make_row(

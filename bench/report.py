@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 from .goals import PEER_PROTOCOL, evaluate_goals
+from .hooks import OWN_SUITE_REFERENCE
 from .units import fmt_value
 
 SCHEMA = "blindmatch-bench/1"
@@ -376,7 +377,7 @@ def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
     body = []
     for r in rows:
         m = r["metrics"]
-        he = m.get("he_wall_1e6")
+        ref = m.get(OWN_SUITE_REFERENCE["mpc"].metric)
         body.append([
             f"{r['params']['n']}, W = {r['params'].get('workers', 1)}",
             fig(m["query_wall"]) + " s",
@@ -385,12 +386,13 @@ def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
             fig(m["client_bytes"], 1 / 1024, 1) + " KiB",
             fig(m["party_bytes"], 1 / 2**20, 1) + " MiB",
             f"{r['params']['correct']}/{r['params']['queries']}",
-            (fig(he) + f" s; {he['note']}") if he else "—",
+            (fig(ref) + f" s; {ref['note']}") if ref else "—",
         ])
     return [
         *_table(["set, processes per party", "wall / query (×floor)", "3 parties' CPU / query", "client CPU",
                  "client up+down",
-                 "party 0 → peers (×bound)", "verdicts right", "he at 1e6 (same run)"], body),
+                 "party 0 → peers (×bound)", "verdicts right",
+                 f"{OWN_SUITE_REFERENCE['mpc'].label} (same run)"], body),
         "",
         "Median [min–max] over the queries. The floor is one pass over the packed set plus the circuit's",
         "field multiplications per entry, for three parties on this machine's cores, measured in the",
