@@ -2,8 +2,8 @@
 
 Why generated: published numbers must come from a results file, never be typed
 in, and a goal that is missed must show as missed with its reason. Everything
-here is a pure function of ``results.json``, so the lead can re-run a
-benchmark after merging and regenerate BENCHMARKS.md with one command.
+here is a pure function of ``results.json``, so anyone can re-run a
+benchmark and regenerate BENCHMARKS.md with one command.
 """
 
 from __future__ import annotations
