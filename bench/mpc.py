@@ -22,15 +22,13 @@ the parties' CPU includes their shard workers (child processes).
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from blindmatch.protocol import Query, get_algo, get_protocol
-from blindmatch.server.testing import free_port_block
+from blindmatch.server.testing import LiveParties
 
 from .context import BenchContext, Metric, make_row
 from .hooks import OWN_SUITE_REFERENCE
@@ -56,55 +54,17 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-class Parties:
-    """The three party processes for one set directory."""
+class Parties(LiveParties):
+    """The three party processes for one set directory, with their CPU time."""
 
     def __init__(self, set_dir: Path, log_dir: Path, workers: int = 1) -> None:
-        from blindmatch.server.mpc import party_commands
-
-        self.base = free_port_block(3 + 3 * workers)
-        self.logs = [open(log_dir / f"party-{i}.log", "ab") for i in range(3)]  # noqa: SIM115
-        commands = party_commands(set_dir, "127.0.0.1", self.base, workers=workers)
-        self.procs = [
-            subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-            for (cmd, env), log in zip(commands, self.logs, strict=True)
-        ]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.base}"
-
-    def wait_ready(self, timeout: float = 900.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in self.procs):
-                raise RuntimeError("an mpc party exited during start-up")
-            try:
-                if httpx.get(self.url + "/v1/mpc/manifest", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("mpc parties not ready in time")
+        super().__init__(set_dir, startup_timeout=900.0, workers=workers, log_dir=log_dir)
 
     def cpu(self) -> float:
         """CPU seconds of the three parties and their shard workers (direct children)."""
         pids = [p.pid for p in self.procs]
         pids += [c for p in self.procs for c in _children(p.pid)]
         return sum(_proc_cpu(pid) for pid in pids)
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for f in self.logs:
-            f.close()
 
 
 def mults_per_entry(radius: int) -> int:
@@ -144,11 +104,10 @@ def _measure(ctx: BenchContext, n: int, queries: int, workers: int = 1) -> dict[
     from blindmatch.server import SetDir
 
     hashes = SetDir.open(set_dir).hashes
-    parties = Parties(set_dir, ctx.workdir, workers)
+    t0 = time.monotonic()
+    parties = Parties(set_dir, ctx.workdir, workers).start()
+    startup = time.monotonic() - t0
     try:
-        t0 = time.monotonic()
-        parties.wait_ready()
-        startup = time.monotonic() - t0
         client = get_protocol("mpc").new_client(algo)
         transport = HttpTransport(parties.url, "mpc", timeout=600)
         client.scan(Query(hashes.value(0)), transport)  # manifest download, warm channels
