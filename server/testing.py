@@ -151,14 +151,22 @@ class LiveParties:
                 self.stop()
                 tail = output.decode(errors="replace")[-2000:]
                 raise RuntimeError(f"an mpc party exited during start-up: {tail}")
-            try:
-                if httpx.get(self.url + "/v1/mpc/manifest", timeout=5.0).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
+            if self._ready():
+                return True
             time.sleep(0.2)
         self.stop()
         raise RuntimeError("mpc parties did not become ready in time")
+
+    def _ready(self) -> bool:
+        """Every party answers over HTTP (its peer port is bound before that) and party 0
+        serves the manifest."""
+        urls = [f"http://127.0.0.1:{self.port + i}/healthz" for i in range(1, 3)]
+        try:
+            return all(httpx.get(u, timeout=5.0).status_code == 200 for u in urls) and (
+                httpx.get(self.url + "/v1/mpc/manifest", timeout=5.0).status_code == 200
+            )
+        except httpx.HTTPError:
+            return False
 
     def stop(self, sig: int = signal.SIGTERM, keep_logs: bool = False) -> None:
         for p in self.procs:
