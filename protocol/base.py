@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from .costfloor import CostFloor
 from .errors import BodyTooLargeError, UnknownProtocolError
@@ -53,6 +53,8 @@ __all__ = [
     "get_protocol",
     "register",
 ]
+
+_T = TypeVar("_T")
 
 
 class Learner(enum.Enum):
@@ -319,9 +321,7 @@ class Protocol(ABC):
 
         ``options`` is parsed by ``server_options`` (a mapping or the typed object).
         """
-        make = type(self).server_half_type
-        if make is None:
-            raise TypeError(f"{type(self).__name__} has no server_half_type")
+        make = _declared(self, type(self).server_half_type, "server_half_type")
         return make(hashes, state_dir, self.server_options(options))
 
     def new_client(
@@ -331,14 +331,18 @@ class Protocol(ABC):
 
         ``options`` is parsed by ``client_options`` (a mapping or the typed object).
         """
-        make = type(self).client_half_type
-        if make is None:
-            raise TypeError(f"{type(self).__name__} has no client_half_type")
+        make = _declared(self, type(self).client_half_type, "client_half_type")
         return make(algo, cache_dir, self.client_options(options))
 
     @abstractmethod
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
         """Predicted one-time client download for a set of ``set_size`` hashes."""
+
+
+def _declared(proto: Protocol, value: _T | None, attr: str) -> _T:
+    if value is None:
+        raise TypeError(f"{type(proto).__name__} sets no {attr}")
+    return value
 
 
 REGISTRY: dict[str, Protocol] = {}
