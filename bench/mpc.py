@@ -153,7 +153,7 @@ def _reference_wall(ctx: BenchContext) -> Stat | None:
     try:
         cell = measure_cell(ctx, ref.protocol, ref.set_size, max_queries=1)
     except Exception as e:  # reported, the mpc rows still stand
-        ctx.errors.append({"suite": "mpc", "where": f"{ref.protocol} reference", "error": repr(e)})
+        ctx.record_error("mpc", f"{ref.protocol} reference", e)
         return None
     finally:
         ctx.repeats = repeats
