@@ -112,39 +112,25 @@ OWN_SUITE: dict[str, str] = {
 
 @dataclass(frozen=True)
 class SuiteReference:
-    """A protocol measured in an own suite's run as its point of comparison.
-
-    One set-up and one query at ``set_size``, scaled linearly to ``scaled_to`` (the
-    reference's server work is linear in n), because at ``scaled_to`` a query costs minutes.
-    """
+    """A protocol measured in an own suite's run as its point of comparison: one set-up
+    and one steady query at ``set_size``, shown on the suite's row of that size."""
 
     protocol: str
     set_size: int
-    scaled_to: int
+
+    @property
+    def decade(self) -> int:
+        return round(math.log10(self.set_size))
 
     @property
     def metric(self) -> str:
-        """The row metric the scaled figure is stored under, e.g. ``he_wall_1e6``."""
-        return f"{self.protocol}_wall_1e{_decade(self.scaled_to)}"
-
-    @property
-    def label(self) -> str:
-        return f"{self.protocol} at 1e{_decade(self.scaled_to)}"
-
-    @property
-    def scaling(self) -> str:
-        """How the figure was obtained, e.g. ``he at 10^5 ×10 (linear model)``."""
-        factor = self.scaled_to // self.set_size
-        return f"{self.protocol} at 10^{_decade(self.set_size)} ×{factor} (linear model)"
-
-
-def _decade(n: int) -> int:
-    return round(math.log10(n))
+        """The row metric the figure is stored under, e.g. ``he_wall_1e6``."""
+        return f"{self.protocol}_wall_1e{self.decade}"
 
 
 # own suite -> the protocol it is compared with (the BFV protocol: the other fuzzy, private one)
 OWN_SUITE_REFERENCE: dict[str, SuiteReference] = {
-    "mpc": SuiteReference("he", 10**5, 10**6),
+    "mpc": SuiteReference("he", 10**6),
 }
 
 

@@ -367,6 +367,11 @@ def _peers_md(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _mpc_reference_heading() -> str:
+    ref = OWN_SUITE_REFERENCE["mpc"]
+    return f"{ref.protocol} at 1e{ref.decade} (same run)"
+
+
 def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
     def fig(m: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
         st = m["stat"]
@@ -392,7 +397,7 @@ def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
         *_table(["set, processes per party", "wall / query (×floor)", "3 parties' CPU / query", "client CPU",
                  "client up+down",
                  "party 0 → peers (×bound)", "verdicts right",
-                 f"{OWN_SUITE_REFERENCE['mpc'].label} (same run)"], body),
+                 _mpc_reference_heading()], body),
         "",
         "Median [min–max] over the queries. The floor is one pass over the packed set plus the circuit's",
         "field multiplications per entry, for three parties on this machine's cores, measured in the",
