@@ -288,13 +288,14 @@ def curator_verify(
 @db_app.command("info")
 def db_info(set_dir: Annotated[Path, typer.Argument(help="Set directory")]) -> None:
     """Print the set's size and root digest (publishable out of band)."""
-    from blindmatch.protocol import oprf, tpsi
+    from blindmatch.protocol import mpc, oprf, tpsi
     from blindmatch.server import SetDir
 
     sd = SetDir.open(set_dir)
     _emit({"set_dir": str(set_dir), "algo": sd.algo.name, "count": len(sd.hashes), "digest": sd.digest,
            "attestations": len(sd.attestations()), "oprf": oprf.describe_state(sd.path / "state" / "oprf"),
-           "tpsi": tpsi.describe_state(sd.path / "state" / "tpsi")})
+           "tpsi": tpsi.describe_state(sd.path / "state" / "tpsi"),
+           "mpc": mpc.describe_state(sd.path / "state" / "mpc")})
 
 
 @db_app.command("rotate-tpsi-key")
@@ -482,7 +483,8 @@ def scan(
     allow_unverified: Annotated[bool, typer.Option(
         help="oprf: accept a server in unverifiable OPRF mode (no DLEQ proofs)")] = False,
     pin_key: Annotated[str | None, typer.Option(
-        help="oprf/tpsi: the server's manifest signing key (hex) published out of band")] = None,
+        help="oprf/tpsi: the server's manifest signing key (hex) published out of band; "
+             "mpc: the three parties' keys K0,K1,K2 (`db info`), each from its own operator")] = None,
     pin_digest: Annotated[str | None, typer.Option(
         help="oprf: root digest; tpsi: whole-manifest digest (hex, from `db info`)")] = None,
     min_threshold: Annotated[int, typer.Option(help="tpsi: refuse a server whose threshold is lower")] = 10,
@@ -503,7 +505,7 @@ def scan(
     options: dict[str, Any] = {k: v for k, (v, default) in given.items() if v != default}
     digest_pin = "pinned_manifest_digest" if protocol == "tpsi" else "pinned_root_digest"
     if pin_key:
-        options["pinned_signing_key"] = pin_key
+        options["pinned_signing_keys" if protocol == "mpc" else "pinned_signing_key"] = pin_key
     if pin_digest:
         options[digest_pin] = pin_digest
     failed = scan_paths(server, protocol, paths, algo, options, account, ad, cache, min_quality, batch_size)

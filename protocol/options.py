@@ -22,11 +22,24 @@ from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 from .errors import OptionError, OptionTypeError
 
-__all__ = ["NoOptions", "OptionInfo", "Options", "OptionsIn", "option"]
+__all__ = ["NoOptions", "OptionInfo", "Options", "OptionsIn", "option", "pin_bytes"]
 
 _O = TypeVar("_O", bound="Options")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+def pin_bytes(protocol: str, name: str, value: str | None) -> bytes | None:
+    """A pinned 32-byte value (key or digest) given as hex, or None; ``OptionError`` if malformed."""
+    if value is None:
+        return None
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise OptionError(f"{protocol} option {name} must be 32 bytes of hex")
+    return raw
 
 
 def option(default: Any, doc: str) -> Any:

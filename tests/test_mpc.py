@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
+
 import numpy as np
 import pytest
-from blindmatch.protocol import LengthError, MaliciousSharesError, UnknownVersionError, get_algo
+from blindmatch.protocol import (
+    LengthError,
+    MaliciousSharesError,
+    SignatureError,
+    UnknownVersionError,
+    get_algo,
+)
 from blindmatch.protocol.mpc._circuit import SetColumns, roots
 from blindmatch.protocol.mpc._field import P, from_wire, prg, to_wire
 from blindmatch.protocol.mpc._sharing import share_vector
-from blindmatch.protocol.mpc._wire import MpcManifest, MpcQuery, MpcReply, PartyInfo
+from blindmatch.protocol.mpc._wire import (
+    MpcManifest,
+    MpcQuery,
+    MpcReply,
+    PartyInfo,
+    entry_message,
+    manifest_head,
+)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .mpc_helpers import bits_of, run_three
 
 PDQ = get_algo("pdq")
+_V2_SHA256 = "5899f27699e0715c606ec1dca8e6417b67b44c7735267f6a1c0d440e51e6d3a7"
 
 
 def _hamming_min(words: np.ndarray, x: np.ndarray) -> int:
@@ -121,16 +139,23 @@ def test_query_and_reply_round_trip(mode: int, eph: bytes, boxes: tuple[bytes, b
     assert MpcReply.from_bytes(MpcReply(boxes).to_bytes()) == MpcReply(boxes)
 
 
-def _manifest() -> MpcManifest:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+_KEYS = [Ed25519PrivateKey.from_private_bytes(bytes([i + 1]) * 32) for i in range(3)]
 
-    k = Ed25519PrivateKey.generate()
-    pub = k.public_key().public_bytes_raw()
+
+def _manifest(keys: list[Ed25519PrivateKey] = _KEYS) -> MpcManifest:
+    """A format-2 manifest: each party's entry signed by its own key, the whole by party 0's."""
+    pubs = [k.public_key().public_bytes_raw() for k in keys]
+    head = manifest_head(1, 31, 1000, b"d" * 32, 1 << 19, 5)
     parties = tuple(
-        PartyInfo(pub if i == 0 else bytes([i]) * 32, bytes([9 + i]) * 32, f"127.0.0.1:{9000 + i}")
+        PartyInfo(
+            pubs[i],
+            bytes([9 + i]) * 32,
+            f"127.0.0.1:{9000 + i}",
+            keys[i].sign(entry_message(head, i, pubs[i], bytes([9 + i]) * 32)),
+        )
         for i in range(3)
     )
-    return MpcManifest(1, 31, 1000, b"d" * 32, 1 << 19, 5, parties).signed(k)  # type: ignore[arg-type]
+    return MpcManifest(1, 31, 1000, b"d" * 32, 1 << 19, 5, parties).signed(keys[0])  # type: ignore[arg-type]
 
 
 def test_manifest_round_trip_and_signature() -> None:
@@ -141,6 +166,47 @@ def test_manifest_round_trip_and_signature() -> None:
     forged = MpcManifest(m.algo_id, 30, m.set_size, m.set_digest, m.chunk, m.masks, m.parties, m.signature)
     with pytest.raises(Exception, match="signature"):
         forged.verify()
+
+
+def test_party0_cannot_vouch_for_another_partys_box_key() -> None:
+    """Party 0 re-signs the whole manifest after swapping party 1's box key (or its head)."""
+    m = _manifest()
+    swapped = replace(m.parties[1], kex_pub=b"\x55" * 32)
+    forged = replace(m, parties=(m.parties[0], swapped, m.parties[2])).signed(_KEYS[0])
+    with pytest.raises(SignatureError, match="party 1's entry"):
+        forged.verify()
+    resized = replace(m, radius=40)  # party 0 re-signs its own entry for a radius the others did not
+    own = replace(m.parties[0], entry_sig=_KEYS[0].sign(resized.entry_message(0)))
+    resized = replace(resized, parties=(own, m.parties[1], m.parties[2])).signed(_KEYS[0])
+    with pytest.raises(SignatureError, match="party 1's entry"):
+        resized.verify()
+
+
+def test_one_key_named_for_two_parties_is_refused() -> None:
+    with pytest.raises(SignatureError, match="one key for two parties"):
+        _manifest([_KEYS[0], _KEYS[1], _KEYS[1]]).verify()
+
+
+def test_golden_bytes_manifest_format_2_and_format_1_refused() -> None:
+    """Format 2 (message type 6) adds each party's entry signature; format 1 (type 4,
+    party 0's signature only) fails closed with a typed error."""
+    raw = _manifest().to_bytes()
+    assert raw[:12].hex() == "01050602000002120105070d"  # 13 body fields
+    assert hashlib.sha256(raw).hexdigest() == _V2_SHA256
+    assert _manifest().digest() == hashlib.sha256(raw).digest()
+    v1 = bytes.fromhex(
+        "01050402000001460105050a0000003001001f00000000000003e8646464646464646464646464646464646464646464"
+        "64646464646464646464640008000005000000208a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801"
+        "b40f6f5c0000002009090909090909090909090909090909090909090909090909090909090909090000000e3132372e"
+        "302e302e313a39303030000000208139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b3940000"
+        "00200a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0000000e3132372e302e302e313a"
+        "3930303100000020ed4928c628d1c2c6eae90338905995612959273a5c63f93636c14614ac8737d1000000200b0b0b0b"
+        "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0000000e3132372e302e302e313a393030320000"
+        "00409b92110e4e5c0b6b9e9bd776a83e0db66a5310e76dcbf828a3e9374ad566fedec7706b08c7e392d31ac09842e859"
+        "21da6c5ff16a67be9fe4c902aed170ddcf0b"
+    )
+    with pytest.raises(UnknownVersionError, match="format 1"):
+        MpcManifest.from_bytes(v1)
 
 
 @pytest.mark.parametrize("cut", [1, 5, 40])
@@ -154,3 +220,28 @@ def test_truncated_extra_and_unknown_version_fail_closed(cut: int) -> None:
         MpcQuery.from_bytes(bytes([9]) + body[1:])
     with pytest.raises(LengthError):
         MpcManifest.from_bytes(_manifest().to_bytes()[:-cut])
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"pinned_signing_keys": "aa" * 32}, "three comma-separated"),
+        ({"pinned_signing_keys": ",".join(["aa" * 32, "bb" * 32, "zz" * 32])}, "32 bytes of hex"),
+        ({"pinned_signing_keys": ",".join(["aa" * 32, "bb" * 32, "aa" * 32])}, "one key twice"),
+        (
+            {
+                "pinned_signing_keys": ",".join(["aa" * 32, "bb" * 32, "cc" * 32]),
+                "pinned_signing_key": "dd" * 32,
+            },
+            "disagree about party 0",
+        ),
+    ],
+)
+def test_pinned_signing_keys_are_checked_as_options(options: dict[str, str], match: str) -> None:
+    from blindmatch.protocol import OptionError
+    from blindmatch.protocol.mpc import MpcClientOptions
+
+    with pytest.raises(OptionError, match=match):
+        MpcClientOptions.from_options(options)
+    three = ",".join(["aa" * 32, "bb" * 32, "cc" * 32])
+    assert MpcClientOptions.from_options({"pinned_signing_keys": three}).pins()[2] == b"\xcc" * 32

@@ -12,6 +12,7 @@ from blindmatch.protocol.mpc._channel import FRAME_DATA, Channel, Identity, hand
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 CONFIG = b"c" * 32
+ENTRIES = (b"\xa0" * 64, b"\xa1" * 64)  # opaque to the channel: party 0 checks them in the manifest
 
 
 class Tap:
@@ -62,13 +63,13 @@ def _pair(tap_flip: int | None = None, pin_wrong: bool = False) -> tuple[Channel
 
     def accept() -> None:
         try:
-            out["acc"] = handshake(s_acc, p0, CONFIG, pins.__getitem__, connector=False)
+            out["acc"] = handshake(s_acc, p0, CONFIG, pins.__getitem__, connector=False, entry=ENTRIES[0])
         except BaseException as e:
             out["acc"] = e
 
     t = threading.Thread(target=accept)
     t.start()
-    conn = handshake(tap.outer, p1, CONFIG, pins.__getitem__, connector=True, peer_hint=0)
+    conn = handshake(tap.outer, p1, CONFIG, pins.__getitem__, True, peer_hint=0, entry=ENTRIES[1])
     t.join()
     acc = out["acc"]
     if isinstance(acc, BaseException):
@@ -101,3 +102,12 @@ def test_tampered_frame_is_rejected() -> None:
 def test_unpinned_peer_is_refused() -> None:
     with pytest.raises(PartyProtocolError):
         _pair(pin_wrong=True)
+
+
+def test_signed_manifest_entries_cross_the_handshake_authenticated() -> None:
+    """Party 0 gets each peer's self-signed manifest entry from the pinned handshake; a relay
+    that alters the connector's entry (bytes 73..136 of its stream) is refused."""
+    conn, acc, _tap = _pair()
+    assert acc.peer_entry == ENTRIES[1] and conn.peer_entry == ENTRIES[0]
+    with pytest.raises(PartyProtocolError):
+        _pair(tap_flip=len(b"BMMPC") + 3 + 1 + 32 + 32 + 5)

@@ -11,11 +11,17 @@ party 0, the provider (server-learns). See docs/protocols/mpc.md.
 Trust: semi-honest parties with an honest majority. One party alone learns
 nothing about the hash; **any two colluding parties learn the hash**. The client
 may be malicious: non-bit inputs and disagreeing replicated copies are refused.
+The client learns the parties' box keys from party 0's manifest, in which each
+party signs its own entry; a client that pins all three signing keys
+(``pinned_signing_keys``) refuses a party 0 that names keys of its own for the
+others, and **a client that does not pin the three parties' keys trusts party 0
+to name the others** (a lying party 0 would receive all three shares).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -46,7 +52,7 @@ from ..errors import (
     BadHashError,
     BlindmatchError,
     LengthError,
-    OptionError,
+    PartyProtocolError,
     PartyUnavailableError,
     SignatureError,
     UnknownPartyError,
@@ -61,7 +67,18 @@ from ._field import ELEMENT_BYTES, P, from_wire, to_wire
 from ._options import MpcClientOptions, MpcServerOptions
 from ._party import PartyConfig, PartyNode, load_identity, parse_peers, pinned_key_reader
 from ._sharing import share_vector
-from ._wire import MODE_CLIENT, MODE_SERVER, PROTOCOL_ID, MpcAck, MpcManifest, MpcQuery, MpcReply, PartyInfo
+from ._wire import (
+    MODE_CLIENT,
+    MODE_SERVER,
+    PROTOCOL_ID,
+    MpcAck,
+    MpcManifest,
+    MpcQuery,
+    MpcReply,
+    PartyInfo,
+    entry_message,
+    manifest_head,
+)
 from ._workers import ShardPool, shard_bounds
 
 __all__ = [
@@ -70,6 +87,7 @@ __all__ = [
     "MpcClientOptions",
     "MpcServer",
     "MpcServerOptions",
+    "describe_state",
     "load_identity",
     "parse_peers",
 ]
@@ -90,7 +108,14 @@ class MpcServer(ServerHalf):
         start, stop = shard_bounds(len(hashes), cfg.workers)[0]
         cols = SetColumns.build(hashes.words[start:stop], radius)
         config = cfg.digest(self.set_digest, self.algo.name, radius)
-        self.node = PartyNode(self.ident, cfg, cols, self.algo.bits, config, pinned_key_reader(state_dir))
+        self.head = manifest_head(
+            ALGO_IDS[self.algo.name], radius, self.set_size, self.set_digest, cfg.chunk, MASKS
+        )
+        own = entry_message(self.head, cfg.index, self.ident.signing_pub, self.ident.kex_pub)
+        self.entry = self.ident.signing.sign(own)
+        self.node = PartyNode(
+            self.ident, cfg, cols, self.algo.bits, config, pinned_key_reader(state_dir), entry=self.entry
+        )
         self.pool: ShardPool | None = None
         if cfg.workers > 1:
             try:
@@ -105,15 +130,17 @@ class MpcServer(ServerHalf):
         self._log: list[tuple[str, bool, float]] = []
 
     def manifest(self) -> MpcManifest:
-        kex = self.node.peers_kex(self.cfg.connect_wait_s)
+        """The parties' self-signed entries (peers' from their handshakes), signed by this party."""
+        entries = self.node.peer_entries(self.cfg.connect_wait_s)
         if self.pool is not None:  # no client is told to query before every shard can run
             self.pool.wait_connected(self.cfg.connect_wait_s)
-        kex[self.cfg.index] = self.ident.kex_pub
+        entries[self.cfg.index] = (self.ident.kex_pub, self.entry)
         parties = tuple(
             PartyInfo(
                 self.node.pinned(j) if j != self.cfg.index else self.ident.signing_pub,
-                kex[j],
+                entries[j][0],
                 f"{self.cfg.peers[j][0]}:{self.cfg.peers[j][1]}",
+                entries[j][1],
             )
             for j in range(3)
         )
@@ -125,8 +152,12 @@ class MpcServer(ServerHalf):
             self.cfg.chunk,
             MASKS,
             parties,  # type: ignore[arg-type]
-        )
-        return m.signed(self.ident.signing)
+        ).signed(self.ident.signing)
+        try:
+            m.verify()
+        except SignatureError as e:  # a peer signed another head: another set size or radius
+            raise PartyProtocolError(f"a peer's manifest entry does not match: {e.detail}") from None
+        return m
 
     def _manifest(self, req: Request) -> Reply:
         return Reply(self.manifest().to_bytes())
@@ -208,23 +239,26 @@ class MpcClient(ClientHalf):
     def __init__(self, algo: HashAlgo, options: MpcClientOptions) -> None:
         self.algo = algo
         self.server_learns = options.mode == "server-learns"
-        key = options.pinned_signing_key
-        try:
-            self.pinned = None if key is None else bytes.fromhex(key)
-        except ValueError:
-            raise OptionError("pinned_signing_key must be hex") from None
+        self.pinned = options.pins()
         self.manifest: MpcManifest | None = None
 
     def _load_manifest(self, transport: Transport) -> MpcManifest:
+        """Fetch, verify and pin the manifest; every check runs before any share is sent.
+
+        With all three keys pinned a party 0 that names keys of its own for parties
+        1 and 2 is refused here. Unpinned, the keys are trusted on first use for this
+        client's lifetime, and party 0 is trusted to name the other two parties.
+        """
         if self.manifest is not None:
             return self.manifest
         m = MpcManifest.from_bytes(transport.get("manifest").body)
         m.verify()
-        if self.pinned is not None and m.parties[0].signing_pub != self.pinned:
-            raise SignatureError("manifest signed by a key other than the pinned one")
+        for i, pin in enumerate(self.pinned):
+            if pin is not None and not hmac.compare_digest(m.parties[i].signing_pub, pin):
+                raise SignatureError(f"party {i}'s entry is signed by a key other than the pinned one")
         if m.algo_id != ALGO_IDS[self.algo.name]:
             raise WrongProtocolError("the parties hold a set of another hash algorithm")
-        self.pinned = m.parties[0].signing_pub  # trust on first use for this client's lifetime
+        self.pinned = (m.parties[0].signing_pub, m.parties[1].signing_pub, m.parties[2].signing_pub)
         self.manifest = m
         return m
 
@@ -271,6 +305,22 @@ class MpcClient(ClientHalf):
         return MpcQuery(mode, eph_pub, boxes).to_bytes(), keys  # type: ignore[arg-type]
 
 
+def describe_state(state_dir: Path | str) -> dict[str, Any]:
+    """The parties' public signing keys in a state dir (for ``db info``); no secrets.
+
+    Each operator publishes its own ``party-I.pub``; a client pins all three
+    (``pinned_signing_keys``), each obtained from its own operator, so that party 0
+    cannot name keys of its own for the other two.
+    """
+    keys = []
+    for i in range(3):
+        p = Path(state_dir) / f"party-{i}.pub"
+        raw = p.read_bytes() if p.is_file() else b""
+        keys.append(raw.hex() if len(raw) == 32 else None)
+    whole = None if None in keys else ",".join(k for k in keys if k)
+    return {"signing_keys": keys, "pinned_signing_keys": whole}
+
+
 class Mpc(Protocol):
     name = "mpc"
     protocol_id = PROTOCOL_ID
@@ -286,6 +336,8 @@ class Mpc(Protocol):
         server=(
             "any single party: nothing about the hash (honest majority)",
             "TWO COLLUDING PARTIES LEARN THE HASH IN FULL",
+            "party 0 alone learns the hash from a client that does not pin the three parties' keys "
+            "(it names the others' keys; pinned_signing_keys closes this)",
             "party 0 in server-learns: whether the query matched",
             "query timing and volume at every party",
         ),

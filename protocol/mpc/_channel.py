@@ -8,11 +8,13 @@ and a thread hop each time.
 Handshake (pinned keys, forward secrecy)::
 
     connector → acceptor   MAGIC || id_c || eph_c
-    acceptor  → connector  id_a || eph_a || kex_a || Sig_a(transcript, "acceptor")
-    connector → acceptor   kex_c || Sig_c(transcript, "connector")
+    acceptor  → connector  id_a || eph_a || kex_a || entry_a || Sig_a(transcript, "acceptor")
+    connector → acceptor   kex_c || entry_c || Sig_c(transcript, "connector")
 
 ``eph`` are fresh X25519 keys, ``kex`` each party's static X25519 key for client
-boxes, Sig an Ed25519 signature by the key pinned for that party id; the transcript
+boxes, ``entry`` the party's signature over its own manifest entry (``_wire.entry_message``),
+which party 0 relays to clients, Sig an Ed25519 signature by the key pinned for that
+party id; the transcript
 includes the configuration digest (set digest, radius, chunking), so two parties
 serving different sets never pair up. HKDF over the X25519 secret gives one
 AES-GCM key per direction and the pair secret from which per-query PRG keys are
@@ -39,9 +41,19 @@ from ..errors import CryptoError, PartyProtocolError, PartyUnavailableError
 from ..hazmat.channel import FrameCipher
 from ..hazmat.kex import KexKey, hkdf_sha256
 
-__all__ = ["FRAME_ABORT", "FRAME_DATA", "FRAME_RESULT", "FRAME_START", "Channel", "Identity", "handshake"]
+__all__ = [
+    "FRAME_ABORT",
+    "FRAME_DATA",
+    "FRAME_RESULT",
+    "FRAME_START",
+    "NO_ENTRY",
+    "Channel",
+    "Identity",
+    "handshake",
+]
 
-MAGIC = b"BMMPC\x00\x00\x01"
+MAGIC = b"BMMPC\x00\x00\x02"
+NO_ENTRY = bytes(64)  # sent by channels whose entry never reaches a manifest (shard workers)
 FRAME_DATA, FRAME_START, FRAME_ABORT, FRAME_RESULT = 0, 1, 2, 3
 MAX_FRAME = 1 << 28
 _LEN = struct.Struct(">I")
@@ -88,11 +100,13 @@ class Channel:
         k_recv: bytes,
         pair_secret: bytes,
         peer_kex: bytes,
+        peer_entry: bytes = NO_ENTRY,
     ) -> None:
         self.sock = sock
         self.peer = peer
         self.pair_secret = pair_secret
         self.peer_kex = peer_kex
+        self.peer_entry = peer_entry
         self._send_frames, self._recv_frames = FrameCipher(k_send), FrameCipher(k_recv)
         self._q: queue.Queue[bytes | None] = queue.Queue()
         self.alive = True
@@ -150,7 +164,7 @@ class Channel:
 def _transcript(
     config: bytes, id_c: int, id_a: int, eph_c: bytes, eph_a: bytes, kex: bytes, role: bytes
 ) -> bytes:
-    return b"blindmatch-mpc-v1/handshake" + config + bytes([id_c, id_a]) + eph_c + eph_a + kex + role
+    return b"blindmatch-mpc-v2/handshake" + config + bytes([id_c, id_a]) + eph_c + eph_a + kex + role
 
 
 def _keys(
@@ -169,8 +183,15 @@ def handshake(
     connector: bool,
     peer_hint: int | None = None,
     timeout: float = 10.0,
+    entry: bytes = NO_ENTRY,
 ) -> Channel:
-    """Run the handshake on a connected socket; ``pinned(i)`` is party i's Ed25519 public key."""
+    """Run the handshake on a connected socket; ``pinned(i)`` is party i's Ed25519 public key.
+
+    ``entry`` (64 bytes) is this party's signed manifest entry; the peer's is returned
+    unchecked in ``Channel.peer_entry`` (party 0 checks it when it builds the manifest).
+    """
+    if len(entry) != 64:
+        raise ValueError("a manifest entry signature is 64 bytes")
     sock.settimeout(timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     eph = KexKey.generate()
@@ -179,17 +200,19 @@ def handshake(
         if connector:
             assert peer_hint is not None
             sock.sendall(MAGIC + bytes([me.index]) + eph_pub)
-            resp = _recv_exact(sock, 1 + 32 + 32 + 64)
-            peer, eph_p, kex_p, sig = resp[0], resp[1:33], resp[33:65], resp[65:]
+            resp = _recv_exact(sock, 1 + 32 + 32 + 64 + 64)
+            peer, eph_p, kex_p, entry_p, sig = resp[0], resp[1:33], resp[33:65], resp[65:129], resp[129:]
             if peer != peer_hint:
                 raise PartyProtocolError(f"expected party {peer_hint}, got {peer}")
             _verify(
-                pinned(peer), sig, _transcript(config, me.index, peer, eph_pub, eph_p, kex_p, b"acceptor")
+                pinned(peer),
+                sig,
+                _transcript(config, me.index, peer, eph_pub, eph_p, kex_p + entry_p, b"acceptor"),
             )
             mine = me.signing.sign(
-                _transcript(config, me.index, peer, eph_pub, eph_p, me.kex_pub, b"connector")
+                _transcript(config, me.index, peer, eph_pub, eph_p, me.kex_pub + entry, b"connector")
             )
-            sock.sendall(me.kex_pub + mine)
+            sock.sendall(me.kex_pub + entry + mine)
             id_c, id_a, eph_c, eph_a = me.index, peer, eph_pub, eph_p
         else:
             hello = _recv_exact(sock, len(MAGIC) + 33)
@@ -199,15 +222,15 @@ def handshake(
             if peer > 2 or peer == me.index:
                 raise PartyProtocolError(f"unknown party {peer}")
             sig = me.signing.sign(
-                _transcript(config, peer, me.index, eph_p, eph_pub, me.kex_pub, b"acceptor")
+                _transcript(config, peer, me.index, eph_p, eph_pub, me.kex_pub + entry, b"acceptor")
             )
-            sock.sendall(bytes([me.index]) + eph_pub + me.kex_pub + sig)
-            fin = _recv_exact(sock, 32 + 64)
-            kex_p = fin[:32]
+            sock.sendall(bytes([me.index]) + eph_pub + me.kex_pub + entry + sig)
+            fin = _recv_exact(sock, 32 + 64 + 64)
+            kex_p, entry_p = fin[:32], fin[32:96]
             _verify(
                 pinned(peer),
-                fin[32:],
-                _transcript(config, peer, me.index, eph_p, eph_pub, kex_p, b"connector"),
+                fin[96:],
+                _transcript(config, peer, me.index, eph_p, eph_pub, kex_p + entry_p, b"connector"),
             )
             id_c, id_a, eph_c, eph_a = peer, me.index, eph_p, eph_pub
     except (TimeoutError, OSError) as e:
@@ -219,7 +242,7 @@ def handshake(
     k_ca, k_ac, pair = _keys(shared, config, id_c, id_a, eph_c, eph_a)
     k_send, k_recv = (k_ca, k_ac) if connector else (k_ac, k_ca)
     sock.settimeout(None)
-    return Channel(sock, peer, k_send, k_recv, pair, kex_p)
+    return Channel(sock, peer, k_send, k_recv, pair, kex_p, entry_p)
 
 
 def _verify(pub: bytes, sig: bytes, msg: bytes) -> None:

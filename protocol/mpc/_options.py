@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import OptionError, UnknownPartyError
-from ..options import Options, option
+from ..options import Options, option, pin_bytes
 
 __all__ = ["MpcClientOptions", "MpcServerOptions"]
 
@@ -52,3 +52,27 @@ class MpcClientOptions(Options):
     pinned_signing_key: str | None = option(
         None, "hex Ed25519 key of party 0 the manifest must be signed with (None: trust on first use)"
     )
+    pinned_signing_keys: str | None = option(
+        None,
+        "hex Ed25519 keys of parties 0,1,2, comma-separated, each obtained from its own operator "
+        "(`blindmatch db info`); without them the client trusts party 0 to name the other two",
+    )
+
+    def check(self) -> None:
+        pins = self.pins()
+        one = self.pinned_signing_key
+        if pins[0] is not None and one is not None and bytes.fromhex(one) != pins[0]:
+            raise OptionError("pinned_signing_key and pinned_signing_keys disagree about party 0")
+
+    def pins(self) -> tuple[bytes | None, bytes | None, bytes | None]:
+        """The pinned signing key of each party (None where not pinned)."""
+        one = pin_bytes("mpc", "pinned_signing_key", self.pinned_signing_key)
+        if self.pinned_signing_keys is None:
+            return one, None, None
+        parts = [p.strip() for p in self.pinned_signing_keys.split(",")]
+        if len(parts) != 3:
+            raise OptionError("mpc option pinned_signing_keys needs three comma-separated keys")
+        keys = [pin_bytes("mpc", "pinned_signing_keys", p) for p in parts]
+        if len(set(keys)) != 3:
+            raise OptionError("mpc option pinned_signing_keys names one key twice")
+        return keys[0], keys[1], keys[2]

@@ -39,7 +39,16 @@ from ..files import atomic_write
 from ..hazmat.kex import KexKey
 from ..keyfile import read_secret, write_secret
 from ._boxes import box_keys
-from ._channel import FRAME_ABORT, FRAME_DATA, FRAME_RESULT, FRAME_START, Channel, Identity, handshake
+from ._channel import (
+    FRAME_ABORT,
+    FRAME_DATA,
+    FRAME_RESULT,
+    FRAME_START,
+    NO_ENTRY,
+    Channel,
+    Identity,
+    handshake,
+)
 from ._circuit import PartyCircuit, SetColumns, ShardRunner, run_party
 from ._field import ELEMENT_BYTES, Vec, from_wire, to_wire
 from ._sharing import PairKeys, derive_component_key
@@ -150,9 +159,10 @@ class PartyNode:
         config_digest: bytes,
         pinned: Callable[[int], bytes],
         follow: bool = True,
+        entry: bytes = NO_ENTRY,
     ) -> None:
         self.ident, self.cfg, self.cols, self.bits = ident, cfg, cols, bits
-        self.config_digest, self.pinned = config_digest, pinned
+        self.config_digest, self.pinned, self.entry = config_digest, pinned, entry
         self.shards: ShardRunner | None = None
         self.channels: dict[int, Channel] = {}
         self._cv = threading.Condition()
@@ -192,7 +202,9 @@ class PartyNode:
             except OSError:
                 return
             try:
-                self._install(handshake(sock, self.ident, self.config_digest, self.pinned, connector=False))
+                self._install(
+                    handshake(sock, self.ident, self.config_digest, self.pinned, False, entry=self.entry)
+                )
             except BlindmatchError as e:
                 log.warning("mpc party %d: refused a peer connection: %s", self.i, e.detail)
                 sock.close()
@@ -208,7 +220,10 @@ class PartyNode:
                 except OSError:
                     continue
                 try:
-                    self._install(handshake(sock, self.ident, self.config_digest, self.pinned, True, j))
+                    ch = handshake(
+                        sock, self.ident, self.config_digest, self.pinned, True, j, entry=self.entry
+                    )
+                    self._install(ch)
                 except BlindmatchError as e:
                     log.warning("mpc party %d: handshake with %d failed: %s", self.i, j, e.detail)
                     sock.close()
@@ -226,8 +241,10 @@ class PartyNode:
                     raise PartyUnavailableError(f"party {j} is not connected")
                 self._cv.wait(left)
 
-    def peers_kex(self, wait_s: float) -> dict[int, bytes]:
-        return {j: self.channel(j, wait_s).peer_kex for j in range(3) if j != self.i}
+    def peer_entries(self, wait_s: float) -> dict[int, tuple[bytes, bytes]]:
+        """Each peer's (X25519 key, signed manifest entry) from its authenticated handshake."""
+        chans = {j: self.channel(j, wait_s) for j in range(3) if j != self.i}
+        return {j: (ch.peer_kex, ch.peer_entry) for j, ch in chans.items()}
 
     def close(self) -> None:
         self._stop.set()

@@ -8,6 +8,7 @@ from typing import Literal
 from ..errors import OptionError
 from ..multiprobe import check_probe_bits, probe_count
 from ..options import Options, option
+from ..options import pin_bytes as _shared_pin_bytes
 from ._store import DEFAULT_FPR, DEFAULT_GRACE_SECONDS
 
 __all__ = ["DEFAULT_MAX_BATCH", "OprfClientOptions", "OprfServerOptions", "pin_bytes"]
@@ -17,15 +18,7 @@ DEFAULT_MAX_BATCH = 1024
 
 def pin_bytes(name: str, value: str | None) -> bytes | None:
     """A pinned 32-byte value given as hex, or None; ``OptionError`` if malformed."""
-    if value is None:
-        return None
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise OptionError(f"oprf option {name} must be 32 bytes of hex") from None
-    if len(raw) != 32:
-        raise OptionError(f"oprf option {name} must be 32 bytes of hex")
-    return raw
+    return _shared_pin_bytes("oprf", name, value)
 
 
 @dataclass(frozen=True)

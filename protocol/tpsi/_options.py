@@ -11,7 +11,7 @@ from typing import Literal
 
 from ..errors import OptionError
 from ..multiprobe import check_probe_bits
-from ..options import Options, option
+from ..options import Options, option, pin_bytes
 
 __all__ = ["TpsiClientOptions", "TpsiServerOptions"]
 
@@ -22,14 +22,7 @@ def _within(name: str, value: float, lo: float, hi: float) -> None:
 
 
 def _pin(name: str, value: str | None) -> None:
-    if value is None:
-        return
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise OptionError(f"tpsi option {name} must be 32 bytes of hex") from None
-    if len(raw) != 32:
-        raise OptionError(f"tpsi option {name} must be 32 bytes of hex")
+    pin_bytes("tpsi", name, value)
 
 
 @dataclass(frozen=True)
