@@ -711,6 +711,8 @@ class HE(Protocol):
     supported_algos = ("pdq", "phash", "dhash", "sha256")
     server_options_type = HEServerOptions
     client_options_type = HEClientOptions
+    server_half_type = HEServer
+    client_half_type = HEClient
     leakage = Leakage(
         client=(
             "client-learns: the number of set entries within distance r of its hash (0 = no match); "
@@ -732,19 +734,6 @@ class HE(Protocol):
         server_sees_hash=False,
         client_sees_set=False,
     )
-
-    def open_server(
-        self, hashes: HashSet, state_dir: Path, options: OptionsIn = None
-    ) -> ServerHalf:
-        return HEServer(hashes, state_dir, HEServerOptions.from_options(options))
-
-    def new_client(
-        self,
-        algo: HashAlgo,
-        cache_dir: Path | None = None,
-        options: OptionsIn = None,
-    ) -> ClientHalf:
-        return HEClient(algo, cache_dir, HEClientOptions.from_options(options))
 
     def cost_floor(
         self, set_size: int, algo: HashAlgo,
