@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,12 @@ class BenchContext:
         if self.verbose:
             sys.stderr.write(f"[bench {time.monotonic() - self._t0:7.1f}s] {msg}\n")
             sys.stderr.flush()
+
+    def record_error(self, suite: str, where: str, exc: BaseException, keep: int = 2000) -> None:
+        """Keep a failure, with the end of its traceback, in results.json; the run goes on."""
+        self.errors.append(
+            {"suite": suite, "where": where, "error": repr(exc), "traceback": traceback.format_exc()[-keep:]}
+        )
 
     def add(self, row: dict[str, Any]) -> dict[str, Any]:
         self.rows.append(row)

@@ -13,6 +13,7 @@ its first rate-limited endpoint.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +26,13 @@ from .goals import PEER_MODES, PEER_PROTOCOL
 __all__ = [
     "LOAD_SCENARIOS",
     "OWN_SUITE",
+    "OWN_SUITE_REFERENCE",
     "PEER_LABELS",
     "PEER_PROTOCOLS",
     "QUICK_SKIP",
     "VARIANTS",
     "LoadScenario",
+    "SuiteReference",
     "base_protocol",
     "client_options",
     "cost_floor",
@@ -104,6 +107,30 @@ def client_options(name: str) -> dict[str, Any]:
 # protocols whose servers are several processes: measured by their own suite, not in-process
 OWN_SUITE: dict[str, str] = {
     "mpc": "three party processes exchanging megabytes per query: the mpc suite measures them on loopback",
+}
+
+
+@dataclass(frozen=True)
+class SuiteReference:
+    """A protocol measured in an own suite's run as its point of comparison: one set-up
+    and one steady query at ``set_size``, shown on the suite's row of that size."""
+
+    protocol: str
+    set_size: int
+
+    @property
+    def decade(self) -> int:
+        return round(math.log10(self.set_size))
+
+    @property
+    def metric(self) -> str:
+        """The row metric the figure is stored under, e.g. ``he_wall_1e6``."""
+        return f"{self.protocol}_wall_1e{self.decade}"
+
+
+# own suite -> the protocol it is compared with (the BFV protocol: the other fuzzy, private one)
+OWN_SUITE_REFERENCE: dict[str, SuiteReference] = {
+    "mpc": SuiteReference("he", 10**6),
 }
 
 

@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import time
-import traceback
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -543,26 +542,12 @@ def run_load_suite(ctx: BenchContext, n: int | None = None) -> None:
         try:
             served, recorder = _prepare_state(ctx, name, base)
         except Exception as e:
-            ctx.errors.append(
-                {
-                    "suite": "load",
-                    "where": name,
-                    "error": repr(e),
-                    "traceback": traceback.format_exc()[-2000:],
-                }
-            )
+            ctx.record_error("load", name, e)
             ctx.add(make_row("load", name, f"{name} load", status="failed", reason=repr(e)[:500]))
             continue
         for si, sc in enumerate(scenarios):
             try:
                 _run_scenario(ctx, sc, si, served, recorder, n, duration, conc)
             except Exception as e:
-                ctx.errors.append(
-                    {
-                        "suite": "load",
-                        "where": sc.label,
-                        "error": repr(e),
-                        "traceback": traceback.format_exc()[-2000:],
-                    }
-                )
+                ctx.record_error("load", sc.label, e)
                 ctx.add(make_row("load", name, sc.label, status="failed", reason=repr(e)[:500]))

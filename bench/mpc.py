@@ -1,4 +1,4 @@
-"""mpc: the three parties as separate processes on loopback, against he and the floor.
+"""mpc: the three parties as separate processes on loopback, against a reference and the floor.
 
 Why its own suite: ``protocols`` runs server halves in-process, but the point of
 ``mpc`` is three processes that exchange megabytes per query, so here each party
@@ -12,7 +12,8 @@ and the client is the real client over HTTP. Reported per set size:
 * the floor, measured in the same run: one pass over the packed set's columns plus
   that many blockwise field multiplications per entry, for three parties on the
   machine's cores, and the ratio of the wall time to it;
-* he at 10^6 as the reference (one measured steady query; minutes of BFV work each).
+* a reference protocol at 10^6 (``hooks.OWN_SUITE_REFERENCE``, he: one measured steady
+  query; minutes of BFV work each).
 
 Every size is measured with W = 1 and W = 2 processes per party (``--mpc-workers``):
 the parties' CPU includes their shard workers (child processes). Count mode
@@ -23,18 +24,17 @@ gets its own row at W = 1, its counts checked against the clear.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from blindmatch.protocol import HashSet, Query, get_algo, get_protocol
 from blindmatch.protocol.hamming import popcount64
-from blindmatch.server.testing import free_port_block
+from blindmatch.server.testing import LiveParties
 
 from .context import BenchContext, Metric, make_row
+from .hooks import OWN_SUITE_REFERENCE
 from .protocols import build_set, make_queries
 from .timing import Stat, stat
 
@@ -57,55 +57,17 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-class Parties:
-    """The three party processes for one set directory."""
+class Parties(LiveParties):
+    """The three party processes for one set directory, with their CPU time."""
 
     def __init__(self, set_dir: Path, log_dir: Path, workers: int = 1) -> None:
-        from blindmatch.server.mpc import party_commands
-
-        self.base = free_port_block(3 + 3 * workers)
-        self.logs = [open(log_dir / f"party-{i}.log", "ab") for i in range(3)]  # noqa: SIM115
-        commands = party_commands(set_dir, "127.0.0.1", self.base, workers=workers)
-        self.procs = [
-            subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-            for (cmd, env), log in zip(commands, self.logs, strict=True)
-        ]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.base}"
-
-    def wait_ready(self, timeout: float = 900.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in self.procs):
-                raise RuntimeError("an mpc party exited during start-up")
-            try:
-                if httpx.get(self.url + "/v1/mpc/manifest", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("mpc parties not ready in time")
+        super().__init__(set_dir, startup_timeout=900.0, workers=workers, log_dir=log_dir)
 
     def cpu(self) -> float:
         """CPU seconds of the three parties and their shard workers (direct children)."""
         pids = [p.pid for p in self.procs]
         pids += [c for p in self.procs for c in _children(p.pid)]
         return sum(_proc_cpu(pid) for pid in pids)
-
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for f in self.logs:
-            f.close()
 
 
 def mults_per_entry(radius: int, count: bool = False) -> int:
@@ -154,11 +116,10 @@ def _measure(
     from blindmatch.server import SetDir
 
     hashes = SetDir.open(set_dir).hashes
-    parties = Parties(set_dir, ctx.workdir, workers)
+    t0 = time.monotonic()
+    parties = Parties(set_dir, ctx.workdir, workers).start()
+    startup = time.monotonic() - t0
     try:
-        t0 = time.monotonic()
-        parties.wait_ready()
-        startup = time.monotonic() - t0
         client = get_protocol("mpc").new_client(algo, options={"output": "count"} if count else None)
         transport = HttpTransport(parties.url, "mpc", timeout=600)
         client.scan(Query(hashes.value(0)), transport)  # manifest download, warm channels
@@ -194,17 +155,22 @@ def _measure(
     }
 
 
-HE_REFERENCE_N = 10**6
+REFERENCE = OWN_SUITE_REFERENCE["mpc"]
 
 
-def _he_reference(ctx: BenchContext, n: int) -> Stat | None:
+def _reference_wall(ctx: BenchContext, sizes: list[int]) -> Stat | None:
+    """The reference protocol's wall time for one steady query at its set size."""
     from .protocols import measure_cell
 
-    repeats, ctx.repeats = ctx.repeats, 1  # one set-up and one steady query: minutes each at 10^6
+    ref = REFERENCE
+    wanted = ctx.protocols is None or ref.protocol in ctx.protocols
+    if ctx.quick or not wanted or ref.set_size not in sizes:
+        return None
+    repeats, ctx.repeats = ctx.repeats, 1  # one set-up and one steady query
     try:
-        cell = measure_cell(ctx, "he", n, max_queries=1)
+        cell = measure_cell(ctx, ref.protocol, ref.set_size, max_queries=1)
     except Exception as e:  # reported, the mpc rows still stand
-        ctx.errors.append({"suite": "mpc", "where": "he reference", "error": repr(e)})
+        ctx.record_error("mpc", f"{ref.protocol} reference", e)
         return None
     finally:
         ctx.repeats = repeats
@@ -220,17 +186,15 @@ def run_mpc_suite(ctx: BenchContext) -> None:
         return
     sizes = [10**4] if ctx.quick else [n for n in SIZES if not ctx.sizes or n <= max(ctx.sizes) * 10]
     radius = get_algo("pdq").default_threshold
-    want_he = not ctx.quick and (ctx.protocols is None or "he" in ctx.protocols)
-    # he at 10^6 costs minutes of BFV work per query on this machine: one steady query is measured
-    he_wall = _he_reference(ctx, HE_REFERENCE_N) if want_he and 10**6 in sizes else None
+    ref_wall = _reference_wall(ctx, sizes)
     for n in sizes:
         for workers in WORKERS:
-            _measure_row(ctx, n, radius, workers, he_wall)
+            _measure_row(ctx, n, radius, workers, ref_wall)
         _measure_row(ctx, n, radius, 1, None, count=True)
 
 
 def _measure_row(
-    ctx: BenchContext, n: int, radius: int, workers: int, he_wall: Stat | None, count: bool = False
+    ctx: BenchContext, n: int, radius: int, workers: int, ref_wall: Stat | None, count: bool = False
 ) -> None:
     what = " count mode" if count else ""
     ctx.log(f"mpc n={n} W={workers}{what}: three party processes on loopback, {workers} process(es) each")
@@ -257,10 +221,11 @@ def _measure_row(
             f"{mults} mults/entry × 2 B × {n} entries (party 0)",
         ),
     }
-    if he_wall is not None and n == 10**6:
-        metrics["he_wall_1e6"] = Metric(
-            he_wall,
-            note=f"he at 10^6, one steady query in this run; he ÷ mpc = {he_wall.median / wall.median:.0f}×",
+    if ref_wall is not None and n == REFERENCE.set_size:
+        metrics[REFERENCE.metric] = Metric(
+            ref_wall,
+            note=f"{REFERENCE.protocol} at 10^{REFERENCE.decade}, one steady query in this run; "
+            f"{REFERENCE.protocol} ÷ mpc = {ref_wall.median / wall.median:.0f}×",
         )
     ctx.add(
         make_row(

@@ -18,7 +18,6 @@ Three comparisons:
 from __future__ import annotations
 
 import time
-import traceback
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -413,14 +412,7 @@ def run_peers(ctx: BenchContext) -> None:
             ctx.log(f"peers: openmined-psi vs oprf, n={n}")
             _psi_rows(ctx, n)
         except Exception as e:
-            ctx.errors.append(
-                {
-                    "suite": "peers",
-                    "where": f"psi n={n}",
-                    "error": repr(e),
-                    "traceback": traceback.format_exc()[-2000:],
-                }
-            )
+            ctx.record_error("peers", f"psi n={n}", e)
             ctx.add(
                 make_row("peers", "oprf vs openmined-psi", f"n={n}", status="failed", reason=repr(e)[:500])
             )
@@ -432,33 +424,12 @@ def run_peers(ctx: BenchContext) -> None:
             try:
                 ensure_cells(ctx, name, [s for s in sorted(ctx.sizes) if s <= max(sizes)])
             except Exception as e:  # that protocol's failure is reported by its own cell
-                ctx.errors.append(
-                    {
-                        "suite": "peers",
-                        "where": f"price of privacy: {name}",
-                        "error": repr(e),
-                        "traceback": traceback.format_exc()[-2000:],
-                    }
-                )
+                ctx.record_error("peers", f"price of privacy: {name}", e)
         _price_of_privacy(ctx)
     except Exception as e:
-        ctx.errors.append(
-            {
-                "suite": "peers",
-                "where": "price of privacy",
-                "error": repr(e),
-                "traceback": traceback.format_exc()[-2000:],
-            }
-        )
+        ctx.record_error("peers", "price of privacy", e)
     ctx.log("peers: naive vs numpy Hamming scan")
     try:
         _naive_rows(ctx)
     except Exception as e:
-        ctx.errors.append(
-            {
-                "suite": "peers",
-                "where": "naive scan",
-                "error": repr(e),
-                "traceback": traceback.format_exc()[-2000:],
-            }
-        )
+        ctx.record_error("peers", "naive scan", e)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -567,14 +566,7 @@ def run_protocols(ctx: BenchContext) -> None:
         try:
             cells = ensure_cells(ctx, name, ctx.sizes)
         except Exception as e:
-            ctx.errors.append(
-                {
-                    "suite": "protocols",
-                    "where": name,
-                    "error": repr(e),
-                    "traceback": traceback.format_exc()[-2000:],
-                }
-            )
+            ctx.record_error("protocols", name, e)
             cells = [c for (p, _), c in sorted(ctx.cells.items()) if p == name]
             failed_at = min((n for n in ctx.sizes if (name, n) not in ctx.cells), default=None)
             for c in cells:

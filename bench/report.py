@@ -2,8 +2,8 @@
 
 Why generated: published numbers must come from a results file, never be typed
 in, and a goal that is missed must show as missed with its reason. Everything
-here is a pure function of ``results.json``, so the lead can re-run a
-benchmark after merging and regenerate BENCHMARKS.md with one command.
+here is a pure function of ``results.json``, so anyone can re-run a
+benchmark and regenerate BENCHMARKS.md with one command.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 from .goals import PEER_PROTOCOL, evaluate_goals
+from .hooks import OWN_SUITE_REFERENCE
 from .units import fmt_value
 
 SCHEMA = "blindmatch-bench/1"
@@ -366,6 +367,11 @@ def _peers_md(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _mpc_reference_heading() -> str:
+    ref = OWN_SUITE_REFERENCE["mpc"]
+    return f"{ref.protocol} at 1e{ref.decade} (same run)"
+
+
 def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
     def fig(m: dict[str, Any], scale: float = 1.0, digits: int = 2) -> str:
         st = m["stat"]
@@ -376,7 +382,7 @@ def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
     body = []
     for r in rows:
         m = r["metrics"]
-        he = m.get("he_wall_1e6")
+        ref = m.get(OWN_SUITE_REFERENCE["mpc"].metric)
         body.append([
             f"{r['params']['n']}, W = {r['params'].get('workers', 1)}"
             + (", count mode" if r["params"].get("output") == "count" else ""),
@@ -386,12 +392,13 @@ def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
             fig(m["client_bytes"], 1 / 1024, 1) + " KiB",
             fig(m["party_bytes"], 1 / 2**20, 1) + " MiB",
             f"{r['params']['correct']}/{r['params']['queries']}",
-            (fig(he) + f" s; {he['note']}") if he else "—",
+            (fig(ref) + f" s; {ref['note']}") if ref else "—",
         ])
     return [
         *_table(["set, processes per party", "wall / query (×floor)", "3 parties' CPU / query", "client CPU",
                  "client up+down",
-                 "party 0 → peers (×bound)", "verdicts right", "he at 1e6 (same run)"], body),
+                 "party 0 → peers (×bound)", "verdicts right",
+                 _mpc_reference_heading()], body),
         "",
         "Median [min–max] over the queries. The floor is one pass over the packed set plus the circuit's",
         "field multiplications per entry, for three parties on this machine's cores, measured in the",

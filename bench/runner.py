@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,14 +79,7 @@ def _run_suites(ctx: BenchContext, suites: list[str], fns: dict[str, Callable[[B
         try:
             fns[s](ctx)
         except Exception as e:  # a crashed suite is reported, the others still run
-            ctx.errors.append(
-                {
-                    "suite": s,
-                    "where": "suite",
-                    "error": repr(e),
-                    "traceback": traceback.format_exc()[-3000:],
-                }
-            )
+            ctx.record_error(s, "suite", e, keep=3000)
 
 
 def _document(

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import enum
 import time
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from .costfloor import CostFloor
 from .errors import BodyTooLargeError, UnknownProtocolError
@@ -52,6 +53,8 @@ __all__ = [
     "get_protocol",
     "register",
 ]
+
+_T = TypeVar("_T")
 
 
 class Learner(enum.Enum):
@@ -268,6 +271,18 @@ class ClientHalf(ABC):
         return [self.scan(q, transport) for q in queries]
 
 
+class ServerFactory(typing.Protocol):
+    """A server half's class: built from the set, its state folder and parsed options."""
+
+    def __call__(self, hashes: HashSet, state_dir: Path, options: Any, /) -> ServerHalf: ...
+
+
+class ClientFactory(typing.Protocol):
+    """A client half's class: built from the hash algorithm, a cache folder and parsed options."""
+
+    def __call__(self, algo: HashAlgo, cache_dir: Path | None, options: Any, /) -> ClientHalf: ...
+
+
 class Protocol(ABC):
     """Registry entry: declared properties plus factories for both halves."""
 
@@ -283,6 +298,11 @@ class Protocol(ABC):
     server_processes: ClassVar[int] = 1
     server_options_type: ClassVar[type[Options]] = NoOptions
     client_options_type: ClassVar[type[Options]] = NoOptions
+    # The halves' classes, built as ``(hashes, state_dir, options)`` and ``(algo, cache_dir,
+    # options)`` with parsed options; a protocol that builds a half otherwise leaves its
+    # type None and overrides ``open_server`` or ``new_client`` (``register`` checks one is there)
+    server_half_type: ClassVar[ServerFactory | None] = None
+    client_half_type: ClassVar[ClientFactory | None] = None
 
     def server_options(self, options: OptionsIn = None) -> Options:
         """Validated server options (``OptionError`` for unknown keys or bad values)."""
@@ -304,7 +324,6 @@ class Protocol(ABC):
         """
         return None
 
-    @abstractmethod
     def open_server(
         self, hashes: HashSet, state_dir: Path, options: OptionsIn = None
     ) -> ServerHalf:
@@ -312,22 +331,28 @@ class Protocol(ABC):
 
         ``options`` is parsed by ``server_options`` (a mapping or the typed object).
         """
+        make = _declared(self, type(self).server_half_type, "server_half_type")
+        return make(hashes, state_dir, self.server_options(options))
 
-    @abstractmethod
     def new_client(
-        self,
-        algo: HashAlgo,
-        cache_dir: Path | None = None,
-        options: OptionsIn = None,
+        self, algo: HashAlgo, cache_dir: Path | None = None, options: OptionsIn = None
     ) -> ClientHalf:
         """A client for sets of ``algo`` hashes; ``cache_dir`` keeps one-time downloads.
 
         ``options`` is parsed by ``client_options`` (a mapping or the typed object).
         """
+        make = _declared(self, type(self).client_half_type, "client_half_type")
+        return make(algo, cache_dir, self.client_options(options))
 
     @abstractmethod
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
         """Predicted one-time client download for a set of ``set_size`` hashes."""
+
+
+def _declared(proto: Protocol, value: _T | None, attr: str) -> _T:
+    if value is None:
+        raise TypeError(f"{type(proto).__name__} sets no {attr}")
+    return value
 
 
 REGISTRY: dict[str, Protocol] = {}
@@ -338,6 +363,9 @@ def register(proto: Protocol) -> Protocol:
     for attr in ("name", "protocol_id", "learner", "matching", "leakage"):
         if not hasattr(proto, attr):
             raise TypeError(f"{type(proto).__name__} lacks declared property {attr!r}")
+    for half_type, factory in (("server_half_type", "open_server"), ("client_half_type", "new_client")):
+        if getattr(proto, half_type) is None and getattr(type(proto), factory) is getattr(Protocol, factory):
+            raise TypeError(f"{type(proto).__name__} sets neither {half_type} nor its own {factory}")
     if proto.name in REGISTRY:
         raise ValueError(f"protocol name {proto.name!r} registered twice")
     if any(p.protocol_id == proto.protocol_id for p in REGISTRY.values()):

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from .errors import LengthError, UnknownVersionError, WrongProtocolError
 
-__all__ = ["WIRE_VERSION", "decode_fields", "encode_fields"]
+__all__ = ["WIRE_VERSION", "decode_fields", "encode_fields", "split_prefixed"]
 
 WIRE_VERSION = 1
 _HEADER = struct.Struct(">BBBB")
@@ -63,19 +63,29 @@ def decode_fields(
         raise WrongProtocolError(f"message type {mtype}, expected {msg_type}")
     if count != n_fields:
         raise LengthError(f"{count} fields, expected {n_fields}")
-    pos = _HEADER.size
-    fields: list[bytes] = []
+    return split_prefixed(data, count, "field", start=_HEADER.size, max_item=max_field)
+
+
+def split_prefixed(
+    data: bytes, count: int, what: str, start: int = 0, max_item: int | None = None
+) -> list[bytes]:
+    """Exactly ``count`` items of ``u32 length || bytes`` from ``start`` to the end of ``data``.
+
+    Truncation, an item over ``max_item`` and trailing bytes raise ``LengthError``
+    (naming ``what``), so a list never half-parses.
+    """
+    pos, items = start, []
     for _ in range(count):
         if pos + _LEN.size > len(data):
-            raise LengthError("truncated field length")
+            raise LengthError(f"truncated {what} length")
         (n,) = _LEN.unpack_from(data, pos)
         pos += _LEN.size
-        if n > max_field:
-            raise LengthError("field exceeds its size cap")
+        if max_item is not None and n > max_item:
+            raise LengthError(f"{what} exceeds its size cap")
         if pos + n > len(data):
-            raise LengthError("truncated field")
-        fields.append(data[pos : pos + n])
+            raise LengthError(f"truncated {what}")
+        items.append(data[pos : pos + n])
         pos += n
     if pos != len(data):
-        raise LengthError("trailing bytes after message")
-    return fields
+        raise LengthError(f"trailing bytes after the last {what}")
+    return items

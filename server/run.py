@@ -33,18 +33,31 @@ def tcp_listener(sock: socket.socket) -> socket.socket:
     return tcp
 
 
-def serve(host: str, port: int, workers: int = 1, log_level: str = "info", app: str = APP) -> None:
-    """What ``blindmatch serve`` and ``LiveServer`` run (the app reads BLINDMATCH_* itself)."""
+def serve(
+    host: str,
+    port: int,
+    workers: int = 1,
+    log_level: str = "info",
+    app: str = APP,
+    listener: socket.socket | None = None,
+) -> None:
+    """What ``blindmatch serve`` and ``LiveServer`` run (the app reads BLINDMATCH_* itself).
+
+    ``listener``: an already bound and listening TCP socket to serve on instead of binding
+    ``host:port``; a parent that binds the port itself (``LiveServer``) cannot lose it to
+    another process between choosing it and the server starting.
+    """
     config = uvicorn.Config(
         app, factory=True, host=host, port=port, workers=workers, log_level=log_level
     )
-    if config.workers <= 1:
-        server = uvicorn.Server(config)
-        server.run()
-        if not server.started:
-            sys.exit(_STARTUP_FAILURE)
+    if config.workers > 1:
+        sock = listener if listener is not None else config.bind_socket()
+        Multiprocess(config, sockets=[tcp_listener(sock)]).run()
         return
-    Multiprocess(config, sockets=[tcp_listener(config.bind_socket())]).run()
+    server = uvicorn.Server(config)
+    server.run(sockets=None if listener is None else [tcp_listener(listener)])
+    if not server.started:
+        sys.exit(_STARTUP_FAILURE)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,8 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--log-level", default="info")
+    ap.add_argument("--fd", type=int, default=None, help="serve on this inherited listening socket")
     a = ap.parse_args(argv)
-    serve(a.host, a.port, a.workers, a.log_level)
+    listener = None if a.fd is None else socket.socket(fileno=a.fd)
+    serve(a.host, a.port, a.workers, a.log_level, listener=listener)
 
 
 if __name__ == "__main__":

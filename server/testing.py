@@ -1,7 +1,9 @@
 """A real uvicorn server on 127.0.0.1 for integration tests, benchmarks and demos.
 
 Runs in a child process (not a thread) so tests can SIGKILL it to check
-durability, and so server CPU is measured apart from the client's.
+durability, and so server CPU is measured apart from the client's. The parent
+binds the listening socket and hands it to the child, so no other process can
+take the port between its choice and the server's start (tests run in parallel).
 """
 
 from __future__ import annotations
@@ -11,13 +13,28 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import httpx
 
 __all__ = ["LiveParties", "LiveServer", "free_port", "free_port_block"]
+
+
+def _listen(port: int) -> socket.socket:
+    """A TCP socket listening on 127.0.0.1:``port`` (0: a free port the kernel picks)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart on the same port
+        sock.bind(("127.0.0.1", port))
+        sock.listen(2048)  # uvicorn's default backlog
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def free_port() -> int:
@@ -47,11 +64,21 @@ def free_port_block(n: int) -> int:
     raise RuntimeError("no block of free ports")
 
 
+_PORT_ATTEMPTS = 5
+_PORT_IN_USE = (b"Address already in use", b"[Errno 98]")
+
+
 class LiveParties:
     """The three ``mpc`` parties as three uvicorn processes; ``url`` is party 0 (the front door).
 
     Same face as ``LiveServer`` (url, proc, start, stop, context manager), so tools that
-    verify a protocol over loopback can run a multi-process one unchanged.
+    verify a protocol over loopback can run a multi-process one unchanged. The parties bind
+    their HTTP and peer ports themselves, so a port found free can be taken by another
+    process before a party binds it: a party that exits with "address in use" during
+    start-up makes all three start again on another block of ports.
+
+    Output goes to ``log_dir/party-<i>.log``, else all three to ``log_file``, else to
+    temporary files that ``stop`` deletes.
     """
 
     def __init__(
@@ -62,6 +89,7 @@ class LiveParties:
         log_level: str = "warning",
         log_file: Path | None = None,
         workers: int = 1,
+        log_dir: Path | None = None,
     ) -> None:
         self.set_dir = Path(set_dir)
         self.env = env or {}
@@ -69,8 +97,10 @@ class LiveParties:
         self.startup_timeout = startup_timeout
         self.log_level = log_level
         self.log_file = log_file
+        self.log_dir = log_dir
         self.port = 0
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def url(self) -> str:
@@ -80,32 +110,65 @@ class LiveParties:
     def proc(self) -> subprocess.Popen[bytes] | None:
         return self.procs[0] if self.procs else None
 
-    def start(self) -> LiveParties:
+    def start(self) -> Self:
+        for _ in range(_PORT_ATTEMPTS):
+            if self._launch():
+                return self
+        raise RuntimeError(f"mpc parties lost their ports to other processes {_PORT_ATTEMPTS} times")
+
+    def _log_paths(self) -> list[Path]:
+        if self.log_dir is not None:
+            return [Path(self.log_dir) / f"party-{i}.log" for i in range(3)]
+        if self.log_file is not None:
+            return [Path(self.log_file)] * 3
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="blindmatch-parties-")
+        return [Path(self._tmp.name) / f"party-{i}.log" for i in range(3)]
+
+    def _launch(self) -> bool:
+        """Start the parties on a new block of ports and wait for party 0's manifest.
+
+        False when a party exited because another process took one of its ports.
+        """
         from .mpc import party_commands
 
         self.port = free_port_block(3 + 3 * self.workers)
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        logs = self._log_paths()
+        offsets = [p.stat().st_size if p.exists() else 0 for p in logs]
         commands = party_commands(self.set_dir, "127.0.0.1", self.port, self.log_level, self.workers)
-        for cmd, env in commands:
-            proc = subprocess.Popen(  # noqa: S603
-                cmd, env={**env, **self.env}, stdout=out, stderr=subprocess.STDOUT
-            )
-            self.procs.append(proc)
+        for (cmd, env), log in zip(commands, logs, strict=True):
+            with open(log, "ab") as out:
+                self.procs.append(
+                    subprocess.Popen(cmd, env={**env, **self.env}, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+                )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in self.procs):
+                self.stop(keep_logs=True)
+                output = b"".join(_read_from(p, o) for p, o in dict(zip(logs, offsets, strict=True)).items())
+                if any(m in output for m in _PORT_IN_USE):
+                    return False
                 self.stop()
-                raise RuntimeError("an mpc party exited during start-up")
-            try:
-                if httpx.get(self.url + "/v1/mpc/manifest", timeout=5.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
+                tail = output.decode(errors="replace")[-2000:]
+                raise RuntimeError(f"an mpc party exited during start-up: {tail}")
+            if self._ready():
+                return True
             time.sleep(0.2)
         self.stop()
         raise RuntimeError("mpc parties did not become ready in time")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def _ready(self) -> bool:
+        """Every party answers over HTTP (its peer port is bound before that) and party 0
+        serves the manifest."""
+        urls = [f"http://127.0.0.1:{self.port + i}/healthz" for i in range(1, 3)]
+        try:
+            return all(httpx.get(u, timeout=5.0).status_code == 200 for u in urls) and (
+                httpx.get(self.url + "/v1/mpc/manifest", timeout=5.0).status_code == 200
+            )
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM, keep_logs: bool = False) -> None:
         for p in self.procs:
             if p.poll() is None:
                 p.send_signal(sig)
@@ -116,14 +179,23 @@ class LiveParties:
                 p.kill()
                 p.wait()
         self.procs = []
+        if self._tmp is not None and not keep_logs:
+            self._tmp.cleanup()
+            self._tmp = None
 
-    def __enter__(self) -> LiveParties:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
         self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read()
 
 
 class LiveServer:
@@ -142,7 +214,7 @@ class LiveServer:
         self.set_dir = Path(set_dir)
         self.env = env or {}
         self.workers = workers
-        self.port = port or free_port()
+        self.port = port or 0  # 0: the first start binds a free port and keeps it for restarts
         self.startup_timeout = startup_timeout
         self.log_level = log_level
         self.log_file = log_file
@@ -154,6 +226,8 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         env = {**os.environ, "BLINDMATCH_DB": str(self.set_dir), **self.env}
+        listener = _listen(self.port)
+        self.port = int(listener.getsockname()[1])
         # blindmatch.server.run, not `python -m uvicorn`: it keeps TCP_NODELAY with several workers
         cmd = [
             sys.executable,
@@ -167,10 +241,15 @@ class LiveServer:
             self.log_level,
             "--workers",
             str(self.workers),
+            "--fd",
+            str(listener.fileno()),
         ]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         errout = subprocess.STDOUT if self.log_file else subprocess.PIPE
-        self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=errout)  # noqa: S603
+        with listener:  # the child holds its own copy of the socket
+            self.proc = subprocess.Popen(  # noqa: S603
+                cmd, env=env, stdout=out, stderr=errout, pass_fds=(listener.fileno(),)
+            )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -32,61 +32,49 @@ __all__ = [
 ]
 
 
-class UnknownKeysError(InputError):
+class UnknownKeysError(InputError, code="unknown_keys", http_status=409):
     """The query names evaluation keys the server does not hold; resend them."""
 
-    code = "unknown_keys"
-    http_status = 409
 
-
-class KeysRejectedError(DecodeError):
+class KeysRejectedError(DecodeError, code="bad_keys"):
     """SEAL refused the uploaded evaluation keys (the server forgets them)."""
 
-    code = "bad_keys"
 
-
-class PsiSlotsError(DecodeError):
+class PsiSlotsError(DecodeError, code="psi_slots_exceeded"):
     """A server-learns reply claims more PSI slots than the server's parameters allow.
 
     Each slot the client serves can carry a bit of its hash to a malicious server, so
     the client refuses before any group operation.
     """
 
-    code = "psi_slots_exceeded"
 
-
-class WrongParametersError(InputError):
+class WrongParametersError(InputError, code="wrong_parameters"):
     """The query was made for another parameter set, hash algorithm or LSH layout."""
 
-    code = "wrong_parameters"
+
+class ModeNotAllowedError(InputError, code="mode_not_allowed"):
+    """The server does not offer the requested mode (server-learns, bucketed queries)."""
 
 
-class ModeNotAllowedError(InputError):
-    code = "mode_not_allowed"
+class UnknownSessionError(InputError, code="unknown_session"):
+    """A server-learns reply names no pending session on this server."""
 
 
-class UnknownSessionError(InputError):
-    code = "unknown_session"
-
-
-class NoiseBudgetError(CryptoError):
+class NoiseBudgetError(CryptoError, code="noise_exhausted"):
     """A result decrypts with no noise budget left: it would be silently wrong."""
 
-    code = "noise_exhausted"
+
+class WorkerMemoryError(LimitError, code="he_worker_memory"):
+    """An isolated HE worker hit its address-space cap."""
 
 
-class WorkerMemoryError(LimitError):
-    code = "he_worker_memory"
+class WorkerError(BlindmatchError, code="he_worker_failed", http_status=503):
+    """The isolated HE worker could not produce a result; no verdict exists."""
 
 
-class WorkerError(BlindmatchError):
-    code = "he_worker_failed"
-    http_status = 503
+class WorkerCrashedError(WorkerError, code="he_worker_crashed"):
+    """The HE worker process died during an evaluation."""
 
 
-class WorkerCrashedError(WorkerError):
-    code = "he_worker_crashed"
-
-
-class WorkerTimeoutError(WorkerError):
-    code = "he_worker_timeout"
+class WorkerTimeoutError(WorkerError, code="he_worker_timeout"):
+    """An HE evaluation ran past its time limit and its worker was stopped."""

@@ -32,7 +32,11 @@ class HEServerOptions(Options):
     worker_timeout_s: float = option(120.0, "base time limit of one isolated worker job")
     worker_timeout_per_group_s: float = option(30.0, "extra time limit per result ciphertext")
     session_ttl_s: float = option(600.0, "how long a server-learns session waits for its PSI step")
-    key_cache_mb: int = option(512, "memory for cached client evaluation keys")
+    key_cache_mb: int = option(512, "memory for cached client-learns evaluation keys (reused per client)")
+    session_key_cache_mb: int = option(
+        64, "memory for server-learns evaluation keys (one bundle per client session; idle ones "
+        "leave after session_ttl_s)"
+    )
     lsh: bool = option(True, "offer LSH-bucketed queries")
     lsh_k: int | None = option(None, "sampled bits per LSH table (None: by hash size)")
     lsh_tables: int | None = option(None, "LSH tables (None: by hash size)")
@@ -46,6 +50,7 @@ class HEServerOptions(Options):
             ("psi_max_slots", 1, 1 << 20),
             ("psi_pad", 1, 1 << 16),
             ("key_cache_mb", 1, 1 << 16),
+            ("session_key_cache_mb", 1, 1 << 16),
             ("worker_memory_mb", 0, 1 << 20),
         ):
             v = getattr(self, name)

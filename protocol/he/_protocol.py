@@ -31,7 +31,6 @@ import os
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -87,6 +86,8 @@ from ._errors import (
     WorkerTimeoutError,
     WrongParametersError,
 )
+from ._heap import map_large_buffers
+from ._keycache import KeyCache
 from ._lsh import LshIndex, LshParams
 from ._messages import (
     ELEMENT_BYTES,
@@ -223,7 +224,6 @@ class HEServer(ServerHalf):
         self.timeout_base = o.worker_timeout_s
         self.timeout_per_group = o.worker_timeout_per_group_s
         self.session_ttl = o.session_ttl_s
-        self.key_cache_bytes = o.key_cache_mb << 20
         set_bits = np.unpackbits(np.frombuffer(hashes.raw(), dtype=np.uint8).reshape(len(hashes), -1), axis=1)
         self.lsh: LshIndex | None = None
         if o.lsh:
@@ -235,11 +235,17 @@ class HEServer(ServerHalf):
             self.psi_slots = min(self._psi_used(len(hashes)), self.psi_max_slots)
         workers = o.workers or os.cpu_count() or 1
         memory_mb = o.worker_memory_mb
+        map_large_buffers()  # key bundles come and go; see _heap
         self.pool = WorkerPool(str(self._write_set()), workers, memory_mb)
         self._params_bytes = self._build_params().to_bytes()
         self._etag = '"' + hashlib.sha256(self._params_bytes).hexdigest()[:32] + '"'
         self._lock = threading.Lock()
-        self._keys: OrderedDict[bytes, bytes] = OrderedDict()
+        # one cache per mode: a server-learns bundle serves one client session only, so it
+        # must not push out client-learns bundles that are reused for the client's lifetime
+        self.key_caches = {
+            MODE_CLIENT: KeyCache(o.key_cache_mb << 20),
+            MODE_SERVER: KeyCache(o.session_key_cache_mb << 20, o.session_ttl_s),
+        }
         self._sessions: dict[bytes, _Session] = {}
         self._verdicts: list[Verdict] = []
         self.last_stats: dict[str, Any] = {}
@@ -366,18 +372,12 @@ class HEServer(ServerHalf):
                 check_seal_blob(km.galois, cap, "Galois keys")
             elif km.galois:
                 raise DecodeError("Galois keys sent but none needed")
-            with self._lock:
-                self._keys[q.digest] = q.keys
-                self._keys.move_to_end(q.digest)
-                while sum(len(v) for v in self._keys.values()) > self.key_cache_bytes and len(self._keys) > 1:
-                    self._keys.popitem(last=False)
+            self.key_caches[q.mode].put(q.digest, q.keys)
             return q.keys
-        with self._lock:
-            keys = self._keys.get(q.digest)
-            if keys is None:
-                raise UnknownKeysError("evaluation keys not cached here; send them with the query")
-            self._keys.move_to_end(q.digest)
-            return keys
+        keys = self.key_caches[q.mode].get(q.digest)
+        if keys is None:
+            raise UnknownKeysError("evaluation keys not cached here (evicted or never sent); send them again")
+        return keys
 
     def _query(self, req: Request) -> Reply:
         t_start = time.perf_counter()
@@ -424,8 +424,7 @@ class HEServer(ServerHalf):
         try:
             results = self.pool.run(jobs, timeout)
         except KeysRejectedError:
-            with self._lock:
-                self._keys.pop(q.digest, None)
+            self.key_caches[q.mode].pop(q.digest)
             raise
         eval_s = time.perf_counter() - t_eval
         by_index = {gr.index: gr for r in results for gr in r.groups}
@@ -712,6 +711,8 @@ class HE(Protocol):
     supported_algos = ("pdq", "phash", "dhash", "sha256")
     server_options_type = HEServerOptions
     client_options_type = HEClientOptions
+    server_half_type = HEServer
+    client_half_type = HEClient
     leakage = Leakage(
         client=(
             "client-learns: the number of set entries within distance r of its hash (0 = no match); "
@@ -733,19 +734,6 @@ class HE(Protocol):
         server_sees_hash=False,
         client_sees_set=False,
     )
-
-    def open_server(
-        self, hashes: HashSet, state_dir: Path, options: OptionsIn = None
-    ) -> ServerHalf:
-        return HEServer(hashes, state_dir, HEServerOptions.from_options(options))
-
-    def new_client(
-        self,
-        algo: HashAlgo,
-        cache_dir: Path | None = None,
-        options: OptionsIn = None,
-    ) -> ClientHalf:
-        return HEClient(algo, cache_dir, HEClientOptions.from_options(options))
 
     def cost_floor(
         self, set_size: int, algo: HashAlgo,

@@ -40,6 +40,7 @@ from ._errors import (
     WorkerMemoryError,
     WorkerTimeoutError,
 )
+from ._heap import map_large_buffers, trim_heap
 from ._messages import DOMAIN, KeysMessage
 
 __all__ = ["GroupResult", "GroupTask", "Job", "JobResult", "WorkerPool", "psi_message"]
@@ -99,7 +100,8 @@ _KEYS: dict[bytes, EvalKeys] = {}
 
 
 def _init(set_path: str, memory_mb: int) -> None:
-    """Worker initializer: cap the address space, map the set read-only."""
+    """Worker initializer: cap the address space, map large buffers apart, map the set read-only."""
+    map_large_buffers()
     if memory_mb > 0:
         limit = memory_mb * 1024 * 1024
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -117,12 +119,21 @@ def _bfv(name: str) -> Bfv:
 
 
 def _keys(bfv: Bfv, job: Job, spec: CircuitSpec) -> EvalKeys:
+    """The job's deserialised keys; a worker holds one client's keys at a time.
+
+    One, not more: SEAL keeps freed objects in its memory pool for reuse and never
+    returns them to the system, so the most key sets ever held at once fixes the
+    worker's size for good. Evicting before loading keeps that at one set (~35 MB at
+    N = 16384) whatever the number of clients, at the price of a reload (~0.3 s) when
+    consecutive jobs on a worker come from different clients.
+    """
     got = _KEYS.get(job.digest)
     if got is None:
+        if _KEYS:
+            _KEYS.clear()
+            trim_heap()
         msg = KeysMessage.from_bytes(job.keys)
         got = bfv.load_eval_keys(msg.public, msg.relin, msg.galois, spec.galois_steps)
-        while len(_KEYS) >= 2:
-            _KEYS.pop(next(iter(_KEYS)))
         _KEYS[job.digest] = got
     return got
 

@@ -303,6 +303,9 @@ class PartyNode:
         circuit: PartyCircuit | None = None
         sent0 = sum(ch.bytes_sent for ch in self.channels.values())
         try:
+            for j in range(3):  # the circuit sends without waiting: both peers first, as the shards do
+                if j != self.i:
+                    self.channel(j, self.cfg.connect_wait_s)
             xa, xb = self._shares(plain)
             circuit = PartyCircuit(self.i, self._pair_keys(run_id), self._net(run_id), run_id)
             out = run_party(

@@ -564,6 +564,7 @@ class Oprf(Protocol):
     )
     server_options_type = OprfServerOptions
     client_options_type = OprfClientOptions
+    client_half_type = OprfClient
 
     def open_server(
         self, hashes: HashSet, state_dir: Path, options: OptionsIn = None
@@ -573,14 +574,6 @@ class Oprf(Protocol):
             Path(state_dir), hashes, fpr=o.fpr, grace_seconds=o.grace_seconds, workers=o.workers, mode=o.mode
         )
         return OprfServer(store, o.max_batch)
-
-    def new_client(
-        self,
-        algo: HashAlgo,
-        cache_dir: Path | None = None,
-        options: OptionsIn = None,
-    ) -> ClientHalf:
-        return OprfClient(algo, cache_dir, OprfClientOptions.from_options(options))
 
     def cost_floor(
         self, set_size: int, algo: HashAlgo,

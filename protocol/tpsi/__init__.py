@@ -19,10 +19,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..base import ClientHalf, Leakage, Learner, Matching, Protocol, ServerHalf, register
+from ..base import Leakage, Learner, Matching, Protocol, register
 from ..costfloor import CostFloor, Floor, Term
 from ..errors import InputError
-from ..hashes import HashAlgo, HashSet
+from ..hashes import HashAlgo
 from ..options import OptionsIn
 from . import _cuckoo
 from ._client import TpsiClient
@@ -185,6 +185,8 @@ class Tpsi(Protocol):
     supported_algos = ("pdq", "phash", "dhash", "sha256")
     server_options_type = TpsiServerOptions
     client_options_type = TpsiClientOptions
+    server_half_type = TpsiServer
+    client_half_type = TpsiClient
     leakage = Leakage(
         client=(
             "nothing about matches: the reply only acknowledges stored voucher ids",
@@ -208,19 +210,6 @@ class Tpsi(Protocol):
         server_sees_hash=False,
         client_sees_set=False,
     )
-
-    def open_server(
-        self, hashes: HashSet, state_dir: Path, options: OptionsIn = None
-    ) -> ServerHalf:
-        return TpsiServer(hashes, state_dir, TpsiServerOptions.from_options(options))
-
-    def new_client(
-        self,
-        algo: HashAlgo,
-        cache_dir: Path | None = None,
-        options: OptionsIn = None,
-    ) -> ClientHalf:
-        return TpsiClient(algo, cache_dir, TpsiClientOptions.from_options(options))
 
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
         p = TpsiServerOptions()

@@ -217,15 +217,7 @@ class TpsiStore:
             return
         if not bind:
             raise AccountNotEnrolledError("no client key is enrolled for this account")
-        db.execute(
-            "INSERT INTO accounts(account, client_key) VALUES(?, ?) "
-            "ON CONFLICT(account) DO UPDATE SET client_key = excluded.client_key",
-            (account, client_key),
-        )
-        db.execute(
-            "INSERT INTO audit(ts, account, event, vid, detail) VALUES(?,?,?,?,?)",
-            (now, account, "account_bound", None, json.dumps({"key": key_id(client_key)})),
-        )
+        _set_client_key(db, now, account, client_key, "account_bound", {})
 
     def enroll(self, account: str, client_key: bytes) -> None:
         """Operator enrolment: bind (or re-bind) an account to a client key, audited."""
@@ -234,21 +226,7 @@ class TpsiStore:
                 "SELECT client_key FROM accounts WHERE account=?", (account,)
             ).fetchone()
             old = None if row is None or row[0] is None else key_id(bytes(row[0]))
-            db.execute(
-                "INSERT INTO accounts(account, client_key) VALUES(?, ?) "
-                "ON CONFLICT(account) DO UPDATE SET client_key = excluded.client_key",
-                (account, client_key),
-            )
-            db.execute(
-                "INSERT INTO audit(ts, account, event, vid, detail) VALUES(?,?,?,?,?)",
-                (
-                    time.time(),
-                    account,
-                    "account_enrolled",
-                    None,
-                    json.dumps({"key": key_id(client_key), "previous": old}, sort_keys=True),
-                ),
-            )
+            _set_client_key(db, time.time(), account, client_key, "account_enrolled", {"previous": old})
 
     def client_key(self, account: str) -> bytes | None:
         with self._lock:
@@ -320,10 +298,7 @@ class TpsiStore:
             for event, detail in events:
                 if event == "threshold_reached" and not fresh:
                     continue  # another process got there first
-                db.execute(
-                    "INSERT INTO audit(ts, account, event, vid, detail) VALUES(?,?,?,?,?)",
-                    (now, account, event, None, json.dumps(detail, sort_keys=True)),
-                )
+                _audit_row(db, now, account, event, detail)
             for vid, epoch, ad in fresh:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO reveals VALUES(?,?,?,?,?)",
@@ -331,18 +306,12 @@ class TpsiStore:
                 )
                 if cur.rowcount == 1:
                     n += 1
-                    db.execute(
-                        "INSERT INTO audit(ts, account, event, vid, detail) VALUES(?,?,?,?,?)",
-                        (now, account, "reveal", vid, json.dumps({"ad_bytes": len(ad)})),
-                    )
+                    _audit_row(db, now, account, "reveal", {"ad_bytes": len(ad)}, vid)
         return n
 
     def audit(self, account: str | None, event: str, detail: dict[str, Any]) -> None:
         with self._txn() as db:
-            db.execute(
-                "INSERT INTO audit(ts, account, event, vid, detail) VALUES(?,?,?,?,?)",
-                (time.time(), account, event, None, json.dumps(detail, sort_keys=True)),
-            )
+            _audit_row(db, time.time(), account, event, detail)
 
     def audit_log(self, account: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -401,3 +370,29 @@ def read_reveals(state_dir: Path, account: str) -> list[Reveal]:
             db.close()
     except sqlite3.DatabaseError as e:
         raise CorruptStoreError(f"{path}: cannot read tpsi store ({e})") from None
+
+
+def _audit_row(
+    db: sqlite3.Connection,
+    ts: float,
+    account: str | None,
+    event: str,
+    detail: dict[str, Any],
+    vid: bytes | None = None,
+) -> None:
+    db.execute(
+        "INSERT INTO audit(ts, account, event, vid, detail) VALUES(?,?,?,?,?)",
+        (ts, account, event, vid, json.dumps(detail, sort_keys=True)),
+    )
+
+
+def _set_client_key(
+    db: sqlite3.Connection, ts: float, account: str, client_key: bytes, event: str, detail: dict[str, Any]
+) -> None:
+    """Bind ``account`` to ``client_key`` and audit it as ``event`` (the key's id added to ``detail``)."""
+    db.execute(
+        "INSERT INTO accounts(account, client_key) VALUES(?, ?) "
+        "ON CONFLICT(account) DO UPDATE SET client_key = excluded.client_key",
+        (account, client_key),
+    )
+    _audit_row(db, ts, account, event, {"key": key_id(client_key), **detail})

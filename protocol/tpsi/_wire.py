@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..hazmat import aead
 from ..hazmat.ristretto import decode_element
-from ..wire import decode_fields, encode_fields
+from ..wire import decode_fields, encode_fields, split_prefixed
 
 __all__ = [
     "DOMAIN",
@@ -365,20 +365,7 @@ class UploadBatch:
             raise LengthError("empty voucher batch")
         if len(pub) != 32 or len(sig) != 64:
             raise LengthError("upload key or signature has the wrong length")
-        out: list[bytes] = []
-        pos = 0
-        for _ in range(n):
-            if pos + 4 > len(blob):
-                raise LengthError("truncated voucher list")
-            (ln,) = _U32.unpack_from(blob, pos)
-            pos += 4
-            if pos + ln > len(blob):
-                raise LengthError("truncated voucher")
-            out.append(blob[pos : pos + ln])
-            pos += ln
-        if pos != len(blob):
-            raise LengthError("trailing bytes after the voucher list")
-        batch = cls(account, tuple(out), pub, sig)
+        batch = cls(account, tuple(split_prefixed(blob, n, "voucher")), pub, sig)
         try:
             Ed25519PublicKey.from_public_bytes(pub).verify(sig, batch._tbs())
         except (InvalidSignature, ValueError):

@@ -6,8 +6,10 @@ the terminal; a value that is missing prints as "—" only where the table says 
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec
 
 __all__ = [
     "fmt_big",
@@ -39,6 +41,20 @@ def num(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and math.isfinite(float(x)) else None
 
 
+_P = ParamSpec("_P")
+
+
+def _dash_when_missing(f: Callable[Concatenate[float, _P], str]) -> Callable[Concatenate[Any, _P], str]:
+    """A formatter of finite numbers; anything else (None, NaN, infinity, text) prints as "—"."""
+
+    @functools.wraps(f)
+    def fmt(x: Any, /, *args: _P.args, **kwargs: _P.kwargs) -> str:
+        v = num(x)
+        return "—" if v is None else f(v, *args, **kwargs)
+
+    return fmt
+
+
 def fmt_rate(c: dict[str, Any] | None, ci: bool = True) -> str:
     if not c or c.get("n", 0) == 0 or c.get("rate") is None:
         return "—"
@@ -47,29 +63,23 @@ def fmt_rate(c: dict[str, Any] | None, ci: bool = True) -> str:
     return f"{s} ({100 * lo:.1f}–{100 * hi:.1f})" if ci else s
 
 
-def fmt_bytes(x: Any) -> str:
-    v = num(x)
-    if v is None:
-        return "—"
+@_dash_when_missing
+def fmt_bytes(v: float) -> str:
     for unit, div in (("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if v >= div:
             return f"{v / div:.3g} {unit}"
     return f"{v:.0f} B"
 
 
-def fmt_ms(x: Any) -> str:
-    v = num(x)
-    if v is None:
-        return "—"
+@_dash_when_missing
+def fmt_ms(v: float) -> str:
     if v >= 1000:
         return f"{v / 1000:.3g} s"
     return f"{v:.3g} ms"
 
 
-def fmt_sci(x: Any, digits: int = 2) -> str:
-    v = num(x)
-    if v is None:
-        return "—"
+@_dash_when_missing
+def fmt_sci(v: float, digits: int = 2) -> str:
     if v == 0:
         return "0"
     if 1e-3 <= abs(v) < 1e6:
@@ -88,22 +98,18 @@ def fmt_count_log(x: Any, log10: Any) -> str:
     return "0" if v == 0 else "—"
 
 
-def fmt_big(x: Any) -> str:
+@_dash_when_missing
+def fmt_big(v: float) -> str:
     """Volumes and set sizes in words a policy reader uses: 10,000 / 1 million / 1 billion."""
-    v = num(x)
-    if v is None:
-        return "—"
     for word, div in (("trillion", 1e12), ("billion", 1e9), ("million", 1e6)):
         if v >= div:
             return f"{v / div:g} {word}"
     return f"{v:,.0f}"
 
 
-def fmt_count(x: Any) -> str:
+@_dash_when_missing
+def fmt_count(v: float) -> str:
     """Counts of events per day/year: tiny expectations are shown as powers of ten."""
-    v = num(x)
-    if v is None:
-        return "—"
     if v >= 1:
         return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
     return fmt_sci(v)

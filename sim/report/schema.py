@@ -15,6 +15,8 @@ from typing import Any
 
 from blindmatch.machine import MACHINE_KEYS
 
+from ..derive import DERIVED_KEYS
+
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "validate"]
 
 SCHEMA_VERSION = "2.0"
@@ -37,6 +39,9 @@ _CELL_KEYS: dict[str, Any] = {
     "variant": {"type": "string"},
     "algo": {"type": "string"},
 }
+# Every per-protocol row starts with these keys; rows of one hash algorithm add "algo".
+_ROW = ["protocol", "variant"]
+_CELL = list(_CELL_KEYS)
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -57,14 +62,7 @@ SCHEMA: dict[str, Any] = {
         "accuracy",
         "verification",
         "cost",
-        "latency",
-        "capacity",
-        "population",
-        "accounts",
-        "headline",
-        "worked_examples",
-        "false_matches",
-        "frontier",
+        *DERIVED_KEYS,
         "evasion",
         "stages",
     ],
@@ -142,17 +140,7 @@ SCHEMA: dict[str, Any] = {
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": [
-                            "protocol",
-                            "variant",
-                            "algo",
-                            "perturbation",
-                            "k",
-                            "n",
-                            "rate",
-                            "wilson",
-                            "clopper_pearson",
-                        ],
+                        "required": [*_CELL, "perturbation", *_RATE["required"]],
                         "properties": {
                             **_CELL_KEYS,
                             **_RATE["properties"],
@@ -164,16 +152,7 @@ SCHEMA: dict[str, Any] = {
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": [
-                            "protocol",
-                            "variant",
-                            "algo",
-                            "set_size",
-                            "k",
-                            "n",
-                            "rate",
-                            "wilson",
-                        ],
+                        "required": [*_CELL, "set_size", "k", "n", "rate", "wilson"],
                         "properties": {
                             **_CELL_KEYS,
                             **_RATE["properties"],
@@ -190,9 +169,7 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": [
-                    "protocol",
-                    "variant",
-                    "algo",
+                    *_CELL,
                     "decision",
                     "verified",
                     "verdict_source",
@@ -213,7 +190,7 @@ SCHEMA: dict[str, Any] = {
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": ["protocol", "variant", "transport", "set_size", "status"],
+                        "required": [*_ROW, "transport", "set_size", "status"],
                         "properties": {
                             "transport": {"enum": ["local", "http"]},
                             "status": {"type": "string"},
@@ -226,7 +203,7 @@ SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["protocol", "variant", "profile", "p50_ms", "p95_ms", "p99_ms"],
+                "required": [*_ROW, "profile", "p50_ms", "p95_ms", "p99_ms"],
             },
         },
         "capacity": {
@@ -234,8 +211,7 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": [
-                    "protocol",
-                    "variant",
+                    *_ROW,
                     "set_size",
                     "server_cpu_ms",
                     "extrapolated",
@@ -251,8 +227,7 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": [
-                    "protocol",
-                    "variant",
+                    *_ROW,
                     "set_size",
                     "pair_rate_upper95",
                     "fmr_upper95",
@@ -268,8 +243,7 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": [
-                    "protocol",
-                    "variant",
+                    *_ROW,
                     "per_image_rate",
                     "images_per_year",
                     "threshold",
@@ -284,8 +258,7 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": [
-                    "protocol",
-                    "variant",
+                    *_ROW,
                     "private",
                     "learner",
                     "matching",
@@ -314,8 +287,7 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": [
-                    "protocol",
-                    "variant",
+                    *_ROW,
                     "daily_images",
                     "set_size",
                     "cores",
@@ -364,8 +336,7 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": [
-                    "protocol",
-                    "variant",
+                    *_ROW,
                     "recall_everyday",
                     "recall_real_copies",
                     "server_cpu_ms_at_1e6",
