@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -555,8 +556,13 @@ def demo(
     run_demo(out, images, seed, build_only)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so context managers stop the servers and parties a command started
+
+
 def main() -> None:
-    """Entry point: typed errors become one stderr line and exit code 2."""
+    """Entry point: typed errors become one stderr line and exit code 2; SIGTERM stops cleanly."""
+    signal.signal(signal.SIGTERM, _terminated)  # serve and mpc up install their own handlers
     try:
         rc = app(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
