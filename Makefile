@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(VENV)/bin/blindmatch sim run --quick --out runs/quick
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q -n 2 --dist loadgroup
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q

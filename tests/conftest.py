@@ -2,11 +2,19 @@
 
 Random sets come from ``blindmatch.corpus.random_set`` (the one builder tests, benchmarks
 and drills share); ``hash_set`` is the common 64-hash PDQ set for tests that only read it.
+
+``make test`` runs the suite on two pytest-xdist workers (``--dist loadgroup``). Tests
+that share an expensive session object (the tiny simulation, the reliability
+recordings, the shared he server) are put in one group each, so that object is built
+once and not once per worker. Each session gets its own HOME, so nothing a test's
+client pins or caches (trust on first use, key caches) outlives it or is shared.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +27,30 @@ from blindmatch.corpus import generate_image, random_set
 from tests.sim_tiny import sim_tiny
 
 __all__ = ["encode", "sim_tiny"]
+
+os.environ["HOME"] = tempfile.mkdtemp(prefix="blindmatch-test-home-")
+
+_SHARED_GROUPS = {"sim_tiny": "sim", "he_phash_server": "he-shared"}
+_MODULE_GROUPS = {  # modules that share tests/_reliability.py's recordings
+    "test_decoders_hypothesis": "reliability",
+    "test_durability": "reliability",
+    "test_fuzz": "reliability",
+    "test_limits": "reliability",
+    "test_secrets": "reliability",
+    "test_soak": "reliability",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """One xdist group per shared session object (see the module docstring)."""
+    for item in items:
+        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        names = getattr(item, "fixturenames", ())
+        group = _MODULE_GROUPS.get(module) or next(
+            (g for f, g in _SHARED_GROUPS.items() if f in names), None
+        )
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:

@@ -11,11 +11,10 @@ in the clear); they are registered only inside tests, via ``registered``.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from blindmatch.protocol import (
@@ -68,9 +67,10 @@ class ExactOptions(Options):
 
 
 class _RevealServer(ServerHalf):
-    def __init__(self, hashes: HashSet, radius: int, threshold: int) -> None:
+    def __init__(self, hashes: HashSet, state_dir: Path, options: RevealOptions | LogOptions) -> None:
         self.index = HammingIndex(hashes)
-        self.radius, self.threshold = radius, threshold
+        self.radius = hashes.algo.default_threshold if options.radius is None else options.radius
+        self.threshold = options.threshold if isinstance(options, RevealOptions) else 10**9
         self.seen: dict[str, list[tuple[bytes, bool]]] = {}
 
     def _submit(self, req: Request) -> Reply:
@@ -97,6 +97,9 @@ class _RevealServer(ServerHalf):
 
 
 class _RevealClient(ClientHalf):
+    def __init__(self, algo: HashAlgo, cache_dir: Path | None, options: Options) -> None:
+        pass
+
     def scan(self, query: Query, transport: Transport) -> ScanResult:
         acc = (query.account or "").encode()
         body = struct.pack(">H", len(acc)) + acc + struct.pack(">H", len(query.associated_data))
@@ -112,6 +115,8 @@ class RevealPlain(Protocol):
     matching = Matching.FUZZY
     private = False
     server_options_type = RevealOptions
+    server_half_type = _RevealServer
+    client_half_type = _RevealClient
     leakage = Leakage(
         client=("nothing",),
         server=("everything",),
@@ -119,13 +124,6 @@ class RevealPlain(Protocol):
         server_sees_hash=True,
         client_sees_set=False,
     )
-
-    def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
-    ) -> ServerHalf:
-        o = RevealOptions.from_options(options)
-        radius = hashes.algo.default_threshold if o.radius is None else o.radius
-        return _RevealServer(hashes, radius, o.threshold)
 
     def cost_floor(
         self, set_size: int, algo: HashAlgo,
@@ -138,20 +136,12 @@ class RevealPlain(Protocol):
             params={"threshold": RevealOptions.from_options(server_options).threshold},
         )
 
-    def new_client(
-        self,
-        algo: HashAlgo,
-        cache_dir: Path | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> ClientHalf:
-        return _RevealClient()
-
     def download_bytes(self, set_size: int, algo: HashAlgo) -> int:
         return 0
 
 
 class _ExactServer(ServerHalf):
-    def __init__(self, hashes: HashSet) -> None:
+    def __init__(self, hashes: HashSet, state_dir: Path, options: Options) -> None:
         self.members = set(
             hashes.raw()[i : i + hashes.algo.nbytes]
             for i in range(0, len(hashes) * hashes.algo.nbytes, hashes.algo.nbytes)
@@ -172,8 +162,8 @@ class _ExactServer(ServerHalf):
 
 
 class _ExactClient(ClientHalf):
-    def __init__(self, probe_bits: int) -> None:
-        self.probe_bits = probe_bits
+    def __init__(self, algo: HashAlgo, cache_dir: Path | None, options: ExactOptions) -> None:
+        self.probe_bits = options.probe_bits
 
     def scan(self, query: Query, transport: Transport) -> ScanResult:
         fl = None if query.float_values is None else np.asarray(query.float_values, dtype=np.float32)
@@ -194,6 +184,8 @@ class ExactPlain(Protocol):
     matching = Matching.EXACT
     private = False
     client_options_type = ExactOptions
+    server_half_type = _ExactServer
+    client_half_type = _ExactClient
     leakage = Leakage(
         client=("verdict",),
         server=("every probe",),
@@ -201,19 +193,6 @@ class ExactPlain(Protocol):
         server_sees_hash=True,
         client_sees_set=False,
     )
-
-    def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
-    ) -> ServerHalf:
-        return _ExactServer(hashes)
-
-    def new_client(
-        self,
-        algo: HashAlgo,
-        cache_dir: Path | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> ClientHalf:
-        return _ExactClient(ExactOptions.from_options(options).probe_bits)
 
     def cost_floor(
         self, set_size: int, algo: HashAlgo,
@@ -233,8 +212,6 @@ class ExactPlain(Protocol):
 class _LogServer(_RevealServer):
     """Keeps an ordered verdict log per client (the shape of ``he`` server-learns); no reveals."""
 
-    def __init__(self, hashes: HashSet, radius: int) -> None:
-        super().__init__(hashes, radius, threshold=10**9)
     def server_verdicts(self, account: str) -> list[ServerVerdict]:
         return [ServerVerdict(m) for _, m in self.seen.get(account, [])]
 
@@ -243,12 +220,7 @@ class LogPlain(RevealPlain):
     name = "test-log"
     protocol_id = 252
     server_options_type = LogOptions
-
-    def open_server(
-        self, hashes: HashSet, state_dir: Path, options: Mapping[str, Any] | None = None
-    ) -> ServerHalf:
-        o = LogOptions.from_options(options)
-        return _LogServer(hashes, hashes.algo.default_threshold if o.radius is None else o.radius)
+    server_half_type = _LogServer
 
 
 @contextmanager

@@ -152,7 +152,7 @@ def test_corrupt_set_dir_names_the_file(set_dir: Path, tmp_path: Path) -> None:
 
 
 def test_rate_limit_not_bypassed_by_client_header(set_dir: Path) -> None:
-    """Issue 14 #8: a client that invents a new X-Blindmatch-Client per request keeps one bucket."""
+    """a client that invents a new X-Blindmatch-Client per request keeps one bucket."""
     env = {"BLINDMATCH_PROTOCOLS": "plain", "BLINDMATCH_RATE_PER_SECOND": "0.5", "BLINDMATCH_RATE_BURST": "2"}
     body = PlainQuery(get_algo("pdq").from_bytes(bytes(32))).to_bytes()
     with LiveServer(set_dir, env=env) as srv:

@@ -91,6 +91,18 @@ def _with_verdicts(pool: QueryPool, variants: list[Variant]) -> QueryPool:
     return pool
 
 
+def _verify(
+    proto: Protocol,
+    variants: list[Variant],
+    pool: QueryPool,
+    cfg: dict[str, Any],
+    tmp: Path,
+    http: bool = False,
+) -> list[dict[str, Any]]:
+    """verify_protocol on PDQ with one worker over the pool's two perturbations."""
+    return verify_protocol(proto, variants, "pdq", pool, cfg, tmp, 1, http=http, pert_names=["identity", "x"])
+
+
 def test_sample_prefix_mixes_matches_and_non_matches() -> None:
     cfg = _cfg()
     v = protocol_variants(REGISTRY["plain"], cfg)[0]
@@ -107,17 +119,7 @@ def test_plain_verified_in_process(tmp_path: Path) -> None:
     cfg = _cfg()
     variants = protocol_variants(REGISTRY["plain"], cfg)
     pool = _with_verdicts(_pool(), variants)
-    recs = verify_protocol(
-        REGISTRY["plain"],
-        variants,
-        "pdq",
-        pool,
-        cfg,
-        tmp_path,
-        1,
-        http=False,
-        pert_names=["identity", "x"],
-    )
+    recs = _verify(REGISTRY["plain"], variants, pool, cfg, tmp_path)
     (r,) = recs
     assert r["verified"] and r["verdict_source"] == "client"
     assert r["local"]["agree"] == r["local"]["n"] > 0 and r["local"]["disagree"] == 0
@@ -129,17 +131,7 @@ def test_wrong_decision_function_is_caught(tmp_path: Path) -> None:
     (v,) = protocol_variants(REGISTRY["plain"], cfg)
     pool = _pool()
     pool.verdicts[v.label] = pool.nearest_verify <= 3  # plain really uses radius 31
-    (r,) = verify_protocol(
-        REGISTRY["plain"],
-        [v],
-        "pdq",
-        pool,
-        cfg,
-        tmp_path,
-        1,
-        http=False,
-        pert_names=["identity", "x"],
-    )
+    (r,) = _verify(REGISTRY["plain"], [v], pool, cfg, tmp_path)
     assert not r["verified"]
     assert r["local"]["disagree"] > 0
     d = r["local"]["disagreements"][0]
@@ -151,17 +143,7 @@ def test_plain_verified_over_http(tmp_path: Path) -> None:
     cfg["accuracy"]["verify_http"] = 4
     variants = protocol_variants(REGISTRY["plain"], cfg)
     pool = _with_verdicts(_pool(), variants)
-    (r,) = verify_protocol(
-        REGISTRY["plain"],
-        variants,
-        "pdq",
-        pool,
-        cfg,
-        tmp_path,
-        1,
-        http=True,
-        pert_names=["identity", "x"],
-    )
+    (r,) = _verify(REGISTRY["plain"], variants, pool, cfg, tmp_path, http=True)
     assert r["http"] is not None and r["http"]["source"] == "client", r["http"]
     assert r["http"]["agree"] == r["http"]["n"] > 0
     assert r["verified"]
@@ -174,17 +156,7 @@ def test_server_reveal_path_reads_verdicts_after_threshold(tmp_path: Path, revea
     (v,) = variants
     assert v.learner == "server" and v.threshold == 3
     pool = _with_verdicts(_pool(), variants)
-    (r,) = verify_protocol(
-        reveal_protocol,
-        variants,
-        "pdq",
-        pool,
-        cfg,
-        tmp_path,
-        1,
-        http=False,
-        pert_names=["identity", "x"],
-    )
+    (r,) = _verify(reveal_protocol, variants, pool, cfg, tmp_path)
     assert r["verdict_source"] == "server-reveal", r
     assert r["verified"] and r["local"]["agree"] == r["local"]["n"] > 0
 
@@ -230,8 +202,6 @@ def test_server_verdict_log_path(tmp_path: Path) -> None:
         (v,) = variants
         assert v.learner == "server" and v.threshold == 0
         pool = _with_verdicts(_pool(), variants)
-        (r,) = verify_protocol(
-            p, variants, "pdq", pool, cfg, tmp_path, 1, http=False, pert_names=["identity", "x"]
-        )
+        (r,) = _verify(p, variants, pool, cfg, tmp_path)
     assert r["verdict_source"] == "server-log", r
     assert r["verified"] and r["local"]["agree"] == r["local"]["n"] > 0

@@ -85,7 +85,7 @@ LOW_T_CLIENT: dict[str, Any] = {"min_threshold": 2, "min_synthetic_rate": 0.0}
 
 
 def test_third_party_cannot_frame_an_account_or_block_its_matches(set_dir: Path, tmp_path: Path) -> None:
-    """Issue 14 #3: a third party uploads t synthetic-trick vouchers under the victim's id."""
+    """A third party uploads t synthetic-trick vouchers under the victim's id."""
     members = SetDir.open(set_dir).hashes.values()
     with LiveServer(set_dir, env=LOW_T) as srv:
         victim = TPSI.new_client(PDQ, tmp_path / "victim", LOW_T_CLIENT)
@@ -107,7 +107,7 @@ def test_third_party_cannot_frame_an_account_or_block_its_matches(set_dir: Path,
 
 
 def test_reveal_never_locks_in_the_first_polynomial(tmp_path: Path) -> None:
-    """Issue 14 #3: vouchers of a second polynomial under one account are revealed and flagged."""
+    """Vouchers of a second polynomial under one account are revealed and flagged."""
     hs = HashSet.from_raw(PDQ, secrets.token_bytes(32 * 40))
     srv = TPSI.open_server(
         hs, tmp_path / "s", {"reveal_mode": "inline", "synthetic_rate": 0.0, "threshold": 4}
@@ -139,7 +139,7 @@ def victim_signed_upload(client: TpsiClient, account: str, vouchers: list[Vouche
 
 
 def test_multi_probe_keeps_detection(tmp_path: Path) -> None:
-    """Issue 14 #6: t = 5, 15 real matches among 200 images, probe_bits 4, defaults k = 128, s = 5%."""
+    """t = 5, 15 real matches among 200 images, probe_bits 4, defaults k = 128, s = 5%."""
     hs = HashSet.from_raw(PDQ, secrets.token_bytes(32 * 64))
     srv = TPSI.open_server(hs, tmp_path / "s", {"reveal_mode": "manual", "threshold": 5})
     assert isinstance(srv, TpsiServer)
@@ -178,7 +178,7 @@ def test_multi_probe_keeps_detection(tmp_path: Path) -> None:
 
 
 def test_pinned_client_refuses_weakened_manifest(tmp_path: Path) -> None:
-    """Issue 14 #4: same key, same set, re-signed with t = 2 and synthetic rate 0."""
+    """Same key, same set, re-signed with t = 2 and synthetic rate 0."""
     hs = HashSet.from_raw(PDQ, secrets.token_bytes(32 * 20))
     state = tmp_path / "s"
     honest = TPSI.open_server(hs, state, {"reveal_mode": "inline"})
@@ -198,7 +198,7 @@ def test_pinned_client_refuses_weakened_manifest(tmp_path: Path) -> None:
 
 
 def test_first_use_key_persists_per_origin(set_dir: Path, tmp_path: Path) -> None:
-    """Issue 14 #5: a new key at the same origin is refused by a fresh client on the same cache."""
+    """A new key at the same origin is refused by a fresh client on the same cache."""
     other = tmp_path / "other-set"
     SetDir.build(other, PDQ, [PDQ.from_bytes(secrets.token_bytes(32)) for _ in range(8)], ["test"])
     env = {"BLINDMATCH_PROTOCOLS": "tpsi"}
