@@ -71,20 +71,21 @@ def _component_digest(comp: npt.NDArray[np.uint16]) -> bytes:
     return hashlib.sha256(np.ascontiguousarray(comp, dtype="<u2").tobytes()).digest()
 
 
-def deal_shared_set(
-    words: npt.NDArray[np.uint64], algo_id: int, out_dir: Path, key: bytes | None = None
-) -> bytes:
+def deal_shared_set(words: npt.NDArray[np.uint64], algo_id: int, out_dir: Path) -> bytes:
     """Write ``set-share-{0,1,2}.bin`` (mode 0600) into ``out_dir``; returns the commitment D.
 
-    Components c0 and c1 come from AES-CTR keystreams under two fresh ``secrets`` keys
-    (``key`` only for reproducible tests); c2 = s − c0 − c1.
+    Components c0 and c1 are two AES-CTR streams (``hazmat.prg``) under a fresh
+    ``secrets`` key, uniform on GF(p); c2 = s − c0 − c1.
     """
     s = set_bits(words)
     n, bits = s.shape
-    seed = key if key is not None else secrets.token_bytes(16)
+    seed = secrets.token_bytes(16)
     c0 = prg(seed, 0, n * bits).reshape(n, bits)
     c1 = prg(seed, 1, n * bits).reshape(n, bits)
-    c2 = ((s.astype(np.int32) - c0 - c1) % P).astype(np.uint16)
+    c2 = np.empty_like(c0)
+    for r in range(0, n, _ROWS):
+        rows = slice(r, r + _ROWS)
+        c2[rows] = (s[rows].astype(np.int32) - c0[rows] - c1[rows]) % P
     comps = (c0, c1, c2)
     digests = b"".join(_component_digest(c) for c in comps)
     for i in range(3):
@@ -133,8 +134,7 @@ class SharedSetFile:
                 raise CorruptStoreError(f"{path}: component {j} does not match its digest")
             if int(comp.max()) >= P:
                 raise CorruptStoreError(f"{path}: component {j} holds a value outside the field")
-        a, b = comps[0].astype(np.uint16), comps[1].astype(np.uint16)
-        return cls(party, algo, commitment(algo, width, n, digests), a, b)
+        return cls(party, algo, commitment(algo, width, n, digests), comps[0], comps[1])
 
 
 @dataclass(frozen=True)
@@ -152,10 +152,14 @@ class SharedColumns:
 
     @classmethod
     def build(cls, share: SharedSetFile, radius: int) -> SharedColumns:
-        a, b = share.a.astype(np.uint32), share.b.astype(np.uint32)
-        mat = np.concatenate([((a + b) % P).astype(np.uint16), share.a], axis=1)
-        wa = (a.sum(axis=1, dtype=np.uint64) % P).astype(np.uint32)
-        wb = (b.sum(axis=1, dtype=np.uint64) % P).astype(np.uint32)
+        n, bits = share.a.shape
+        mat = np.empty((n, 2 * bits), dtype=np.uint16)
+        for s in range(0, n, _ROWS):  # blockwise: no full-size temporaries at 10^6 entries
+            a, b = share.a[s : s + _ROWS].astype(np.uint32), share.b[s : s + _ROWS]
+            mat[s : s + _ROWS, :bits] = (a + b) % P
+            mat[s : s + _ROWS, bits:] = share.a[s : s + _ROWS]
+        wa = (share.a.sum(axis=1, dtype=np.uint64) % P).astype(np.uint32)
+        wb = (share.b.sum(axis=1, dtype=np.uint64) % P).astype(np.uint32)
         return cls(mat, wa, wb, radius)
 
     def __len__(self) -> int:
