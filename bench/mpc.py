@@ -94,7 +94,7 @@ def _inner_product_seconds(n: int, bits: int = 256, rows: int = 1 << 13) -> floa
     t0 = time.process_time()
     for _ in range(5):
         block @ x
-    return (time.process_time() - t0) / 5 * n / block.shape[0]
+    return float((time.process_time() - t0) / 5 * n / block.shape[0])
 
 
 def mpc_floor_seconds(

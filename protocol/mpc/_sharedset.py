@@ -51,6 +51,7 @@ _HEAD = struct.Struct("<4sBBBHQ")
 _DIGESTS = 3 * 32
 _DOMAIN = b"blindmatch-mpc-v1/shared-set"
 _ROWS = 1 << 13  # rows per float64 block of the inner product (8192 × 512 × 8 B = 32 MiB)
+RESIDENT_FLOAT_BYTES = 1 << 30  # up to this, the share matrix is kept as float64 (no per-query conversion)
 
 
 def share_file_name(party: int) -> str:
@@ -141,11 +142,14 @@ class SharedSetFile:
 class SharedColumns:
     """Party i's view of the shared set, prepared for the per-query inner products.
 
-    ``mat`` = [a + b | a] (n × 2·bits, canonical uint16), so the local cross term is
+    ``mat`` = [a + b | a] (n × 2·bits, canonical), so the local cross term is
     ``mat @ [xa; xb]``; ``weight_a`` / ``weight_b`` are party i's components of |s_k|.
+    A memory/CPU trade: up to ``RESIDENT_FLOAT_BYTES`` the matrix is held as float64
+    (8 B per element, multiplied as it is); above, as uint16 (2 B), converted to float64
+    block by block on every query, which costs several times the product itself.
     """
 
-    mat: npt.NDArray[np.uint16]
+    mat: npt.NDArray[np.uint16] | npt.NDArray[np.float64]
     weight_a: Vec
     weight_b: Vec
     radius: int
@@ -153,7 +157,8 @@ class SharedColumns:
     @classmethod
     def build(cls, share: SharedSetFile, radius: int) -> SharedColumns:
         n, bits = share.a.shape
-        mat = np.empty((n, 2 * bits), dtype=np.uint16)
+        resident = n * 2 * bits * 8 <= RESIDENT_FLOAT_BYTES
+        mat = np.empty((n, 2 * bits), dtype=np.float64 if resident else np.uint16)
         for s in range(0, n, _ROWS):  # blockwise: no full-size temporaries at 10^6 entries
             a, b = share.a[s : s + _ROWS].astype(np.uint32), share.b[s : s + _ROWS]
             mat[s : s + _ROWS, :bits] = (a + b) % P
@@ -174,6 +179,6 @@ class SharedColumns:
         x = np.concatenate([xa, xb]).astype(np.float64)
         out = np.empty(len(self), dtype=np.uint32)
         for s in range(0, len(self), _ROWS):
-            block = self.mat[s : s + _ROWS].astype(np.float64) @ x
+            block = self.mat[s : s + _ROWS].astype(np.float64, copy=False) @ x
             out[s : s + _ROWS] = (block.astype(np.int64) % P).astype(np.uint32)
         return out
