@@ -30,7 +30,7 @@ from blindmatch.protocol import (
     get_algo,
     get_protocol,
 )
-from blindmatch.protocol.mpc import MpcServerOptions, _sharedset, load_identity, share_set
+from blindmatch.protocol.mpc import MpcServerOptions, load_identity, share_set
 from blindmatch.protocol.mpc._field import P
 from blindmatch.protocol.mpc._sharedset import SharedColumns, SharedSetFile, set_bits, share_file_name
 from blindmatch.protocol.mpc._sharing import share_vector
@@ -264,18 +264,13 @@ def test_cli_share_set_writes_the_files_and_prints_the_commitment(clear_set: Set
     assert out.stdout.strip() == f"commitment {digest.hex()}"
 
 
-@pytest.mark.parametrize("resident", [True, False], ids=["float64", "uint16"])
-def test_local_cross_terms_add_up_to_the_inner_products(
-    shares: Path, clear_set: SetDir, resident: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The three parties' local parts sum to Σ_b x_b s_kb for every entry, in both storage forms."""
-    monkeypatch.setattr(_sharedset, "RESIDENT_FLOAT_BYTES", 1 << 40 if resident else 0)
+def test_local_cross_terms_add_up_to_the_inner_products(shares: Path, clear_set: SetDir) -> None:
+    """The three parties' local parts sum to Σ_b x_b s_kb for every entry."""
     x = np.random.default_rng(3).integers(0, 2, 256).astype(np.uint32)
     comps = share_vector(x)
     total = np.zeros(N, dtype=np.int64)
     for i in range(3):
         cols = SharedColumns.build(SharedSetFile.load(shares / share_file_name(i), i, PDQ_ID, 256), 31)
-        assert (cols.mat.dtype == np.float64) == resident
         total += cols.cross_terms(comps[i], comps[(i + 1) % 3])
     s = set_bits(clear_set.hashes.words).astype(np.int64)
     assert np.array_equal(total % P, (s @ x.astype(np.int64)) % P)

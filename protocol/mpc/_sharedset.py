@@ -22,9 +22,9 @@ File layout (little-endian)::
 
 Per query (``SharedColumns``), party i's cross term Σ_b x_b s_kb is the replicated
 inner product of Araki et al.: the local part Σ_b xa_b (sa_kb + sb_kb) + xb_b sa_kb,
-a float64 BLAS matrix-vector product (exact: every sum is below 512 · 8190² < 2^36,
-far inside the 53-bit mantissa), reduced mod p and re-randomised by a zero-sharing,
-then one element per entry is sent to the previous party.
+one integer matrix-vector product (every sum is below 512 · 8190² < 2^36, exact in
+int64), reduced mod p and re-randomised by a zero-sharing, then one element per entry
+is sent to the previous party.
 """
 
 from __future__ import annotations
@@ -50,8 +50,7 @@ _VERSION = 1
 _HEAD = struct.Struct("<4sBBBHQ")
 _DIGESTS = 3 * 32
 _DOMAIN = b"blindmatch-mpc-v1/shared-set"
-_ROWS = 1 << 13  # rows per float64 block of the inner product (8192 × 512 × 8 B = 32 MiB)
-RESIDENT_FLOAT_BYTES = 1 << 30  # up to this, the share matrix is kept as float64 (no per-query conversion)
+_ROWS = 1 << 13  # rows per block of the inner product and of the load-time preparation
 
 
 def share_file_name(party: int) -> str:
@@ -144,12 +143,9 @@ class SharedColumns:
 
     ``mat`` = [a + b | a] (n × 2·bits, canonical), so the local cross term is
     ``mat @ [xa; xb]``; ``weight_a`` / ``weight_b`` are party i's components of |s_k|.
-    A memory/CPU trade: up to ``RESIDENT_FLOAT_BYTES`` the matrix is held as float64
-    (8 B per element, multiplied as it is); above, as uint16 (2 B), converted to float64
-    block by block on every query, which costs several times the product itself.
     """
 
-    mat: npt.NDArray[np.uint16] | npt.NDArray[np.float64]
+    mat: npt.NDArray[np.uint16]
     weight_a: Vec
     weight_b: Vec
     radius: int
@@ -157,8 +153,7 @@ class SharedColumns:
     @classmethod
     def build(cls, share: SharedSetFile, radius: int) -> SharedColumns:
         n, bits = share.a.shape
-        resident = n * 2 * bits * 8 <= RESIDENT_FLOAT_BYTES
-        mat = np.empty((n, 2 * bits), dtype=np.float64 if resident else np.uint16)
+        mat = np.empty((n, 2 * bits), dtype=np.uint16)
         for s in range(0, n, _ROWS):  # blockwise: no full-size temporaries at 10^6 entries
             a, b = share.a[s : s + _ROWS].astype(np.uint32), share.b[s : s + _ROWS]
             mat[s : s + _ROWS, :bits] = (a + b) % P
@@ -175,10 +170,15 @@ class SharedColumns:
         return SharedColumns(self.mat[sl], self.weight_a[sl], self.weight_b[sl], self.radius)
 
     def cross_terms(self, xa: Vec, xb: Vec) -> Vec:
-        """Party i's additive share of Σ_b x_b s_kb for every entry (canonical, before re-randomising)."""
-        x = np.concatenate([xa, xb]).astype(np.float64)
+        """Party i's additive share of Σ_b x_b s_kb for every entry (canonical, before re-randomising).
+
+        ``einsum`` on uint16 × int64 is numpy's own single-threaded loop: exact integer
+        sums, no full-size temporary, and no BLAS thread pool (a multi-threaded BLAS
+        spinning next to the other two parties' processes doubled the CPU per query).
+        """
+        x = np.concatenate([xa, xb]).astype(np.int64)
         out = np.empty(len(self), dtype=np.uint32)
         for s in range(0, len(self), _ROWS):
-            block = self.mat[s : s + _ROWS].astype(np.float64, copy=False) @ x
-            out[s : s + _ROWS] = (block.astype(np.int64) % P).astype(np.uint32)
+            block = np.einsum("ij,j->i", self.mat[s : s + _ROWS], x)
+            out[s : s + _ROWS] = block % P
         return out
