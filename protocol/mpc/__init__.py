@@ -2,8 +2,10 @@
 
 The client splits its hash bits into replicated 2-out-of-3 shares over GF(8191)
 (Araki, Furukawa, Lindell, Nof, Ohara, CCS 2016) and seals each party's pair in a
-box only that party can open. The three parties hold the hash set in the clear,
-compute the client's Hamming distance to every entry locally, test "distance ≤ r"
+box only that party can open. The three parties hold the hash set in the clear
+(or, with ``set_sharing="shared"``, only replicated shares of it dealt by the list
+holder: then the distances cost one re-shared inner product per entry), compute
+the client's Hamming distance to every entry, test "distance ≤ r"
 with the product Π_j (w² − j²), OR all entries by a product tree, multiply by
 random masks and open the result only to the learner: the client (default) or
 party 0, the provider (server-learns). In count mode (``output="count"``) the
@@ -375,7 +377,9 @@ class Mpc(Protocol):
         ),
         server=(
             "any single party: nothing about the hash (honest majority)",
-            "TWO COLLUDING PARTIES LEARN THE HASH IN FULL",
+            "TWO COLLUDING PARTIES LEARN THE HASH IN FULL (with set_sharing='shared', also the set)",
+            "the hash set: every party holds it in the clear by default; with set_sharing='shared' "
+            "one party learns only its size (its share components are independent of the set)",
             "party 0 alone learns the hash from a client that does not pin the three parties' keys "
             "(it names the others' keys; pinned_signing_keys closes this)",
             "party 0 in server-learns: whether the query matched (count mode: how many entries matched)",

@@ -3,6 +3,7 @@
 The circuit (client hash bits x, set entries s_k, radius r)::
 
     d_k  = |s_k| + Σ_b x_b (1 − 2 s_kb)          linear in x: local, no messages
+                                                  (shared set: one re-shared inner product, one round)
     w_k  = 2 d_k − r                              zero test roots: w ∈ {±j : j ≡ r mod 2, j ≤ r}
     f_k  = Π_j (w_k² − j²)                        1 squaring + ⌈r/2⌉ products (depth 5 for r = 31)
     P    = Π_k f_k                                OR over entries by a product tree
