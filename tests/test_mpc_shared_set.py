@@ -274,3 +274,33 @@ def test_local_cross_terms_add_up_to_the_inner_products(shares: Path, clear_set:
         total += cols.cross_terms(comps[i], comps[(i + 1) % 3])
     s = set_bits(clear_set.hashes.words).astype(np.int64)
     assert np.array_equal(total % P, (s @ x.astype(np.int64)) % P)
+
+
+def test_mpc_up_shared_set_deals_serves_and_stops(clear_set: SetDir, tmp_path: Path) -> None:
+    """`mpc up --shared-set` deals the set into the state dir and the parties match on the shares."""
+    db = tmp_path / "db"
+    shutil.copytree(clear_set.path, db)
+    base = free_port_block(6)
+    proc = subprocess.Popen(
+        [BLINDMATCH, "mpc", "up", "--db", str(db), "--port", str(base), "--shared-set"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        t = HttpTransport(f"http://127.0.0.1:{base}", "mpc")
+        client = get_protocol("mpc").new_client(PDQ)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                m = client._load_manifest(t)  # type: ignore[attr-defined]
+                break
+            except (httpx.HTTPError, ServerError):
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.3)
+        share0 = SharedSetFile.load(db / "state" / "mpc" / share_file_name(0), 0, PDQ_ID, 256)
+        assert m.set_digest == share0.commitment != bytes.fromhex(clear_set.digest)
+        assert client.scan(Query(clear_set.hashes.value(7)), t).matched is True
+        assert client.scan(Query(HashValue(PDQ, np.random.default_rng(99).bytes(32))), t).matched is False
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
