@@ -60,8 +60,9 @@ def _children(pid: int) -> list[int]:
 class Parties(LiveParties):
     """The three party processes for one set directory, with their CPU time."""
 
-    def __init__(self, set_dir: Path, log_dir: Path, workers: int = 1) -> None:
-        super().__init__(set_dir, startup_timeout=900.0, workers=workers, log_dir=log_dir)
+    def __init__(self, set_dir: Path, log_dir: Path, workers: int = 1, shared_set: bool = False) -> None:
+        env = {"BLINDMATCH_MPC_SET_SHARING": "shared"} if shared_set else None
+        super().__init__(set_dir, env=env, startup_timeout=900.0, workers=workers, log_dir=log_dir)
 
     def cpu(self) -> float:
         """CPU seconds of the three parties and their shard workers (direct children)."""
@@ -70,12 +71,13 @@ class Parties(LiveParties):
         return sum(_proc_cpu(pid) for pid in pids)
 
 
-def mults_per_entry(radius: int, count: bool = False) -> int:
+def mults_per_entry(radius: int, count: bool = False, shared_set: bool = False) -> int:
     """Squaring + product tree over the paired roots + the OR tree's one product per entry
-    (count mode: + the Fermat power's multiplications instead of the OR product)."""
+    (count mode: + the Fermat power's multiplications instead of the OR product; a shared
+    set: + the one re-shared inner product of the distance)."""
     from blindmatch.protocol.mpc._circuit import FERMAT_MULS, roots
 
-    return 1 + (len(roots(radius)) - 1) + 1 + (FERMAT_MULS if count else 0)
+    return 1 + (len(roots(radius)) - 1) + 1 + (FERMAT_MULS if count else 0) + int(shared_set)
 
 
 def _count_within(hashes: HashSet, q: Query, radius: int) -> int:
@@ -84,10 +86,23 @@ def _count_within(hashes: HashSet, q: Query, radius: int) -> int:
     return int((d <= radius).sum())
 
 
+def _share_scan_seconds(n: int, bits: int = 256, rows: int = 1 << 13) -> float:
+    """CPU s of one pass over a party's n × 2·bits uint16 share matrix (scaled from one block)."""
+    block = np.random.default_rng(1).integers(0, 8191, (min(n, rows), 2 * bits)).astype(np.uint16)
+    t0 = time.process_time()
+    for _ in range(5):
+        block.sum(axis=1, dtype=np.uint32)
+    return float((time.process_time() - t0) / 5 * n / block.shape[0])
+
+
 def mpc_floor_seconds(
-    n: int, radius: int, repeats: int = 3, workers: int = 1, count: bool = False
+    n: int, radius: int, repeats: int = 3, workers: int = 1, count: bool = False, shared_set: bool = False
 ) -> tuple[float, float, float]:
-    """(scan, multiplications) CPU s of one party, measured now; and the 3-party wall floor here."""
+    """(scan, multiplications) CPU s of one party, measured now; and the 3-party wall floor here.
+
+    With a shared set the scan is one pass over the party's share matrix (1 KiB per
+    entry for PDQ) instead of the pass over the packed set (32 B per entry).
+    """
     from blindmatch.protocol.mpc._circuit import local_product
     from blindmatch.protocol.mpc._field import P
 
@@ -102,22 +117,27 @@ def mpc_floor_seconds(
         t0 = time.process_time()
         local_product(a, b, c, d, z)
         mults.append(time.process_time() - t0)
-    scan, mult = float(np.median(scans)), float(np.median(mults)) * mults_per_entry(radius, count)
+    scan = _share_scan_seconds(n) if shared_set else float(np.median(scans))
+    mult = float(np.median(mults)) * mults_per_entry(radius, count, shared_set)
     cores = max(1, len(os.sched_getaffinity(0)))
     return scan, mult, 3 * (scan + mult) / min(3 * workers, cores)
 
 
 def _measure(
-    ctx: BenchContext, n: int, queries: int, workers: int = 1, count: bool = False
+    ctx: BenchContext, n: int, queries: int, workers: int = 1, count: bool = False, shared_set: bool = False
 ) -> dict[str, Any]:
     algo = get_algo("pdq")
     set_dir = build_set(ctx, n, algo)
     from blindmatch.client import HttpTransport
+    from blindmatch.protocol.mpc import share_set
     from blindmatch.server import SetDir
 
-    hashes = SetDir.open(set_dir).hashes
+    sd = SetDir.open(set_dir)
+    hashes = sd.hashes
+    if shared_set:  # as `mpc up --shared-set`: the three share files in the one state dir
+        share_set(hashes, sd.state_dir("mpc"))
     t0 = time.monotonic()
-    parties = Parties(set_dir, ctx.workdir, workers).start()
+    parties = Parties(set_dir, ctx.workdir, workers, shared_set).start()
     startup = time.monotonic() - t0
     try:
         client = get_protocol("mpc").new_client(algo, options={"output": "count"} if count else None)
@@ -179,6 +199,7 @@ def _reference_wall(ctx: BenchContext, sizes: list[int]) -> Stat | None:
 
 WORKERS = (1, 2)
 SIZES = (10**5, 10**6, 10**7)
+SHARED_SET_MAX = 10**6  # a shared set costs each party 4 B per bit and entry (2 GiB at 10^7)
 
 
 def run_mpc_suite(ctx: BenchContext) -> None:
@@ -191,17 +212,27 @@ def run_mpc_suite(ctx: BenchContext) -> None:
         for workers in WORKERS:
             _measure_row(ctx, n, radius, workers, ref_wall)
         _measure_row(ctx, n, radius, 1, None, count=True)
+        if n <= SHARED_SET_MAX:
+            _measure_row(ctx, n, radius, 1, None, shared_set=True)
 
 
 def _measure_row(
-    ctx: BenchContext, n: int, radius: int, workers: int, ref_wall: Stat | None, count: bool = False
+    ctx: BenchContext,
+    n: int,
+    radius: int,
+    workers: int,
+    ref_wall: Stat | None,
+    count: bool = False,
+    shared_set: bool = False,
 ) -> None:
-    what = " count mode" if count else ""
+    what = (" count mode" if count else "") + (" shared set" if shared_set else "")
     ctx.log(f"mpc n={n} W={workers}{what}: three party processes on loopback, {workers} process(es) each")
-    m = _measure(ctx, n, max(2, ctx.repeats), workers, count)
-    scan_s, mult_s, floor_s = mpc_floor_seconds(n, radius, workers=workers, count=count)
+    m = _measure(ctx, n, max(2, ctx.repeats), workers, count, shared_set)
+    scan_s, mult_s, floor_s = mpc_floor_seconds(
+        n, radius, workers=workers, count=count, shared_set=shared_set
+    )
     wall = stat(m["wall"], "s")
-    mults = mults_per_entry(radius, count)
+    mults = mults_per_entry(radius, count, shared_set)
     bound_p2p = mults * 2 * n
     metrics = {
         "query_wall": Metric(
@@ -231,12 +262,16 @@ def _measure_row(
         make_row(
             "mpc",
             "mpc",
-            f"mpc n={n}" + ("" if workers == 1 else f" W={workers}") + (" count" if count else ""),
+            f"mpc n={n}"
+            + ("" if workers == 1 else f" W={workers}")
+            + (" count" if count else "")
+            + (" shared-set" if shared_set else ""),
             metrics,
             params={
                 "n": n,
                 "workers": workers,
                 "output": "count" if count else "any",
+                "set_sharing": "shared" if shared_set else "clear",
                 "radius": radius,
                 "queries": m["queries"],
                 "correct": m["correct"],

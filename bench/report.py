@@ -385,7 +385,8 @@ def _mpc_md(rows: list[dict[str, Any]]) -> list[str]:
         ref = m.get(OWN_SUITE_REFERENCE["mpc"].metric)
         body.append([
             f"{r['params']['n']}, W = {r['params'].get('workers', 1)}"
-            + (", count mode" if r["params"].get("output") == "count" else ""),
+            + (", count mode" if r["params"].get("output") == "count" else "")
+            + (", shared set" if r["params"].get("set_sharing") == "shared" else ""),
             fig(m["query_wall"]) + " s",
             fig(m["party_cpu"]) + " s",
             fig(m["client_cpu"]) + " ms",

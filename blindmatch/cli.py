@@ -398,15 +398,33 @@ def mpc_up(
     port: Annotated[int, typer.Option(help="Party i: clients on PORT+i, channel on PORT+3+i")] = 8000,
     mpc_workers: Annotated[int, typer.Option(
         help="Processes per party (set shards); shard w's channels on PORT+3(w+1)+i")] = 1,
+    shared_set: Annotated[bool, typer.Option(
+        help="Deal the set into three share files (state/mpc) and run the parties on the shares")] = False,
 ) -> None:
     """Start the three mpc parties on this machine; SIGTERM or Ctrl-C stops all three."""
-    from blindmatch.protocol.mpc import MpcServerOptions
+    from blindmatch.protocol.mpc import MpcServerOptions, share_set
     from blindmatch.server import SetDir
     from blindmatch.server.mpc import run_parties
 
-    SetDir.open(db)
-    MpcServerOptions(workers=mpc_workers)  # refuses a bad W with a typed OptionError
-    run_parties(db, host, port, mpc_workers)
+    sd = SetDir.open(db)
+    # refuses a bad W (or W > 1 with a shared set) with a typed OptionError
+    MpcServerOptions(workers=mpc_workers, set_sharing="shared" if shared_set else "clear")
+    if shared_set:  # a demo: all three share files in one state dir (any two are the set)
+        share_set(sd.hashes, sd.state_dir("mpc"))
+    run_parties(db, host, port, mpc_workers, shared_set)
+
+
+@mpc_app.command("share-set")
+def mpc_share_set(
+    db: Annotated[Path, typer.Option(help="Set directory holding the clear list (the dealer's)")],
+    out: Annotated[Path, typer.Option(help="Folder for set-share-0.bin .. set-share-2.bin (0600)")],
+) -> None:
+    """Deal the set into three share files; party I copies set-share-I.bin into its state/mpc."""
+    from blindmatch.protocol.mpc import share_set
+    from blindmatch.server import SetDir
+
+    digest = share_set(SetDir.open(db).hashes, out)
+    typer.echo(f"commitment {digest.hex()}")
 
 
 def scan_paths(

@@ -21,9 +21,13 @@ __all__ = ["party_commands", "run_parties"]
 
 
 def party_commands(
-    db: Path, host: str, port: int, log_level: str = "warning", workers: int = 1
+    db: Path, host: str, port: int, log_level: str = "warning", workers: int = 1, shared_set: bool = False
 ) -> list[tuple[list[str], dict[str, str]]]:
-    """The command and environment of each party process (shard w's channels on port + 3(w + 1) + i)."""
+    """The command and environment of each party process (shard w's channels on port + 3(w + 1) + i).
+
+    With ``shared_set`` each party loads its dealt share ``state/mpc/set-share-I.bin``
+    instead of the clear set (``share_set_for_demo`` deals them).
+    """
     peers = ",".join(f"{host}:{port + 3 + i}" for i in range(3))
     out = []
     for i in range(3):
@@ -35,6 +39,7 @@ def party_commands(
             "BLINDMATCH_MPC_PEERS": peers,
             "BLINDMATCH_MPC_WORKERS": str(workers),
             "BLINDMATCH_MPC_WORKER_PORT_STEP": "3",
+            "BLINDMATCH_MPC_SET_SHARING": "shared" if shared_set else "clear",
         }
         cmd = [
             sys.executable,
@@ -51,9 +56,10 @@ def party_commands(
     return out
 
 
-def run_parties(db: Path, host: str, port: int, workers: int = 1) -> None:
+def run_parties(db: Path, host: str, port: int, workers: int = 1, shared_set: bool = False) -> None:
     """Start the three parties, print their URLs, and stop all of them on SIGTERM/SIGINT."""
-    procs = [subprocess.Popen(cmd, env=env) for cmd, env in party_commands(db, host, port, workers=workers)]  # noqa: S603
+    commands = party_commands(db, host, port, workers=workers, shared_set=shared_set)
+    procs = [subprocess.Popen(cmd, env=env) for cmd, env in commands]  # noqa: S603
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:

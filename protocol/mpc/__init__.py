@@ -2,8 +2,10 @@
 
 The client splits its hash bits into replicated 2-out-of-3 shares over GF(8191)
 (Araki, Furukawa, Lindell, Nof, Ohara, CCS 2016) and seals each party's pair in a
-box only that party can open. The three parties hold the hash set in the clear,
-compute the client's Hamming distance to every entry locally, test "distance ≤ r"
+box only that party can open. The three parties hold the hash set in the clear
+(or, with ``set_sharing="shared"``, only replicated shares of it dealt by the list
+holder: then the distances cost one re-shared inner product per entry), compute
+the client's Hamming distance to every entry, test "distance ≤ r"
 with the product Π_j (w² − j²), OR all entries by a product tree, multiply by
 random masks and open the result only to the learner: the client (default) or
 party 0, the provider (server-learns). In count mode (``output="count"``) the
@@ -67,6 +69,7 @@ from ._circuit import MASKS, SetColumns, read_outputs
 from ._field import ELEMENT_BYTES, P, from_wire, to_wire
 from ._options import MpcClientOptions, MpcServerOptions
 from ._party import PartyConfig, PartyNode, load_identity, parse_peers, pinned_key_reader
+from ._sharedset import SharedColumns, SharedSetFile, deal_shared_set, share_file_name
 from ._sharing import share_vector
 from ._wire import (
     PROTOCOL_ID,
@@ -90,6 +93,7 @@ __all__ = [
     "describe_state",
     "load_identity",
     "parse_peers",
+    "share_set",
 ]
 
 _BOX_OVERHEAD = 48
@@ -103,15 +107,25 @@ def output_elements(count: bool) -> int:
 class MpcServer(ServerHalf):
     """One party's HTTP face: the signed manifest everywhere, queries at party 0."""
 
-    def __init__(self, hashes: HashSet, state_dir: Path, cfg: PartyConfig, radius: int) -> None:
+    def __init__(
+        self, hashes: HashSet, state_dir: Path, cfg: PartyConfig, radius: int, shared_set: bool = False
+    ) -> None:
         self.algo = hashes.algo
         self.radius = radius
-        self.set_size = len(hashes)
-        self.set_digest = hashlib.sha256(hashes.raw()).digest()
         self.ident = load_identity(state_dir, cfg.index)
         self.cfg = cfg
-        start, stop = shard_bounds(len(hashes), cfg.workers)[0]
-        cols = SetColumns.build(hashes.words[start:stop], radius)
+        cols: SetColumns | SharedColumns
+        if shared_set:  # the clear set in the set dir is not read: the dealt share is the set
+            share = SharedSetFile.load(
+                state_dir / share_file_name(cfg.index), cfg.index, ALGO_IDS[self.algo.name], self.algo.bits
+            )
+            self.set_size, self.set_digest = len(share.a), share.commitment
+            cols = SharedColumns.build(share, radius)
+        else:
+            self.set_size = len(hashes)
+            self.set_digest = hashlib.sha256(hashes.raw()).digest()
+            start, stop = shard_bounds(len(hashes), cfg.workers)[0]
+            cols = SetColumns.build(hashes.words[start:stop], radius)
         config = cfg.digest(self.set_digest, self.algo.name, radius)
         self.head = manifest_head(
             ALGO_IDS[self.algo.name], radius, self.set_size, self.set_digest, cfg.chunk, MASKS
@@ -322,6 +336,16 @@ class MpcClient(ClientHalf):
         return MpcQuery(mode, eph_pub, boxes).to_bytes(), keys  # type: ignore[arg-type]
 
 
+def share_set(hashes: HashSet, out_dir: Path | str) -> bytes:
+    """Deal ``hashes`` into the three parties' share files ``set-share-I.bin`` (0600) in ``out_dir``.
+
+    Returns the commitment D that the parties' manifest and handshake carry instead of the
+    clear set's digest. Each file goes to its party's state directory (``state/mpc``); the
+    dealer then deletes the others: any two files together are the set.
+    """
+    return deal_shared_set(hashes.words, ALGO_IDS[hashes.algo.name], Path(out_dir))
+
+
 def describe_state(state_dir: Path | str) -> dict[str, Any]:
     """The parties' public signing keys in a state dir (for ``db info``); no secrets.
 
@@ -353,7 +377,9 @@ class Mpc(Protocol):
         ),
         server=(
             "any single party: nothing about the hash (honest majority)",
-            "TWO COLLUDING PARTIES LEARN THE HASH IN FULL",
+            "TWO COLLUDING PARTIES LEARN THE HASH IN FULL (with set_sharing='shared', also the set)",
+            "the hash set: every party holds it in the clear by default; with set_sharing='shared' "
+            "one party learns only its size (its share components are independent of the set)",
             "party 0 alone learns the hash from a client that does not pin the three parties' keys "
             "(it names the others' keys; pinned_signing_keys closes this)",
             "party 0 in server-learns: whether the query matched (count mode: how many entries matched)",
@@ -384,7 +410,7 @@ class Mpc(Protocol):
             port_step=opts.worker_port_step,
         )
         radius = hashes.algo.default_threshold if opts.radius is None else opts.radius
-        return MpcServer(hashes, state_dir, cfg, radius)
+        return MpcServer(hashes, state_dir, cfg, radius, shared_set=opts.set_sharing == "shared")
 
     def new_client(
         self,

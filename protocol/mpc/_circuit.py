@@ -3,6 +3,7 @@
 The circuit (client hash bits x, set entries s_k, radius r)::
 
     d_k  = |s_k| + Σ_b x_b (1 − 2 s_kb)          linear in x: local, no messages
+                                                  (shared set: one re-shared inner product, one round)
     w_k  = 2 d_k − r                              zero test roots: w ∈ {±j : j ≡ r mod 2, j ≤ r}
     f_k  = Π_j (w_k² − j²)                        1 squaring + ⌈r/2⌉ products (depth 5 for r = 31)
     P    = Π_k f_k                                OR over entries by a product tree
@@ -48,6 +49,7 @@ import numpy.typing as npt
 from ..errors import MaliciousSharesError, PartyProtocolError
 from ..hamming import popcount64
 from ._field import P, Vec, canon, from_wire, prg, reduce, to_wire
+from ._sharedset import SharedColumns
 from ._sharing import PairKeys
 
 __all__ = [
@@ -277,12 +279,36 @@ class PartyCircuit:
         h.update(to_wire(v))
         return h.digest()
 
-    def zero_test(self, cols: SetColumns, tab_a: Vec, tab_b: Vec) -> tuple[Vec, Vec]:
-        """f_k = Π_j (w_k² − j²) for the entries in ``cols`` (zero iff distance ≤ r)."""
+    def clear_distances(self, cols: SetColumns, tab_a: Vec, tab_b: Vec) -> tuple[Vec, Vec]:
+        """Shares of w_k = 2 d_k − r against a set the parties hold in the clear (local)."""
         wa = linear_component(tab_a, cols.cols, cols.const if self.i == 0 else None)
         wb = linear_component(tab_b, cols.cols, cols.const if self.i == 2 else None)
+        return wa, wb
+
+    def shared_distances(self, cols: SharedColumns, xa: Vec, xb: Vec) -> tuple[Vec, Vec]:
+        """Shares of w_k = 2Σx + 2|s_k| − 4 Σ_b x_b s_kb − r against a shared set: one round.
+
+        The cross term is Araki et al.'s inner product: the local part of all ``bits``
+        products, summed, re-randomised by one zero-sharing and re-shared as one element.
+        """
+        t = cols.cross_terms(xa, xb)
+        t += self.keys.zero(self._next_label(), t.size)
+        canon(reduce(t))
+        self.send(self.prv, to_wire(t))
+        za, zb = t.astype(np.int64), self._recv_elems(self.nxt, t.size).astype(np.int64)
+        xa_sum, xb_sum = int(xa.sum(dtype=np.int64)), int(xb.sum(dtype=np.int64))
+        wa = 2 * xa_sum + 2 * cols.weight_a.astype(np.int64) - 4 * za
+        wb = 2 * xb_sum + 2 * cols.weight_b.astype(np.int64) - 4 * zb
+        if self.i == 0:  # the public constant −r sits in component 0
+            wa -= cols.radius
+        if self.i == 2:
+            wb -= cols.radius
+        return (wa % P).astype(np.uint32), (wb % P).astype(np.uint32)
+
+    def zero_test(self, wa: Vec, wb: Vec, radius: int) -> tuple[Vec, Vec]:
+        """f_k = Π_j (w_k² − j²) from shares of w_k (zero iff distance ≤ r)."""
         ua, ub = self.square(wa, wb)
-        js = roots(cols.radius)
+        js = roots(radius)
         fa = np.repeat(ua[None, :], len(js), axis=0)
         fb = np.repeat(ub[None, :], len(js), axis=0)
         shift = np.array([(P - j * j) % P for j in js], dtype=np.uint32)[:, None]
@@ -332,16 +358,22 @@ class PartyCircuit:
         return np.array([sa, pa[0]], dtype=np.uint32), np.array([sb, pb[0]], dtype=np.uint32)
 
     def evaluate(
-        self, cols: SetColumns, xa: Vec, xb: Vec, chunk: int, count: bool = False
+        self, cols: SetColumns | SharedColumns, xa: Vec, xb: Vec, chunk: int, count: bool = False
     ) -> tuple[Vec, Vec]:
         """Shared P = Π_k f_k over the whole set; with ``count``, (c, P), c the entries within r.
 
         Works in chunks of ``chunk`` entries, so memory stays bounded at any set size.
         """
-        tab_a, tab_b = column_tables(xa), column_tables(xb)
+        if isinstance(cols, SetColumns):
+            tab_a, tab_b = column_tables(xa), column_tables(xb)
         parts = []
         for start in range(0, len(cols), chunk):
-            fa, fb = self.zero_test(cols.slice(start, start + chunk), tab_a, tab_b)
+            part = cols.slice(start, start + chunk)
+            if isinstance(part, SetColumns):
+                wa, wb = self.clear_distances(part, tab_a, tab_b)
+            else:
+                wa, wb = self.shared_distances(part, xa, xb)
+            fa, fb = self.zero_test(wa, wb, cols.radius)
             pa, pb = self.or_tree(fa, fb)
             if count:
                 ca, cb = self.count_zeros(fa, fb)
@@ -378,7 +410,7 @@ class ShardRunner(Protocol):
 
 def run_party(
     circuit: PartyCircuit,
-    cols: SetColumns,
+    cols: SetColumns | SharedColumns,
     xa: Vec,
     xb: Vec,
     check_key: bytes,

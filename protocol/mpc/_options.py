@@ -24,6 +24,11 @@ class MpcServerOptions(Options):
     radius: int | None = option(None, "Hamming radius r (None: the algorithm's default threshold)")
     workers: int = option(1, "processes this party splits its set over; equal at all parties")
     worker_port_step: int = option(3, "shard w's channel listens on the party's channel port + w·step")
+    set_sharing: Literal["clear", "shared"] = option(
+        "clear",
+        "clear: the party holds the hash set; shared: it holds only its replicated share of the set "
+        "(state/mpc/set-share-I.bin, dealt by `blindmatch mpc share-set`)",
+    )
 
     def check(self) -> None:
         if self.party is not None and self.party not in (0, 1, 2):
@@ -36,6 +41,8 @@ class MpcServerOptions(Options):
             raise OptionError(f"mpc option 'workers'={self.workers} outside [1, 64]")
         if self.workers > 1 and self.worker_port_step < 1:
             raise OptionError("mpc option 'worker_port_step' must be positive")
+        if self.set_sharing == "shared" and self.workers > 1:
+            raise OptionError("mpc option set_sharing='shared' runs one process per party (workers=1)")
         if self.radius is not None and not 0 <= self.radius <= 255:
             raise OptionError(f"mpc option 'radius'={self.radius} outside [0, 255]")
 

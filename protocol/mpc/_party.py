@@ -52,6 +52,7 @@ from ._channel import (
 )
 from ._circuit import PartyCircuit, SetColumns, ShardRunner, run_party
 from ._field import ELEMENT_BYTES, Vec, from_wire, to_wire
+from ._sharedset import SharedColumns
 from ._sharing import PairKeys, derive_component_key
 from ._wire import QueryMode
 
@@ -155,7 +156,7 @@ class PartyNode:
         self,
         ident: Identity,
         cfg: PartyConfig,
-        cols: SetColumns,
+        cols: SetColumns | SharedColumns,
         bits: int,
         config_digest: bytes,
         pinned: Callable[[int], bytes],
