@@ -41,16 +41,13 @@ _MODULE_GROUPS = {  # modules that share tests/_reliability.py's recordings
 }
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_itemcollected(item: pytest.Item) -> None:
     """One xdist group per shared session object (see the module docstring)."""
-    for item in items:
-        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
-        names = getattr(item, "fixturenames", ())
-        group = _MODULE_GROUPS.get(module) or next(
-            (g for f, g in _SHARED_GROUPS.items() if f in names), None
-        )
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+    module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+    names = getattr(item, "fixturenames", ())
+    group = _MODULE_GROUPS.get(module) or next((g for f, g in _SHARED_GROUPS.items() if f in names), None)
+    if group is not None:
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw: object) -> bytes:

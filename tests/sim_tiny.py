@@ -54,6 +54,8 @@ reference_set_size = 200
 [protocols.he]
 algos = ["pdq"]     # he takes seconds per scan: PDQ only here; tests/test_he*.py cover its other hashes
 dihedral = false    # and its dihedral variants are exercised on the other protocols
+verify_local = 2    # the fixed minimum: one member and one non-member per variant
+verify_http = 2
 
 [evasion]
 images = 2
