@@ -267,7 +267,7 @@ def test_client_rejects_mutated_responses(proto: str, recordings: dict[str, H.Re
     rec = recordings[proto]
     if not rec.in_process:
         pytest.skip(f"{proto}: a real exchange needs its party processes; its reply decoders are in "
-                    "the decoder batteries above (no test plays a hostile party 0 against the client)")
+                    "the decoder batteries above, and tests/test_mpc_pinning.py plays a hostile party 0")
     targets = H.client_targets(rec)
     assert targets
     rng = random.Random(5)
