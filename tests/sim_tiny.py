@@ -43,9 +43,10 @@ protocol_budget_s = 60
 [cost]
 sizes = [200, 400]
 http_sizes = [200]
-min_queries = 2
+min_queries = 1
 max_queries = 6
 budget_s = 0.3
+max_query_s = 2.5   # he's cell at the second size is predicted, not measured (the skip path)
 
 [network]
 samples = 500
