@@ -115,6 +115,11 @@ def test_every_registered_protocol_is_exercised(tiny: tuple[Path, dict[str, Any]
     plain = [r for r in res["verification"] if r["protocol"] == "plain"]
     assert {r["algo"] for r in plain} == {"pdq", "phash", "dhash", "sha256"}
     assert all(r["verified"] for r in plain), plain
+    # every variant of every protocol, server-learns ones included, checked against its real code
+    # in process and over HTTP (server verdicts are read back per account)
+    unverified = [(r["variant"], r["algo"], r["local"]["note"], (r["http"] or {}).get("note"))
+                  for r in res["verification"] if not r["verified"]]
+    assert not unverified, unverified
     pdq = next(r for r in plain if r["algo"] == "pdq")
     assert pdq["http"]["agree"] > 0 and pdq["http"]["source"] == "client"
     ok = [c for c in res["cost"]["cells"] if c["protocol"] == "plain" and c["status"] == "ok"]

@@ -62,7 +62,14 @@ __all__ = [
     "real_verdicts",
 ]
 
-BENCH_ENV = {"BLINDMATCH_RATE_PER_SECOND": "1e9", "BLINDMATCH_RATE_BURST": "1e9"}
+# No rate limit, and the simulator's own loopback client is the trusted proxy that names the
+# account of each request (X-Blindmatch-Client): server-learns verdicts are logged per account
+# and read back per account, which the server does only for a trusted proxy's header.
+BENCH_ENV = {
+    "BLINDMATCH_RATE_PER_SECOND": "1e9",
+    "BLINDMATCH_RATE_BURST": "1e9",
+    "BLINDMATCH_TRUSTED_PROXIES": "127.0.0.1",
+}
 
 
 @dataclass(frozen=True)
