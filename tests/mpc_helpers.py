@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import secrets
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from blindmatch.protocol.mpc._field import P, Vec
 from blindmatch.protocol.mpc._sharing import PairKeys, derive_component_key, share_vector
 from blindmatch.server import SetDir
 from blindmatch.server.testing import LiveParties
+
+BLINDMATCH = str(Path(sys.executable).parent / "blindmatch")  # the CLI of the running venv
 
 
 @dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,9 +45,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
 from .conftest import encode
+from .mpc_helpers import BLINDMATCH
 
 PDQ = get_algo("pdq")
-BLINDMATCH = str(Path(sys.executable).parent / "blindmatch")
 TOKEN = "mpc-pin-admin-token"
 SET_SIZE = 300
 

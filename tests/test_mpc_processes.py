@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +23,9 @@ from PIL import Image
 from blindmatch.corpus import generate_image
 
 from .conftest import encode
+from .mpc_helpers import BLINDMATCH
 
 PDQ = get_algo("pdq")
-BLINDMATCH = str(Path(sys.executable).parent / "blindmatch")
 TOKEN = "mpc-admin-token"
 
 

@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,8 +37,9 @@ from blindmatch.server import SetDir
 from blindmatch.server.testing import free_port_block
 from scipy.stats import chi2_contingency
 
+from .mpc_helpers import BLINDMATCH
+
 PDQ = get_algo("pdq")
-BLINDMATCH = str(Path(sys.executable).parent / "blindmatch")
 N = 1500
 PDQ_ID = 1  # ALGO_IDS["pdq"], checked below
 # a cluster around one centre: entries at 5, 20 and 31 bit flips (within r = 31) and one at 32
