@@ -36,7 +36,7 @@ from blindmatch.server.testing import LiveParties
 from .context import BenchContext, Metric, make_row
 from .hooks import OWN_SUITE_REFERENCE
 from .protocols import build_set, make_queries
-from .timing import Stat, stat
+from .timing import Stat, child_pids, stat
 
 __all__ = ["mpc_floor_seconds", "run_mpc_suite"]
 
@@ -49,12 +49,14 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(c) for c in f.read().split()]
-    except OSError:
-        return []
+def _descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid``: shard workers are forked by a helper process, a level down."""
+    out: list[int] = []
+    todo = child_pids(pid)
+    while todo:
+        out.append(todo.pop())
+        todo += child_pids(out[-1])
+    return out
 
 
 class Parties(LiveParties):
@@ -65,9 +67,9 @@ class Parties(LiveParties):
         super().__init__(set_dir, env=env, startup_timeout=900.0, workers=workers, log_dir=log_dir)
 
     def cpu(self) -> float:
-        """CPU seconds of the three parties and their shard workers (direct children)."""
+        """CPU seconds of the three parties and their shard workers (and the workers' helper)."""
         pids = [p.pid for p in self.procs]
-        pids += [c for p in self.procs for c in _children(p.pid)]
+        pids += [c for p in self.procs for c in _descendants(p.pid)]
         return sum(_proc_cpu(pid) for pid in pids)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Stat", "cpu_now", "measure", "stat", "timed"]
+__all__ = ["Stat", "child_pids", "cpu_now", "measure", "stat", "timed"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ def stat(samples: Sequence[float], unit: str) -> Stat:
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _child_pids(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
+    """Live children of ``pid`` (every thread's), read from /proc; [] where it is absent."""
     out: list[int] = []
     try:
         for task in os.listdir(f"/proc/{pid}/task"):
@@ -101,7 +102,7 @@ def _children_cpu() -> float:
             total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
         except (OSError, IndexError, ValueError):
             continue
-        todo.extend(_child_pids(pid))
+        todo.extend(child_pids(pid))
     return total
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from blindmatch.bench.timing import child_pids
 from blindmatch.client import HttpTransport
 from blindmatch.client.transport import ServerError
 from blindmatch.protocol import (
@@ -158,11 +159,10 @@ def test_shard_bounds_cover_the_set_once() -> None:
 
 
 def _shard_workers(pid: int) -> list[int]:
-    """The spawned shard worker processes of party process ``pid`` (not its resource tracker)."""
-    kids = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        kids += [int(c) for c in (task / "children").read_text().split()]
-    return [k for k in kids if b"--multiprocessing-fork" in Path(f"/proc/{k}/cmdline").read_bytes()]
+    """The shard worker processes of party process ``pid``: the children of its forkserver helper."""
+    kids = child_pids(pid)
+    helpers = [k for k in kids if b"multiprocessing.forkserver" in Path(f"/proc/{k}/cmdline").read_bytes()]
+    return [w for h in helpers for w in child_pids(h)]
 
 
 def _wait_for_manifest(url: str, wait_s: float) -> None:

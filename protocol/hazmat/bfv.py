@@ -45,7 +45,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import tenseal.sealapi as seal
 
 from ..errors import DecodeError, LengthError, ParameterError
 
@@ -63,6 +62,23 @@ __all__ = [
     "param_set_by_id",
     "public_encryptor",
 ]
+
+
+class _LazySealApi:
+    """``tenseal.sealapi``, imported on first use.
+
+    Why: every blindmatch process imports this module (the registry lists ``he``),
+    but only one that runs BFV needs SEAL; importing TenSEAL costs about 0.2 s of
+    start-up for every CLI call, server and party process otherwise.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        import tenseal.sealapi
+
+        return getattr(tenseal.sealapi, name)
+
+
+seal: Any = _LazySealApi()
 
 FLOOD_STAT_BITS = 40  # statistical security of noise flooding, in bits
 _SEAL_MAGIC = 0xA15E

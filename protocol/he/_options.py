@@ -26,6 +26,10 @@ class HEServerOptions(Options):
     radius: int | None = option(None, "Hamming radius r (None: the algorithm's default threshold)")
     baby_step: int | None = option(None, "baby-step size of the rotation circuit (None: by hash size)")
     recheck_noise: bool = option(False, "re-run the noise check even if a cached report passed")
+    noise_cache_dir: str | None = option(
+        None, "folder where servers on this machine share passing noise-check reports "
+        "(None: $XDG_CACHE_HOME/blindmatch, else ~/.cache/blindmatch; '': the state dir only)"
+    )
     modes: str = option("client-learns,server-learns", "comma-separated modes offered")
     psi_max_slots: int = option(1 << 16, "largest server-learns PSI message, in slots")
     psi_pad: int = option(256, "server-learns PSI slot counts are rounded up to this")

@@ -72,7 +72,7 @@ from ..hazmat import ristretto
 from ..hazmat.bfv import Bfv, KeyMaterial, ParamSet, check_seal_blob, get_param_set, param_set_by_id
 from ..keyfile import read_secret, write_secret
 from ..options import OptionsIn
-from ._circuit import CircuitSpec, NoiseReport, check_noise, default_baby_step
+from ._circuit import CircuitSpec, default_baby_step
 from ._errors import (
     KeysRejectedError,
     ModeNotAllowedError,
@@ -102,6 +102,7 @@ from ._messages import (
     ResultMessage,
     key_digest,
 )
+from ._noise import noise_report, shared_noise_file
 from ._options import HEClientOptions, HEServerOptions
 from ._worker import PSI_DST, GroupTask, Job, JobResult, WorkerPool, psi_message
 
@@ -212,7 +213,9 @@ class HEServer(ServerHalf):
         self.bfv = Bfv.create(self.params)
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.noise = self._noise_check(o.recheck_noise)
+        self.noise = noise_report(
+            self.bfv, self.spec, self.state_dir, shared_noise_file(o.noise_cache_dir), o.recheck_noise
+        )
         try:
             self.modes = {MODES[m.strip()] for m in o.modes.split(",") if m.strip()}
         except KeyError:
@@ -251,26 +254,6 @@ class HEServer(ServerHalf):
         self.last_stats: dict[str, Any] = {}
 
     # -- set-up --------------------------------------------------------------------
-    def _noise_check(self, force: bool) -> NoiseReport:
-        """Run the full circuit once per (parameters, circuit shape); cache the report."""
-        # "binarity": the circuit with the binarity check; reports cached before it are re-run
-        fp = f"{self.params.name}|{self.spec.bits}|{self.spec.radius}|{self.spec.baby}|binarity"
-        path = self.state_dir / "noise-check.json"
-        cached: dict[str, Any] = {}
-        if path.exists() and not force:
-            try:
-                cached = json.loads(path.read_text())
-            except (OSError, ValueError):
-                cached = {}
-            if fp in cached:
-                rep = NoiseReport(**cached[fp])
-                if rep.ok:
-                    return rep
-        rep = check_noise(self.bfv, self.spec)  # raises ParameterError when too small
-        cached[fp] = asdict(rep)
-        atomic_write(path, json.dumps(cached, indent=1, sort_keys=True))
-        return rep
-
     def _write_set(self) -> Path:
         raw = self.hashes.raw()
         digest = hashlib.sha256(raw).hexdigest()

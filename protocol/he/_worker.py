@@ -2,7 +2,7 @@
 
 Why a separate process: SEAL's deserialisers run C++ on attacker-chosen bytes
 (zstd streams, key-switching key vectors). A hostile query could make them
-allocate without bound or crash. Each worker is a ``spawn``ed process whose
+allocate without bound or crash. Each worker is a separate process whose
 initializer caps its address space with ``RLIMIT_AS``; the server waits with a
 timeout. A worker that dies (segfault, SIGKILL, OOM) or overruns becomes a typed
 ``WorkerCrashedError`` / ``WorkerTimeoutError``, the pool is rebuilt, and the
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import multiprocessing
 import os
 import resource
 import struct
@@ -32,6 +31,7 @@ import numpy.typing as npt
 from ..errors import BlindmatchError, DecodeError, InputError, ParameterError
 from ..hazmat import ristretto
 from ..hazmat.bfv import Bfv, EvalKeys, get_param_set
+from ..processes import worker_context
 from ._circuit import CircuitSpec, QueryEvaluator, uniform_mod
 from ._errors import (
     KeysRejectedError,
@@ -256,7 +256,7 @@ def _probe_pid() -> int:
 
 
 class WorkerPool:
-    """A restartable ``spawn`` process pool with an address-space cap per worker."""
+    """A restartable process pool with an address-space cap per worker."""
 
     def __init__(self, set_path: str, workers: int, memory_mb: int) -> None:
         if workers < 1:
@@ -272,7 +272,7 @@ class WorkerPool:
             if self._ex is None:
                 self._ex = cf.ProcessPoolExecutor(
                     max_workers=self.workers,
-                    mp_context=multiprocessing.get_context("spawn"),
+                    mp_context=worker_context(__name__, "tenseal.sealapi", "__main__"),
                     initializer=_init,
                     initargs=(self.set_path, self.memory_mb),
                 )
@@ -286,8 +286,11 @@ class WorkerPool:
         procs: dict[int, Any] = getattr(ex, "_processes", None) or {}
         return sorted(procs)
 
-    def restart(self) -> None:
-        """Kill every worker (a hung one included) and start afresh on next use."""
+    def restart(self, wait: bool = False) -> None:
+        """Kill every worker (a hung one included) and start afresh on next use.
+
+        ``wait`` also joins the pool's manager thread, so nothing of it is left at exit.
+        """
         with self._lock:
             ex, self._ex = self._ex, None
         if ex is None:
@@ -296,7 +299,7 @@ class WorkerPool:
         for p in list(procs.values()):
             with contextlib.suppress(OSError, AttributeError):
                 p.kill()
-        ex.shutdown(wait=False, cancel_futures=True)
+        ex.shutdown(wait=wait, cancel_futures=True)
 
     def run(self, jobs: list[Job], timeout: float) -> list[JobResult]:
         """Run jobs in parallel; typed errors for crashes, overruns and bad inputs."""
@@ -328,4 +331,4 @@ class WorkerPool:
         return results
 
     def close(self) -> None:
-        self.restart()
+        self.restart(wait=True)

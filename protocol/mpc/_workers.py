@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import BlindmatchError, PartyError, PartyUnavailableError
+from ..processes import worker_context
 from ._circuit import SetColumns
 from ._field import ELEMENT_BYTES, Vec, from_wire, to_wire
 from ._party import ERRORS, PartyConfig, PartyNode, load_identity, pinned_key_reader
@@ -127,7 +128,7 @@ class ShardPool:
         algo: str,
         start_timeout_s: float = 300.0,
     ) -> None:
-        self._ctx = mp.get_context("spawn")  # the parent runs threads (uvicorn, channels): never fork
+        self._ctx = worker_context(__name__, "__main__")  # the parent runs threads: never a plain fork
         self.timeout_s = cfg.timeout_s
         self.last_party_bytes = 0
         self.restarts = 0
