@@ -32,7 +32,8 @@ def checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def _open(state: Path, **opts: object) -> None:
-    hs = random_set(20, "phash", seed=3)
+    """A SHA-256 server: exact matching on the small parameter set has the cheapest check."""
+    hs = random_set(20, "sha256", seed=3)
     get_protocol("he").open_server(hs, state, {"workers": 1, **opts}).close()
 
 
@@ -42,7 +43,7 @@ def test_second_server_on_a_new_state_dir_reuses_the_shared_report(tmp_path: Pat
     _open(tmp_path / "b", noise_cache_dir=str(shared))
     assert len(checks) == 1
     assert (tmp_path / "b" / "noise-check.json").exists()  # each state dir keeps its own copy
-    _open(tmp_path / "c", noise_cache_dir=str(shared), radius=8)  # another circuit shape
+    _open(tmp_path / "c", noise_cache_dir=str(shared), baby_step=16)  # another circuit shape
     _open(tmp_path / "d", noise_cache_dir=str(shared), recheck_noise=True)
     assert len(checks) == 3
 
