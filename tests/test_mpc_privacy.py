@@ -108,16 +108,17 @@ def test_detects_a_deliberate_leak(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pvalues["uniform_solved_a"] < 1e-6 and pvalues["same_solved_a_b"] < 1e-6, pvalues
 
 
-LEARNER_RUNS = 240
+LEARNER_RUNS = 240  # 15 per bin of the uniformity test
+LEAK_RUNS = 40  # an unmasked component repeats, which 40 runs reject as surely as 240
 
 
-def _learner_components() -> np.ndarray:
+def _learner_components(runs: int = LEARNER_RUNS) -> np.ndarray:
     """Party 0's output component in count mode over repeated queries with the same client shares."""
     words, a, _ = _set_and_hashes()
     cols = SetColumns.build(words[120:140], RADIUS)  # 8 entries near a, 12 far: count 8
     comps = share_vector(a)
     out = []
-    for _ in range(LEARNER_RUNS):
+    for _ in range(runs):
         run = run_three(cols, a, comps=comps, count=True)
         assert run.errors == [None, None, None] and int(run.opened[0]) == 8
         assert run.outputs[0] is not None
@@ -132,5 +133,5 @@ def test_count_learner_sees_uniform_components() -> None:
 
 def test_count_learner_test_detects_unmasked_components(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_sharing.PairKeys, "zero", lambda self, label, n: np.zeros(n, dtype=np.uint32))
-    hist = np.histogram(_learner_components(), bins=16, range=(0, P))[0]
+    hist = np.histogram(_learner_components(LEAK_RUNS), bins=16, range=(0, P))[0]
     assert stats.chisquare(hist).pvalue < 1e-6, hist

@@ -190,12 +190,13 @@ def _cpu_load(seconds: float = 600.0) -> Iterator[None]:
 def test_same_seed_same_results_in_process_pool_and_dask_under_load(
     no_http_cfg: dict[str, Any], tmp_path: Path, tiny: tuple[Path, dict[str, Any], str]
 ) -> None:
+    """The serial run on a quiet CPU, the pool and Dask runs beside a busy loop: one digest."""
     from distributed import Client, LocalCluster
 
     pool_cfg = json.loads(json.dumps(no_http_cfg))
     pool_cfg["run"]["workers"] = 2
+    serial = run_simulation(no_http_cfg, tmp_path / "serial", console=_quiet())  # unloaded
     with _cpu_load():
-        serial = run_simulation(no_http_cfg, tmp_path / "serial", console=_quiet())
         a = run_simulation(pool_cfg, tmp_path / "pool", console=_quiet())
         with (
             LocalCluster(
