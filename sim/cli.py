@@ -50,7 +50,7 @@ def run(
     from rich.table import Table
 
     from .config import load_config
-    from .report.render import console_rows, fmt_big
+    from .report.render import HASH_NAMES, console_rows, fmt_big
     from .runner import run_simulation
 
     cfg = load_config(config, quick, seed, perturb_resolution=perturb_resolution)
@@ -69,7 +69,8 @@ def run(
     )
     rows = console_rows(res)
     ca = res["headline"][0]["cores_at"] if res["headline"] else {"daily_images": 0, "set_size": 0}
-    table = Table(title="Headline: protocols side by side (PDQ; details and intervals in report.html)")
+    hashed = HASH_NAMES.get(res["cost"]["algo"], res["cost"]["algo"])
+    table = Table(title=f"Headline: protocols side by side ({hashed}; details and intervals in report.html)")
     for k in rows[0] if rows else []:
         table.add_column(k, overflow="fold")
     for r in rows:

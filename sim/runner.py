@@ -59,7 +59,7 @@ from .decide.accuracy import (
     real_copy_cells,
 )
 from .decide.variants import Variant, protocol_variants
-from .derive import DERIVED_KEYS, derive
+from .derive import DERIVED_KEYS, derive, report_algo
 from .executor import Executor, make_executor
 from .hashing.images import (
     corpus_fingerprint,
@@ -405,7 +405,6 @@ def _cost_stage(r: _Run, st: _Stages, h: _Hashes, pools: dict[str, QueryPool]) -
     """6. cost of the real protocols, after the pool is shut down."""
     cfg = r.cfg
     calgo = str(cfg["cost"]["algo"])
-    cq = cost_queries(pools[calgo], r.pert_names)
     load_before = loadavg()
     per_variant = len(set(cfg["cost"]["sizes"]) | set(cfg["cost"]["http_sizes"]))
     cost_cells: list[dict[str, Any]] = []
@@ -418,17 +417,19 @@ def _cost_stage(r: _Run, st: _Stages, h: _Hashes, pools: dict[str, QueryPool]) -
         adv(1)
         for name in r.variants:
             proto = REGISTRY[name]
-            if calgo not in r.proto_algos[name]:
+            algo = report_algo(calgo, r.proto_algos[name])
+            if algo not in pools:
                 continue
             vdicts = [v.to_dict() for v in r.variants[name]]
             key = config_digest(
-                "cost", code_fingerprint(proto), vdicts, h.digest, cfg["cost"], cfg["database"], r.seed
+                "cost", code_fingerprint(proto), vdicts, h.digest, cfg["cost"], cfg["database"], r.seed, algo
             )
             hit = r.cache.load_json(f"cost-{name}", key)
             if hit is None:
                 workdir = r.out / "work" / "cost"
+                cq = cost_queries(pools[algo], r.pert_names)
                 hit = measure_protocol(
-                    proto, r.variants[name], pools[calgo], cq, cfg, workdir, done=lambda: adv(1)
+                    proto, r.variants[name], pools[algo], cq, cfg, workdir, algo, done=lambda: adv(1)
                 )
                 r.cache.save_json(f"cost-{name}", key, hit)
             else:

@@ -65,6 +65,18 @@ def test_frontier_comes_first_with_one_point_per_variant(sim_tiny: Run) -> None:
     assert plain["revealed"] == "all 256 bits to the server" and plain["learner"] == "both"
 
 
+def test_a_protocol_without_the_cost_hash_is_reported_on_its_own(sim_tiny: Run) -> None:
+    """he runs pHash only in the tiny run: it is costed, headlined and plotted on pHash, and says so."""
+    out, res, _ = sim_tiny
+    assert res["cost"]["algo"] == "pdq"
+    for rows in (res["headline"], res["frontier"], res["cost"]["cells"]):
+        assert {r["protocol"] for r in rows} == set(REGISTRY)
+        assert all(r["algo"] == ("phash" if r["protocol"] == "he" else "pdq") for r in rows)
+    labels = [r["Protocol"] for r in headline_rows(res)]
+    assert "he client-learns (pHash)" in labels and "plain" in labels
+    assert "he server-learns (pHash)" in (out / "summary.md").read_text()
+
+
 def test_headline_false_matches_are_measured_bounds(sim_tiny: Run) -> None:
     _, res, _ = sim_tiny
     d = res["corpus"]["distances"]["pdq"]

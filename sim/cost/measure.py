@@ -236,12 +236,13 @@ def measure_protocol(
     queries: list[SimQuery],
     cfg: dict[str, Any],
     workdir: Path,
+    algo_name: str,
     done: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Cost cells for every variant, set size and transport; slow protocols (and the slow
-    variants of a protocol, such as its 8-scan dihedral one) stop early."""
+    """Cost cells for every variant, set size and transport on hash ``algo_name``; slow protocols
+    (and the slow variants of a protocol, such as its 8-scan dihedral one) stop early."""
     c = cfg["cost"]
-    algo = get_algo(c["algo"])
+    algo = get_algo(algo_name)
     variants = [v for v in variants if v.runs_on(algo.name)]
     if not variants or not queries:
         return []
@@ -263,7 +264,7 @@ def measure_protocol(
                 cells.extend(_measure_size(proto, run, algo, pool, queries, c, workdir, size, kind, history))
             if done:
                 done()
-    return cells
+    return [{**cell, "algo": algo.name} for cell in cells]
 
 
 def _measure_size(

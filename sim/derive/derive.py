@@ -10,7 +10,7 @@ it passed its calibration check. Cost figures carry their basis (``costs``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from .falsematch import false_match_row
 from .frontier import FRONTIER_SET_SIZE, frontier_rows
 from .population import account_flag_probability, fmr_for_set
 
-__all__ = ["DERIVED_KEYS", "derive", "false_match_table"]
+__all__ = ["DERIVED_KEYS", "derive", "false_match_table", "report_algo"]
 
 PAIR_TARGETS = (1e-6, 1e-9, 1e-12)
 # The tables ``derive`` adds to results.json under their own names (besides ``profiles``).
@@ -52,6 +52,12 @@ class _Ctx:
     ref: int
     fm: dict[tuple[str, str, int], dict[str, Any]]  # (algo, kind, param) -> false-match row
     hash_samples: list[float]  # ms to hash a 12 MP JPEG, for the latency model
+
+
+def report_algo(cost_algo: str, ran: list[str]) -> str:
+    """The hash a protocol's cost, headline and frontier are given on: the run's cost hash,
+    or, for a protocol configured without it, the first hash it ran (its rows say which)."""
+    return cost_algo if cost_algo in ran or not ran else ran[0]
 
 
 def _rule(v: Variant, algo: str) -> tuple[str, int]:
@@ -322,6 +328,7 @@ def _headline(
     return {
         "protocol": v.protocol,
         "variant": v.label,
+        "algo": ctx.calgo,
         "private": bool(p.private) if p else None,
         "learner": v.learner,
         "matching": v.matching,
@@ -399,18 +406,22 @@ def derive(
     out: dict[str, list[dict[str, Any]]] = {k: [] for k in DERIVED_KEYS[:6]}
     for vs in variants.values():
         for v in vs:
-            model = server_model(
-                ctx.cells, v.label, v.cost_model, float(cfg["capacity"]["max_extrapolation"])
+            own = report_algo(calgo, algos.get(v.protocol, [calgo]))
+            ctx_v = ctx if own == calgo else replace(
+                ctx, calgo=own, hash_samples=cost["hash_12mp"].get(own, {}).get("samples") or [0.0]
             )
-            lat, loc = _latency(ctx, v, model, profiles, rng)
-            r = _rates(ctx, v)
+            model = server_model(
+                ctx_v.cells, v.label, v.cost_model, float(cfg["capacity"]["max_extrapolation"])
+            )
+            lat, loc = _latency(ctx_v, v, model, profiles, rng)
+            r = _rates(ctx_v, v)
             out["latency"] += lat
-            out["capacity"] += _capacity(ctx, v, model)
-            out["population"] += _population(ctx, v, r)
-            out["worked_examples"] += _worked(ctx, v, model, loc, r)
-            out["accounts"] += _accounts(ctx, v, r)
+            out["capacity"] += _capacity(ctx_v, v, model)
+            out["population"] += _population(ctx_v, v, r)
+            out["worked_examples"] += _worked(ctx_v, v, model, loc, r)
+            out["accounts"] += _accounts(ctx_v, v, r)
             ver = [x for x in verification if x["variant"] == v.label]
-            out["headline"].append(_headline(ctx, v, model, loc, lat, r, ver, evasion))
+            out["headline"].append(_headline(ctx_v, v, model, loc, lat, r, ver, evasion))
     labels = {v.label: v.to_dict() for vs in variants.values() for v in vs}
     return {
         **out,

@@ -60,15 +60,17 @@ def frontier_rows(
     headline: list[dict[str, Any]],
     acc: dict[str, Any],
     variants: dict[str, dict[str, Any]],
-    algo: str,
+    default_algo: str,
 ) -> list[dict[str, Any]]:
-    """One point per headline row; ``variants`` maps a label to its ``Variant.to_dict()``."""
+    """One point per headline row, on the row's hash (``default_algo`` for rows without one);
+    ``variants`` maps a label to its ``Variant.to_dict()``."""
     facts = protocol_facts()
     missing = "not declared (add it to sim/derive/protocol_facts.toml)"
     rows = []
     for h in headline:
         f = facts.get(h["protocol"], {})
         v = variants.get(h["variant"], {})
+        algo = h.get("algo", default_algo)
         cpu = h["server_cpu_1e6"]
         rows.append(
             {

@@ -29,7 +29,7 @@ def _rate(h: dict[str, Any], key: str) -> float:
 
 
 def _accuracy(res: dict[str, Any], algo: str) -> dict[str, Any]:
-    hl = res["headline"]
+    hl = [h for h in res["headline"] if h.get("algo", algo) == algo]  # one hash: rows compare
     fuzzy = [h for h in hl if h["matching"] == "fuzzy" and h["fnmr_jpeg70"]]
     exact = [h for h in hl if h["matching"] == "exact" and h["fnmr_jpeg70"]]
     out: dict[str, Any] = {}

@@ -26,6 +26,8 @@ from blindmatch.client import get_algo
 from blindmatch.protocol import REGISTRY
 from scipy import stats as st
 
+from .tables import row_label
+
 __all__ = ["FIGURES", "make_figures"]
 
 plt.rcParams.update(
@@ -500,7 +502,9 @@ def _frontier(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
                 ms=7,
                 capsize=2,
             )
-            ax.annotate(f["variant"], (x, r["rate"]), fontsize=6, xytext=(4, 3), textcoords="offset points")
+            ax.annotate(
+                row_label(f, res), (x, r["rate"]), fontsize=6, xytext=(4, 3), textcoords="offset points"
+            )
             if f.get("recall_real_copies"):
                 ax.plot([x], [f["recall_real_copies"]["rate"]], "k*", ms=6)
         _log_if_positive(ax, "x", [f[key] for f in pts if f[key] is not None])

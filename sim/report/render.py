@@ -31,15 +31,26 @@ from .fmt import fmt_big, fmt_bytes, fmt_count, fmt_ms, fmt_rate, fmt_sci, sanit
 from .meaning import meaning_facts
 from .plots import make_figures
 from .schema import SCHEMA, validate
-from .tables import console_rows, detail_tables, false_match_rows, frontier_table, headline_rows, worked_rows
+from .tables import (
+    HASH_NAMES,
+    console_rows,
+    detail_tables,
+    false_match_rows,
+    frontier_table,
+    headline_rows,
+    row_label,
+    worked_rows,
+)
 
 __all__ = [
+    "HASH_NAMES",
     "console_rows",
     "fmt_big",
     "fmt_bytes",
     "fmt_rate",
     "headline_rows",
     "meaning",
+    "row_label",
     "sanitize",
     "write_outputs",
 ]

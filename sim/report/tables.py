@@ -24,15 +24,27 @@ from .fmt import (
 )
 
 __all__ = [
+    "HASH_NAMES",
     "console_rows",
     "detail_tables",
     "false_match_rows",
     "frontier_table",
     "headline_rows",
+    "row_label",
     "worked_rows",
 ]
 
 Rows = list[dict[str, str]]
+
+HASH_NAMES = {"pdq": "PDQ", "phash": "pHash", "dhash": "dHash", "sha256": "SHA-256"}
+
+
+def row_label(row: dict[str, Any], res: dict[str, Any]) -> str:
+    """A headline or frontier row's variant, with its hash when it is not the run's cost hash
+    (a protocol configured without that hash is reported on its own)."""
+    algo = row.get("algo") or res["cost"]["algo"]
+    same = algo == res["cost"]["algo"]
+    return row["variant"] if same else f"{row['variant']} ({HASH_NAMES.get(algo, algo)})"
 
 _WHO = {
     "both": "the provider, which tells the client",
@@ -84,7 +96,7 @@ def headline_rows(res: dict[str, Any]) -> Rows:
         ca, ref, n = h["cores_at"], h["reference_set_size"], h["fmr_model_at"]
         rows.append(
             {
-                "Protocol": h["variant"],
+                "Protocol": row_label(h, res),
                 "Privacy": _privacy(h),
                 "Matching": h["matching"],
                 "Misses JPEG-70 copies": fmt_rate(h["fnmr_jpeg70"]),
@@ -121,7 +133,7 @@ def console_rows(res: dict[str, Any]) -> Rows:
         ca = h["cores_at"]
         rows.append(
             {
-                "protocol": h["variant"],
+                "protocol": row_label(h, res),
                 "private": "yes" if h["private"] else "no",
                 "verdict to": h["learner"],
                 "miss JPEG70": fmt_rate(h["fnmr_jpeg70"], False),
@@ -190,7 +202,7 @@ def frontier_table(res: dict[str, Any]) -> Rows:
     real = any(f["recall_real_copies"] for f in res.get("frontier", []))
     for f in res.get("frontier", []):
         row = {
-            "Variant": f["variant"],
+            "Variant": row_label(f, res),
             "Recall, everyday edits (95%)": fmt_recall(f["recall_everyday"]),
         }
         if real:
