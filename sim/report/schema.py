@@ -19,7 +19,7 @@ from ..derive import DERIVED_KEYS
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "validate"]
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 
 _NUM = {"type": ["number", "null"]}
 _RATE: dict[str, Any] = {
