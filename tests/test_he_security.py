@@ -321,6 +321,27 @@ def test_worker_crash_is_typed_and_server_recovers(he_phash_server, tmp_path: Pa
     assert srv.pool.pids()[0] != pid
 
 
+def test_worker_ended_by_its_cpu_cap_is_a_timeout(he_phash_server, tmp_path: Path) -> None:
+    """A worker the kernel ends for its CPU cap (SIGXCPU) overran: a timeout, not a crash.
+
+    The cap is a second beyond the wall-clock limit, so under load either can end a slow
+    job first; both must give the same typed answer."""
+    hs, srv = he_phash_server
+    client = get_protocol("he").new_client(hs.algo, tmp_path, {})
+    tr = LocalTransport(srv)
+    client.scan(Query(hs.value(0)), tr)
+    pid = srv.pool.pids()[0]
+
+    def cap_soon() -> None:
+        time.sleep(0.3)
+        os.kill(pid, signal.SIGXCPU)  # what RLIMIT_CPU sends
+
+    threading.Thread(target=cap_soon).start()
+    with pytest.raises(WorkerTimeoutError):
+        client.scan(Query(hs.value(1)), tr)
+    assert client.scan(Query(hs.value(1)), tr).matched is True
+
+
 def test_worker_timeout_is_typed_and_server_recovers(he_phash_server, tmp_path: Path) -> None:
     hs, srv = he_phash_server
     client = get_protocol("he").new_client(hs.algo, tmp_path, {})

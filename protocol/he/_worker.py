@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import math
 import os
 import resource
+import signal
 import struct
 import threading
 import time
@@ -212,18 +214,28 @@ def _evaluate(job: Job) -> JobResult:
     return out
 
 
+def _ended_by(proc: Any, sig: int) -> bool:
+    """Whether a pool process has exited on signal ``sig`` (waiting briefly for its status)."""
+    with contextlib.suppress(AssertionError, OSError, ValueError):
+        proc.join(timeout=1.0)
+        return bool(proc.exitcode == -sig)
+    return False
+
+
 def _cpu_cap(seconds: float) -> None:
     """Second guard beside the server's wall-clock timeout: a spinning worker dies of SIGXCPU.
 
     Needed because SEAL, when an allocation fails under RLIMIT_AS, can spin instead
     of throwing (seen while inflating a key blob); the kernel then ends the process.
+    The cap is at least a second beyond the wall-clock limit, which normally ends a
+    job first; a job the cap ends is reported as the same timeout (``WorkerPool.run``).
     """
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
     if seconds <= 0:
         limit = hard
     else:
         used = resource.getrusage(resource.RUSAGE_SELF)
-        limit = int(used.ru_utime + used.ru_stime + seconds) + 1
+        limit = math.ceil(used.ru_utime + used.ru_stime + seconds) + 1
         if hard != resource.RLIM_INFINITY:
             limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
@@ -305,14 +317,18 @@ class WorkerPool:
         """Run jobs in parallel; typed errors for crashes, overruns and bad inputs."""
         ex = self._executor()
         deadline = time.monotonic() + timeout
+        overrun = f"HE evaluation exceeded {timeout:.0f} s"
         try:
             futures = [ex.submit(run_job, j) for j in jobs]
+            procs = list((getattr(ex, "_processes", None) or {}).values())
             results = [f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures]
         except cf.TimeoutError:
             self.restart()
-            raise WorkerTimeoutError(f"HE evaluation exceeded {timeout:.0f} s") from None
+            raise WorkerTimeoutError(overrun) from None
         except (BrokenProcessPool, cf.CancelledError, RuntimeError):
             self.restart()
+            if any(_ended_by(p, signal.SIGXCPU) for p in procs):  # its CPU cap: the same overrun
+                raise WorkerTimeoutError(overrun) from None
             raise WorkerCrashedError("HE worker died during evaluation") from None
         for r in results:
             if r.error is not None:
