@@ -7,13 +7,16 @@ and drills share); ``hash_set`` is the common 64-hash PDQ set for tests that onl
 that share an expensive session object (the tiny simulation, the reliability
 recordings, the shared he server) are put in one group each, so that object is built
 once and not once per worker. Each session gets its own HOME, so nothing a test's
-client pins or caches (trust on first use, key caches) outlives it or is shared.
+client pins or caches (trust on first use, key caches) outlives it or is shared; it is
+removed at exit.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +31,9 @@ from tests.sim_tiny import sim_tiny
 
 __all__ = ["encode", "sim_tiny"]
 
-os.environ["HOME"] = tempfile.mkdtemp(prefix="blindmatch-test-home-")
+_HOME = tempfile.mkdtemp(prefix="blindmatch-test-home-")
+os.environ["HOME"] = _HOME
+atexit.register(shutil.rmtree, _HOME, True)
 
 _SHARED_GROUPS = {"sim_tiny": "sim", "he_phash_server": "he-shared"}
 _MODULE_GROUPS = {  # modules that share tests/_reliability.py's recordings
