@@ -215,9 +215,13 @@ def _evaluate(job: Job) -> JobResult:
 
 
 def _ended_by(proc: Any, sig: int) -> bool:
-    """Whether a pool process has exited on signal ``sig`` (waiting briefly for its status)."""
+    """Whether a pool process has exited on signal ``sig``.
+
+    The status comes from the forkserver helper, which a loaded machine may schedule late:
+    a dead process's status is waited for up to 10 s (only on this, the broken-pool path).
+    """
     with contextlib.suppress(AssertionError, OSError, ValueError):
-        proc.join(timeout=1.0)
+        proc.join(timeout=10.0)
         return bool(proc.exitcode == -sig)
     return False
 
@@ -318,9 +322,10 @@ class WorkerPool:
         ex = self._executor()
         deadline = time.monotonic() + timeout
         overrun = f"HE evaluation exceeded {timeout:.0f} s"
+        procs = list((getattr(ex, "_processes", None) or {}).values())  # a warm pool's workers
         try:
             futures = [ex.submit(run_job, j) for j in jobs]
-            procs = list((getattr(ex, "_processes", None) or {}).values())
+            procs += [p for p in (getattr(ex, "_processes", None) or {}).values() if p not in procs]
             results = [f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures]
         except cf.TimeoutError:
             self.restart()
