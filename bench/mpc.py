@@ -36,27 +36,9 @@ from blindmatch.server.testing import LiveParties
 from .context import BenchContext, Metric, make_row
 from .hooks import OWN_SUITE_REFERENCE
 from .protocols import build_set, make_queries
-from .timing import Stat, child_pids, stat
+from .timing import Stat, descendants, proc_cpu, stat
 
 __all__ = ["mpc_floor_seconds", "run_mpc_suite"]
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def _descendants(pid: int) -> list[int]:
-    """Live descendants of ``pid``: shard workers are forked by a helper process, a level down."""
-    out: list[int] = []
-    todo = child_pids(pid)
-    while todo:
-        out.append(todo.pop())
-        todo += child_pids(out[-1])
-    return out
 
 
 class Parties(LiveParties):
@@ -69,8 +51,8 @@ class Parties(LiveParties):
     def cpu(self) -> float:
         """CPU seconds of the three parties and their shard workers (and the workers' helper)."""
         pids = [p.pid for p in self.procs]
-        pids += [c for p in self.procs for c in _descendants(p.pid)]
-        return sum(_proc_cpu(pid) for pid in pids)
+        pids += [c for p in self.procs for c in descendants(p.pid)]
+        return sum(proc_cpu(pid) for pid in pids)
 
 
 def mults_per_entry(radius: int, count: bool = False, shared_set: bool = False) -> int:

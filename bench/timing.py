@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Stat", "child_pids", "cpu_now", "measure", "stat", "timed"]
+__all__ = ["Stat", "child_pids", "cpu_now", "descendants", "measure", "proc_cpu", "stat", "timed"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,26 @@ def child_pids(pid: int) -> list[int]:
     return out
 
 
+def descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` at any depth (pool workers may hang under a forkserver helper)."""
+    out: list[int] = []
+    todo = child_pids(pid)
+    while todo:
+        out.append(todo.pop())
+        todo += child_pids(out[-1])
+    return out
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of one live process (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _children_cpu() -> float:
     """CPU seconds of this process's live multiprocessing children (process pools).
 
@@ -88,22 +108,8 @@ def _children_cpu() -> float:
     """
     import multiprocessing
 
-    todo = [p.pid for p in multiprocessing.active_children() if p.pid is not None]
-    total = 0.0
-    seen: set[int] = set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-        except (OSError, IndexError, ValueError):
-            continue
-        todo.extend(child_pids(pid))
-    return total
+    roots = [p.pid for p in multiprocessing.active_children() if p.pid is not None]
+    return sum(proc_cpu(pid) for root in roots for pid in (root, *descendants(root)))
 
 
 def cpu_now(include_children: bool = True) -> float:

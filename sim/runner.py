@@ -74,6 +74,7 @@ from .perturb.evasion import evasion_task
 from .report.render import sanitize
 from .report.schema import SCHEMA_VERSION
 from .verify.checks import code_fingerprint, verify_protocol
+from .verify.oracle import SimQuery
 
 __all__ = ["run_simulation"]
 
@@ -405,6 +406,7 @@ def _cost_stage(r: _Run, st: _Stages, h: _Hashes, pools: dict[str, QueryPool]) -
     """6. cost of the real protocols, after the pool is shut down."""
     cfg = r.cfg
     calgo = str(cfg["cost"]["algo"])
+    cq: dict[str, list[SimQuery]] = {}  # the cost query mix, per hash that is costed
     load_before = loadavg()
     per_variant = len(set(cfg["cost"]["sizes"]) | set(cfg["cost"]["http_sizes"]))
     cost_cells: list[dict[str, Any]] = []
@@ -427,9 +429,10 @@ def _cost_stage(r: _Run, st: _Stages, h: _Hashes, pools: dict[str, QueryPool]) -
             hit = r.cache.load_json(f"cost-{name}", key)
             if hit is None:
                 workdir = r.out / "work" / "cost"
-                cq = cost_queries(pools[algo], r.pert_names)
+                if algo not in cq:
+                    cq[algo] = cost_queries(pools[algo], r.pert_names)
                 hit = measure_protocol(
-                    proto, r.variants[name], pools[algo], cq, cfg, workdir, algo, done=lambda: adv(1)
+                    proto, r.variants[name], pools[algo], cq[algo], cfg, workdir, algo, done=lambda: adv(1)
                 )
                 r.cache.save_json(f"cost-{name}", key, hit)
             else:

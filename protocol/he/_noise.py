@@ -74,9 +74,13 @@ def noise_report(
     if rep is None:
         rep = check_noise(bfv, spec)  # raises ParameterError when too small
     if fp not in mine or force:
-        atomic_write(local, json.dumps({**mine, fp: asdict(rep)}, indent=1, sort_keys=True))
+        _add(local, mine, fp, rep)
     if shared is not None and (fp not in theirs or force):
         with contextlib.suppress(OSError):  # a read-only home must not stop a server
             shared.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            atomic_write(shared, json.dumps({**theirs, fp: asdict(rep)}, indent=1, sort_keys=True))
+            _add(shared, theirs, fp, rep)
     return rep
+
+
+def _add(path: Path, cached: dict[str, Any], fp: str, rep: NoiseReport) -> None:
+    atomic_write(path, json.dumps({**cached, fp: asdict(rep)}, indent=1, sort_keys=True))

@@ -214,6 +214,12 @@ def _evaluate(job: Job) -> JobResult:
     return out
 
 
+def _workers(ex: cf.ProcessPoolExecutor) -> dict[int, Any]:
+    """pid -> process of the pool's workers (the executor keeps them privately; {} once shut down)."""
+    procs: dict[int, Any] = getattr(ex, "_processes", None) or {}
+    return procs
+
+
 def _ended_by(proc: Any, sig: int) -> bool:
     """Whether a pool process has exited on signal ``sig``.
 
@@ -299,8 +305,7 @@ class WorkerPool:
         ex = self._executor()
         for f in [ex.submit(_probe_pid) for _ in range(self.workers)]:
             f.result(timeout=120)
-        procs: dict[int, Any] = getattr(ex, "_processes", None) or {}
-        return sorted(procs)
+        return sorted(_workers(ex))
 
     def restart(self, wait: bool = False) -> None:
         """Kill every worker (a hung one included) and start afresh on next use.
@@ -311,8 +316,7 @@ class WorkerPool:
             ex, self._ex = self._ex, None
         if ex is None:
             return
-        procs: dict[int, Any] = getattr(ex, "_processes", None) or {}
-        for p in list(procs.values()):
+        for p in list(_workers(ex).values()):
             with contextlib.suppress(OSError, AttributeError):
                 p.kill()
         ex.shutdown(wait=wait, cancel_futures=True)
@@ -322,17 +326,17 @@ class WorkerPool:
         ex = self._executor()
         deadline = time.monotonic() + timeout
         overrun = f"HE evaluation exceeded {timeout:.0f} s"
-        procs = list((getattr(ex, "_processes", None) or {}).values())  # a warm pool's workers
+        procs = dict(_workers(ex))  # a warm pool's workers
         try:
             futures = [ex.submit(run_job, j) for j in jobs]
-            procs += [p for p in (getattr(ex, "_processes", None) or {}).values() if p not in procs]
+            procs |= _workers(ex)
             results = [f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures]
         except cf.TimeoutError:
             self.restart()
             raise WorkerTimeoutError(overrun) from None
         except (BrokenProcessPool, cf.CancelledError, RuntimeError):
             self.restart()
-            if any(_ended_by(p, signal.SIGXCPU) for p in procs):  # its CPU cap: the same overrun
+            if any(_ended_by(p, signal.SIGXCPU) for p in procs.values()):  # its CPU cap: the same overrun
                 raise WorkerTimeoutError(overrun) from None
             raise WorkerCrashedError("HE worker died during evaluation") from None
         for r in results:

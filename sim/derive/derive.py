@@ -60,6 +60,12 @@ def report_algo(cost_algo: str, ran: list[str]) -> str:
     return cost_algo if cost_algo in ran or not ran else ran[0]
 
 
+def _hash_samples(cost: dict[str, Any], algo: str) -> list[float]:
+    """ms to hash a 12 MP JPEG with ``algo`` ([0.0] where it was not measured)."""
+    samples: list[float] = cost["hash_12mp"].get(algo, {}).get("samples") or [0.0]
+    return samples
+
+
 def _rule(v: Variant, algo: str) -> tuple[str, int]:
     spec = v.decision(get_algo(algo))
     return (spec.kind, int(spec.radius if spec.kind == "fuzzy" else spec.probe_bits))
@@ -391,7 +397,7 @@ def derive(
     calgo = str(cfg["cost"]["algo"])
     algos = proto_algos or {name: list(corpus) for name in variants}
     fm_rows = false_match_table(corpus, variants, algos)
-    samples = cost["hash_12mp"].get(calgo, {}).get("samples") or [0.0]
+    samples = _hash_samples(cost, calgo)
     ctx = _Ctx(
         cfg,
         acc,
@@ -407,9 +413,7 @@ def derive(
     for vs in variants.values():
         for v in vs:
             own = report_algo(calgo, algos.get(v.protocol, [calgo]))
-            ctx_v = ctx if own == calgo else replace(
-                ctx, calgo=own, hash_samples=cost["hash_12mp"].get(own, {}).get("samples") or [0.0]
-            )
+            ctx_v = ctx if own == calgo else replace(ctx, calgo=own, hash_samples=_hash_samples(cost, own))
             model = server_model(
                 ctx_v.cells, v.label, v.cost_model, float(cfg["capacity"]["max_extrapolation"])
             )
