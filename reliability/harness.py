@@ -896,9 +896,10 @@ LIVE_ENV: dict[str, str] = {
 
 
 def prepare_set_dir(
-    base: Path, set_size: int = 64, names: Sequence[str] | None = None
+    base: Path, set_size: int = 64, names: Sequence[str] | None = None, algo: str = "pdq"
 ) -> tuple[Path, dict[str, Recording]]:
-    """Build a set directory and record every protocol against *its* state dirs, then close.
+    """Build a set directory of ``algo`` hashes and record every protocol against *its* state
+    dirs, then close.
 
     A LiveServer started on the returned directory (with ``LIVE_ENV``) loads the same keys,
     tables and epochs, so the recorded request bodies are valid requests to it. The
@@ -907,7 +908,7 @@ def prepare_set_dir(
     """
     from blindmatch.server import SetDir
 
-    hs = random_set(set_size)
+    hs = random_set(set_size, algo)
     sd = SetDir.build(base / "set", hs.algo, hs.values(), ["harness"])
     recs = {}
     for name in names or sorted(REGISTRY):

@@ -3,6 +3,13 @@
 Recording runs every registered protocol's real client against its real server; for
 ``he`` each query takes seconds, so it is done once per session. Set
 ``BLINDMATCH_REL_PREPARED=/some/dir`` to keep and reuse it across runs while developing.
+
+The set holds pHash hashes, not PDQ: the decoders, endpoints, limits and state files
+under test are the same code for every hash, and ``he``'s 64-bit circuit evaluates in
+a third of the time of its 256-bit one (every hostile-response and fuzz input re-runs a
+query). ``python -m blindmatch.reliability`` records on PDQ, and the PDQ paths over HTTP
+have their own tests (tests/test_he.py, tests/test_oprf_http.py, tests/test_tpsi_http.py,
+tests/test_mpc_processes.py).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ def prepared() -> Path:
     else:
         base = Path(tempfile.mkdtemp(prefix="bm-rel-"))
         atexit.register(shutil.rmtree, base, True)
-    H.prepare_set_dir(base)
+    H.prepare_set_dir(base, algo="phash")
     return base
 
 
