@@ -142,6 +142,12 @@ class LiveParties:
                     subprocess.Popen(cmd, env={**env, **self.env}, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
                 )
         deadline = time.monotonic() + self.startup_timeout
+        with httpx.Client(timeout=5.0) as probe:  # one client: each new one loads the CA bundle
+            return self._await_ready(probe, deadline, logs, offsets)
+
+    def _await_ready(
+        self, probe: httpx.Client, deadline: float, logs: list[Path], offsets: list[int]
+    ) -> bool:
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in self.procs):
                 self.stop(keep_logs=True)
@@ -151,19 +157,19 @@ class LiveParties:
                 self.stop()
                 tail = output.decode(errors="replace")[-2000:]
                 raise RuntimeError(f"an mpc party exited during start-up: {tail}")
-            if self._ready():
+            if self._ready(probe):
                 return True
             time.sleep(0.2)
         self.stop()
         raise RuntimeError("mpc parties did not become ready in time")
 
-    def _ready(self) -> bool:
+    def _ready(self, probe: httpx.Client) -> bool:
         """Every party answers over HTTP (its peer port is bound before that) and party 0
         serves the manifest."""
         urls = [f"http://127.0.0.1:{self.port + i}/healthz" for i in range(1, 3)]
         try:
-            return all(httpx.get(u, timeout=5.0).status_code == 200 for u in urls) and (
-                httpx.get(self.url + "/v1/mpc/manifest", timeout=5.0).status_code == 200
+            return all(probe.get(u).status_code == 200 for u in urls) and (
+                probe.get(self.url + "/v1/mpc/manifest").status_code == 200
             )
         except httpx.HTTPError:
             return False
@@ -251,16 +257,17 @@ class LiveServer:
                 cmd, env=env, stdout=out, stderr=errout, pass_fds=(listener.fileno(),)
             )
         deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {err[-2000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        with httpx.Client(timeout=1.0) as probe:  # one client: each new one loads the CA bundle
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                    raise RuntimeError(f"server exited with {self.proc.returncode}: {err[-2000:]}")
+                try:
+                    if probe.get(self.url + "/healthz").status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
         self.stop()
         raise RuntimeError("server did not become healthy in time")
 

@@ -16,6 +16,7 @@ import hashlib
 import inspect
 import re
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,12 @@ import numpy as np
 import numpy.typing as npt
 from blindmatch.client import dihedral_floats, get_algo
 from blindmatch.protocol import BlindmatchError, HashAlgo, Protocol
+from blindmatch.server import SetDir
 
 from ..decide.accuracy import QueryPool
 from ..decide.database import build_set_dir
 from ..decide.variants import Variant
-from .oracle import RealOutcome, SimQuery, http_session, local_session, real_verdicts
+from .oracle import RealOutcome, Session, SimQuery, http_session, local_session, real_verdicts
 
 __all__ = ["choose_sample", "code_fingerprint", "sim_queries", "verify_protocol"]
 
@@ -193,44 +195,46 @@ def verify_protocol(
         )
         samples[v.label] = choose_sample(pool, v, n_local, rng)
     records = _empty_records(proto, variants, algo_name, algo, pool)
-    for kind in kinds:
-        base = workdir / _slug(proto.name) / algo_name / kind
+    # A protocol served by several processes is on loopback HTTP in both kinds: one start serves both.
+    groups = [kinds] if proto.server_processes > 1 else [(k,) for k in kinds]
+    for group in groups:
+        base = workdir / _slug(proto.name) / algo_name / group[-1]
         shutil.rmtree(base, ignore_errors=True)
         try:
-            sd = build_set_dir(base / "set", algo, rows, f"simulator verification set ({kind})")
-            ctx = (
-                local_session(proto, sd, variants[0])
-                if kind == "local"
-                else http_session(
-                    proto,
-                    sd,
-                    variants[0],
-                    float(cfg["cost"]["setup_timeout_s"]),
-                    base / "server.log",
-                )
-            )
-            with ctx as sess:
-                for v in variants:
-                    idx = samples[v.label] if kind == "local" else samples[v.label][:n_http]
-                    account = f"bmsim-{_slug(v.label)}-{algo_name}-{kind}"
-                    out = real_verdicts(
-                        sess,
-                        v,
-                        algo,
-                        sim_queries(pool, idx, v.dihedral),
-                        primers,
-                        account,
-                        base / "client" / _slug(v.label),
-                        budget,
-                        min_queries=n_fixed,
-                    )
-                    records[v.label][kind] = _compare(pool, v.label, idx, out, pert_names, n_fixed)
+            sd = build_set_dir(base / "set", algo, rows, f"simulator verification set ({group[-1]})")
+            with _session(proto, sd, variants[0], group, cfg, base) as sess:
+                for kind in group:
+                    for v in variants:
+                        idx = samples[v.label] if kind == "local" else samples[v.label][:n_http]
+                        account = f"bmsim-{_slug(v.label)}-{algo_name}-{kind}"
+                        out = real_verdicts(
+                            sess,
+                            v,
+                            algo,
+                            sim_queries(pool, idx, v.dihedral),
+                            primers,
+                            account,
+                            base / "client" / kind / _slug(v.label),
+                            budget,
+                            min_queries=n_fixed,
+                        )
+                        records[v.label][kind] = _compare(pool, v.label, idx, out, pert_names, n_fixed)
         except (BlindmatchError, RuntimeError, OSError, ValueError) as e:
-            for v in variants:
-                records[v.label][kind] = _unavailable_check(e)
+            for kind in group:
+                for v in variants:
+                    records[v.label][kind] = _unavailable_check(e)
     for r in records.values():
         _mark_verified(r)
     return list(records.values())
+
+
+def _session(
+    proto: Protocol, sd: SetDir, variant: Variant, kinds: tuple[str, ...], cfg: dict[str, Any], base: Path
+) -> AbstractContextManager[Session]:
+    """In process for the local kind alone; on loopback otherwise."""
+    if kinds == ("local",):
+        return local_session(proto, sd, variant)
+    return http_session(proto, sd, variant, float(cfg["cost"]["setup_timeout_s"]), base / "server.log")
 
 
 def _primers(pool: QueryPool) -> list[SimQuery]:
