@@ -7,6 +7,8 @@ overhead is reported separately by the benchmarks.
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Mapping
 
 import httpx
@@ -32,6 +34,12 @@ class ServerUnreachableError(ServerError):
         super().__init__(0, "transport_error", detail)
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """httpx's default verifying context, built once: each build loads the CA bundle (~20 ms)."""
+    return httpx.create_ssl_context()
+
+
 class HttpTransport(Transport):
     """Sends a protocol's requests to ``{base_url}/v1/{protocol}/{path}``."""
 
@@ -46,7 +54,7 @@ class HttpTransport(Transport):
         super().__init__()
         self.base_url = base_url.rstrip("/")
         self._prefix = f"{self.base_url}/v1/{protocol}/"
-        self._client = client or httpx.Client(timeout=timeout)
+        self._client = client or httpx.Client(timeout=timeout, verify=_tls())
         self._own = client is None
         self._headers = {"x-blindmatch-client": client_id} if client_id else {}
 
