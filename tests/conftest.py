@@ -34,6 +34,13 @@ __all__ = ["encode", "sim_tiny"]
 _HOME = tempfile.mkdtemp(prefix="blindmatch-test-home-")
 os.environ["HOME"] = _HOME
 atexit.register(shutil.rmtree, _HOME, True)
+# One cache folder per test session, shared by its xdist workers (they inherit it from the
+# controller): he's noise-check reports and matplotlib's font list are machine facts, not
+# client state, so each worker need not recompute them.
+if "BLINDMATCH_TEST_CACHE" not in os.environ:
+    os.environ["BLINDMATCH_TEST_CACHE"] = tempfile.mkdtemp(prefix="blindmatch-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["BLINDMATCH_TEST_CACHE"], True)
+os.environ["XDG_CACHE_HOME"] = os.environ["BLINDMATCH_TEST_CACHE"]
 
 _SHARED_GROUPS = {"sim_tiny": "sim", "he_phash_server": "he-shared"}
 _MODULE_GROUPS = {  # modules that share tests/_reliability.py's recordings
