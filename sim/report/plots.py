@@ -32,7 +32,8 @@ __all__ = ["FIGURES", "make_figures"]
 
 plt.rcParams.update(
     {
-        "figure.dpi": 100,
+        # one resolution for layout and PNG: text measured by tight_layout is reused when drawing
+        "figure.dpi": 110,
         "savefig.dpi": 110,
         "font.size": 9,
         "axes.titlesize": 10,
