@@ -219,3 +219,12 @@ def test_figures_and_report_survive_degenerate_inputs(sim_tiny: Run, tmp_path: P
     if kind == "empty":
         assert "Not drawn:" in (tmp_path / "report.html").read_text()
         assert "figure 'evasion'" in summary and "figure 'latency'" in summary
+
+
+def test_frontier_labels_of_coinciding_points_stack() -> None:
+    """Variants with the same cost and recall get one label slot each, not one on another."""
+    from blindmatch.sim.report.plots import _label_slots
+
+    xs, ys = [3300.0, 3400.0, 27000.0, 28000.0, 60.0, 3300.0], [0.72, 0.72, 0.72, 0.72, 0.72, 0.17]
+    assert _label_slots(xs, ys, log_x=True) == [0, 1, 0, 1, 0, 0]
+    assert _label_slots([], [], log_x=True) == []
