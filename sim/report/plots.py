@@ -13,6 +13,7 @@ reason, and the report is written without it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -474,12 +475,16 @@ _MARK = {"client": "o", "server": "s", "both": "X", "nobody": "D", "client-or-se
 def _label_slots(xs: list[float], ys: list[float], log_x: bool) -> list[int]:
     """A vertical slot per point label: labels of points that nearly coincide stack upwards
     instead of printing over each other (variants of one protocol often cost the same)."""
-    us = [math.log10(x) if log_x else x for x in xs]
+    if log_x:  # a log axis cannot show x ≤ 0: such a point's label sits at the lowest shown x
+        low = min((x for x in xs if x > 0), default=1.0)
+        us = [math.log10(max(x, low)) for x in xs]
+    else:
+        us = list(xs)
     span = (max(us) - min(us) if us else 0.0) or 1.0
     placed: list[tuple[float, float, int]] = []
     for u, y in zip(us, ys, strict=True):
         taken = {k for pu, py, k in placed if abs(pu - u) / span < 0.25 and abs(py - y) < 0.06}
-        placed.append((u, y, min(set(range(len(placed) + 1)) - taken)))
+        placed.append((u, y, next(k for k in itertools.count() if k not in taken)))
     return [k for _, _, k in placed]
 
 
@@ -498,7 +503,7 @@ def _frontier(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
         (axes[1], "bytes_per_query", "bytes per query"),
     ):
         shown = [f for f in pts if f[key] is not None and math.isfinite(f[key])]
-        log_x = bool(shown) and all(f[key] > 0 for f in shown)
+        log_x = _log_if_positive(ax, "x", [f[key] for f in shown])
         slots = _label_slots([f[key] for f in shown], [f["recall_everyday"]["rate"] for f in shown], log_x)
         for f, slot in zip(shown, slots, strict=True):
             x = f[key]
@@ -525,7 +530,6 @@ def _frontier(res: dict[str, Any], figdir: Path) -> list[dict[str, str]]:
             )
             if f.get("recall_real_copies"):
                 ax.plot([x], [f["recall_real_copies"]["rate"]], "k*", ms=6)
-        _log_if_positive(ax, "x", [f[key] for f in pts if f[key] is not None])
         ax.set_xlabel(label)
         ax.set_ylim(-0.02, 1.02)
     axes[0].set_ylabel("recall on everyday edits (95% interval)")
