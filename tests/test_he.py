@@ -9,6 +9,7 @@ real HTTP, and check the noise budget left after the full circuit.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from blindmatch.protocol import (
 )
 from blindmatch.protocol.hazmat.bfv import Bfv, get_param_set
 from blindmatch.protocol.he import HEServer
-from blindmatch.protocol.he._circuit import CircuitSpec, check_noise
+from blindmatch.protocol.he._circuit import CircuitSpec, QueryEvaluator, check_noise, uniform_mod
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -168,6 +169,43 @@ def test_noise_budget_after_full_circuit_pdq() -> None:
     assert b["binarity"] > b["masked"]  # the binarity term is not what limits the budget here
     assert b["before_flood"] >= rep.required_before_flood + rep.margin == 65
     assert b["after_flood"] > 0
+
+
+def test_level_schedule_drops_primes_not_noise_budget() -> None:
+    """Products and the binarity term run on fewer primes, with the same answer and the same
+    budget before flooding as the circuit with every stage on all six primes (pHash r=10)."""
+    bfv = Bfv.create(get_param_set("bfv-n16384-v1"))
+    spec = CircuitSpec(64, 10, 8)
+    n, top = bfv.params.slots, bfv.params.data_primes
+    keys = bfv.keygen(spec.galois_steps)
+    evk = bfv.load_eval_keys(keys.public_blob, keys.relin_blob, keys.galois_blob, spec.galois_steps)
+    dec = keys.decryptor()
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 2, 64).astype(np.uint8)
+    rows = rng.integers(0, 2, (n, 64)).astype(np.uint8)
+    for slot, dist in enumerate((0, 9, 10, 11)):
+        rows[slot] = x
+        rows[slot, rng.choice(64, dist, replace=False)] ^= 1
+    real = np.ones(n, dtype=bool)
+    query = bfv.load_ciphertext(keys.encrypt_symmetric(np.tile(x, n // 64).astype(np.int64)))
+    rho = uniform_mod(n, bfv.params.plain_modulus, 1)
+    seen: dict[bool, dict[str, tuple[int, int]]] = {}
+    answers = {}
+    for levels in (False, True):
+        stages: dict[str, tuple[int, int]] = {}
+
+        def probe(stage: str, ct: Any, stages: dict[str, tuple[int, int]] = stages) -> None:
+            stages[stage] = (ct.coeff_modulus_size(), dec.invariant_noise_budget(ct))
+
+        ev = QueryEvaluator(bfv, spec, evk, query, levels=levels, probe=probe)
+        raw = ev.evaluate_group(rows, real, rho)
+        answers[levels] = keys.decrypt(bfv.import_raw(raw, bfv.output_parms_id))[0] == 0
+        seen[levels] = stages
+    assert np.array_equal(answers[True], answers[False])
+    assert answers[True][:4].tolist() == [True, True, True, False]
+    assert seen[True]["before_flood"][1] == seen[False]["before_flood"][1] >= 65
+    assert seen[False]["zero_test"][0] == seen[False]["binarity"][0] == top
+    assert seen[True]["zero_test"][0] == top - 2 and seen[True]["binarity"][0] == top - 2
 
 
 def test_parameters_too_small_fail_at_setup(tmp_path: Path) -> None:

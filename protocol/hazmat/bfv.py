@@ -238,6 +238,7 @@ class Bfv:
     evaluator: Any = field(repr=False)
     primes: tuple[int, ...]
     output_parms_id: list[int]
+    levels: dict[int, list[int]] = field(default_factory=dict, repr=False)  # data primes -> parms_id
 
     @classmethod
     def create(cls, params: ParamSet) -> Bfv:
@@ -258,11 +259,13 @@ class Bfv:
             raise ParameterError(f"{params.name}: batching unavailable")
         primes = tuple(int(m.value()) for m in parms.coeff_modulus())
         data = ctx.first_context_data()
+        levels = {len(data.parms().coeff_modulus()): list(data.parms_id())}
         while data.parms().coeff_modulus().__len__() > params.output_primes:
             nxt = data.next_context_data()
             if nxt is None:
                 raise ParameterError("modulus chain shorter than the output level")
             data = nxt
+            levels[len(data.parms().coeff_modulus())] = list(data.parms_id())
         if len(data.parms().coeff_modulus()) != params.output_primes:
             raise ParameterError("output level not in the modulus chain")
         return cls(
@@ -272,6 +275,7 @@ class Bfv:
             evaluator=seal.Evaluator(ctx),
             primes=primes,
             output_parms_id=list(data.parms_id()),
+            levels=levels,
         )
 
     # -- plaintexts -------------------------------------------------------

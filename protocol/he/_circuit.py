@@ -34,6 +34,14 @@ not the 31 of a product tree over (d−k)). Padding slots get w = 2(n+1) − r, 
 Finally z = ρ ⊙ P(w) with ρ_s uniform in Z_t^* (plus a uniform additive mask m in
 server-learns mode), modulus switch to the output level, re-randomise with a
 fresh public-key encryption of zero and flood (see ``hazmat/bfv.py``).
+
+Levels
+------
+BFV's noise budget does not shrink when a ciphertext is switched to fewer primes,
+as long as the smaller modulus still holds it, while every key switch costs about
+primes × (primes + 1) NTTs. So the zero test's products drop one 60-bit prime every
+second multiplicative level (``product_primes``) and the binarity term runs two
+primes below the top (``binarity_primes``); the budget before flooding is unchanged.
 """
 
 from __future__ import annotations
@@ -167,6 +175,7 @@ class QueryEvaluator:
     query: Any
     probe: Probe | None = None
     check_binary: bool = True
+    levels: bool = True  # False: every stage on all primes (the A/B reference in bench/he_ab.py)
     timings: Timings = field(default_factory=Timings)
     _baby: list[Any] = field(default_factory=list, repr=False)
     _binarity: Any = field(default=None, repr=False)
@@ -202,10 +211,11 @@ class QueryEvaluator:
         """
         t0 = time.perf_counter()
         spec, bfv, ev = self.spec, self.bfv, self.bfv.evaluator
+        x = self._at(self.query, self.binarity_primes)
         y = new_ciphertext()
-        ev.square(self.query, y)
+        ev.square(x, y)
         ev.relinearize_inplace(y, self.keys.relin)
-        ev.sub_inplace(y, self.query)
+        ev.sub_inplace(y, x)
         sigma = uniform_mod(spec.bits, bfv.params.plain_modulus)
         ev.multiply_plain_inplace(y, bfv.encode(np.tile(sigma, bfv.params.slots // spec.bits)))
         acc = y
@@ -303,6 +313,8 @@ class QueryEvaluator:
         while len(leaves) > 1:
             da, _, a = heapq.heappop(leaves)
             db, _, b = heapq.heappop(leaves)
+            primes = self.product_primes(max(da, db) + 1)
+            a, b = self._at(a, primes), self._at(b, primes)
             out = new_ciphertext()
             ev.multiply(a, b, out)
             ev.relinearize_inplace(out, rk)
@@ -330,6 +342,8 @@ class QueryEvaluator:
             tau = uniform_mod(bfv.params.slots, bfv.params.plain_modulus)
             noise = new_ciphertext()
             ev.multiply_plain(self._binarity, bfv.encode(tau), noise)
+            primes = min(z.coeff_modulus_size(), noise.coeff_modulus_size())
+            z, noise = self._at(z, primes), self._at(noise, primes)
             ev.add_inplace(z, noise)
         self._probe("masked", z)
         if add_mask is not None:
@@ -351,6 +365,33 @@ class QueryEvaluator:
         add_mask: npt.NDArray[np.int64] | None = None,
     ) -> npt.NDArray[np.uint64]:
         return self.finish(self.zero_test(self.distances(bits_rows, real)), rho, add_mask)
+
+    # -- levels: each stage runs on as few primes as its remaining depth needs ----------
+    @property
+    def binarity_primes(self) -> int:
+        """B is added after the zero test at depth 1 + one plaintext product: two primes below the top."""
+        top = self.bfv.params.data_primes
+        return max(self.bfv.params.output_primes + 1, top - 2) if self.levels else top
+
+    def product_primes(self, depth: int) -> int:
+        """Data primes kept for a zero-test product at multiplicative depth ``depth``.
+
+        A ct×ct product costs about 30 bits of noise budget and a 60-bit prime holds two,
+        so one prime is dropped every second level; a key switch costs about
+        primes × (primes + 1) NTTs, so the lower levels are the cheaper ones. The set-up
+        noise check (``check_noise``) runs this same schedule and refuses parameters it
+        leaves short.
+        """
+        top = self.bfv.params.data_primes
+        return max(self.bfv.params.output_primes + 1, top - depth // 2) if self.levels else top
+
+    def _at(self, ct: Any, primes: int) -> Any:
+        """``ct`` switched down to ``primes`` data primes (a new ciphertext; ``ct`` itself unchanged)."""
+        if ct.coeff_modulus_size() <= primes:
+            return ct
+        out = new_ciphertext()
+        self.bfv.evaluator.mod_switch_to(ct, self.bfv.levels[primes], out)
+        return out
 
     def _probe(self, stage: str, ct: Any) -> None:
         if self.probe is not None:

@@ -37,12 +37,13 @@ def shared_noise_file(folder: str | None) -> Path | None:
 
 
 def _fingerprint(bfv: Bfv, spec: CircuitSpec) -> str:
-    # "binarity": the circuit with the binarity check; reports cached before it are re-run
+    # "binarity|levels": the circuit with the binarity check and its level schedule; reports
+    # cached for an earlier circuit are re-run
     try:
         seal = version("tenseal")
     except PackageNotFoundError:
         seal = "unknown"
-    return f"{bfv.params.name}|{spec.bits}|{spec.radius}|{spec.baby}|binarity|tenseal-{seal}"
+    return f"{bfv.params.name}|{spec.bits}|{spec.radius}|{spec.baby}|binarity|levels|tenseal-{seal}"
 
 
 def _read(path: Path | None) -> dict[str, Any]:
