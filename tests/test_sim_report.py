@@ -77,6 +77,16 @@ def test_a_protocol_without_the_cost_hash_is_reported_on_its_own(sim_tiny: Run) 
     assert "he server-learns (pHash)" in (out / "summary.md").read_text()
 
 
+def test_each_cost_cell_is_measured_once(sim_tiny: Run) -> None:
+    """One cell per variant, hash, transport and set size; a multi-process protocol (mpc), whose
+    in-process session is loopback HTTP too, is not measured twice at a size in both lists."""
+    _, res, _ = sim_tiny
+    keys = [(c["variant"], c["algo"], c["transport"], c["set_size"]) for c in res["cost"]["cells"]]
+    assert len(keys) == len(set(keys))
+    mpc = {k[3] for k in keys if k[0].startswith("mpc ")}
+    assert mpc == {200, 400}  # every configured size, over HTTP
+
+
 def test_headline_false_matches_are_measured_bounds(sim_tiny: Run) -> None:
     _, res, _ = sim_tiny
     d = res["corpus"]["distances"]["pdq"]

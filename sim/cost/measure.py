@@ -247,12 +247,15 @@ def measure_protocol(
     if not variants or not queries:
         return []
     sizes = sorted({int(s) for s in c["sizes"]} | {int(s) for s in c["http_sizes"]})
+    wanted = {"local": {int(s) for s in c["sizes"]}, "http": {int(s) for s in c["http_sizes"]}}
+    if proto.server_processes > 1:  # its in-process session is loopback HTTP too: each size once
+        wanted = {"local": set(), "http": set(sizes)}
     cells: list[dict[str, Any]] = []
     history: dict[str, list[tuple[int, float, float]]] = {}  # transport -> [(size, setup s, worst scan s)]
     room = len(pool.known_rows) + len(pool.filler)
     for size in sizes:
         for kind in ("local", "http"):
-            if size not in [int(s) for s in (c["sizes"] if kind == "local" else c["http_sizes"])]:
+            if size not in wanted[kind]:
                 continue
             hist = history.get(kind, [])
             why = {v.label: _skip_reason(c, hist, size, v.scans_per_image, room) for v in variants}
