@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
 from blindmatch.protocol import (
     BlindmatchError,
@@ -32,6 +31,8 @@ from blindmatch.protocol.mpc._field import P, Vec
 from blindmatch.protocol.mpc._sharing import PairKeys, derive_component_key, share_vector
 from blindmatch.server import SetDir
 from blindmatch.server.testing import LiveParties
+
+from . import _http
 
 BLINDMATCH = str(Path(sys.executable).parent / "blindmatch")  # the CLI of the running venv
 
@@ -127,7 +128,7 @@ class PartiesProxy(ServerHalf):
 
     def _forward(self, method: str, path: str) -> Callable[[Request], Reply]:
         def handler(req: Request) -> Reply:
-            r = httpx.request(
+            r = _http.request(
                 method,
                 f"{self._live.url}/v1/{self._protocol}/{path}",
                 content=req.body if method == "POST" else None,
@@ -152,7 +153,7 @@ class PartiesProxy(ServerHalf):
         return self._template.setup_bytes()
 
     def server_verdicts(self, account: str) -> list[ServerVerdict]:
-        r = httpx.get(
+        r = _http.get(
             f"{self._live.url}/v1/{self._protocol}/admin/verdicts",
             headers={"authorization": f"Bearer {self._token}", "x-blindmatch-account": account},
             timeout=60,

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from blindmatch.protocol import CorruptStoreError, SignatureError, get_algo
 from blindmatch.protocol.curation import (
@@ -20,6 +19,8 @@ from blindmatch.protocol.curation import (
     verify_attestations,
 )
 from blindmatch.server import LiveServer, SetDir
+
+from . import _http
 
 A = get_algo("pdq")
 H = [A.from_bytes(bytes([i]) * 32) for i in range(6)]
@@ -113,7 +114,7 @@ def test_cli_curation_flow_and_served_attestations(tmp_path: Path) -> None:
     r = _cli(*verify, "--set-dir", str(tmp_path / "set"))
     assert r.returncode == 0 and json.loads(r.stdout)["verified_by"] == ["iwf", "ncmec"]
     with LiveServer(tmp_path / "set", env={"BLINDMATCH_PROTOCOLS": "plain"}) as srv:
-        served = httpx.get(srv.url + "/v1/set").json()
+        served = _http.get(srv.url + "/v1/set").json()
         assert len(served["attestations"]) == 2
         r = _cli(*verify, "--server", srv.url)
         assert r.returncode == 0, r.stderr

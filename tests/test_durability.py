@@ -13,13 +13,14 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-import httpx
 import pytest
 from blindmatch.protocol import REGISTRY, BlindmatchError
 from blindmatch.reliability import faults
 from blindmatch.reliability import harness as H
 from blindmatch.server import LiveServer, SetDir, Settings, create_app
 from blindmatch.server.settings import protocol_options_from_env
+
+from . import _http
 
 needs_tpsi = pytest.mark.skipif("tpsi" not in REGISTRY, reason="tpsi is not registered")
 
@@ -230,7 +231,7 @@ def test_disk_full_gives_503_and_keeps_data(fresh_set: Path) -> None:
         assert biggest > limit, "the limit must be below the stores' size for the drill to mean anything"
         resource.prlimit(srv.proc.pid, resource.RLIMIT_FSIZE, (limit, limit))
         full = scan_all(srv.url, "full", fresh_set.parent / "c2")
-        assert httpx.get(srv.url + "/healthz").status_code == 200  # still serving
+        assert _http.get(srv.url + "/healthz").status_code == 200  # still serving
     for name, codes in full.items():
         assert 500 not in codes, (name, codes)
         assert all(c in (200, 503) or isinstance(c, str) for c in codes), (name, codes)

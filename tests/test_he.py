@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 
 from blindmatch.corpus import random_set
 
+from . import _http
 from .he_helpers import SERVER_LEARNS, at_distance, far_from, open_server
 
 PLANTED = (30, 31, 32, 10, 20)  # r−1, r, r+1, and what JPEG q50 does to PDQ (≈10–20 bits)
@@ -236,7 +237,6 @@ def test_exact_sha256_on_small_parameters(
 
 def test_http_end_to_end(tmp_path: Path) -> None:
     """Real uvicorn on 127.0.0.1, real HTTP: params with ETag, keys once, both modes."""
-    import httpx
     from blindmatch.client import HttpTransport
     from blindmatch.server import LiveServer, SetDir
 
@@ -253,9 +253,9 @@ def test_http_end_to_end(tmp_path: Path) -> None:
         assert client.scan(Query(at_distance(hs.value(1), 20, rng)), tr).matched is True
         assert client.scan(Query(far_from(hs, rng, 60)), tr).matched is False
         assert sl.scan(Query(hs.value(2)), tr).matched is None
-        r = httpx.get(live.url + "/v1/he/verdicts", headers={"authorization": "Bearer tok"})
+        r = _http.get(live.url + "/v1/he/verdicts", headers={"authorization": "Bearer tok"})
         assert r.status_code == 200 and r.json()[-1]["matched"] is True
-        p = httpx.get(live.url + "/v1/he/params")
-        again = httpx.get(live.url + "/v1/he/params", headers={"if-none-match": p.headers["etag"]})
+        p = _http.get(live.url + "/v1/he/params")
+        again = _http.get(live.url + "/v1/he/params", headers={"if-none-match": p.headers["etag"]})
         assert again.status_code == 304
         tr.close()

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -33,6 +32,8 @@ from blindmatch.sim.verify.oracle import SimQuery, local_session, real_verdicts
 from fastapi import FastAPI
 
 from tests.sim_test_protocols import ExactPlain, RevealOptions, RevealPlain, registered
+
+from . import _http
 
 PDQ = get_algo("pdq")
 
@@ -99,8 +100,8 @@ def test_app_serves_it_and_lists_what_its_server_learned(
                 client.scan(q, transport)
         finally:
             transport.close()
-        assert httpx.get(f"{url}/v1/test-reveal/admin/verdicts").status_code == 401
-        got = httpx.get(f"{url}/v1/test-reveal/admin/verdicts", headers=admin).json()
+        assert _http.get(f"{url}/v1/test-reveal/admin/verdicts").status_code == 401
+        got = _http.get(f"{url}/v1/test-reveal/admin/verdicts", headers=admin).json()
     assert [v["associated_data"] for v in got["verdicts"]] == [(b"ad%d" % i).hex() for i in range(3)]
     assert all(v["matched"] for v in got["verdicts"])
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 from blindmatch.protocol import REGISTRY
 from blindmatch.reliability import harness as H
 from blindmatch.server import LiveServer
 from blindmatch.server.testing import LiveParties
+
+from . import _http
 
 ADMIN = "limits-admin-token-0123456789"
 
@@ -60,7 +61,7 @@ def _all(prepared, pred) -> list[tuple[str, object]]:
 
 def test_every_protocol_is_served(prepared, live: LiveServer) -> None:
     _, recs = prepared
-    served = httpx.get(live.url + "/healthz").json()["protocols"]
+    served = _http.get(live.url + "/healthz").json()["protocols"]
     assert sorted(recs) == sorted(served) == sorted(REGISTRY)
 
 
@@ -70,7 +71,7 @@ def test_post_body_caps_413(prepared, base) -> None:
     for i, (name, ep) in enumerate(eps):
         url = f"{base(name)}/v1/{name}/{ep.path}"
         hdrs = {"x-blindmatch-client": f"cap-{i}", "authorization": f"Bearer {ADMIN}"}
-        r = httpx.post(url, content=b"\x01" * (ep.max_body + 1), headers=hdrs, timeout=60)
+        r = _http.post(url, content=b"\x01" * (ep.max_body + 1), headers=hdrs, timeout=60)
         assert r.status_code == 413 and r.json()["error"] == "body_too_large", (name, ep.path, r.text)
 
         def chunks(n: int = ep.max_body + 1):  # no Content-Length: the stream is cut at the cap
@@ -80,10 +81,10 @@ def test_post_body_caps_413(prepared, base) -> None:
                 sent += k
                 yield b"\x01" * k
 
-        r = httpx.post(url, content=chunks(), headers=hdrs, timeout=60)
+        r = _http.post(url, content=chunks(), headers=hdrs, timeout=60)
         assert r.status_code == 413, (name, ep.path, r.status_code)
         # exactly at the cap is not a 413 (the handler decides: typed 4xx or 2xx)
-        r = httpx.post(url, content=b"\x01" * ep.max_body, headers={**hdrs, "x-blindmatch-client": f"at-{i}"},
+        r = _http.post(url, content=b"\x01" * ep.max_body, headers={**hdrs, "x-blindmatch-client": f"at-{i}"},
                        timeout=120)
         assert r.status_code != 413 or r.json()["error"] == "batch_too_large", (name, ep.path)
         assert r.status_code < 500
@@ -92,7 +93,7 @@ def test_post_body_caps_413(prepared, base) -> None:
 def test_get_endpoints_never_buffer_a_body(prepared, base) -> None:
     """GET routes do not read a body at all: a large one is ignored, never buffered or a 5xx."""
     for name, ep in _all(prepared, lambda e: e.method == "GET" and not e.admin):
-        r = httpx.request("GET", f"{base(name)}/v1/{name}/{ep.path}", content=b"x" * 2_000_000, timeout=60)
+        r = _http.request("GET", f"{base(name)}/v1/{name}/{ep.path}", content=b"x" * 2_000_000, timeout=60)
         assert r.status_code < 500, (name, ep.path)
 
 
@@ -105,7 +106,7 @@ def test_rate_limited_endpoints_429_with_retry_after(prepared, base) -> None:
         url = f"{base(name)}/v1/{name}/{ep.path}"
         codes = []
         for _ in range(5):
-            r = httpx.request(ep.method, url, content=body if ep.method == "POST" else None,
+            r = _http.request(ep.method, url, content=body if ep.method == "POST" else None,
                               headers={"x-blindmatch-client": f"rl-{name}-{ep.path}"}, timeout=120)
             codes.append(r.status_code)
             if r.status_code == 429:
@@ -115,7 +116,7 @@ def test_rate_limited_endpoints_429_with_retry_after(prepared, base) -> None:
         assert 429 in codes, (name, ep.path, codes)
         assert all(c < 500 for c in codes)
         # another client is unaffected (a junk body: the limit is taken before the handler runs)
-        other = httpx.request(ep.method, url, content=b"\x01" if ep.method == "POST" else None,
+        other = _http.request(ep.method, url, content=b"\x01" if ep.method == "POST" else None,
                               headers={"x-blindmatch-client": f"other-{name}-{ep.path}"}, timeout=120)
         assert other.status_code != 429 or codes[0] == 429, "a batch larger than the burst is always 429"
 
@@ -134,9 +135,9 @@ def test_admin_endpoints_need_the_token(prepared, live: LiveServer) -> None:
         url = f"{live.url}/v1/{name}/{ep.path}"
         for hdr in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Bearer {ADMIN[:-1]}"},
                     {"authorization": ADMIN + "x"}, {"authorization": f"Basic {ADMIN}"}):
-            r = httpx.request(ep.method, url, headers=hdr, content=b"" if ep.method == "POST" else None)
+            r = _http.request(ep.method, url, headers=hdr, content=b"" if ep.method == "POST" else None)
             assert r.status_code == 401 and r.json()["error"] == "unauthorized", (name, ep.path, hdr)
-        r = httpx.request(ep.method, url, headers={"authorization": f"Bearer {ADMIN}"},
+        r = _http.request(ep.method, url, headers={"authorization": f"Bearer {ADMIN}"},
                           content=b"" if ep.method == "POST" else None)
         assert r.status_code != 401 and r.status_code < 500, (name, ep.path, r.status_code)
 
@@ -149,7 +150,7 @@ def test_admin_endpoints_closed_without_configured_token(prepared, tmp_path: Pat
     with LiveServer(set_dir, env={**H.LIVE_ENV}) as srv:
         for name, ep in eps:
             url = f"{srv.url}/v1/{name}/{ep.path}"
-            r = httpx.request(ep.method, url, headers={"authorization": "Bearer anything"})
+            r = _http.request(ep.method, url, headers={"authorization": "Bearer anything"})
             assert r.status_code == 401
 
 

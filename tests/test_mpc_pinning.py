@@ -19,7 +19,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from blindmatch.client import HttpTransport
@@ -44,6 +43,7 @@ from blindmatch.server.testing import LiveParties
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
+from . import _http
 from .conftest import encode
 from .mpc_helpers import BLINDMATCH
 
@@ -89,7 +89,7 @@ class Parties:
         return keys
 
     def verdicts(self, account: str) -> list[bool]:
-        r = httpx.get(
+        r = _http.get(
             self.live.url + "/v1/mpc/admin/verdicts",
             headers={"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": account},
             timeout=30,

@@ -22,6 +22,7 @@ from PIL import Image
 
 from blindmatch.corpus import generate_image
 
+from . import _http
 from .conftest import encode
 from .mpc_helpers import BLINDMATCH
 
@@ -31,7 +32,7 @@ TOKEN = "mpc-admin-token"
 
 def _healthy(url: str) -> bool:
     try:
-        return httpx.get(url + "/healthz", timeout=1.0).status_code == 200
+        return _http.get(url + "/healthz", timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -78,7 +79,7 @@ class Trio:
         while time.monotonic() < deadline:
             if all(_healthy(self.url(i)) for i in range(3)):
                 try:
-                    if httpx.get(self.url(0) + "/v1/mpc/manifest", timeout=5).status_code == 200:
+                    if _http.get(self.url(0) + "/v1/mpc/manifest", timeout=5).status_code == 200:
                         return
                 except httpx.HTTPError:
                     pass
@@ -188,17 +189,17 @@ def test_server_learns_verdict_reaches_party_0_only(
     )
     assert out.returncode == 0, out.stderr
     assert [json.loads(r)["matched"] for r in out.stdout.splitlines()] == [None, None]
-    r = httpx.get(
+    r = _http.get(
         trio.url(0) + "/v1/mpc/admin/verdicts",
         headers={"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": "acct-7"},
     )
     assert [v["matched"] for v in r.json()["verdicts"]] == [True, False]
     assert r.json()["account"] == "acct-7"
-    assert httpx.get(trio.url(0) + "/v1/mpc/admin/verdicts").status_code == 401
+    assert _http.get(trio.url(0) + "/v1/mpc/admin/verdicts").status_code == 401
 
 
 def _post(url: str, body: bytes) -> httpx.Response:
-    return httpx.post(url + "/v1/mpc/query", content=body, timeout=60)
+    return _http.post(url + "/v1/mpc/query", content=body, timeout=60)
 
 
 def _client_body(trio: Trio, bits: np.ndarray, tweak: str = "") -> bytes:

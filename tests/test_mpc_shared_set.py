@@ -37,6 +37,7 @@ from blindmatch.server import SetDir
 from blindmatch.server.testing import free_port_block
 from scipy.stats import chi2_contingency
 
+from . import _http
 from .mpc_helpers import BLINDMATCH
 
 PDQ = get_algo("pdq")
@@ -109,13 +110,13 @@ class SharedTrio:
 
     def _healthy(self, i: int) -> bool:
         try:
-            return httpx.get(f"http://127.0.0.1:{self.base + i}/healthz", timeout=1.0).status_code == 200
+            return _http.get(f"http://127.0.0.1:{self.base + i}/healthz", timeout=1.0).status_code == 200
         except httpx.HTTPError:
             return False
 
     def wait_manifest(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        while httpx.get(self.url + "/v1/mpc/manifest", timeout=10).status_code != 200:
+        while _http.get(self.url + "/v1/mpc/manifest", timeout=10).status_code != 200:
             assert time.monotonic() < deadline, "party 0 never served its manifest"
             time.sleep(0.2)
 

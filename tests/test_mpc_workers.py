@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from blindmatch.bench.timing import child_pids
@@ -30,6 +29,8 @@ from blindmatch.protocol import (
 from blindmatch.protocol.mpc._workers import shard_bounds
 from blindmatch.server import SetDir
 from blindmatch.server.testing import LiveParties
+
+from . import _http
 
 PDQ = get_algo("pdq")
 N = 2000
@@ -129,7 +130,7 @@ def test_server_learns_count_reaches_party_0(
     for h, _ in count_queries:
         r = client.scan(Query(h), t)
         assert (r.matched, r.count) == (None, None)
-    got = httpx.get(
+    got = _http.get(
         parties.url + "/v1/mpc/admin/verdicts",
         headers={"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": account},
         timeout=30,
@@ -168,7 +169,7 @@ def _shard_workers(pid: int) -> list[int]:
 def _wait_for_manifest(url: str, wait_s: float) -> None:
     """Party 0 serves its manifest only once every shard is connected to its peer shards."""
     deadline = time.monotonic() + wait_s
-    while httpx.get(url + "/v1/mpc/manifest", timeout=30).status_code != 200:
+    while _http.get(url + "/v1/mpc/manifest", timeout=30).status_code != 200:
         assert time.monotonic() < deadline, "the parties did not recover"
         time.sleep(0.5)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 import numpy as np
 import pytest
 from blindmatch.client import HttpTransport
@@ -12,6 +11,8 @@ from blindmatch.protocol.oprf import EvaluateRequest, Manifest, rotate_epoch
 from blindmatch.protocol.wire import encode_fields
 from blindmatch.server.setdir import SetDir
 from blindmatch.server.testing import LiveServer
+
+from . import _http
 
 PDQ = get_algo("pdq")
 OPRF = REGISTRY["oprf"]
@@ -51,17 +52,17 @@ def test_scan_over_http(live) -> None:  # type: ignore[no-untyped-def]
 def test_etag_304_and_content_length(live) -> None:  # type: ignore[no-untyped-def]
     srv, sd, _ = live
     base = f"{srv.url}/v1/oprf"
-    man = httpx.get(f"{base}/manifest")
+    man = _http.get(f"{base}/manifest")
     assert man.status_code == 200
     m = Manifest.verify(man.content)
     assert m.set_size == len(sd.hashes) and m.set_digest.hex() == sd.digest
-    f = httpx.get(f"{base}/filter")
+    f = _http.get(f"{base}/filter")
     assert f.status_code == 200 and f.headers["content-length"] == str(len(f.content))
     assert f.headers["etag"] == f'"{m.filter_digest.hex()}"'
-    again = httpx.get(f"{base}/filter", headers={"If-None-Match": f.headers["etag"]})
+    again = _http.get(f"{base}/filter", headers={"If-None-Match": f.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
     assert (
-        httpx.get(f"{base}/manifest", headers={"If-None-Match": man.headers["etag"]}).status_code
+        _http.get(f"{base}/manifest", headers={"If-None-Match": man.headers["etag"]}).status_code
         == 304
     )
 
@@ -69,10 +70,10 @@ def test_etag_304_and_content_length(live) -> None:  # type: ignore[no-untyped-d
 def test_malformed_and_limits_map_to_http(live) -> None:  # type: ignore[no-untyped-def]
     srv, _, _ = live
     base = f"{srv.url}/v1/oprf"
-    epoch = Manifest.verify(httpx.get(f"{base}/manifest").content).epoch
+    epoch = Manifest.verify(_http.get(f"{base}/manifest").content).epoch
     ep = epoch.to_bytes(4, "big")
     good = R.hash_to_group(b"q", b"t")
-    ok = httpx.post(f"{base}/evaluate", content=encode_fields(2, 1, [ep, good]))
+    ok = _http.post(f"{base}/evaluate", content=encode_fields(2, 1, [ep, good]))
     assert ok.status_code == 200
     cases = {
         "deserialize_error": encode_fields(2, 1, [ep, R.IDENTITY]),
@@ -81,9 +82,9 @@ def test_malformed_and_limits_map_to_http(live) -> None:  # type: ignore[no-unty
         "unknown_version": b"\x09" + encode_fields(2, 1, [ep, good])[1:],
     }
     for code, body in cases.items():
-        r = httpx.post(f"{base}/evaluate", content=body)
+        r = _http.post(f"{base}/evaluate", content=body)
         assert r.status_code == 400 and r.json()["error"] == code, (code, r.text)
-    big = httpx.post(f"{base}/evaluate", content=EvaluateRequest(epoch, (good,) * 1025).to_bytes())
+    big = _http.post(f"{base}/evaluate", content=EvaluateRequest(epoch, (good,) * 1025).to_bytes())
     assert big.status_code == 413 and big.json()["error"] in ("batch_too_large", "body_too_large")
 
 

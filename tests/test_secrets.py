@@ -30,7 +30,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from blindmatch.protocol import REGISTRY, BlindmatchError, InsecureKeyFileError, Query, ServerHalf
 from blindmatch.reliability import harness as H
@@ -39,6 +38,7 @@ from blindmatch.server.testing import free_port
 
 from blindmatch.corpus import random_set
 
+from . import _http
 from .mpc_helpers import open_multi_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +189,7 @@ def _start_debug_server(set_dir: Path, log: Path, env: dict[str, str]) -> tuple[
             raise RuntimeError(log.read_text(errors="replace")[-2000:])
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                if httpx.get(url + "/healthz").status_code == 200:
+                if _http.get(url + "/healthz").status_code == 200:
                     return proc, url
         except OSError:
             time.sleep(0.1)
@@ -234,16 +234,16 @@ def test_debug_logs_contain_no_key_material(tmp_path: Path, secret_log: list[Pat
                         break  # HE: one query per mode covers its code paths; each takes seconds
                 tr.close()
             for ep_path in ("", "x"):  # error paths: bad bodies to every POST route
-                httpx.post(f"{url}/v1/{name}/{ep_path}", content=b"\x01\x02junk")
+                _http.post(f"{url}/v1/{name}/{ep_path}", content=b"\x01\x02junk")
         recs = H.load_prepared(prepared(), None)[1]
         for name, rec in recs.items():
             for ep in rec.endpoints():
                 hdrs = {"authorization": f"Bearer {token}", "x-blindmatch-account": "log-acct"}
                 if ep.method == "POST":
-                    httpx.post(f"{url}/v1/{name}/{ep.path}", content=b"log-acct" if ep.admin else b"\x01junk",
+                    _http.post(f"{url}/v1/{name}/{ep.path}", content=b"log-acct" if ep.admin else b"\x01junk",
                                headers=hdrs, timeout=120)
                 else:
-                    httpx.get(f"{url}/v1/{name}/{ep.path}", headers=hdrs, timeout=120)
+                    _http.get(f"{url}/v1/{name}/{ep.path}", headers=hdrs, timeout=120)
             rec.close()
         time.sleep(1.5)  # background work (tpsi reveals) logs too
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 from blindmatch.client import HttpTransport, ServerError, hash_bytes, hash_file
 from blindmatch.protocol import (
@@ -19,6 +18,7 @@ from blindmatch.protocol.plain import PlainQuery
 from blindmatch.server import LiveServer, SetDir, Settings, create_app
 from PIL import Image
 
+from . import _http
 from .conftest import encode
 
 
@@ -37,9 +37,9 @@ def server(set_dir: Path) -> LiveServer:
 
 
 def test_health_and_protocols(server: LiveServer, set_dir: Path) -> None:
-    h = httpx.get(server.url + "/healthz").json()
+    h = _http.get(server.url + "/healthz").json()
     assert h["set"]["count"] == 4 and h["set"]["digest"] == SetDir.open(set_dir).digest
-    p = httpx.get(server.url + "/v1/protocols").json()
+    p = _http.get(server.url + "/v1/protocols").json()
     assert p["plain"]["private"] is False and p["plain"]["learner"] == "both"
 
 
@@ -67,27 +67,27 @@ def test_plain_end_to_end(server: LiveServer, images: list[Image.Image]) -> None
     ],
 )
 def test_malformed_gets_4xx_json(server: LiveServer, body: bytes, code: str) -> None:
-    r = httpx.post(server.url + "/v1/plain/query", content=body)
+    r = _http.post(server.url + "/v1/plain/query", content=body)
     assert r.status_code == 400
     assert r.json()["error"] == code and r.json()["detail"]
 
 
 def test_oversized_body_413(server: LiveServer) -> None:
-    r = httpx.post(server.url + "/v1/plain/query", content=b"\x01" * 100_000)
+    r = _http.post(server.url + "/v1/plain/query", content=b"\x01" * 100_000)
     assert r.status_code == 413 and r.json()["error"] == "body_too_large"
 
     def chunks():  # no Content-Length: the streaming cap must still stop it
         for _ in range(100):
             yield b"\x01" * 4096
 
-    r = httpx.post(server.url + "/v1/plain/query", content=chunks())
+    r = _http.post(server.url + "/v1/plain/query", content=chunks())
     assert r.status_code == 413
 
 
 def test_unknown_route_and_method(server: LiveServer) -> None:
-    r = httpx.get(server.url + "/v1/nope/query")
+    r = _http.get(server.url + "/v1/nope/query")
     assert r.status_code == 404 and r.json()["error"] == "not_found"
-    r = httpx.get(server.url + "/v1/plain/query")
+    r = _http.get(server.url + "/v1/plain/query")
     assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
 
 
@@ -98,10 +98,10 @@ def test_rate_limit_429_over_http(set_dir: Path) -> None:
     body = PlainQuery(get_algo("pdq").from_bytes(bytes(32))).to_bytes()
     with LiveServer(set_dir, env=env) as srv:
         hdr = {"x-blindmatch-client": "c1"}
-        codes = [httpx.post(srv.url + "/v1/plain/query", content=body, headers=hdr) for _ in range(3)]
+        codes = [_http.post(srv.url + "/v1/plain/query", content=body, headers=hdr) for _ in range(3)]
         assert [r.status_code for r in codes] == [200, 200, 429]
         assert codes[2].json()["error"] == "rate_limited" and int(codes[2].headers["retry-after"]) >= 1
-        other = httpx.post(srv.url + "/v1/plain/query", content=body, headers={"x-blindmatch-client": "c2"})
+        other = _http.post(srv.url + "/v1/plain/query", content=body, headers={"x-blindmatch-client": "c2"})
         assert other.status_code == 200
 
 
@@ -158,7 +158,7 @@ def test_rate_limit_not_bypassed_by_client_header(set_dir: Path) -> None:
     with LiveServer(set_dir, env=env) as srv:
         url = srv.url + "/v1/plain/query"
         codes = [
-            httpx.post(url, content=body, headers={"x-blindmatch-client": f"sybil-{i}"}).status_code
+            _http.post(url, content=body, headers={"x-blindmatch-client": f"sybil-{i}"}).status_code
             for i in range(4)
         ]
         assert codes == [200, 200, 429, 429]
@@ -167,7 +167,7 @@ def test_rate_limit_not_bypassed_by_client_header(set_dir: Path) -> None:
     with LiveServer(set_dir, env=env) as srv:
         url = srv.url + "/v1/plain/query"
         codes = [
-            httpx.post(url, content=body, headers={"x-blindmatch-client": f"sybil-{i}"}).status_code
+            _http.post(url, content=body, headers={"x-blindmatch-client": f"sybil-{i}"}).status_code
             for i in range(3)
         ]
         assert codes == [200, 200, 429]

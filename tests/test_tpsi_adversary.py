@@ -6,7 +6,6 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from blindmatch.client import HttpTransport, ServerError
@@ -27,6 +26,8 @@ from blindmatch.protocol.tpsi._core import (
 from blindmatch.protocol.tpsi._wire import Manifest, UploadBatch, Voucher, account_bytes
 from blindmatch.server import LiveServer, SetDir
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from . import _http
 
 PDQ = get_algo("pdq")
 TOKEN = "admin-" + secrets.token_hex(8)
@@ -63,7 +64,7 @@ def attacker_upload(account: str, vouchers: list[Voucher]) -> bytes:
 
 def _reveals(url: str, account: str) -> list[str]:
     hdr = {"authorization": f"Bearer {TOKEN}"}
-    r = httpx.post(url + "/v1/tpsi/reveals", headers=hdr, content=account.encode(), timeout=60)
+    r = _http.post(url + "/v1/tpsi/reveals", headers=hdr, content=account.encode(), timeout=60)
     assert r.status_code == 200, r.text
     return sorted(str(x["ad_text"]) for x in r.json()["reveals"])
 
@@ -97,7 +98,7 @@ def test_third_party_cannot_frame_an_account_or_block_its_matches(set_dir: Path,
         assert m is not None
         mallory = AccountSecrets.derive(secrets.token_bytes(32), m.threshold, m.dhf_dim)
         forged = [forged_voucher(m, mallory, "victim", f"planted-{i}".encode()) for i in range(m.threshold)]
-        r = httpx.post(srv.url + "/v1/tpsi/vouchers", content=attacker_upload("victim", forged))
+        r = _http.post(srv.url + "/v1/tpsi/vouchers", content=attacker_upload("victim", forged))
         assert r.status_code == 403, f"third-party upload accepted: {r.status_code}"
         assert _reveals(srv.url, "victim") == []
         for i in range(2 * m.threshold):
@@ -269,19 +270,19 @@ def test_admin_enrollment_stops_a_first_upload_takeover(set_dir: Path, tmp_path:
         assert m is not None
         mallory = AccountSecrets.derive(secrets.token_bytes(32), m.threshold, m.dhf_dim)
         forged = [forged_voucher(m, mallory, "newbie", f"planted-{i}".encode()) for i in range(m.threshold)]
-        r = httpx.post(srv.url + "/v1/tpsi/vouchers", content=attacker_upload("newbie", forged))
+        r = _http.post(srv.url + "/v1/tpsi/vouchers", content=attacker_upload("newbie", forged))
         assert r.status_code == 403 and r.json()["error"] == "account_not_enrolled"
         with pytest.raises(ServerError) as ei:
             victim.scan(Query(members[0], account="newbie", associated_data=b"x"), tr)
         assert ei.value.code == "account_not_enrolled"
         hdr = {"authorization": f"Bearer {TOKEN}"}
         body = {"account": "newbie", "client_key": victim.client_key("newbie").hex()}
-        assert httpx.post(srv.url + "/v1/tpsi/accounts", json=body, headers=hdr).status_code == 200
-        assert httpx.post(srv.url + "/v1/tpsi/accounts", json=body).status_code == 401
+        assert _http.post(srv.url + "/v1/tpsi/accounts", json=body, headers=hdr).status_code == 200
+        assert _http.post(srv.url + "/v1/tpsi/accounts", json=body).status_code == 401
         victim.manifest = None  # start over after the refusal
         for i in range(m.threshold):
             victim.scan(Query(members[i], account="newbie", associated_data=f"real-{i}".encode()), tr)
-        r = httpx.post(srv.url + "/v1/tpsi/vouchers", content=attacker_upload("newbie", forged))
+        r = _http.post(srv.url + "/v1/tpsi/vouchers", content=attacker_upload("newbie", forged))
         assert r.status_code == 403 and r.json()["error"] == "account_key_mismatch"
         assert _reveals(srv.url, "newbie") == sorted(f"real-{i}" for i in range(m.threshold))
         tr.close()

@@ -7,12 +7,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import pytest
 from blindmatch.client import HttpTransport, ServerError
 from blindmatch.protocol import InputError, Query, get_algo, get_protocol
 from blindmatch.protocol.tpsi import UploadBatch, list_reveals
 from blindmatch.server import LiveServer, SetDir
+
+from . import _http
 
 PDQ = get_algo("pdq")
 TOKEN = "admin-" + secrets.token_hex(8)
@@ -37,9 +38,9 @@ FLOORS = {"min_threshold": 2, "min_synthetic_rate": 0.0}  # the test server runs
 def _reveals(url: str, account: str, method: str = "GET") -> list[dict[str, object]]:
     hdr = {"authorization": f"Bearer {TOKEN}", "x-blindmatch-account": account}
     if method == "GET":
-        r = httpx.get(url + "/v1/tpsi/reveals", headers=hdr)
+        r = _http.get(url + "/v1/tpsi/reveals", headers=hdr)
     else:
-        r = httpx.post(url + "/v1/tpsi/reveals", headers=hdr, content=account.encode())
+        r = _http.post(url + "/v1/tpsi/reveals", headers=hdr, content=account.encode())
     assert r.status_code == 200, r.text
     return list(r.json()["reveals"])
 
@@ -73,14 +74,14 @@ def test_end_to_end_over_http(set_dir: Path, tmp_path: Path) -> None:
         assert sorted(r.ad.decode() for r in list_reveals(set_dir, "acct-1")) == got
 
         # admin needs the token; malformed uploads get a typed 400; ETag gives 304
-        r = httpx.get(srv.url + "/v1/tpsi/reveals", headers={"x-blindmatch-account": "acct-1"})
+        r = _http.get(srv.url + "/v1/tpsi/reveals", headers={"x-blindmatch-account": "acct-1"})
         assert r.status_code == 401
-        r = httpx.post(srv.url + "/v1/tpsi/vouchers", content=b"\x01\x03\x07\x05garbage")
+        r = _http.post(srv.url + "/v1/tpsi/vouchers", content=b"\x01\x03\x07\x05garbage")
         assert r.status_code == 400 and r.json()["error"] in ("bad_length", "decode_error")
-        r = httpx.post(srv.url + "/v1/tpsi/vouchers", content=b"\x01\x03\x05\x03garbage")
+        r = _http.post(srv.url + "/v1/tpsi/vouchers", content=b"\x01\x03\x05\x03garbage")
         assert r.status_code == 400 and r.json()["error"] == "wrong_protocol"  # unsigned format
-        t1 = httpx.get(srv.url + "/v1/tpsi/table")
-        t2 = httpx.get(srv.url + "/v1/tpsi/table", headers={"if-none-match": t1.headers["etag"]})
+        t1 = _http.get(srv.url + "/v1/tpsi/table")
+        t2 = _http.get(srv.url + "/v1/tpsi/table", headers={"if-none-match": t1.headers["etag"]})
         assert t1.status_code == 200 and t2.status_code == 304 and t2.content == b""
 
         # durability: two acknowledged matches survive SIGKILL

@@ -1,0 +1,34 @@
+"""One-shot loopback HTTP calls for tests: httpx's own ``get``/``post``/``request``, sharing one
+verifying TLS context.
+
+Why: each of httpx's one-shot calls builds a new SSL context and loads the CA bundle (about
+27 ms of CPU), and the suite makes hundreds of them. The context is the default verifying
+one, built once; every call still opens its own connection, as httpx's one-shot calls do.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+from typing import Any
+
+import httpx
+
+__all__ = ["get", "post", "request"]
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    return httpx.create_ssl_context()
+
+
+def get(url: str, **kwargs: Any) -> httpx.Response:
+    return httpx.get(url, verify=_tls(), **kwargs)
+
+
+def post(url: str, **kwargs: Any) -> httpx.Response:
+    return httpx.post(url, verify=_tls(), **kwargs)
+
+
+def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    return httpx.request(method, url, verify=_tls(), **kwargs)
