@@ -18,6 +18,7 @@ from blindmatch.protocol import REGISTRY
 from blindmatch.sim.decide.variants import protocol_variants
 from blindmatch.sim.derive import DERIVED_KEYS, derive
 from blindmatch.sim.derive.frontier import frontier_rows
+from blindmatch.sim.report.plots import FIGURES
 from blindmatch.sim.report.render import write_outputs
 from blindmatch.sim.report.tables import frontier_table, headline_rows, worked_rows
 
@@ -174,7 +175,11 @@ def test_frontier_takes_real_copies_and_new_variants(sim_tiny: Run, tmp_path: Pa
     assert real["oprf k=0"] is None
     rows = frontier_table(res)
     assert rows[-1]["Variant"] == "plain dihedral" and "Recall, real copies (95%)" in rows[0]
-    (tmp_path / "figures").mkdir()
+    # the frontier is the one figure that reads these hooks (the others are drawn as in the run)
+    frontier = next(f for f in FIGURES if f.__name__ == "_frontier")
+    assert [f["id"] for f in frontier(res, tmp_path / "figures")] == ["frontier"]
+    assert (tmp_path / "figures" / "frontier.png").stat().st_size > 0
+    res["config"]["report"]["figures"] = False
     write_outputs(res, tmp_path)
     assert "Recall, real copies" in (tmp_path / "report.html").read_text()
 
