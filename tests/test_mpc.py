@@ -20,6 +20,7 @@ from blindmatch.protocol.mpc._circuit import (
     MASKS,
     PartyCircuit,
     SetColumns,
+    column_tables,
     read_outputs,
     roots,
 )
@@ -353,3 +354,19 @@ def test_pinned_signing_keys_are_checked_as_options(options: dict[str, str], mat
         MpcClientOptions.from_options(options)
     three = ",".join(["aa" * 32, "bb" * 32, "cc" * 32])
     assert MpcClientOptions.from_options({"pinned_signing_keys": three}).pins()[2] == b"\xcc" * 32
+
+
+@pytest.mark.parametrize("bits", [64, 256])
+def test_column_tables_equal_the_bitwise_sum(bits: int) -> None:
+    """Every entry of every 16-bit table, against 2·Σ_t x_t·(1 − 2·bit_t(v)) mod p term by term
+    (bit 0 is the most significant, as in the set's columns), edge values included."""
+    rng = np.random.default_rng(bits)
+    x = rng.integers(0, P, bits).astype(np.uint32)
+    x[:3] = (0, P - 1, 1)
+    v = np.arange(65536)
+    v_bits = (v[:, None] >> (15 - np.arange(16))) & 1  # (65536, 16)
+    tables = column_tables(x)
+    assert tables.shape == (bits // 16, 65536) and tables.dtype == np.uint32
+    for c in range(bits // 16):
+        want = (2 * ((1 - 2 * v_bits) * x[16 * c : 16 * c + 16].astype(np.int64)).sum(axis=1)) % P
+        assert np.array_equal(tables[c], want)
