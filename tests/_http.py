@@ -2,24 +2,19 @@
 verifying TLS context.
 
 Why: each of httpx's one-shot calls builds a new SSL context and loads the CA bundle (about
-27 ms of CPU), and the suite makes hundreds of them. The context is the default verifying
-one, built once; every call still opens its own connection, as httpx's one-shot calls do.
+27 ms of CPU), and the suite makes hundreds of them. The context is the launcher's
+(``server.testing``): the default verifying one, built once. Every call still opens its own
+connection, as httpx's one-shot calls do.
 """
 
 from __future__ import annotations
 
-import functools
-import ssl
 from typing import Any
 
 import httpx
+from blindmatch.server.testing import _tls
 
 __all__ = ["get", "post", "request"]
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    return httpx.create_ssl_context()
 
 
 def get(url: str, **kwargs: Any) -> httpx.Response:

@@ -237,8 +237,7 @@ class Bfv:
     encoder: Any = field(repr=False)
     evaluator: Any = field(repr=False)
     primes: tuple[int, ...]
-    output_parms_id: list[int]
-    levels: dict[int, list[int]] = field(default_factory=dict, repr=False)  # data primes -> parms_id
+    levels: dict[int, list[int]] = field(repr=False)  # data primes -> parms_id, top to output level
 
     @classmethod
     def create(cls, params: ParamSet) -> Bfv:
@@ -274,9 +273,13 @@ class Bfv:
             encoder=seal.BatchEncoder(ctx),
             evaluator=seal.Evaluator(ctx),
             primes=primes,
-            output_parms_id=list(data.parms_id()),
             levels=levels,
         )
+
+    @property
+    def output_parms_id(self) -> list[int]:
+        """The level result ciphertexts are switched to (``params.output_primes`` data primes)."""
+        return self.levels[self.params.output_primes]
 
     # -- plaintexts -------------------------------------------------------
     def encode(self, values: npt.NDArray[np.int64] | Sequence[int]) -> Any:
